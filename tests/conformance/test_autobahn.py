@@ -1,0 +1,102 @@
+"""The Autobahn conformance gate: wstest's fuzzingclient finds no FAILED case in our echo servers.
+
+Plain synchronous tests (subprocesses, no trio). The per-group figures are printed and saved to
+``test-output/autobahn-<target>-<run>.txt``. wstest comes from ``scripts/setup-wstest``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .autobahn import (
+    COMPRESSION_CASES,
+    REPO,
+    Target,
+    describe,
+    free_port,
+    group_table,
+    read_results,
+    run_wstest,
+    running_server,
+    write_spec,
+)
+
+_BIN = Path(sys.executable).parent
+# The servers under test, all in one place. {port} is filled in per run.
+BARE_ECHO = Target("bare_echo", (sys.executable, "bench/bare_echo.py", "--port", "{port}"))
+CORRAL_ECHO = Target(
+    "corral_echo",
+    (str(_BIN / "corral"), "serve", "examples.echo:app", "--port", "{port}"),
+    needs_file="examples/echo.py",
+)
+CORRAL_ECHO_COMPRESSED = Target(
+    "corral_echo_compressed",
+    (str(_BIN / "corral"), "serve", "examples.echo:compressed_app", "--port", "{port}"),
+    needs_file="examples/echo.py",
+    needs_name="compressed_app",
+)
+FAST_TARGETS = [BARE_ECHO, CORRAL_ECHO]
+COMPRESSION_TARGETS = [CORRAL_ECHO_COMPRESSED]
+
+FAST_TIMEOUT = 300.0  # the run takes about 40 s
+FULL_TIMEOUT = 1800.0  # all 517 cases take about 15 min
+
+
+def _run_gate(target: Target, run: str, exclude: tuple[str, ...], timeout: float,
+              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Serve target, fuzz it with wstest, print and save the figures, and fail on any FAILED."""
+    reason = target.missing()
+    if reason is not None:
+        pytest.skip(f"{target.name}: {reason}")
+    port = free_port()
+    outdir = tmp_path / "reports"
+    spec = write_spec(outdir, target.name, port, exclude)
+    started = time.monotonic()
+    with running_server(target.command(port), port, tmp_path / "server.log"):
+        run_wstest(spec, tmp_path / "wstest.log", timeout)
+    elapsed = time.monotonic() - started
+    results = read_results(outdir, target.name)
+    figures = (
+        f"Autobahn fuzzingclient vs {target.name} ({run}: {len(results)} cases, "
+        f"excluded {list(exclude) or 'none'}, {elapsed:.0f} s)\n{group_table(results)}\n"
+    )
+    _save(f"autobahn-{target.name}-{run}.txt", figures)
+    with capsys.disabled():
+        print("\n" + figures)
+    failures = [describe(outdir, r) for r in results if r.fails_gate]
+    assert results, f"wstest reported no cases (log: {tmp_path / 'wstest.log'})"
+    assert not failures, (
+        f"{len(failures)} Autobahn case(s) failed against {target.name} "
+        f"(reports in {outdir}):\n" + "\n".join(failures)
+    )
+
+
+def _save(name: str, text: str) -> None:
+    """Write text to test-output/name in the repo."""
+    out = REPO / "test-output"
+    out.mkdir(exist_ok=True)
+    (out / name).write_text(text)
+
+
+@pytest.mark.timeout(FAST_TIMEOUT + 60)
+@pytest.mark.parametrize("target", FAST_TARGETS, ids=lambda t: t.name)
+def test_autobahn_cases_without_compression_all_pass(
+    target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every case but compression (12.*, 13.*) ends with no FAILED/UNCLEAN verdict."""
+    _run_gate(target, "fast", COMPRESSION_CASES, FAST_TIMEOUT, tmp_path, capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.compression
+@pytest.mark.timeout(FULL_TIMEOUT + 120)
+@pytest.mark.parametrize("target", COMPRESSION_TARGETS, ids=lambda t: t.name)
+def test_autobahn_all_cases_with_compression_pass(
+    target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """All 517 cases, permessage-deflate included, end with no FAILED/UNCLEAN verdict."""
+    _run_gate(target, "full", (), FULL_TIMEOUT, tmp_path, capsys)
