@@ -1,0 +1,243 @@
+"""corral's actor runtime: mailboxes, names, groups, timers, monitors, links, supervisors.
+
+Inside ``async with open_node():`` any code can ``send`` to an address or a name and
+``publish`` to a group; inside an actor, ``start_timer``, ``monitor`` and ``link`` act
+on the current actor (Erlang's ``self()``), which ``self_address()`` returns.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import trio
+
+from .actor import Actor, ActorFunction, current_actor
+from .address import Address
+from .backend import Backend, LocalBackend
+from .dynamic import DynamicSupervisor, SupervisorNotRunning, TooManyChildren
+from .errors import (
+    ActorError,
+    ActorExit,
+    MailboxFull,
+    NameTaken,
+    NoNode,
+    NoSuchActor,
+    NotInActor,
+    RestartIntensityExceeded,
+)
+from .mailbox import Mailbox, MailboxStatistics, Overflow
+from .messages import Down, Exit, MonitorRef, Ref, Timeout, TimerRef
+from .node import (
+    DEFAULT_CAPACITY,
+    ActorInfo,
+    Destination,
+    Node,
+    NodeStatistics,
+    current_node,
+    open_node,
+)
+from .reasons import (
+    KILLED,
+    MAILBOX_OVERFLOW,
+    NOPROC,
+    NORMAL,
+    SHUTDOWN,
+    Crash,
+    ExitReason,
+    Killed,
+    MailboxOverflow,
+    NoProc,
+    Normal,
+    Shutdown,
+)
+from .specs import ChildSpec, Restart, RestartIntensity, Strategy, should_restart
+from .supervisor import Supervisor, supervise
+
+
+def self_address() -> Address:
+    """The calling actor's own address (Erlang's ``self()``)."""
+    return current_actor().address
+
+
+def spawn(nursery: trio.Nursery, fn: ActorFunction, *args: Any, **options: Any) -> Address:
+    """Start ``fn(actor, *args)`` as an actor in ``nursery`` (see Node.spawn for options)."""
+    return current_node().spawn(nursery, fn, *args, **options)
+
+
+def send(dest: Destination, msg: Any) -> bool:
+    """Queue ``msg`` for an address or registered name without waiting (see Node.send)."""
+    return current_node().send(dest, msg)
+
+
+async def send_wait(dest: Destination, msg: Any) -> bool:
+    """Queue ``msg``, waiting for room in the destination's mailbox."""
+    return await current_node().send_wait(dest, msg)
+
+
+def register(name: str, address: Address | None = None) -> None:
+    """Register ``name`` for ``address`` (default: the calling actor)."""
+    current_node().register(name, address or self_address())
+
+
+def unregister(name: str) -> None:
+    """Remove a registered name."""
+    current_node().unregister(name)
+
+
+def whereis(name: str) -> Address | None:
+    """The address registered as ``name``, or None."""
+    return current_node().whereis(name)
+
+
+async def wait_for(name: str, timeout: float = math.inf) -> Address:
+    """Wait until ``name`` is registered (NoSuchActor after ``timeout``)."""
+    return await current_node().wait_for(name, timeout)
+
+
+def join(group: str, address: Address | None = None) -> None:
+    """Join ``group`` (default: the calling actor)."""
+    current_node().join(group, address or self_address())
+
+
+def leave(group: str, address: Address | None = None) -> None:
+    """Leave ``group`` (default: the calling actor)."""
+    current_node().leave(group, address or self_address())
+
+
+def members(group: str) -> list[Address]:
+    """Members of ``group``."""
+    return current_node().members(group)
+
+
+def which_groups() -> list[str]:
+    """Groups that have members."""
+    return current_node().which_groups()
+
+
+def publish(group: str, msg: Any) -> int:
+    """Offer ``msg`` to every member of ``group``; return how many took it."""
+    return current_node().publish(group, msg)
+
+
+def exit(address: Address, reason: ExitReason) -> None:  # noqa: A001 - Erlang's exit/2
+    """Send an exit signal to ``address`` (``KILLED`` cannot be trapped)."""
+    current_node().exit(address, reason)
+
+
+def start_timer(seconds: float, msg: Any) -> TimerRef:
+    """Deliver ``Timeout(ref, msg)`` to the calling actor after ``seconds``."""
+    return current_actor().start_timer(seconds, msg)
+
+
+def send_after(seconds: float, dest: Destination, msg: Any) -> TimerRef:
+    """Deliver ``msg`` to ``dest`` after ``seconds`` (dies with the calling actor)."""
+    return current_actor().send_after(seconds, dest, msg)
+
+
+def cancel_timer(ref: TimerRef) -> float | None:
+    """Cancel a timer; its message is never received afterwards. Returns time left or None."""
+    return current_actor().cancel_timer(ref)
+
+
+def read_timer(ref: TimerRef) -> float | None:
+    """Seconds left on a timer, or None."""
+    return current_actor().read_timer(ref)
+
+
+def monitor(address: Address) -> MonitorRef:
+    """Monitor ``address`` from the calling actor; a ``Down`` arrives when it ends."""
+    return current_actor().monitor(address)
+
+
+def demonitor(ref: MonitorRef) -> None:
+    """Remove a monitor (a queued Down is never received)."""
+    current_actor().demonitor(ref)
+
+
+def link(address: Address) -> None:
+    """Link the calling actor with ``address``."""
+    current_actor().link(address)
+
+
+def unlink(address: Address) -> None:
+    """Remove a link."""
+    current_actor().unlink(address)
+
+
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "KILLED",
+    "MAILBOX_OVERFLOW",
+    "NOPROC",
+    "NORMAL",
+    "SHUTDOWN",
+    "Actor",
+    "ActorError",
+    "ActorExit",
+    "ActorFunction",
+    "ActorInfo",
+    "Address",
+    "Backend",
+    "ChildSpec",
+    "Crash",
+    "Destination",
+    "Down",
+    "DynamicSupervisor",
+    "Exit",
+    "ExitReason",
+    "Killed",
+    "LocalBackend",
+    "Mailbox",
+    "MailboxFull",
+    "MailboxOverflow",
+    "MailboxStatistics",
+    "MonitorRef",
+    "NameTaken",
+    "NoNode",
+    "NoProc",
+    "NoSuchActor",
+    "Node",
+    "NodeStatistics",
+    "Normal",
+    "NotInActor",
+    "Overflow",
+    "Ref",
+    "Restart",
+    "RestartIntensity",
+    "RestartIntensityExceeded",
+    "Shutdown",
+    "Strategy",
+    "Supervisor",
+    "SupervisorNotRunning",
+    "Timeout",
+    "TimerRef",
+    "TooManyChildren",
+    "cancel_timer",
+    "current_actor",
+    "current_node",
+    "demonitor",
+    "exit",
+    "join",
+    "leave",
+    "link",
+    "members",
+    "monitor",
+    "open_node",
+    "publish",
+    "read_timer",
+    "register",
+    "send",
+    "send_after",
+    "send_wait",
+    "should_restart",
+    "spawn",
+    "start_timer",
+    "supervise",
+    "unlink",
+    "unregister",
+    "wait_for",
+    "whereis",
+    "which_groups",
+    "self_address",
+]

@@ -1,0 +1,261 @@
+"""An actor: a trio task with a mailbox, an address, timers, monitors and links.
+
+The actor's function receives its ``Actor`` handle (``async def fn(actor, *args)``):
+everything it may do to itself goes through that handle, as Erlang code uses ``self()``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import trio
+
+from .address import Address
+from .errors import ActorExit, NotInActor
+from .mailbox import Mailbox, Overflow
+from .messages import Down, Exit, MonitorRef, Revocable, Timeout, TimerRef
+from .reasons import KILLED, MAILBOX_OVERFLOW, NOPROC, NORMAL, SHUTDOWN, Crash, ExitReason
+
+if TYPE_CHECKING:
+    from .node import Destination, Node
+
+ActorFunction = Callable[..., Awaitable[None]]
+"""``async def fn(actor: Actor, *args) -> None``: the body of an actor."""
+
+logger = logging.getLogger("corral.actors")
+
+_current_actor: contextvars.ContextVar[Actor] = contextvars.ContextVar("corral_actor")
+
+
+def current_actor() -> Actor:
+    """The actor whose task is running this code (NotInActor elsewhere)."""
+    try:
+        return _current_actor.get()
+    except LookupError:
+        raise NotInActor(
+            "this needs to run inside an actor (timers, monitors, links and self "
+            "belong to one); spawn an actor, or use the node's methods"
+        ) from None
+
+
+class Actor:
+    """The running actor's handle on itself: receive, timers, monitors, links, exit."""
+
+    def __init__(
+        self,
+        node: Node,
+        address: Address,
+        *,
+        capacity: int,
+        overflow: Overflow,
+        kind: str,
+        trap_exits: bool,
+    ) -> None:
+        self.node = node
+        self.address = address
+        self.kind = kind
+        self.trap_exits = trap_exits
+        self.started_at = time.time()
+        self.mailbox = Mailbox(address, capacity, overflow, self._overflowed)
+        self.exit_reason: ExitReason | None = None
+        self._scope = trio.CancelScope()
+        self._stop_reason: ExitReason | None = None
+        self._finished = trio.Event()
+        self._links: set[Address] = set()
+        self._watchers: dict[MonitorRef, Address] = {}
+        self._watching: dict[MonitorRef, Address] = {}
+        self._timers: set[TimerRef] = set()
+
+    def __repr__(self) -> str:
+        return f"<Actor {self.address} kind={self.kind}>"
+
+    # ---- messages -------------------------------------------------------------------
+
+    async def receive(self) -> Any:
+        """Wait for the next message."""
+        return await self.mailbox.get()
+
+    def receive_nowait(self) -> Any:
+        """The next message if one is waiting, else raise trio.WouldBlock."""
+        return self.mailbox.get_nowait()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[Any]:
+        while True:
+            yield await self.mailbox.get()
+
+    def send(self, dest: Destination, msg: Any) -> bool:
+        """Send ``msg`` to an address or registered name (see Node.send)."""
+        return self.node.send(dest, msg)
+
+    def exit(self, reason: ExitReason = NORMAL) -> NoReturn:
+        """Stop this actor now with ``reason``."""
+        raise ActorExit(reason)
+
+    # ---- timers ---------------------------------------------------------------------
+
+    def start_timer(self, seconds: float, msg: Any) -> TimerRef:
+        """Deliver ``Timeout(ref, msg)`` to this actor after ``seconds``."""
+        ref = TimerRef()
+        self._schedule(ref, seconds, self.address, lambda: Timeout(ref, msg))
+        return ref
+
+    def send_after(self, seconds: float, dest: Destination, msg: Any) -> TimerRef:
+        """Deliver ``msg`` as is to ``dest`` after ``seconds``; the timer dies with this actor."""
+        ref = TimerRef()
+        self._schedule(ref, seconds, dest, lambda: msg)
+        return ref
+
+    def cancel_timer(self, ref: TimerRef) -> float | None:
+        """Cancel a timer: returns the seconds that were left, or None if it had fired.
+
+        Either way its message is never received after this returns, even if it was
+        already waiting in the mailbox.
+        """
+        self._timers.discard(ref)
+        return self.node.timers.cancel(ref)
+
+    def read_timer(self, ref: TimerRef) -> float | None:
+        """Seconds left on a timer, or None if it fired or was cancelled."""
+        return self.node.timers.remaining(ref)
+
+    def _schedule(
+        self, ref: TimerRef, seconds: float, dest: Destination, make: Callable[[], Any]
+    ) -> None:
+        def deliver() -> None:
+            self._timers.discard(ref)
+            self.node.deliver(dest, Revocable(ref, make()))
+
+        self.node.timers.schedule(ref, seconds, deliver)
+        self._timers.add(ref)
+
+    # ---- monitors and links -----------------------------------------------------------
+
+    def monitor(self, target: Address) -> MonitorRef:
+        """Be told with ``Down(ref, target, reason)`` when ``target`` ends.
+
+        If it has already ended, ``Down`` with reason noproc arrives at once.
+        """
+        ref = MonitorRef()
+        other = self.node.actor(target)
+        if other is None:
+            self.mailbox.offer(Revocable(ref, Down(ref, target, NOPROC)))
+            return ref
+        other._watchers[ref] = self.address
+        self._watching[ref] = target
+        return ref
+
+    def demonitor(self, ref: MonitorRef) -> None:
+        """Remove a monitor; a Down it already queued is never received."""
+        ref.revoked = True
+        target = self._watching.pop(ref, None)
+        other = self.node.actor(target) if target is not None else None
+        if other is not None:
+            other._watchers.pop(ref, None)
+
+    def link(self, target: Address) -> None:
+        """Tie this actor's fate to ``target``'s, both ways (Erlang's link)."""
+        other = self.node.actor(target)
+        if other is None:
+            self.signal_exit(target, NOPROC)
+            return
+        self._links.add(target)
+        other._links.add(self.address)
+
+    def unlink(self, target: Address) -> None:
+        """Undo link(target)."""
+        self._links.discard(target)
+        other = self.node.actor(target)
+        if other is not None:
+            other._links.discard(self.address)
+
+    # ---- control from the runtime -------------------------------------------------------
+
+    def signal_exit(self, sender: Address | None, reason: ExitReason) -> None:
+        """An exit signal: trapped as an ``Exit`` message, else stop (normal is ignored)."""
+        if self.trap_exits and reason is not KILLED:
+            self.mailbox.offer(Exit(sender, reason))
+        elif reason != NORMAL:
+            self.terminate(reason)
+
+    def terminate(self, reason: ExitReason) -> None:
+        """Cancel the actor's task; it ends with ``reason`` (the first one given wins)."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._scope.cancel()
+
+    async def wait(self) -> ExitReason:
+        """Wait for the actor to end; return why it did."""
+        await self._finished.wait()
+        assert self.exit_reason is not None
+        return self.exit_reason
+
+    @property
+    def finished(self) -> bool:
+        """Whether the actor has ended."""
+        return self._finished.is_set()
+
+    def _overflowed(self) -> None:
+        self.terminate(MAILBOX_OVERFLOW)
+
+    async def run(self, fn: ActorFunction, args: tuple[Any, ...]) -> None:
+        """The actor's task: run ``fn`` and turn how it ended into an exit reason.
+
+        An exception from ``fn`` is logged and becomes ``Crash``; it never propagates
+        into the nursery, so one actor's crash never cancels its siblings.
+        """
+        _current_actor.set(self)
+        reason: ExitReason = SHUTDOWN
+        try:
+            with self._scope:
+                await fn(self, *args)
+                reason = NORMAL
+            if self._scope.cancelled_caught:
+                reason = self._stop_reason or KILLED
+        except Exception as exc:
+            reason = _reason_for(exc)
+            if isinstance(reason, Crash):
+                logger.error("%s (%s) crashed", self.address, self.kind, exc_info=exc)
+        finally:
+            self._finish(reason)
+
+    def _finish(self, reason: ExitReason) -> None:
+        self.exit_reason = reason
+        self.mailbox.close()
+        for timer in self._timers:
+            self.node.timers.cancel(timer)
+        self._timers.clear()
+        self.node.forget(self)
+        for ref, target in self._watching.items():
+            other = self.node.actor(target)
+            if other is not None:
+                other._watchers.pop(ref, None)
+        for ref, watcher in self._watchers.items():
+            self.node.deliver(watcher, Revocable(ref, Down(ref, self.address, reason)))
+        for linked in self._links:
+            other = self.node.actor(linked)
+            if other is not None:
+                other._links.discard(self.address)
+                other.signal_exit(self.address, reason)
+        self._finished.set()
+
+
+def _reason_for(exc: Exception) -> ExitReason:
+    """ActorExit (alone or grouped) gives its reason; anything else is a crash."""
+    if isinstance(exc, ActorExit):
+        return exc.reason
+    if isinstance(exc, ExceptionGroup):
+        exits, rest = exc.split(ActorExit)
+        if exits is not None and rest is None:
+            first = exits.exceptions[0]
+            while isinstance(first, ExceptionGroup):
+                first = first.exceptions[0]
+            if isinstance(first, ActorExit):
+                return first.reason
+    return Crash(exc)

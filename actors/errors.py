@@ -1,0 +1,70 @@
+"""The runtime's exceptions: each one means one thing and says what to do about it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .address import Address
+    from .reasons import ExitReason
+
+
+class ActorError(Exception):
+    """Base of every corral runtime error."""
+
+
+class NoSuchActor(ActorError):
+    """No actor is registered under that name."""
+
+    def __init__(self, name: str, detail: str = "") -> None:
+        self.name = name
+        super().__init__(
+            f"no actor is registered as {name!r}{detail}; register it first, or send to its address"
+        )
+
+
+class NameTaken(ActorError):
+    """The name is already registered to another live actor."""
+
+    def __init__(self, name: str, holder: Address) -> None:
+        self.name = name
+        self.holder = holder
+        super().__init__(f"name {name!r} is already registered to {holder}")
+
+
+class MailboxFull(ActorError):
+    """The destination's mailbox is full and its overflow policy is ``fail``."""
+
+    def __init__(self, address: Address, capacity: int) -> None:
+        self.address = address
+        self.capacity = capacity
+        super().__init__(
+            f"mailbox of {address} is full ({capacity} messages); "
+            "retry later, or use send_wait() to wait for room"
+        )
+
+
+class NotInActor(ActorError):
+    """An actor-only operation (timers, monitors, links, self) was called outside an actor."""
+
+
+class NoNode(ActorError):
+    """No node is running in this task's context."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no corral node is running here: wrap your program in "
+            "`async with actors.open_node():` (the server does this for you)"
+        )
+
+
+class RestartIntensityExceeded(ActorError):
+    """A supervisor restarted children more often than its intensity allows, and gave up."""
+
+
+class ActorExit(Exception):
+    """Raised inside an actor to stop it with a given reason (see ``Actor.exit``)."""
+
+    def __init__(self, reason: ExitReason) -> None:
+        self.reason = reason
+        super().__init__(str(reason))

@@ -1,0 +1,165 @@
+"""A bounded mailbox on a trio memory channel, with a declared overflow policy.
+
+Senders never block unless they ask to (``put``); what a full mailbox does is the
+receiving actor's choice, declared once. Revoked messages (cancelled timers, removed
+monitors) are skipped on the way out, so they are never seen.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from .address import Address
+from .errors import MailboxFull
+from .messages import Revocable
+
+
+class Overflow(enum.Enum):
+    """What a full mailbox does with one more message."""
+
+    DROP_NEWEST = "drop_newest"
+    """Discard the incoming message (counted)."""
+    DROP_OLDEST = "drop_oldest"
+    """Discard the oldest queued message to make room (counted)."""
+    FAIL = "fail"
+    """Refuse it: the sender gets MailboxFull (publish just counts it as not taken)."""
+    EXIT = "exit"
+    """Discard it and stop the owning actor with reason mailbox_overflow."""
+
+
+@attrs.frozen
+class MailboxStatistics:
+    """A snapshot of one mailbox, in the manner of trio's channel statistics."""
+
+    length: int
+    capacity: int
+    overflow: Overflow
+    received: int
+    dropped: int
+    waiting_senders: int
+    closed: bool
+
+
+class Mailbox:
+    """The receiving end of an actor: bounded, with an overflow policy and counters."""
+
+    def __init__(
+        self,
+        owner: Address,
+        capacity: int,
+        overflow: Overflow,
+        on_overflow_exit: Callable[[], None],
+    ) -> None:
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"mailbox capacity must be an int >= 1, not {capacity!r}")
+        self.owner = owner
+        self.capacity = capacity
+        self.overflow = overflow
+        self.received = 0
+        self.dropped = 0
+        self._on_overflow_exit = on_overflow_exit
+        self._closed = False
+        self._send, self._receive = trio.open_memory_channel[Any](capacity)
+
+    def put_nowait(self, msg: Any) -> bool:
+        """Queue ``msg`` without waiting; on a full mailbox apply the policy.
+
+        Returns whether the message was queued. Raises MailboxFull under ``fail``.
+        A closed mailbox (its actor has ended) takes nothing and returns False.
+        """
+        try:
+            self._send.send_nowait(msg)
+        except trio.WouldBlock:
+            return self._overflowed(msg)
+        except trio.ClosedResourceError:
+            return False
+        self.received += 1
+        return True
+
+    def offer(self, msg: Any) -> bool:
+        """Like put_nowait, but ``fail`` refuses quietly (for fan-out and system messages)."""
+        try:
+            return self.put_nowait(msg)
+        except MailboxFull:
+            return False
+
+    async def put(self, msg: Any) -> bool:
+        """Queue ``msg``, waiting for room (backpressure). False if the actor ended meanwhile."""
+        try:
+            await self._send.send(msg)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        self.received += 1
+        return True
+
+    async def get(self) -> Any:
+        """Wait for the next message that has not been revoked."""
+        while True:
+            msg = await self._receive.receive()
+            if type(msg) is Revocable:
+                if msg.ref.revoked:
+                    continue
+                return msg.payload
+            return msg
+
+    def get_nowait(self) -> Any:
+        """The next unrevoked message, or raise trio.WouldBlock."""
+        while True:
+            msg = self._receive.receive_nowait()
+            if type(msg) is Revocable:
+                if msg.ref.revoked:
+                    continue
+                return msg.payload
+            return msg
+
+    def close(self) -> None:
+        """Refuse further messages and discard what is queued (the actor has ended)."""
+        self._closed = True
+        self._send.close()
+        self._receive.close()
+
+    def __len__(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    def statistics(self) -> MailboxStatistics:
+        """A snapshot: length, capacity, policy, counters."""
+        stats = self._send.statistics()
+        return MailboxStatistics(
+            length=stats.current_buffer_used,
+            capacity=self.capacity,
+            overflow=self.overflow,
+            received=self.received,
+            dropped=self.dropped,
+            waiting_senders=stats.tasks_waiting_send,
+            closed=self._closed,
+        )
+
+    def _overflowed(self, msg: Any) -> bool:
+        if self.overflow is Overflow.DROP_OLDEST:
+            return self._evict_oldest_for(msg)
+        if self.overflow is Overflow.FAIL:
+            raise MailboxFull(self.owner, self.capacity)
+        self.dropped += 1
+        if self.overflow is Overflow.EXIT:
+            self._on_overflow_exit()
+        return False
+
+    def _evict_oldest_for(self, msg: Any) -> bool:
+        # Evicting can let a sender blocked in put() take the freed slot, so loop.
+        while True:
+            try:
+                self._receive.receive_nowait()
+            except trio.WouldBlock:
+                pass
+            self.dropped += 1
+            try:
+                self._send.send_nowait(msg)
+            except trio.WouldBlock:
+                continue
+            self.received += 1
+            return True

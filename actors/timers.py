@@ -1,0 +1,76 @@
+"""One task per node runs every timer: a heap of deadlines, not a task per timer.
+
+Ten thousand connections with a ticking timer each cost one sleeping task, and trio's
+clock (including MockClock in tests) decides when they fire.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable
+
+import trio
+
+from .messages import TimerRef
+
+Deliver = Callable[[], None]
+
+
+class TimerService:
+    """Fires scheduled callbacks at their deadlines; revoked timers are skipped."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, TimerRef, Deliver]] = []
+        self._order = itertools.count()
+        self._wakeup = trio.Event()
+        self._deadlines: dict[TimerRef, float] = {}
+
+    def schedule(self, ref: TimerRef, seconds: float, deliver: Deliver) -> None:
+        """Call ``deliver()`` ``seconds`` from now unless ``ref`` is revoked first."""
+        if not seconds >= 0 or math.isinf(seconds):
+            raise ValueError(f"timer delay must be a finite number >= 0, not {seconds!r}")
+        deadline = trio.current_time() + seconds
+        self._deadlines[ref] = deadline
+        if not self._heap or deadline < self._heap[0][0]:
+            self._wakeup.set()
+        heapq.heappush(self._heap, (deadline, next(self._order), ref, deliver))
+
+    def remaining(self, ref: TimerRef) -> float | None:
+        """Seconds left before ``ref`` fires, or None if it fired or was cancelled."""
+        deadline = self._deadlines.get(ref)
+        if deadline is None or ref.revoked:
+            return None
+        return max(0.0, deadline - trio.current_time())
+
+    def cancel(self, ref: TimerRef) -> float | None:
+        """Revoke ``ref``; return the time that was left, or None if it had already fired."""
+        left = self.remaining(ref)
+        ref.revoked = True
+        self._deadlines.pop(ref, None)
+        return left
+
+    async def run(self) -> None:
+        """Fire timers forever (until cancelled with the node)."""
+        while True:
+            self._wakeup = trio.Event()
+            with trio.move_on_at(self._next_deadline()):
+                await self._wakeup.wait()
+            self._fire_due(trio.current_time())
+
+    def __len__(self) -> int:
+        return len(self._deadlines)
+
+    def _next_deadline(self) -> float:
+        while self._heap and self._heap[0][2].revoked:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else math.inf
+
+    def _fire_due(self, now: float) -> None:
+        while self._heap and self._heap[0][0] <= now:
+            _, _, ref, deliver = heapq.heappop(self._heap)
+            if ref.revoked:
+                continue
+            del self._deadlines[ref]
+            deliver()

@@ -1,0 +1,39 @@
+"""Small actors for runtime tests: one that records what it gets, one idle, one that crashes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+import actors
+
+
+class Recorder:
+    """An actor body that appends every message it receives to ``messages``."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.changed = trio.Event()
+
+    async def __call__(self, actor: actors.Actor) -> None:
+        async for msg in actor:
+            self.messages.append(msg)
+            self.changed.set()
+            self.changed = trio.Event()
+
+    async def wait_for_count(self, count: int) -> list[Any]:
+        while len(self.messages) < count:
+            await self.changed.wait()
+        return self.messages
+
+
+async def idle(actor: actors.Actor) -> None:
+    """An actor that only waits (its mailbox fills if nobody drains it)."""
+    await trio.sleep_forever()
+
+
+async def crash_on(actor: actors.Actor) -> None:
+    """An actor that crashes with the first message it receives."""
+    msg = await actor.receive()
+    raise RuntimeError(f"asked to crash: {msg}")
