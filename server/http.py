@@ -1,0 +1,315 @@
+"""HTTP/1.1 front matter with h11: read one request head, write one response, then close.
+
+corral speaks HTTP only until a connection upgrades (or gets a single answer), so there is no
+keep-alive: every response carries ``Connection: close``. Parsing and rendering are h11's; this
+module turns its events into a small immutable ``Request`` and a ``Response`` into bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import TypeAlias
+from urllib.parse import parse_qsl, urlsplit
+
+import attrs
+import h11
+import trio
+
+from server.router import Match
+
+logger = logging.getLogger("corral.server")
+
+DEFAULT_MAX_HEAD_BYTES = 16 * 1024
+"""Largest request head accepted; also the limit wsproto's own h11 parser applies to it."""
+
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 64 * 1024
+
+
+class HttpError(Exception):
+    """A request head that cannot be served; ``status`` is the HTTP answer it deserves."""
+
+    status = 400
+
+
+class BadRequest(HttpError):
+    """The request head is not valid HTTP/1.x (answer 400)."""
+
+    status = 400
+
+
+class HeadTooLarge(HttpError):
+    """The request head is larger than ``max_head_bytes`` (answer 431)."""
+
+    status = 431
+
+
+class PeerClosed(Exception):
+    """The peer closed the connection before sending a complete request head: nobody to answer."""
+
+
+def _immutable_query(value: Mapping[str, tuple[str, ...]]) -> Mapping[str, tuple[str, ...]]:
+    return MappingProxyType(dict(value))
+
+
+def _header_pairs(value: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(value)
+
+
+def _immutable_bindings(value: Mapping[str, object]) -> Mapping[str, object]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen
+class Request:
+    """One parsed request head, plus what routing learned about it.
+
+    ``path`` is the path part of the target still percent-encoded (as Cowboy's ``path``): the
+    router decodes it segment by segment so that ``%2F`` cannot split a segment.
+    """
+
+    method: str
+    target: str
+    path: str
+    query: Mapping[str, tuple[str, ...]] = attrs.field(converter=_immutable_query)
+    headers: tuple[tuple[str, str], ...]
+    http_version: str = "1.1"
+    peer: tuple[str, int] | None = None
+    scheme: str = "http"
+    bindings: Mapping[str, object] = attrs.field(default={}, converter=_immutable_bindings)
+    path_info: tuple[str, ...] | None = None
+
+    def header(self, name: str) -> str | None:
+        """All values of header ``name`` (any case) joined with ``", "``; None when absent."""
+        wanted = name.lower()
+        values = [value for key, value in self.headers if key == wanted]
+        return ", ".join(values) if values else None
+
+    def query_value(self, name: str) -> str | None:
+        """The first value of query parameter ``name``, or None."""
+        values = self.query.get(name, ())
+        return values[0] if values else None
+
+    @property
+    def subprotocols(self) -> tuple[str, ...]:
+        """Subprotocols the client proposes in ``Sec-WebSocket-Protocol``, in its order."""
+        return header_tokens(self.header("sec-websocket-protocol"), lower=False)
+
+    @property
+    def is_websocket_upgrade(self) -> bool:
+        """True when the client asks to upgrade to WebSocket (``Upgrade: websocket``)."""
+        return "websocket" in header_tokens(self.header("upgrade"))
+
+    def with_match(self, match: Match) -> Request:
+        """This request with the bindings and path_info a route match produced."""
+        return attrs.evolve(self, bindings=match.bindings, path_info=match.path_info)
+
+
+@attrs.frozen
+class Response:
+    """A complete response: status, extra headers and a body sent in full."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_header_pairs)
+    body: bytes = b""
+
+    @classmethod
+    def text(cls, status: int, text: str, *, headers: Iterable[tuple[str, str]] = ()) -> Response:
+        """A ``text/plain; charset=utf-8`` response with ``text`` and a newline as the body."""
+        content_type = ("Content-Type", "text/plain; charset=utf-8")
+        return cls(status, (content_type, *headers), (text + "\n").encode("utf-8"))
+
+
+HttpHandler: TypeAlias = Callable[[Request], Awaitable[Response] | Response]
+"""An HTTP route target: takes the routed request, returns (or awaits) a Response."""
+
+
+def header_tokens(value: str | None, *, lower: bool = True) -> tuple[str, ...]:
+    """Split a comma-separated header value into stripped, non-empty tokens."""
+    if value is None:
+        return ()
+    tokens = (token.strip() for token in value.split(","))
+    return tuple(token.lower() if lower else token for token in tokens if token)
+
+
+def not_found() -> Response:
+    """404: no route matches the path."""
+    return Response.text(404, "Not Found")
+
+
+def bad_request(reason: str) -> Response:
+    """400 with ``reason`` in the body."""
+    return Response.text(400, f"Bad Request: {reason}")
+
+
+def forbidden(reason: str) -> Response:
+    """403 with ``reason`` in the body (for example a refused Origin)."""
+    return Response.text(403, f"Forbidden: {reason}")
+
+
+def method_not_allowed(allowed: Iterable[str]) -> Response:
+    """405 with the ``Allow`` header listing ``allowed``."""
+    return Response.text(405, "Method Not Allowed", headers=[("Allow", ", ".join(allowed))])
+
+
+def upgrade_required() -> Response:
+    """426 for a plain request on a WebSocket route (RFC 9110 §15.5.22 wants ``Upgrade``)."""
+    return Response.text(426, "Upgrade Required: this is a WebSocket endpoint", headers=[("Upgrade", "websocket")])
+
+
+def unsupported_websocket_version() -> Response:
+    """426 naming the version we speak, as RFC 6455 §4.4 asks for a bad Sec-WebSocket-Version."""
+    headers = [("Sec-WebSocket-Version", "13")]
+    return Response.text(426, "Upgrade Required: unsupported Sec-WebSocket-Version", headers=headers)
+
+
+def head_too_large() -> Response:
+    """431: the request head exceeds the configured limit."""
+    return Response.text(431, "Request Header Fields Too Large")
+
+
+def internal_error() -> Response:
+    """500: an HTTP handler failed; details go to the log, not to the client."""
+    return Response.text(500, "Internal Server Error")
+
+
+def service_unavailable() -> Response:
+    """503: the server is at its connection limit."""
+    return Response.text(503, "Service Unavailable: too many connections", headers=[("Retry-After", "1")])
+
+
+def error_response(error: HttpError) -> Response:
+    """The answer a head-reading error deserves."""
+    if isinstance(error, HeadTooLarge):
+        return head_too_large()
+    return bad_request(str(error))
+
+
+async def read_request_head(
+    stream: trio.abc.ReceiveStream,
+    *,
+    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
+    peer: tuple[str, int] | None = None,
+    secure: bool = False,
+) -> tuple[Request, bytes]:
+    """Read one request head; return it and every byte read (the head and anything after it).
+
+    The bytes are what a WebSocket upgrade replays to trio-websocket. ``secure`` picks the
+    scheme (``https``/``wss``). Raises BadRequest, HeadTooLarge or PeerClosed.
+    """
+    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+    received = bytearray()
+    while True:
+        try:
+            event = connection.next_event()
+        except h11.RemoteProtocolError as exc:
+            if exc.error_status_hint == 431:
+                raise HeadTooLarge(f"request head over {max_head_bytes} bytes") from None
+            raise BadRequest(str(exc)) from None
+        if isinstance(event, h11.Request):
+            return _to_request(event, peer=peer, secure=secure), bytes(received)
+        if event is not h11.NEED_DATA:
+            raise BadRequest(f"unexpected {type(event).__name__} before a request head")
+        data = await stream.receive_some(max(1, max_head_bytes + 1 - len(received)))
+        if not data:
+            raise PeerClosed("connection closed before a complete request head")
+        received += data
+        connection.receive_data(bytes(data))
+
+
+def _to_request(event: h11.Request, *, peer: tuple[str, int] | None, secure: bool) -> Request:
+    """Convert h11's request event, refusing targets and queries that are not ASCII/UTF-8."""
+    try:
+        target = event.target.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadRequest("request target is not ASCII") from None
+    path, query = _split_target(target)
+    headers = tuple((name.decode("ascii"), value.decode("latin-1")) for name, value in event.headers)
+    request = Request(
+        method=event.method.decode("ascii"),
+        target=target,
+        path=path,
+        query=query,
+        headers=headers,
+        http_version=event.http_version.decode("ascii"),
+        peer=peer,
+    )
+    scheme = ("wss" if secure else "ws") if request.is_websocket_upgrade else ("https" if secure else "http")
+    return attrs.evolve(request, scheme=scheme)
+
+
+def _split_target(target: str) -> tuple[str, dict[str, tuple[str, ...]]]:
+    """Path (still encoded) and multi-valued query of an origin- or absolute-form target."""
+    if target.startswith("/"):
+        path, _, raw_query = target.partition("?")
+    else:
+        parts = urlsplit(target)
+        path, raw_query = parts.path or "/", parts.query
+    try:
+        pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest(f"bad query string: {exc}") from None
+    query: dict[str, tuple[str, ...]] = {}
+    for name, value in pairs:
+        query[name] = (*query.get(name, ()), value)
+    return path, query
+
+
+def render_response(response: Response, *, method: str = "GET", http_version: str = "1.1") -> bytes:
+    """Serialise ``response`` with h11 for a request of ``method``/``http_version``.
+
+    Adds ``Content-Length`` and ``Connection: close``; a HEAD request gets no body.
+    """
+    connection = _primed_connection(method, http_version)
+    headers = [*response.headers, ("Content-Length", str(len(response.body))), ("Connection", "close")]
+    data = connection.send(h11.Response(status_code=response.status, headers=headers)) or b""
+    if method != "HEAD" and response.body:
+        data += connection.send(h11.Data(data=response.body)) or b""
+    return data + (connection.send(h11.EndOfMessage()) or b"")
+
+
+def _primed_connection(method: str, http_version: str) -> h11.Connection:
+    """An h11 server connection that has seen a minimal request of this method and version.
+
+    h11 only sends a response after receiving a request (it derives framing from its method
+    and version), and writing never needs the rest of the real request.
+    """
+    connection = h11.Connection(h11.SERVER)
+    host = b"" if http_version == "1.0" else b"Host: corral\r\n"
+    connection.receive_data(b"%s / HTTP/%s\r\n%s\r\n" % (method.encode(), http_version.encode(), host))
+    event = connection.next_event()
+    assert isinstance(event, h11.Request), event
+    return connection
+
+
+async def send_response(stream: trio.abc.SendStream, response: Response, *, request: Request | None = None) -> None:
+    """Write ``response`` to ``stream``, framed for ``request`` (a GET over HTTP/1.1 if None)."""
+    if request is None:
+        data = render_response(response)
+    else:
+        data = render_response(response, method=request.method, http_version=request.http_version)
+    await stream.send_all(data)
+
+
+async def close_after_response(stream: trio.abc.Stream) -> None:
+    """Close gracefully: half-close if possible, drain briefly what the peer still sends, close.
+
+    Closing a TCP socket with unread input makes the kernel send RST, which can destroy the
+    response before the client reads it; draining first lets the answer arrive.
+    """
+    try:
+        if isinstance(stream, trio.abc.HalfCloseableStream):
+            await stream.send_eof()
+        with trio.move_on_after(_LINGER_SECONDS):
+            drained = 0
+            while drained < _LINGER_BYTES:
+                chunk = await stream.receive_some(_LINGER_BYTES)
+                if not chunk:
+                    break
+                drained += len(chunk)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        logger.debug("peer went away while closing after a response")
+    finally:
+        await trio.aclose_forcefully(stream)
