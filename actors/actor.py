@@ -247,15 +247,13 @@ class Actor:
 
 
 def _reason_for(exc: Exception) -> ExitReason:
-    """ActorExit (alone or grouped) gives its reason; anything else is a crash."""
+    """ActorExit gives its reason; anything else is a crash with the exception.
+
+    Groups of one (a nursery wrapping a single error) are unwrapped, so a crash names
+    the error itself; an ActorExit raised inside a nested nursery still counts.
+    """
+    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
     if isinstance(exc, ActorExit):
         return exc.reason
-    if isinstance(exc, ExceptionGroup):
-        exits, rest = exc.split(ActorExit)
-        if exits is not None and rest is None:
-            first = exits.exceptions[0]
-            while isinstance(first, ExceptionGroup):
-                first = first.exceptions[0]
-            if isinstance(first, ActorExit):
-                return first.reason
     return Crash(exc)

@@ -82,10 +82,11 @@ class Mailbox:
         return True
 
     def offer(self, msg: Any) -> bool:
-        """Like put_nowait, but ``fail`` refuses quietly (for fan-out and system messages)."""
+        """Like put_nowait, but ``fail`` refuses quietly, counted as dropped (for fan-out)."""
         try:
             return self.put_nowait(msg)
         except MailboxFull:
+            self.dropped += 1
             return False
 
     async def put(self, msg: Any) -> bool:

@@ -37,3 +37,20 @@ async def crash_on(actor: actors.Actor) -> None:
     """An actor that crashes with the first message it receives."""
     msg = await actor.receive()
     raise RuntimeError(f"asked to crash: {msg}")
+
+
+async def run_actor(fn: actors.ActorFunction, *args: Any, **options: Any) -> actors.ExitReason:
+    """Run one actor to its end; re-raise its crash so assertions inside it fail the test."""
+    node = actors.current_node()
+    async with trio.open_nursery() as nursery:
+        address = node.spawn(nursery, fn, *args, **options)
+        reason = await node.wait(address)
+    if isinstance(reason, actors.Crash):
+        raise reason.exception
+    return reason
+
+
+def raise_crash(reason: actors.ExitReason) -> None:
+    """Re-raise the exception behind a Crash reason (for actors run in a test's nursery)."""
+    if isinstance(reason, actors.Crash):
+        raise reason.exception

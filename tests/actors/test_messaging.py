@@ -9,7 +9,7 @@ import trio.testing
 import actors
 from actors import MAILBOX_OVERFLOW, Overflow
 
-from .kit import Recorder, idle
+from .kit import Recorder, idle, run_actor
 
 
 async def test_send_by_address_and_by_name_reaches_the_mailbox(node: actors.Node) -> None:
@@ -28,10 +28,12 @@ async def test_self_address_is_the_actors_own(node: actors.Node) -> None:
     async def body(actor: actors.Actor) -> None:
         seen.append(actors.self_address())
 
-    async with trio.open_nursery() as nursery:
-        address = actors.spawn(nursery, body)
-    assert seen == [address]
-    assert repr(address) == f"<actor test.{address.serial} 'test_self_address_is_the_actors_own.<locals>.body'>"
+    await run_actor(body)
+    (address,) = seen
+    assert (
+        repr(address)
+        == f"<actor test.{address.serial} 'test_self_address_is_the_actors_own.<locals>.body'>"
+    )
 
 
 async def test_send_to_an_ended_address_is_a_counted_no_op(node: actors.Node) -> None:
@@ -123,7 +125,9 @@ async def test_mailbox_capacity_must_be_positive(node: actors.Node) -> None:
 
 async def test_introspection_lists_live_actors_with_mailbox_figures(node: actors.Node) -> None:
     async with trio.open_nursery() as nursery:
-        address = actors.spawn(nursery, idle, name="sleepy", capacity=3, overflow=Overflow.DROP_NEWEST)
+        address = actors.spawn(
+            nursery, idle, name="sleepy", capacity=3, overflow=Overflow.DROP_NEWEST
+        )
         for i in range(5):
             actors.send(address, i)
         (info,) = [info for info in node.actors() if info.address == address]

@@ -1,0 +1,143 @@
+"""Names (register, whereis, wait_for) and process groups (join, publish, automatic leave)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+import actors
+from actors import Overflow
+
+from .kit import Recorder, idle
+
+
+async def test_register_whereis_unregister(node: actors.Node) -> None:
+    async with trio.open_nursery() as nursery:
+        address = actors.spawn(nursery, idle)
+        actors.register("svc", address)
+        assert actors.whereis("svc") == address
+        actors.unregister("svc")
+        assert actors.whereis("svc") is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_name_clash_raises_name_taken_naming_the_holder(node: actors.Node) -> None:
+    async with trio.open_nursery() as nursery:
+        holder = actors.spawn(nursery, idle, name="room")
+        other = actors.spawn(nursery, idle)
+        with pytest.raises(actors.NameTaken, match=f"already registered to {holder!r}") as err:
+            actors.register("room", other)
+        assert err.value.holder == holder
+        with pytest.raises(actors.NameTaken):
+            actors.spawn(nursery, idle, name="room")
+        nursery.cancel_scope.cancel()
+
+
+async def test_names_are_removed_when_the_actor_ends(node: actors.Node) -> None:
+    async with trio.open_nursery() as nursery:
+        address = actors.spawn(nursery, idle, name="brief")
+        node.exit(address, actors.KILLED)
+    assert actors.whereis("brief") is None
+    with pytest.raises(actors.NoSuchActor):
+        actors.send("brief", "anyone there?")
+
+
+async def test_wait_for_returns_once_the_name_is_registered(
+    node: actors.Node, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        found: list[actors.Address] = []
+
+        async def waiter() -> None:
+            found.append(await actors.wait_for("late", timeout=10))
+
+        nursery.start_soon(waiter)
+        await trio.sleep(3)
+        address = actors.spawn(nursery, idle, name="late")
+        await trio.testing.wait_all_tasks_blocked()
+        assert found == [address]
+        nursery.cancel_scope.cancel()
+
+
+async def test_wait_for_gives_up_with_no_such_actor_after_the_timeout(
+    node: actors.Node, autojump_clock: trio.testing.MockClock
+) -> None:
+    start = trio.current_time()
+    with pytest.raises(actors.NoSuchActor, match="waited 2"):
+        await actors.wait_for("never", timeout=2)
+    assert trio.current_time() - start == pytest.approx(2)
+
+
+async def test_register_refuses_an_ended_actor(node: actors.Node) -> None:
+    async with trio.open_nursery() as nursery:
+        address = actors.spawn(nursery, idle)
+        node.exit(address, actors.KILLED)
+    with pytest.raises(actors.NoSuchActor, match="has ended"):
+        actors.register("ghost", address)
+
+
+async def test_join_leave_members_which_groups(node: actors.Node) -> None:
+    async with trio.open_nursery() as nursery:
+        a, b = actors.spawn(nursery, idle), actors.spawn(nursery, idle)
+        actors.join("g", a)
+        actors.join("g", b)
+        actors.join("g", a)
+        actors.join("h", b)
+        assert actors.members("g") == [a, b]
+        assert sorted(actors.which_groups()) == ["g", "h"]
+        actors.leave("g", a)
+        assert actors.members("g") == [b]
+        actors.leave("h", b)
+        assert actors.which_groups() == ["g"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_members_leave_their_groups_when_they_end(node: actors.Node) -> None:
+    async with trio.open_nursery() as nursery:
+        a, b = actors.spawn(nursery, idle), actors.spawn(nursery, idle)
+        actors.join("g", a)
+        actors.join("g", b)
+        node.exit(a, actors.KILLED)
+        assert await node.wait(a) == actors.KILLED
+        assert actors.members("g") == [b]
+        nursery.cancel_scope.cancel()
+
+
+async def test_publish_reaches_every_member_and_returns_how_many_took_it(
+    node: actors.Node,
+) -> None:
+    recorders = [Recorder() for _ in range(3)]
+    async with trio.open_nursery() as nursery:
+        for recorder in recorders:
+            actors.join("news", actors.spawn(nursery, recorder))
+        assert actors.publish("news", "extra!") == 3
+        for recorder in recorders:
+            assert await recorder.wait_for_count(1) == ["extra!"]
+        assert actors.publish("nobody-here", "x") == 0
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("policy", [Overflow.DROP_NEWEST, Overflow.FAIL, Overflow.EXIT])
+async def test_a_full_member_never_blocks_the_publisher_or_the_others(
+    node: actors.Node, policy: Overflow
+) -> None:
+    recorders = [Recorder() for _ in range(2)]
+    async with trio.open_nursery() as nursery:
+        stuck = actors.spawn(nursery, idle, capacity=1, overflow=policy)
+        actors.send(stuck, "fills it")
+        actors.join("room", stuck)
+        stuck_actor = node.actor(stuck)
+        assert stuck_actor is not None
+        for recorder in recorders:
+            actors.join("room", actors.spawn(nursery, recorder))
+        with trio.testing.assert_no_checkpoints():
+            taken = actors.publish("room", "hello")
+        assert taken == 2
+        for recorder in recorders:
+            assert await recorder.wait_for_count(1) == ["hello"]
+        if policy is Overflow.EXIT:
+            assert await stuck_actor.wait() == actors.MAILBOX_OVERFLOW
+        else:
+            assert stuck_actor.mailbox.statistics().dropped == 1
+        nursery.cancel_scope.cancel()
