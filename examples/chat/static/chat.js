@@ -1,0 +1,314 @@
+// corral chat: the browser side of examples/chat.
+//
+// One WebSocket per page at /ws/<room> on the page's own host, JSON text frames:
+//   to the server:   {type: "join", nick}   {type: "say", text}
+//   from the server: history {messages: [{nick, text, at}]}, members {nicks}, joined {nick},
+//                    left {nick}, said {nick, text, at}, error {reason}
+// When the connection drops it reconnects with exponential backoff and joins again with the
+// same nick. All server text goes into the page through textContent, never as HTML.
+"use strict";
+
+(() => {
+  const MAX_TEXT_BYTES = 4096;
+  const BACKOFF_FIRST_MS = 500;
+  const BACKOFF_MAX_MS = 10_000;
+  const STABLE_AFTER_MS = 5_000; // a connection this old resets the backoff when it drops
+  const MAX_LINES = 1_000;
+
+  const ui = {
+    roomName: byId("room-name"),
+    status: byId("status"),
+    reconnectButton: byId("reconnect-button"),
+    messages: byId("messages"),
+    joinForm: byId("join-form"),
+    nickInput: byId("nick-input"),
+    joinButton: byId("join-button"),
+    joinError: byId("join-error"),
+    messageForm: byId("message-form"),
+    ownNick: byId("own-nick"),
+    messageInput: byId("message-input"),
+    sendButton: byId("send-button"),
+    members: byId("members"),
+    memberCount: byId("member-count"),
+  };
+
+  const room = roomFromUrl();
+  const chat = {
+    socket: null,
+    phase: "nick", // "nick": asking for one; "joining": join sent or due; "joined"
+    nick: "",
+    rejoining: false, // joined before this connection dropped: keep showing the room
+    members: new Set(),
+    attempt: 0, // reconnects since the last stable connection
+    openedAt: 0,
+    retryAt: 0,
+    retryTimer: 0,
+    countdownTimer: 0,
+  };
+
+  // --- connection ------------------------------------------------------------------------
+
+  function connect() {
+    stopRetryTimers();
+    setStatus("connecting", "Connecting…");
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(`${scheme}//${location.host}/ws/${encodeURIComponent(room)}`);
+    chat.socket = socket;
+    socket.addEventListener("open", () => {
+      chat.openedAt = Date.now();
+      setStatus("connected", "Connected");
+      if (chat.phase !== "nick") send({ type: "join", nick: chat.nick });
+    });
+    socket.addEventListener("message", (event) => receive(event.data));
+    socket.addEventListener("close", () => {
+      if (chat.socket !== socket) return;
+      chat.socket = null;
+      if (chat.openedAt !== 0) addLine(systemLine("Connection lost", "error"));
+      if (chat.phase === "joined") {
+        chat.phase = "joining"; // join again, same nick, once back
+        chat.rejoining = true;
+      }
+      showForms();
+      scheduleReconnect();
+    });
+  }
+
+  function scheduleReconnect() {
+    const wasStable = chat.openedAt !== 0 && Date.now() - chat.openedAt > STABLE_AFTER_MS;
+    if (wasStable) chat.attempt = 0;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** chat.attempt);
+    const delay = Math.min(BACKOFF_MAX_MS, base * (0.8 + 0.4 * Math.random()));
+    chat.attempt += 1;
+    chat.openedAt = 0;
+    chat.retryAt = Date.now() + delay;
+    chat.retryTimer = setTimeout(connect, delay);
+    chat.countdownTimer = setInterval(showCountdown, 250);
+    showCountdown();
+    ui.reconnectButton.hidden = false;
+  }
+
+  function showCountdown() {
+    const seconds = Math.max(1, Math.ceil((chat.retryAt - Date.now()) / 1000));
+    setStatus("disconnected", `Disconnected — reconnecting in ${seconds} s…`);
+  }
+
+  function stopRetryTimers() {
+    clearTimeout(chat.retryTimer);
+    clearInterval(chat.countdownTimer);
+    ui.reconnectButton.hidden = true;
+  }
+
+  function send(message) {
+    if (!isOpen()) return false;
+    chat.socket.send(JSON.stringify(message));
+    return true;
+  }
+
+  function isOpen() {
+    return chat.socket !== null && chat.socket.readyState === WebSocket.OPEN;
+  }
+
+  // --- what the server says --------------------------------------------------------------
+
+  const handlers = {
+    history({ messages }) {
+      if (chat.phase === "joining") joinAccepted();
+      ui.messages.replaceChildren();
+      for (const message of messages || []) addLine(messageLine(message));
+      scrollToNewest();
+    },
+    members({ nicks }) {
+      chat.members = new Set(nicks || []);
+      if (chat.phase === "joining" && chat.members.has(chat.nick)) joinAccepted();
+      renderMembers();
+    },
+    joined({ nick }) {
+      const isMe = chat.phase !== "nick" && nick === chat.nick;
+      if (isMe && chat.phase === "joining") joinAccepted();
+      chat.members.add(nick);
+      renderMembers();
+      addLine(systemLine(isMe ? `You joined #${room} as ${nick}` : `${nick} joined`));
+    },
+    left({ nick }) {
+      chat.members.delete(nick);
+      renderMembers();
+      addLine(systemLine(`${nick} left`));
+    },
+    said(message) {
+      addLine(messageLine(message), message.nick === chat.nick);
+    },
+    error({ reason }) {
+      const text = String(reason || "unknown error");
+      // Anything about the nick or joining means we are not in the room: ask again.
+      if (chat.phase === "joining" || /nick|join/i.test(text)) joinRefused(text);
+      else addLine(systemLine(`Error: ${text}`, "error"), true);
+    },
+  };
+
+  function receive(data) {
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      console.warn("corral chat: ignoring a frame that is not JSON", data);
+      return;
+    }
+    const handle = message && Object.hasOwn(handlers, message.type) && handlers[message.type];
+    if (handle) handle(message);
+    else console.warn("corral chat: ignoring an unknown message", message);
+  }
+
+  // --- what the person does --------------------------------------------------------------
+
+  ui.joinForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const nick = ui.nickInput.value.trim();
+    if (!nick) return;
+    chat.nick = nick;
+    chat.phase = "joining";
+    ui.joinError.hidden = true;
+    showForms();
+    send({ type: "join", nick }); // or on open, if we are between connections
+  });
+
+  ui.messageForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = ui.messageInput.value;
+    if (!text.trim() || chat.phase !== "joined") return;
+    const size = new TextEncoder().encode(text).length;
+    if (size > MAX_TEXT_BYTES) {
+      addLine(systemLine(`Not sent: ${size} bytes is over the ${MAX_TEXT_BYTES}-byte limit`, "error"), true);
+      return;
+    }
+    if (send({ type: "say", text })) ui.messageInput.value = "";
+  });
+
+  ui.reconnectButton.addEventListener("click", () => {
+    chat.attempt = 0;
+    connect();
+  });
+
+  window.addEventListener("hashchange", () => {
+    if (roomFromUrl() !== room) location.reload();
+  });
+
+  function joinAccepted() {
+    chat.phase = "joined";
+    chat.rejoining = false;
+    sessionStorage.setItem("corral-chat-nick", chat.nick);
+    showForms();
+    ui.messageInput.focus();
+  }
+
+  function joinRefused(reason) {
+    chat.phase = "nick";
+    chat.rejoining = false;
+    ui.joinError.textContent = reason;
+    ui.joinError.hidden = false;
+    showForms();
+    ui.nickInput.focus();
+    ui.nickInput.select();
+  }
+
+  // --- rendering -------------------------------------------------------------------------
+
+  function showForms() {
+    const inRoom = chat.phase === "joined" || chat.rejoining;
+    ui.joinForm.hidden = inRoom;
+    ui.messageForm.hidden = !inRoom;
+    ui.joinButton.disabled = chat.phase === "joining";
+    ui.joinButton.textContent = chat.phase === "joining" ? "Joining…" : "Join";
+    ui.sendButton.disabled = chat.phase !== "joined";
+    ui.ownNick.textContent = chat.nick;
+    renderMembers();
+  }
+
+  function setStatus(state, text) {
+    ui.status.dataset.state = state;
+    ui.status.textContent = text;
+  }
+
+  function messageLine({ nick, text, at }) {
+    const line = element("li", "message");
+    if (nick === chat.nick && chat.phase !== "nick") line.classList.add("mine");
+    const when = new Date(at);
+    if (!Number.isNaN(when.getTime())) {
+      const time = element("time", "at", when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+      time.dateTime = when.toISOString();
+      time.title = when.toLocaleString();
+      line.append(time);
+    }
+    line.append(element("span", "nick", String(nick)), element("span", "text", String(text)));
+    return line;
+  }
+
+  function systemLine(text, kind = "info") {
+    const line = element("li", `system ${kind}`, text);
+    if (kind === "error") line.setAttribute("role", "alert");
+    return line;
+  }
+
+  function addLine(line, forceScroll = false) {
+    const follow = forceScroll || isNearBottom();
+    ui.messages.append(line);
+    while (ui.messages.childElementCount > MAX_LINES) ui.messages.firstElementChild.remove();
+    if (follow) scrollToNewest();
+  }
+
+  function isNearBottom() {
+    const list = ui.messages;
+    return list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+  }
+
+  function scrollToNewest() {
+    ui.messages.scrollTop = ui.messages.scrollHeight;
+  }
+
+  function renderMembers() {
+    const nicks = [...chat.members].sort((a, b) => a.localeCompare(b));
+    ui.members.replaceChildren(
+      ...nicks.map((nick) => {
+        const item = element("li", "member", nick);
+        if (chat.phase === "joined" && nick === chat.nick) {
+          item.classList.add("me");
+          item.append(element("span", "you", " (you)"));
+        }
+        return item;
+      }),
+    );
+    ui.memberCount.textContent = String(nicks.length);
+  }
+
+  // --- small helpers ---------------------------------------------------------------------
+
+  function roomFromUrl() {
+    const fromQuery = new URLSearchParams(location.search).get("room");
+    let fromHash = location.hash.slice(1);
+    try {
+      fromHash = decodeURIComponent(fromHash);
+    } catch {
+      // a malformed %-escape: use the hash as written
+    }
+    return (fromQuery || fromHash || "lobby").trim() || "lobby";
+  }
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function byId(id) {
+    return document.getElementById(id);
+  }
+
+  // --- start -----------------------------------------------------------------------------
+
+  ui.roomName.textContent = room;
+  document.title = `#${room} — corral chat`;
+  ui.nickInput.value = sessionStorage.getItem("corral-chat-nick") || "";
+  showForms();
+  ui.nickInput.focus();
+  connect();
+})();
