@@ -1,4 +1,4 @@
-"""A bare trio-websocket echo server: the baseline corral is measured and conformance-tested against.
+"""A bare trio-websocket echo server: corral's baseline in benchmarks and conformance tests.
 
 Echoes every text and binary message at any path. Run: ``python bench/bare_echo.py --port 9001``.
 """

@@ -89,7 +89,7 @@ class Target:
 
 
 def _top_level_names(path: Path) -> set[str]:
-    """Names a module binds at top level (assignments, defs, classes, imports), read without import."""
+    """Names a module binds at top level (assignments, defs, classes, imports); no import."""
     names: set[str] = set()
     for node in ast.parse(path.read_text(), str(path)).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -140,7 +140,7 @@ def tail(path: Path, lines: int = 30) -> str:
 def _wait_until_accepting(
     proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float
 ) -> None:
-    """Poll 127.0.0.1:port until it accepts; raise ServerDidNotStart if proc exits or time runs out."""
+    """Poll 127.0.0.1:port until it accepts; raise ServerDidNotStart if proc exits or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -150,7 +150,9 @@ def _wait_until_accepting(
                 return
         except OSError:
             time.sleep(0.05)
-    raise ServerDidNotStart(f"server did not accept on port {port} within {timeout} s:\n{tail(log)}")
+    raise ServerDidNotStart(
+        f"server did not accept on port {port} within {timeout} s:\n{tail(log)}"
+    )
 
 
 @contextmanager
@@ -171,7 +173,7 @@ def running_server(
 
 
 def write_spec(outdir: Path, agent: str, port: int, exclude: Iterable[str]) -> Path:
-    """Write a fuzzingclient spec running every case except ``exclude`` against ws://127.0.0.1:port."""
+    """Write a fuzzingclient spec: every case but ``exclude``, against ws://127.0.0.1:port."""
     spec = {
         "outdir": str(outdir),
         "servers": [{"agent": agent, "url": f"ws://127.0.0.1:{port}"}],
@@ -186,7 +188,7 @@ def write_spec(outdir: Path, agent: str, port: int, exclude: Iterable[str]) -> P
 
 
 def run_wstest(spec: Path, log: Path, timeout: float) -> None:
-    """Run ``wstest -m fuzzingclient`` on spec (output to ``log``), killing it after ``timeout`` s."""
+    """Run ``wstest -m fuzzingclient`` on spec (output to ``log``); kill it after ``timeout`` s."""
     if not WSTEST.exists():
         raise WstestFailed(f"{WSTEST} is missing: run scripts/setup-wstest (./dev test does)")
     with log.open("wb") as out:

@@ -15,6 +15,7 @@ import pytest
 from .autobahn import (
     COMPRESSION_CASES,
     REPO,
+    CaseResult,
     Target,
     describe,
     free_port,
@@ -47,7 +48,7 @@ FULL_TIMEOUT = 1800.0  # all 517 cases take about 15 min
 
 
 def _run_gate(target: Target, run: str, exclude: tuple[str, ...], timeout: float,
-              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> list[CaseResult]:
     """Serve target, fuzz it with wstest, print and save the figures, and fail on any FAILED."""
     reason = target.missing()
     if reason is not None:
@@ -73,6 +74,7 @@ def _run_gate(target: Target, run: str, exclude: tuple[str, ...], timeout: float
         f"{len(failures)} Autobahn case(s) failed against {target.name} "
         f"(reports in {outdir}):\n" + "\n".join(failures)
     )
+    return results
 
 
 def _save(name: str, text: str) -> None:
@@ -98,5 +100,10 @@ def test_autobahn_cases_without_compression_all_pass(
 def test_autobahn_all_cases_with_compression_pass(
     target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """All 517 cases, permessage-deflate included, end with no FAILED/UNCLEAN verdict."""
-    _run_gate(target, "full", (), FULL_TIMEOUT, tmp_path, capsys)
+    """All 517 cases end with no FAILED/UNCLEAN verdict, and permessage-deflate is really on."""
+    results = _run_gate(target, "full", (), FULL_TIMEOUT, tmp_path, capsys)
+    unimplemented = [r.case_id for r in results if r.behavior == "UNIMPLEMENTED"]
+    assert not unimplemented, (
+        f"{target.name} did not negotiate permessage-deflate in {len(unimplemented)} case(s): "
+        f"{', '.join(unimplemented[:20])}{' ...' if len(unimplemented) > 20 else ''}"
+    )
