@@ -17,7 +17,7 @@ import attrs
 import h11
 import trio
 
-from server.router import Match
+from .router import Match
 
 logger = logging.getLogger("corral.server")
 

@@ -36,7 +36,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import RemoteProtocolError
 
-from server.http import (
+from .http import (
     Request,
     Response,
     bad_request,
