@@ -1,0 +1,243 @@
+"""The front door: accept TCP (or TLS), read and route one request head, answer or hand over.
+
+``dispatch`` is the pure decision (answer, call an HTTP handler, or upgrade); ``FrontDoor``
+carries it out for one connection under the server's limits; ``serve_tcp`` runs listeners.
+WebSocket upgrades go to an injected ``on_websocket`` callback (the connection layer).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Collection
+from typing import TypeAlias, cast
+
+import attrs
+import trio
+
+from .http import (
+    DEFAULT_MAX_HEAD_BYTES,
+    HttpError,
+    HttpHandler,
+    PeerClosed,
+    Request,
+    Response,
+    bad_request,
+    close_after_response,
+    error_response,
+    internal_error,
+    method_not_allowed,
+    not_found,
+    read_request_head,
+    send_response,
+    service_unavailable,
+    upgrade_required,
+)
+from .router import MalformedPath, Match, Router
+from .upgrade import handshake_problem
+
+logger = logging.getLogger("corral.server")
+
+OnWebSocket: TypeAlias = Callable[[trio.abc.Stream, Request, bytes, Match], Awaitable[None]]
+"""``on_websocket(stream, request, head_bytes, match)``: accept (or refuse) and run a WebSocket.
+
+It owns ``stream`` until it returns and must return only when the connection is over: the
+connection counts against ``max_connections`` until then, and is closed right after.
+"""
+
+
+@attrs.frozen
+class Answer:
+    """Decision: reply with ``response`` and close."""
+
+    response: Response
+
+
+@attrs.frozen
+class CallHttpHandler:
+    """Decision: call an HTTP route's handler with the routed request, reply with its response."""
+
+    handler: HttpHandler
+    request: Request
+
+
+@attrs.frozen
+class UpgradeWebSocket:
+    """Decision: a valid WebSocket handshake on a WebSocket route; hand it to ``on_websocket``."""
+
+    request: Request
+    match: Match
+
+
+Decision: TypeAlias = Answer | CallHttpHandler | UpgradeWebSocket
+
+
+def dispatch(router: Router, request: Request, *, allowed_origins: Collection[str] | None = None) -> Decision:
+    """Decide what to do with a request head: 400/404/405/426/403 answers, HTTP, or upgrade."""
+    try:
+        match = router.match(request.path)
+    except MalformedPath as exc:
+        return Answer(bad_request(str(exc)))
+    if match is None:
+        return Answer(not_found())
+    routed = request.with_match(match)
+    if match.route.kind == "http":
+        return CallHttpHandler(cast(HttpHandler, match.route.target), routed)
+    if not request.is_websocket_upgrade:
+        if request.method in ("GET", "HEAD"):
+            return Answer(upgrade_required())
+        return Answer(method_not_allowed(["GET"]))
+    problem = handshake_problem(request, allowed_origins=allowed_origins)
+    if problem is not None:
+        return Answer(problem)
+    return UpgradeWebSocket(routed, match)
+
+
+@attrs.frozen
+class FrontDoorStatistics:
+    """Connections being served now, and connections refused with 503 so far."""
+
+    active_connections: int
+    refused_connections: int
+
+
+@attrs.define
+class FrontDoor:
+    """Serves one accepted stream at a time (``handle``) under the server's limits.
+
+    The head must arrive within ``handshake_timeout``; an HTTP exchange (handler and reply)
+    must also finish within it. Over ``max_connections`` open connections, a new one reads
+    its head and gets 503. Every stream is closed when ``handle`` returns.
+    """
+
+    router: Router
+    on_websocket: OnWebSocket
+    handshake_timeout: float = 10.0
+    max_connections: int = 10_000
+    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES
+    allowed_origins: Collection[str] | None = None
+    _active: int = attrs.field(default=0, init=False)
+    _refused: int = attrs.field(default=0, init=False)
+
+    def statistics(self) -> FrontDoorStatistics:
+        """A snapshot of the connection counters."""
+        return FrontDoorStatistics(self._active, self._refused)
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """Serve one connection to its end; log (never raise) its failures; close the stream."""
+        admitted = self._active < self.max_connections
+        if admitted:
+            self._active += 1
+        else:
+            self._refused += 1
+        try:
+            await self._serve(stream, admitted)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            logger.debug("connection from %s lost: %r", _peer(stream), exc)
+        except Exception:
+            logger.exception("connection from %s failed", _peer(stream))
+        finally:
+            if admitted:
+                self._active -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _serve(self, stream: trio.abc.Stream, admitted: bool) -> None:
+        head = await self._read_head(stream)
+        if head is None:
+            return
+        request, head_bytes = head
+        if not admitted:
+            logger.warning("refusing %s: at max_connections=%d", request.peer, self.max_connections)
+            await self._reply(stream, request, service_unavailable())
+            return
+        decision = dispatch(self.router, request, allowed_origins=self.allowed_origins)
+        if isinstance(decision, UpgradeWebSocket):
+            await self.on_websocket(stream, decision.request, head_bytes, decision.match)
+        elif isinstance(decision, CallHttpHandler):
+            with trio.move_on_after(self.handshake_timeout):
+                await self._reply(stream, request, await _call_http_handler(decision))
+        else:
+            await self._reply(stream, request, decision.response)
+
+    async def _read_head(self, stream: trio.abc.Stream) -> tuple[Request, bytes] | None:
+        """The head and the bytes read, or None after answering/closing a bad or silent client."""
+        peer = _peer(stream)
+        with trio.move_on_after(self.handshake_timeout):
+            try:
+                return await read_request_head(
+                    stream,
+                    max_head_bytes=self.max_head_bytes,
+                    peer=peer,
+                    secure=isinstance(stream, trio.SSLStream),
+                )
+            except HttpError as exc:
+                logger.info("bad request head from %s: %s", peer, exc)
+                await self._reply(stream, None, error_response(exc))
+            except PeerClosed:
+                logger.debug("%s closed before sending a request head", peer)
+            return None
+        logger.info("closing %s: no request head within %.3g s", peer, self.handshake_timeout)
+        return None
+
+    async def _reply(self, stream: trio.abc.Stream, request: Request | None, response: Response) -> None:
+        """Send ``response``, log it, and close the stream gracefully, all within the deadline."""
+        if request is not None:
+            logger.info("%s %s %s -> %d", request.peer, request.method, request.target, response.status)
+        with trio.move_on_after(self.handshake_timeout):
+            await send_response(stream, response, request=request)
+            await close_after_response(stream)
+
+
+async def _call_http_handler(decision: CallHttpHandler) -> Response:
+    """Run a sync or async HTTP handler; a crash or a non-Response becomes a logged 500."""
+    try:
+        result = decision.handler(decision.request)
+        if inspect.isawaitable(result):
+            result = await result
+        if not isinstance(result, Response):
+            raise TypeError(f"HTTP handler returned {result!r}, not a Response")
+    except Exception:
+        logger.exception("HTTP handler for %s failed", decision.request.path)
+        return internal_error()
+    return result
+
+
+def _peer(stream: trio.abc.Stream) -> tuple[str, int] | None:
+    """The remote (host, port) of a TCP or TLS-over-TCP stream, if it is still known."""
+    transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if not isinstance(transport, trio.SocketStream):
+        return None
+    try:
+        address = transport.socket.getpeername()
+    except OSError:
+        return None
+    return str(address[0]), int(address[1])
+
+
+def make_ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
+    """A server TLS context with modern defaults, loaded with this certificate chain and key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+async def serve_tcp(
+    front_door: FrontDoor,
+    *,
+    host: str | None,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    task_status: trio.TaskStatus[list[trio.abc.Listener[trio.abc.Stream]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on ``host:port`` (TLS when ``ssl_context`` is given) until cancelled.
+
+    ``task_status.started`` receives the listeners (port 0 picks a free port: read it from
+    ``listeners[0]``). Each connection runs ``front_door.handle`` in the listeners' nursery.
+    """
+    tcp = await trio.open_tcp_listeners(port, host=host)
+    listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp)
+    if ssl_context is not None:
+        listeners = [trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in tcp]
+    await trio.serve_listeners(front_door.handle, listeners, task_status=task_status)
