@@ -156,13 +156,17 @@ def method_not_allowed(allowed: Iterable[str]) -> Response:
 
 def upgrade_required() -> Response:
     """426 for a plain request on a WebSocket route (RFC 9110 §15.5.22 wants ``Upgrade``)."""
-    return Response.text(426, "Upgrade Required: this is a WebSocket endpoint", headers=[("Upgrade", "websocket")])
+    return Response.text(
+        426, "Upgrade Required: this is a WebSocket endpoint", headers=[("Upgrade", "websocket")]
+    )
 
 
 def unsupported_websocket_version() -> Response:
     """426 naming the version we speak, as RFC 6455 §4.4 asks for a bad Sec-WebSocket-Version."""
     headers = [("Sec-WebSocket-Version", "13")]
-    return Response.text(426, "Upgrade Required: unsupported Sec-WebSocket-Version", headers=headers)
+    return Response.text(
+        426, "Upgrade Required: unsupported Sec-WebSocket-Version", headers=headers
+    )
 
 
 def head_too_large() -> Response:
@@ -177,7 +181,9 @@ def internal_error() -> Response:
 
 def service_unavailable() -> Response:
     """503: the server is at its connection limit."""
-    return Response.text(503, "Service Unavailable: too many connections", headers=[("Retry-After", "1")])
+    return Response.text(
+        503, "Service Unavailable: too many connections", headers=[("Retry-After", "1")]
+    )
 
 
 def error_response(error: HttpError) -> Response:
@@ -226,7 +232,9 @@ def _to_request(event: h11.Request, *, peer: tuple[str, int] | None, secure: boo
     except UnicodeDecodeError:
         raise BadRequest("request target is not ASCII") from None
     path, query = _split_target(target)
-    headers = tuple((name.decode("ascii"), value.decode("latin-1")) for name, value in event.headers)
+    headers = tuple(
+        (name.decode("ascii"), value.decode("latin-1")) for name, value in event.headers
+    )
     request = Request(
         method=event.method.decode("ascii"),
         target=target,
@@ -236,7 +244,11 @@ def _to_request(event: h11.Request, *, peer: tuple[str, int] | None, secure: boo
         http_version=event.http_version.decode("ascii"),
         peer=peer,
     )
-    scheme = ("wss" if secure else "ws") if request.is_websocket_upgrade else ("https" if secure else "http")
+    scheme = (
+        ("wss" if secure else "ws")
+        if request.is_websocket_upgrade
+        else ("https" if secure else "http")
+    )
     return attrs.evolve(request, scheme=scheme)
 
 
@@ -263,7 +275,11 @@ def render_response(response: Response, *, method: str = "GET", http_version: st
     Adds ``Content-Length`` and ``Connection: close``; a HEAD request gets no body.
     """
     connection = _primed_connection(method, http_version)
-    headers = [*response.headers, ("Content-Length", str(len(response.body))), ("Connection", "close")]
+    headers = [
+        *response.headers,
+        ("Content-Length", str(len(response.body))),
+        ("Connection", "close"),
+    ]
     data = connection.send(h11.Response(status_code=response.status, headers=headers)) or b""
     if method != "HEAD" and response.body:
         data += connection.send(h11.Data(data=response.body)) or b""
@@ -278,13 +294,17 @@ def _primed_connection(method: str, http_version: str) -> h11.Connection:
     """
     connection = h11.Connection(h11.SERVER)
     host = b"" if http_version == "1.0" else b"Host: corral\r\n"
-    connection.receive_data(b"%s / HTTP/%s\r\n%s\r\n" % (method.encode(), http_version.encode(), host))
+    connection.receive_data(
+        b"%s / HTTP/%s\r\n%s\r\n" % (method.encode(), http_version.encode(), host)
+    )
     event = connection.next_event()
     assert isinstance(event, h11.Request), event
     return connection
 
 
-async def send_response(stream: trio.abc.SendStream, response: Response, *, request: Request | None = None) -> None:
+async def send_response(
+    stream: trio.abc.SendStream, response: Response, *, request: Request | None = None
+) -> None:
     """Write ``response`` to ``stream``, framed for ``request`` (a GET over HTTP/1.1 if None)."""
     if request is None:
         data = render_response(response)

@@ -73,7 +73,9 @@ class UpgradeWebSocket:
 Decision: TypeAlias = Answer | CallHttpHandler | UpgradeWebSocket
 
 
-def dispatch(router: Router, request: Request, *, allowed_origins: Collection[str] | None = None) -> Decision:
+def dispatch(
+    router: Router, request: Request, *, allowed_origins: Collection[str] | None = None
+) -> Decision:
     """Decide what to do with a request head: 400/404/405/426/403 answers, HTTP, or upgrade."""
     try:
         match = router.match(request.path)
@@ -155,8 +157,15 @@ class FrontDoor:
         if isinstance(decision, UpgradeWebSocket):
             await self.on_websocket(stream, decision.request, head_bytes, decision.match)
         elif isinstance(decision, CallHttpHandler):
-            with trio.move_on_after(self.handshake_timeout):
+            with trio.move_on_after(self.handshake_timeout) as deadline:
                 await self._reply(stream, request, await _call_http_handler(decision))
+            if deadline.cancelled_caught:
+                logger.warning(
+                    "%s %s: no answer within %.3g s; closing",
+                    request.method,
+                    request.path,
+                    self.handshake_timeout,
+                )
         else:
             await self._reply(stream, request, decision.response)
 
@@ -180,10 +189,14 @@ class FrontDoor:
         logger.info("closing %s: no request head within %.3g s", peer, self.handshake_timeout)
         return None
 
-    async def _reply(self, stream: trio.abc.Stream, request: Request | None, response: Response) -> None:
+    async def _reply(
+        self, stream: trio.abc.Stream, request: Request | None, response: Response
+    ) -> None:
         """Send ``response``, log it, and close the stream gracefully, all within the deadline."""
         if request is not None:
-            logger.info("%s %s %s -> %d", request.peer, request.method, request.target, response.status)
+            logger.info(
+                "%s %s %s -> %d", request.peer, request.method, request.target, response.status
+            )
         with trio.move_on_after(self.handshake_timeout):
             await send_response(stream, response, request=request)
             await close_after_response(stream)
@@ -229,7 +242,9 @@ async def serve_tcp(
     host: str | None,
     port: int,
     ssl_context: ssl.SSLContext | None = None,
-    task_status: trio.TaskStatus[list[trio.abc.Listener[trio.abc.Stream]]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[
+        list[trio.abc.Listener[trio.abc.Stream]]
+    ] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on ``host:port`` (TLS when ``ssl_context`` is given) until cancelled.
 
@@ -239,5 +254,7 @@ async def serve_tcp(
     tcp = await trio.open_tcp_listeners(port, host=host)
     listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp)
     if ssl_context is not None:
-        listeners = [trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in tcp]
+        listeners = [
+            trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in tcp
+        ]
     await trio.serve_listeners(front_door.handle, listeners, task_status=task_status)

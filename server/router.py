@@ -22,7 +22,8 @@ from typing import Any, Literal, TypeAlias, cast
 import attrs
 
 Constraint: TypeAlias = Literal["int", "nonempty"] | Callable[[Any], object]
-"""``"int"`` converts to int, ``"nonempty"`` refuses ``""``; a callable converts or raises ValueError.
+"""``"int"`` converts to int, ``"nonempty"`` refuses ``""``; a callable converts or raises
+ValueError.
 
 Constraints on one binding run in order, each on the previous one's result (first on the str).
 """
@@ -233,7 +234,9 @@ def _parse_segment(part: str, pattern: str) -> str | _Binding | None:
     if part.startswith(":"):
         name = part[1:]
         if not name.isidentifier():
-            raise ValueError(f"binding name {name!r} in route pattern {pattern!r} is not an identifier")
+            raise ValueError(
+                f"binding name {name!r} in route pattern {pattern!r} is not an identifier"
+            )
         return _Binding(name)
     if ":" in part:
         raise ValueError(f"':' may only start a segment in route pattern {pattern!r}")
@@ -245,14 +248,16 @@ def _check_constraints(
     alternatives: Iterable[_Alternative],
     constraints: Iterable[tuple[str, tuple[Constraint, ...]]],
 ) -> None:
-    """Refuse constraints on names the pattern never binds, or that are not known names/callables."""
+    """Refuse constraints on names the pattern never binds, or not 'int'/'nonempty'/callable."""
     names = {seg.name for alt in alternatives for seg in alt.segments if isinstance(seg, _Binding)}
     for name, checks in constraints:
         if name not in names:
             raise ValueError(f"constraint on {name!r}, which route pattern {pattern!r} never binds")
         for check in checks:
             if not (check in ("int", "nonempty") or callable(check)):
-                raise ValueError(f"constraint {check!r} on {name!r} is not 'int', 'nonempty' or a callable")
+                raise ValueError(
+                    f"constraint {check!r} on {name!r} is not 'int', 'nonempty' or a callable"
+                )
 
 
 def _match_alternative(
@@ -260,7 +265,7 @@ def _match_alternative(
     segments: tuple[str, ...],
     constraints: Iterable[tuple[str, tuple[Constraint, ...]]],
 ) -> tuple[dict[str, object], tuple[str, ...] | None] | None:
-    """Bindings and path_info if ``segments`` fit ``alternative`` and pass constraints, else None."""
+    """Bindings and path_info if ``segments`` fit ``alternative`` and its constraints; else None."""
     count = len(alternative.segments)
     if len(segments) < count or (len(segments) > count and not alternative.has_rest):
         return None

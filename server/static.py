@@ -41,7 +41,9 @@ class StaticFiles:
         if found is None:
             return not_found()
         path, body = found
-        return Response(200, [("Content-Type", content_type(path)), ("X-Content-Type-Options", "nosniff")], body)
+        return Response(
+            200, [("Content-Type", content_type(path)), ("X-Content-Type-Options", "nosniff")], body
+        )
 
     def _read(self, segments: tuple[str, ...]) -> tuple[Path, bytes] | None:
         """The resolved file and its bytes, or None if missing or outside the root (blocking)."""

@@ -55,6 +55,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 2**20
 DEFAULT_MESSAGE_QUEUE_SIZE = 1
 """trio-websocket's default number of received messages buffered before reading pauses."""
 
+
 class HandshakeRejected(Exception):
     """wsproto refuses this handshake; answer 400 (``refuse(stream, bad_request(...))``)."""
 
@@ -90,7 +91,9 @@ class ReplayStream(trio.abc.Stream):
         await self._inner.aclose()
 
 
-def handshake_problem(request: Request, *, allowed_origins: Collection[str] | None = None) -> Response | None:
+def handshake_problem(
+    request: Request, *, allowed_origins: Collection[str] | None = None
+) -> Response | None:
     """The refusal a WebSocket upgrade request deserves, or None when it may be accepted.
 
     ``allowed_origins`` (``scheme://host[:port]``, any case) refuses other browser origins with
@@ -178,7 +181,9 @@ async def accept_websocket(
     """
     offer = _probe_handshake(head_bytes)
     if subprotocol is not None and subprotocol not in offer.subprotocols:
-        raise ValueError(f"subprotocol {subprotocol!r} was not proposed (client offered {offer.subprotocols})")
+        raise ValueError(
+            f"subprotocol {subprotocol!r} was not proposed (client offered {offer.subprotocols})"
+        )
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in extra_headers]
     use_deflate = compression and _deflate_offers_parse(offer.extensions)
     request = await trio_websocket.wrap_server_stream(
@@ -211,7 +216,11 @@ def _deflate_offers_parse(offers: Sequence[object]) -> bool:
     wsproto's ``PerMessageDeflate.accept`` raises ValueError on a non-numeric window size,
     which would escape ``accept``; such a client simply gets no compression.
     """
-    names = [offer for offer in offers if isinstance(offer, str) and offer.split(";")[0].strip() == PerMessageDeflate.name]
+    names = [
+        offer
+        for offer in offers
+        if isinstance(offer, str) and offer.split(";")[0].strip() == PerMessageDeflate.name
+    ]
     try:
         for offer in names:
             PerMessageDeflate().accept(offer)

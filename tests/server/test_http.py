@@ -179,7 +179,9 @@ async def test_head_at_the_limit_is_accepted() -> None:
 
 
 @pytest.mark.parametrize("chunks", [(), (b"GET / HTTP/1.1\r\nHo",)])
-async def test_peer_closing_before_a_complete_head_raises_peer_closed(chunks: tuple[bytes, ...]) -> None:
+async def test_peer_closing_before_a_complete_head_raises_peer_closed(
+    chunks: tuple[bytes, ...],
+) -> None:
     with pytest.raises(PeerClosed):
         await read(*chunks)
 

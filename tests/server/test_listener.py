@@ -34,7 +34,9 @@ class Echo:
 
     calls: list[tuple[Request, Match]] = attrs.Factory(list)
 
-    async def __call__(self, stream: trio.abc.Stream, request: Request, head_bytes: bytes, match: Match) -> None:
+    async def __call__(
+        self, stream: trio.abc.Stream, request: Request, head_bytes: bytes, match: Match
+    ) -> None:
         self.calls.append((request, match))
         async with trio.open_nursery() as nursery:
             ws = await accept_websocket(nursery, stream, head_bytes)
@@ -99,7 +101,7 @@ async def exchange(port: int, data: bytes) -> tuple[int, dict[bytes, bytes], byt
 
 
 async def until_idle(front_door: FrontDoor) -> None:
-    """Wait for the server side of finished exchanges to wind down (it lingers for the peer's EOF)."""
+    """Wait for the server side of finished exchanges to end (it lingers for the peer's EOF)."""
     with trio.fail_after(5):
         while front_door.statistics().active_connections:
             await trio.sleep(0.01)
@@ -113,7 +115,9 @@ def upgrade(path: str = "/chat/lobby", extra: str = "Sec-WebSocket-Version: 13\r
     return UPGRADE.format(path=path, extra=extra).encode()
 
 
-async def test_websocket_upgrade_is_handed_to_on_websocket_with_bindings(nursery: trio.Nursery) -> None:
+async def test_websocket_upgrade_is_handed_to_on_websocket_with_bindings(
+    nursery: trio.Nursery,
+) -> None:
     echo = Echo()
     port, _ = await start(nursery, echo)
     async with open_websocket_url(f"ws://127.0.0.1:{port}/chat/lobby?nick=ann") as ws:
@@ -136,7 +140,9 @@ async def test_plain_get_on_websocket_route_gets_426(nursery: trio.Nursery) -> N
 
 async def test_post_on_websocket_route_gets_405(nursery: trio.Nursery) -> None:
     port, _ = await start(nursery)
-    status, headers, _ = await exchange(port, b"POST /chat/lobby HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+    status, headers, _ = await exchange(
+        port, b"POST /chat/lobby HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+    )
     assert status == 405 and headers[b"allow"] == b"GET"
 
 
@@ -169,7 +175,9 @@ async def test_head_request_gets_headers_without_body(nursery: trio.Nursery) -> 
     assert received.endswith(b"\r\n\r\n")
 
 
-async def test_crashing_http_handler_gets_500_and_is_logged(nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:
+async def test_crashing_http_handler_gets_500_and_is_logged(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
     port, _ = await start(nursery)
     assert (await exchange(port, get("/crash")))[0] == 500
     assert "handler bug" in caplog.text
@@ -183,7 +191,9 @@ async def test_bad_websocket_version_gets_426_naming_13(nursery: trio.Nursery) -
 
 async def test_missing_key_gets_400(nursery: trio.Nursery) -> None:
     port, _ = await start(nursery)
-    head = get("/chat/lobby", "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n")
+    head = get(
+        "/chat/lobby", "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    )
     assert (await exchange(port, head))[0] == 400
 
 
@@ -246,7 +256,9 @@ async def test_connections_over_the_limit_get_503_then_room_frees_up(nursery: tr
 async def test_crashing_on_websocket_is_logged_and_the_server_keeps_serving(
     nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken(stream: trio.abc.Stream, request: Request, head_bytes: bytes, match: Match) -> None:
+    async def broken(
+        stream: trio.abc.Stream, request: Request, head_bytes: bytes, match: Match
+    ) -> None:
         raise RuntimeError("connection layer bug")
 
     port, front_door = await start(nursery, broken)
@@ -286,7 +298,9 @@ async def test_wss_connection_is_upgraded_over_tls(
 ) -> None:
     echo = Echo()
     port, _ = await start(nursery, echo, ssl_context=server_tls)
-    async with open_websocket_url(f"wss://127.0.0.1:{port}/chat/secure", ssl_context=client_tls) as ws:
+    async with open_websocket_url(
+        f"wss://127.0.0.1:{port}/chat/secure", ssl_context=client_tls
+    ) as ws:
         await ws.send_message("over tls")
         assert await ws.get_message() == "over tls"
     [(request, _)] = echo.calls
@@ -305,3 +319,20 @@ async def test_plaintext_client_on_tls_port_is_dropped_and_server_keeps_serving(
     async with open_websocket_url(f"wss://127.0.0.1:{port}/chat/x", ssl_context=client_tls) as ws:
         await ws.send_message("still up")
         assert await ws.get_message() == "still up"
+
+
+async def test_http_handler_that_never_answers_is_closed_after_the_timeout(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def stuck(request: Request) -> Response:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    front_door = FrontDoor(
+        Router([Route("/stuck", stuck, kind="http")]), Echo(), handshake_timeout=5.0
+    )
+    [listener] = await nursery.start(partial(serve_tcp, front_door, host="127.0.0.1", port=0))
+    async with await trio.open_tcp_stream("127.0.0.1", listener.socket.getsockname()[1]) as stream:
+        await stream.send_all(get("/stuck"))
+        assert await stream.receive_some() == b""
+    assert "no answer within 5 s" in caplog.text

@@ -25,7 +25,9 @@ def site(tmp_path: Path) -> Path:
     return root
 
 
-async def get(handler: StaticFiles, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+async def get(
+    handler: StaticFiles, path: str, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
     """Route ``path`` through ``/static/[...]`` as the listener would, then call the handler."""
     match = Router([Route("/static/[...]", handler, kind="http")]).match(path)
     assert match is not None
@@ -101,7 +103,9 @@ async def test_symlink_loop_is_404(site: Path) -> None:
 
 
 async def test_head_gets_the_same_response_as_get(site: Path) -> None:
-    assert await get(StaticFiles(site), "/static/index.html", "HEAD") == await get(StaticFiles(site), "/static/index.html")
+    assert await get(StaticFiles(site), "/static/index.html", "HEAD") == await get(
+        StaticFiles(site), "/static/index.html"
+    )
 
 
 async def test_other_methods_get_405(site: Path) -> None:
@@ -115,10 +119,14 @@ def test_text_types_are_declared_utf8() -> None:
 
 
 def test_health_check_answers_ok() -> None:
-    response = health_check(Request(method="GET", target="/healthz", path="/healthz", query={}, headers=()))
+    response = health_check(
+        Request(method="GET", target="/healthz", path="/healthz", query={}, headers=())
+    )
     assert (response.status, response.body) == (200, b"ok\n")
 
 
 def test_health_check_refuses_post() -> None:
-    response = health_check(Request(method="POST", target="/healthz", path="/healthz", query={}, headers=()))
+    response = health_check(
+        Request(method="POST", target="/healthz", path="/healthz", query={}, headers=())
+    )
     assert response.status == 405

@@ -17,7 +17,13 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.extensions import PerMessageDeflate
 
 from server.http import Request, bad_request, read_request_head
-from server.upgrade import HandshakeRejected, ReplayStream, accept_websocket, handshake_problem, refuse
+from server.upgrade import (
+    HandshakeRejected,
+    ReplayStream,
+    accept_websocket,
+    handshake_problem,
+    refuse,
+)
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 OnHead = Callable[[trio.SocketStream, Request, bytes], Awaitable[None]]
@@ -160,8 +166,12 @@ async def test_accepted_connection_echoes_messages(nursery: trio.Nursery) -> Non
 
 
 async def test_chosen_subprotocol_and_extra_headers_reach_the_client(nursery: trio.Nursery) -> None:
-    port = await start_server(nursery, echo_server(subprotocol="chat.v1", extra_headers=[("X-Corral", "yes")]))
-    async with open_websocket_url(f"ws://127.0.0.1:{port}/", subprotocols=["chat.v2", "chat.v1"]) as ws:
+    port = await start_server(
+        nursery, echo_server(subprotocol="chat.v1", extra_headers=[("X-Corral", "yes")])
+    )
+    async with open_websocket_url(
+        f"ws://127.0.0.1:{port}/", subprotocols=["chat.v2", "chat.v1"]
+    ) as ws:
         assert ws.subprotocol == "chat.v1"
         assert (b"x-corral", b"yes") in ws.handshake_headers
 
@@ -187,7 +197,9 @@ async def test_refused_handshake_reaches_the_client_as_its_status(nursery: trio.
     assert rejected.value.body is not None and b"no thanks" in rejected.value.body
 
 
-async def test_unproposed_subprotocol_is_refused_before_any_task_starts(nursery: trio.Nursery) -> None:
+async def test_unproposed_subprotocol_is_refused_before_any_task_starts(
+    nursery: trio.Nursery,
+) -> None:
     outcome: list[BaseException] = []
 
     async def on_head(stream: trio.SocketStream, request: Request, head_bytes: bytes) -> None:
@@ -247,7 +259,9 @@ async def raw_connect(
     port: int, extensions: list[Any], *, headers: list[tuple[bytes, bytes]] | None = None
 ) -> tuple[RawClient, ev.AcceptConnection]:
     client = RawClient(await trio.open_tcp_stream("127.0.0.1", port))
-    request = ev.Request(host="127.0.0.1", target="/", extensions=extensions, extra_headers=headers or [])
+    request = ev.Request(
+        host="127.0.0.1", target="/", extensions=extensions, extra_headers=headers or []
+    )
     await client.stream.send_all(client.ws.send(request))
     accepted = await client.next_event()
     assert isinstance(accepted, ev.AcceptConnection), accepted
@@ -257,7 +271,9 @@ async def raw_connect(
 # --- permessage-deflate -----------------------------------------------------------------------
 
 
-async def test_compression_negotiates_permessage_deflate_and_compresses_on_the_wire(nursery: trio.Nursery) -> None:
+async def test_compression_negotiates_permessage_deflate_and_compresses_on_the_wire(
+    nursery: trio.Nursery,
+) -> None:
     port = await start_server(nursery, echo_server(compression=True))
     client, accepted = await raw_connect(port, [PerMessageDeflate()])
     assert [type(e) for e in accepted.extensions] == [PerMessageDeflate]
@@ -267,7 +283,9 @@ async def test_compression_negotiates_permessage_deflate_and_compresses_on_the_w
     assert client.received_bytes - before < 1_000
 
 
-async def test_compression_without_a_client_offer_still_connects_uncompressed(nursery: trio.Nursery) -> None:
+async def test_compression_without_a_client_offer_still_connects_uncompressed(
+    nursery: trio.Nursery,
+) -> None:
     port = await start_server(nursery, echo_server(compression=True))
     async with open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
         assert not any(name == b"sec-websocket-extensions" for name, _ in ws.handshake_headers)
@@ -284,7 +302,9 @@ async def test_offer_is_declined_when_compression_is_off(nursery: trio.Nursery) 
     assert client.received_bytes > 2_000
 
 
-async def test_unparseable_deflate_offer_gets_an_uncompressed_connection(nursery: trio.Nursery) -> None:
+async def test_unparseable_deflate_offer_gets_an_uncompressed_connection(
+    nursery: trio.Nursery,
+) -> None:
     port = await start_server(nursery, echo_server(compression=True))
     offer = (b"Sec-WebSocket-Extensions", b"permessage-deflate; client_max_window_bits=lots")
     client, accepted = await raw_connect(port, [], headers=[offer])
@@ -294,10 +314,16 @@ async def test_unparseable_deflate_offer_gets_an_uncompressed_connection(nursery
 
 
 def test_pinned_trio_websocket_accept_internals_are_unchanged() -> None:
-    """server/upgrade.py::_accept_with_deflate mirrors this private method: re-audit it on change."""
-    assert trio_websocket.__version__ == "0.12.2", "re-audit server/upgrade.py::_accept_with_deflate"
+    """server/upgrade.py::_accept_with_deflate mirrors this private method: re-audit on change."""
+    assert trio_websocket.__version__ == "0.12.2", (
+        "re-audit server/upgrade.py::_accept_with_deflate"
+    )
     source = inspect.getsource(trio_websocket.WebSocketConnection._accept)
-    body = [line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith(("'", ":", "#"))]
+    body = [
+        line.strip()
+        for line in source.splitlines()
+        if line.strip() and not line.strip().startswith(("'", ":", "#"))
+    ]
     assert body[-5:] == [
         "self._subprotocol = subprotocol",
         "self._path = request.target",
