@@ -5,6 +5,9 @@ trio-websocket through ``ReplayStream`` so that ``wrap_server_stream`` parses th
 again and answers it. ``handshake_problem`` checks the head first (RFC 6455 §4.2.1) so that
 wsproto never refuses what corral let through: trio-websocket 0.12.2 waits forever for a
 request that wsproto refused (``_get_request`` is only woken by a Request event).
+Bytes a client sends after its head but before the 101 (RFC 6455 §4.1 forbids that) are
+replayed too, but wsproto 1.3.2's server handshake drops them: it never hands h11's trailing
+data to the frame parser.
 
 permessage-deflate (RFC 7692), found by reading trio-websocket 0.12.2 and wsproto 1.3.2:
 wsproto implements it (``wsproto.extensions.PerMessageDeflate``) and negotiates it when the
@@ -61,7 +64,11 @@ class HandshakeRejected(Exception):
 
 
 class ReplayStream(trio.abc.Stream):
-    """A stream that first yields ``prefix`` (bytes already read), then reads from ``inner``."""
+    """A stream that first yields ``prefix`` (bytes already read), then reads from ``inner``.
+
+    trio-websocket only knows endpoints of socket streams, so a connection over this one has
+    ``local``/``remote`` as a repr string: use ``Request.peer`` for the client's address.
+    """
 
     def __init__(self, inner: trio.abc.Stream, prefix: bytes) -> None:
         self._inner = inner
@@ -216,18 +223,18 @@ def _deflate_offers_parse(offers: Sequence[object]) -> bool:
     wsproto's ``PerMessageDeflate.accept`` raises ValueError on a non-numeric window size,
     which would escape ``accept``; such a client simply gets no compression.
     """
-    names = [
+    deflate_offers = [
         offer
         for offer in offers
         if isinstance(offer, str) and offer.split(";")[0].strip() == PerMessageDeflate.name
     ]
     try:
-        for offer in names:
+        for offer in deflate_offers:
             PerMessageDeflate().accept(offer)
     except ValueError:
         logger.info("unparseable permessage-deflate offer; accepting without compression")
         return False
-    return bool(names)
+    return bool(deflate_offers)
 
 
 async def _accept_with_deflate(
