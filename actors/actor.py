@@ -218,8 +218,11 @@ class Actor:
                 reason = NORMAL
             if self._scope.cancelled_caught:
                 reason = self._stop_reason or KILLED
-        except Exception as exc:
-            reason = _reason_for(exc)
+        except BaseException as exc:
+            stopped = _reason_for(exc)
+            if stopped is None:
+                raise  # cancellation from outside, KeyboardInterrupt...: not ours to stop
+            reason = stopped
             if isinstance(reason, Crash):
                 logger.error("%s (%s) crashed", self.address, self.kind, exc_info=exc)
         finally:
@@ -246,14 +249,16 @@ class Actor:
         self._finished.set()
 
 
-def _reason_for(exc: Exception) -> ExitReason:
-    """ActorExit gives its reason; anything else is a crash with the exception.
+def _reason_for(exc: BaseException) -> ExitReason | None:
+    """ActorExit gives its reason, an Exception is a crash; None for what must propagate.
 
     Groups of one (a nursery wrapping a single error) are unwrapped, so a crash names
-    the error itself; an ActorExit raised inside a nested nursery still counts.
+    the error itself and an ActorExit raised inside a nested nursery still counts.
     """
-    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     if isinstance(exc, ActorExit):
         return exc.reason
-    return Crash(exc)
+    if isinstance(exc, Exception):
+        return Crash(exc)
+    return None

@@ -51,7 +51,7 @@ class DynamicSupervisor:
 
     def child_spec(self, id: str) -> ChildSpec:
         """A spec that runs this dynamic supervisor under another supervisor."""
-        return ChildSpec(id, self.run, shutdown=math.inf, trap_exits=True, kind="supervisor")
+        return ChildSpec(id, self.run, shutdown=math.inf, trap_exits=True)
 
     def start_child(self, spec: ChildSpec, *extra_args: Any) -> Address:
         """Start ``spec.start(actor, *spec.args, *extra_args)`` as a supervised child."""

@@ -62,8 +62,12 @@ class RestartIntensityExceeded(ActorError):
     """A supervisor restarted children more often than its intensity allows, and gave up."""
 
 
-class ActorExit(Exception):
-    """Raised inside an actor to stop it with a given reason (see ``Actor.exit``)."""
+class ActorExit(BaseException):
+    """Raised inside an actor to stop it with a given reason (see ``Actor.exit``).
+
+    A BaseException, like SystemExit: stopping is control flow, and ``except Exception``
+    in the actor's own code must not swallow it.
+    """
 
     def __init__(self, reason: ExitReason) -> None:
         self.reason = reason

@@ -50,7 +50,7 @@ class Supervisor:
     def child_spec(self, id: str, *, restart: Restart = Restart.PERMANENT) -> ChildSpec:
         """A spec that runs this supervisor under another one."""
         return ChildSpec(
-            id, self.run, restart=restart, shutdown=math.inf, trap_exits=True, kind="supervisor"
+            id, self.run, restart=restart, shutdown=math.inf, trap_exits=True
         )
 
     def which_children(self) -> list[tuple[str, Address | None]]:

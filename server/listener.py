@@ -7,6 +7,7 @@ WebSocket upgrades go to an injected ``on_websocket`` callback (the connection l
 
 from __future__ import annotations
 
+import errno
 import inspect
 import logging
 import ssl
@@ -236,8 +237,18 @@ def make_ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContex
     return context
 
 
+async def open_listeners(
+    host: str | None, port: int, ssl_context: ssl.SSLContext | None = None
+) -> list[trio.abc.Listener[trio.abc.Stream]]:
+    """TCP listeners on ``host:port``, TLS-wrapped when ``ssl_context`` is given."""
+    tcp = await trio.open_tcp_listeners(port, host=host)
+    if ssl_context is None:
+        return list(tcp)
+    return [trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in tcp]
+
+
 async def serve_tcp(
-    front_door: FrontDoor,
+    handle: Callable[[trio.abc.Stream], Awaitable[object]],
     *,
     host: str | None,
     port: int,
@@ -246,15 +257,47 @@ async def serve_tcp(
         list[trio.abc.Listener[trio.abc.Stream]]
     ] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on ``host:port`` (TLS when ``ssl_context`` is given) until cancelled.
+    """Listen on ``host:port`` until cancelled, running ``handle(stream)`` per connection.
 
     ``task_status.started`` receives the listeners (port 0 picks a free port: read it from
-    ``listeners[0]``). Each connection runs ``front_door.handle`` in the listeners' nursery.
+    ``listeners[0]``). trio closes each stream when its ``handle`` returns.
     """
-    tcp = await trio.open_tcp_listeners(port, host=host)
-    listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp)
-    if ssl_context is not None:
-        listeners = [
-            trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in tcp
-        ]
-    await trio.serve_listeners(front_door.handle, listeners, task_status=task_status)
+    listeners = await open_listeners(host, port, ssl_context)
+    await trio.serve_listeners(handle, listeners, task_status=task_status)
+
+
+# What trio.serve_listeners retries on: out of file descriptors or memory, for a moment.
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+async def accept_into(
+    listeners: list[trio.abc.Listener[trio.abc.Stream]],
+    hand_off: Callable[[trio.abc.Stream], None],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Accept on every listener until cancelled; ``hand_off`` takes ownership of each stream.
+
+    Unlike ``serve_tcp``, the stream is not closed when ``hand_off`` returns: it belongs to
+    whoever took it (a connection actor), which may outlive this accept loop.
+    """
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(_accept_loop, listener, hand_off)
+        task_status.started()
+
+
+async def _accept_loop(
+    listener: trio.abc.Listener[trio.abc.Stream], hand_off: Callable[[trio.abc.Stream], None]
+) -> None:
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                logger.error("accept failed (%s); retrying in 100 ms", errno.errorcode[exc.errno])
+                await trio.sleep(0.1)
+                continue
+            hand_off(stream)

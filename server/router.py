@@ -105,11 +105,15 @@ class Match:
     path_info: tuple[str, ...] | None
 
 
+def _route_tuple(routes: Iterable[Route]) -> tuple[Route, ...]:
+    return tuple(routes)
+
+
 @attrs.frozen
 class Router:
     """An ordered list of routes; the first route whose pattern and constraints accept wins."""
 
-    routes: tuple[Route, ...] = attrs.field(converter=tuple)
+    routes: tuple[Route, ...] = attrs.field(converter=_route_tuple)
 
     def match(self, path: str) -> Match | None:
         """Match a percent-encoded absolute path (no query); None when no route accepts it.
@@ -270,7 +274,7 @@ def _match_alternative(
     if len(segments) < count or (len(segments) > count and not alternative.has_rest):
         return None
     bindings: dict[str, str] = {}
-    for expected, actual in zip(alternative.segments, segments):
+    for expected, actual in zip(alternative.segments, segments, strict=False):
         if isinstance(expected, _Binding):
             if bindings.setdefault(expected.name, actual) != actual:
                 return None

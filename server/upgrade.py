@@ -39,6 +39,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import RemoteProtocolError
 
+from . import wire
 from .http import (
     Request,
     Response,
@@ -178,7 +179,7 @@ async def accept_websocket(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
     compression: bool = False,
-) -> trio_websocket.WebSocketConnection:
+) -> wire.CorralWebSocket:
     """Answer 101 to the handshake in ``head_bytes`` and return the open connection.
 
     trio-websocket's reader task runs in ``nursery``, which must outlive the connection.
@@ -193,15 +194,18 @@ async def accept_websocket(
         )
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in extra_headers]
     use_deflate = compression and _deflate_offers_parse(offer.extensions)
-    request = await trio_websocket.wrap_server_stream(
+    connection = wire.wrap_server_stream(
         nursery,
         ReplayStream(stream, head_bytes),
         message_queue_size=message_queue_size,
         max_message_size=max_message_size,
     )
+    request = await wire.get_request(connection)
     if use_deflate:
-        return await _accept_with_deflate(request, subprotocol, headers)
-    return await request.accept(subprotocol=subprotocol, extra_headers=headers)
+        await _accept_with_deflate(request, subprotocol, headers)
+    else:
+        await request.accept(subprotocol=subprotocol, extra_headers=headers)
+    return connection
 
 
 def _probe_handshake(head_bytes: bytes) -> wsproto.events.Request:

@@ -1,0 +1,26 @@
+"""Echoes every text and binary message at ``/``: the conformance target.
+
+    corral serve examples.echo:app --port 9001
+
+``compressed_app`` is the same with permessage-deflate offered (RFC 7692).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from server import App, ConnectionOptions, Frame, WebSocketHandler, websocket
+
+# Autobahn sends messages of up to 16 MiB; the echo takes them whole.
+_OPTIONS = ConnectionOptions(max_message_size=64 * 2**20)
+
+
+class Echo(WebSocketHandler[None]):
+    def websocket_handle(self, frame: Frame, state: Any) -> tuple[Frame, Any]:
+        return frame, state
+
+
+app = App([websocket("/", Echo, options=_OPTIONS)])
+compressed_app = App([websocket("/", Echo, options=attrs.evolve(_OPTIONS, compression=True))])

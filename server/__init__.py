@@ -1,0 +1,61 @@
+"""corral's WebSocket server: Cowboy's handler lifecycle on trio-websocket.
+
+Every connection is an actor.
+
+A handler subclasses ``WebSocketHandler``; an ``App`` maps routes to handlers; ``corral
+serve module:app`` runs it under a supervisor and drains it on SIGTERM.
+"""
+
+from actors import Timeout
+
+from .app import App, WebSocketTarget, http_route, static, websocket
+from .commands import Binary, Close, Command, Frame, Ping, Pong, SetOptions, Stop, Text
+from .handler import HandlerFactory, InitResult, Result, Upgrade, WebSocketHandler
+from .http import Request, Response
+from .options import ConnectionOptions, OutboxOverflow, ServerOptions
+from .termination import (
+    Crash,
+    IdleTimeout,
+    Normal,
+    Overflow,
+    ProtocolError,
+    Remote,
+    Shutdown,
+    TerminateReason,
+)
+
+__all__ = [
+    "App",
+    "Binary",
+    "Close",
+    "Command",
+    "ConnectionOptions",
+    "Crash",
+    "Frame",
+    "HandlerFactory",
+    "IdleTimeout",
+    "InitResult",
+    "Normal",
+    "OutboxOverflow",
+    "Overflow",
+    "Ping",
+    "Pong",
+    "ProtocolError",
+    "Remote",
+    "Request",
+    "Response",
+    "Result",
+    "ServerOptions",
+    "SetOptions",
+    "Shutdown",
+    "Stop",
+    "TerminateReason",
+    "Text",
+    "Timeout",
+    "Upgrade",
+    "WebSocketHandler",
+    "WebSocketTarget",
+    "http_route",
+    "static",
+    "websocket",
+]

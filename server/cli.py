@@ -1,0 +1,119 @@
+"""``corral serve module:app``: run an app under a supervisor until SIGINT/SIGTERM.
+
+The first signal drains (stop accepting, close every connection with 1001, wait for
+every terminate up to the drain timeout) and exits 0; a second one exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from .app import App
+from .listener import make_ssl_context
+from .options import ServerOptions
+from .serve import Server
+
+logger = logging.getLogger("corral.server")
+
+EXIT_AT_ONCE = 130
+
+
+class AppNotFound(Exception):
+    """``module:attribute`` does not name an App."""
+
+
+def load_app(spec: str) -> App:
+    """Import ``module:attribute`` and check it is an App."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise AppNotFound(f"expected module:attribute (like examples.chat:app), got {spec!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AppNotFound(f"cannot import {module_name!r}: {exc}") from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise AppNotFound(f"{spec} is {type(app).__name__}, not a corral App")
+    return app
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corral", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run an app")
+    serve.add_argument("app", help="module:attribute naming a corral App")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
+    serve.add_argument("--keyfile", help="TLS private key (PEM)")
+    serve.add_argument("--max-connections", type=int)
+    serve.add_argument("--handshake-timeout", type=float)
+    serve.add_argument("--drain-timeout", type=float)
+    return parser
+
+
+def _options(app: App, args: argparse.Namespace) -> ServerOptions:
+    overrides = {
+        name: getattr(args, name)
+        for name in ("max_connections", "handshake_timeout", "drain_timeout")
+        if getattr(args, name) is not None
+    }
+    return attrs.evolve(app.options, **overrides)
+
+
+async def _run(server: Server) -> int:
+    """Serve until a signal; drain on the first, exit at once on the second."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run)
+
+            async def watch_signals() -> None:
+                draining = False
+                async for signum in signals:
+                    if draining:
+                        logger.warning("second %s: exiting at once", signal.Signals(signum).name)
+                        os._exit(EXIT_AT_ONCE)
+                    draining = True
+                    logger.info("%s: draining", signal.Signals(signum).name)
+                    nursery.start_soon(server.shutdown)
+
+            nursery.start_soon(watch_signals)
+            await server.stopped.wait()
+            nursery.cancel_scope.cancel()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``corral`` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        app = load_app(args.app)
+        if args.keyfile and not args.certfile:
+            raise ValueError("--keyfile needs --certfile")
+        ssl_context = make_ssl_context(args.certfile, args.keyfile) if args.certfile else None
+    except (AppNotFound, ValueError, OSError) as exc:
+        print(f"corral: {exc}", file=sys.stderr)
+        return 2
+    server = Server(
+        app, host=args.host, port=args.port, options=_options(app, args), ssl_context=ssl_context
+    )
+    return trio.run(_run, server)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,442 @@
+"""One WebSocket connection, run as an actor: the handler's callbacks in order, and I/O apart.
+
+Inside the connection's actor, four small tasks feed one loop:
+- the *drain* always reads the client (so control frames keep flowing) and queues frames;
+- the *pump* moves messages from the actor's mailbox (``websocket_info``) to the loop;
+- the *writer* sends from a bounded outbox, so no other actor ever waits on a slow client;
+  a write stuck past the send timeout aborts TCP (a half-written stream is never reused);
+- liveness checks (idle timeout, keepalive pings) run on the node's timer service.
+The loop calls the handler one event at a time and carries out the commands it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+import trio
+from trio_websocket import ConnectionClosed
+
+import actors
+from actors import Actor, TimerRef
+
+from . import wire
+from .commands import (
+    Binary,
+    Close,
+    Commands,
+    Frame,
+    Ping,
+    Pong,
+    SetOptions,
+    Stop,
+    Text,
+    as_command_list,
+)
+from .handler import WebSocketHandler, call, unpack_result
+from .http import Request
+from .liveness import ActivityStream, Liveness, Verdict
+from .options import ConnectionOptions, OutboxOverflow
+from .termination import (
+    Crash,
+    IdleTimeout,
+    Normal,
+    Overflow,
+    ProtocolError,
+    Remote,
+    Shutdown,
+    TerminateReason,
+)
+from .upgrade import accept_websocket
+
+logger = logging.getLogger("corral.server")
+
+_EVENTS_CAPACITY = 16
+
+
+@attrs.frozen
+class EncodedFrame:
+    """A frame built once and pushed to many connections' outboxes (fan-out)."""
+
+    message: str | bytes
+    data: bytes
+
+    @classmethod
+    def of(cls, message: str | bytes) -> EncodedFrame:
+        """Encode ``message`` as one unmasked server frame."""
+        return cls(message, wire.encode_message(message))
+
+
+@attrs.frozen
+class _Received:
+    message: str | bytes
+
+
+@attrs.frozen
+class _Info:
+    message: Any
+
+
+@attrs.frozen
+class _Ended:
+    reason: TerminateReason
+
+
+_Outgoing = Text | Binary | Ping | Pong | Close | EncodedFrame
+
+
+class Connection:
+    """The state of one upgraded connection; ``run`` drives it to its end."""
+
+    def __init__(
+        self,
+        actor: Actor,
+        handler: WebSocketHandler[Any],
+        request: Request,
+        options: ConnectionOptions,
+        websocket: wire.CorralWebSocket,
+        stream: ActivityStream,
+        state: Any,
+    ) -> None:
+        self.actor = actor
+        self.handler = handler
+        self.request = request
+        self.options = options
+        self.websocket = websocket
+        self.stream = stream
+        self.state = state
+        self.started_at = trio.current_time()
+        self.dropped = 0
+        self.close_code_sent: int | None = None
+        self._closing = False
+        self._failure: TerminateReason | None = None
+        self._raw_frames = not wire.is_compressed(websocket)
+        self._outbox_send, self._outbox = trio.open_memory_channel[_Outgoing](
+            options.outbox_capacity
+        )
+        self._events_send, self._events = trio.open_memory_channel[Any](_EVENTS_CAPACITY)
+        self._writer_done = trio.Event()
+        self._liveness = Liveness(
+            options.idle_timeout, options.ping_interval, options.pong_timeout, stream.last_received
+        )
+        self._liveness_timer: TimerRef | None = None
+
+    # ---- from other actors ----------------------------------------------------------
+
+    def push(self, frame: EncodedFrame) -> bool:
+        """Queue a pre-encoded frame without waiting; a full outbox applies the policy."""
+        if self._closing:
+            return False
+        try:
+            self._outbox_send.send_nowait(frame)
+        except trio.WouldBlock:
+            self._outbox_full()
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
+    def _outbox_full(self) -> None:
+        self.dropped += 1
+        policy = self.options.outbox_overflow
+        if policy is not OutboxOverflow.DROP:
+            code = 1013 if policy is OutboxOverflow.CLOSE_1013 else 1008
+            self._fail(Overflow("outbox full: the client is not keeping up", code))
+
+    def _fail(self, reason: TerminateReason) -> None:
+        """End the connection soon for ``reason`` (from a task other than the loop)."""
+        if self._failure is None:
+            self._failure = reason
+            try:
+                self._events_send.send_nowait(_Ended(reason))
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                pass  # the loop is busy; it checks _failure before each event
+
+    # ---- the connection's life ------------------------------------------------------
+
+    async def run(self) -> TerminateReason:
+        """Serve the connection until it ends; return why (terminate is the caller's)."""
+        async with trio.open_nursery() as tasks:
+            tasks.start_soon(self._drain)
+            tasks.start_soon(self._pump)
+            tasks.start_soon(self._write)
+            self._schedule_liveness()
+            try:
+                reason = await self._serve()
+                await self._close_for(reason)
+            finally:
+                self._cancel_liveness()
+                tasks.cancel_scope.cancel()
+        return reason
+
+    async def _serve(self) -> TerminateReason:
+        handler = self.handler
+        try:
+            result = await call(handler.websocket_init, self.state)
+            ended = await self._apply(unpack_result("websocket_init", result))
+            while ended is None:
+                if self._failure is not None:
+                    return self._failure
+                event = await self._events.receive()
+                kind = type(event)
+                if kind is _Received:
+                    frame = _as_frame(event.message)
+                    result = await call(handler.websocket_handle, frame, self.state)
+                    ended = await self._apply(unpack_result("websocket_handle", result))
+                elif kind is _Info:
+                    if _is_shutdown(event.message):
+                        return Shutdown()
+                    result = await call(handler.websocket_info, event.message, self.state)
+                    ended = await self._apply(unpack_result("websocket_info", result))
+                else:
+                    ended_event: _Ended = event
+                    return self._failure or ended_event.reason
+            return ended
+        except Exception as exc:
+            logger.error(
+                "%s: handler %s crashed on %s %s",
+                self.actor.address,
+                type(handler).__qualname__,
+                _peer(self.request),
+                self.request.path,
+                exc_info=exc,
+            )
+            return Crash(exc)
+
+    async def _apply(self, result: tuple[Commands, Any]) -> TerminateReason | None:
+        commands, self.state = result
+        for command in as_command_list(commands):
+            if self._closing:
+                break  # frames after a close are not sent
+            if isinstance(command, (Text, Binary, Ping, Pong)):
+                try:
+                    await self._outbox_send.send(command)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return self._failure or Remote()
+            elif isinstance(command, Close):
+                self._queue_close(command.code, command.reason)
+                return Normal()
+            elif isinstance(command, Stop):
+                self._queue_close(1000, "")
+                return Normal()
+            elif isinstance(command, SetOptions):
+                self._set_options(command)
+        return None
+
+    def _set_options(self, command: SetOptions) -> None:
+        changes = command.changes()
+        self.options = attrs.evolve(self.options, **changes)
+        if "max_message_size" in changes:
+            wire.set_max_message_size(self.websocket, self.options.max_message_size)
+        if "idle_timeout" in changes:
+            self._liveness.idle_timeout = self.options.idle_timeout
+            self._cancel_liveness()
+            self._schedule_liveness()
+
+    # ---- closing --------------------------------------------------------------------
+
+    def _queue_close(self, code: int, reason: str) -> None:
+        """Queue the close frame behind what is already queued (or alone, if full)."""
+        self._closing = True
+        close = Close(code, reason)
+        try:
+            self._outbox_send.send_nowait(close)
+        except trio.WouldBlock:
+            _discard_queued(self._outbox)
+            self._outbox_send.send_nowait(close)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+    async def _close_for(self, reason: TerminateReason) -> None:
+        """Send the close frame ``reason`` calls for, then wait (bounded) for the writer."""
+        if not self._closing and _server_closes(reason):
+            self._queue_close(reason.close_code, "")
+        if self._closing:
+            with trio.move_on_after(self.options.send_timeout + self.options.close_timeout):
+                await self._writer_done.wait()
+
+    # ---- the tasks around the loop --------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Read every message from the client, in order, then how the connection ended."""
+        try:
+            while True:
+                message = await self.websocket.get_message()
+                await self._events_send.send(_Received(message))
+        except ConnectionClosed as closed:
+            await self._events_send.send(_Ended(self._reason_for_close(closed)))
+
+    async def _pump(self) -> None:
+        """Move mailbox messages (for websocket_info) to the loop."""
+        async for message in self.actor:
+            await self._events_send.send(_Info(message))
+
+    async def _write(self) -> None:
+        """Send queued frames; abort TCP if the client accepts nothing for send_timeout."""
+        try:
+            async for item in self._outbox:
+                if isinstance(item, Close):
+                    await self._send_close(item)
+                    return
+                with trio.move_on_after(self.options.send_timeout) as timer:
+                    await self._send(item)
+                if timer.cancelled_caught:
+                    self._fail(Overflow("send timed out: the client stopped reading", 1006))
+                    await trio.aclose_forcefully(self.stream)
+                    return
+        except ConnectionClosed:
+            return  # the client is gone; the drain reports how
+        finally:
+            self._outbox.close()
+            self._writer_done.set()
+
+    async def _send(self, item: _Outgoing) -> None:
+        if isinstance(item, EncodedFrame):
+            if self._raw_frames:
+                await wire.send_encoded(self.websocket, item.data)
+            else:
+                await self.websocket.send_message(item.message)
+        elif isinstance(item, Ping):
+            await wire.send_encoded(self.websocket, wire.encode_ping(item.data))
+        elif isinstance(item, Pong):
+            await self.websocket.pong(item.data)
+        elif isinstance(item, (Text, Binary)):
+            await self.websocket.send_message(item.data)
+
+    async def _send_close(self, close: Close) -> None:
+        self.close_code_sent = close.code
+        with trio.move_on_after(self.options.close_timeout) as timer:
+            await self.websocket.aclose(close.code, close.reason or None)
+        if timer.cancelled_caught:
+            await trio.aclose_forcefully(self.stream)
+
+    def _reason_for_close(self, closed: ConnectionClosed) -> TerminateReason:
+        error = self.websocket.protocol_error
+        if error is not None:
+            return ProtocolError(error.code, error.reason or "")
+        if closed.reason is None or closed.reason.code == 1006:
+            return Remote(1006, "")
+        return Remote(int(closed.reason.code), closed.reason.reason or "")
+
+    # ---- liveness -------------------------------------------------------------------
+
+    def _schedule_liveness(self) -> None:
+        now = trio.current_time()
+        due = self._liveness.next_check(now)
+        if due == float("inf"):
+            return
+        self._liveness_timer = TimerRef()
+        self.actor.node.timers.schedule(self._liveness_timer, due - now, self._check_liveness)
+
+    def _cancel_liveness(self) -> None:
+        if self._liveness_timer is not None:
+            self.actor.node.timers.cancel(self._liveness_timer)
+            self._liveness_timer = None
+
+    def _check_liveness(self) -> None:
+        self._liveness.last_received = self.stream.last_received
+        verdict = self._liveness.check(trio.current_time())
+        if verdict is Verdict.IDLE:
+            self._fail(IdleTimeout())
+            return
+        if verdict is Verdict.NO_PONG:
+            self._fail(IdleTimeout())
+            return
+        if verdict is Verdict.SEND_PING:
+            try:
+                self._outbox_send.send_nowait(Ping(b"corral"))
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                pass  # a full outbox is the send timeout's business
+        self._schedule_liveness()
+
+
+async def serve_connection(
+    actor: Actor,
+    stream: trio.abc.Stream,
+    head_bytes: bytes,
+    request: Request,
+    handler: WebSocketHandler[Any],
+    upgrade_state: Any,
+    subprotocol: str | None,
+    headers: tuple[tuple[str, str], ...],
+    options: ConnectionOptions,
+) -> TerminateReason:
+    """Accept the upgrade and run the connection; terminate runs exactly once after it."""
+    activity = ActivityStream(stream)
+    reason: TerminateReason = Shutdown()
+    connection: Connection | None = None
+    try:
+        async with trio.open_nursery() as protocol:
+            websocket = await accept_websocket(
+                protocol,
+                activity,
+                head_bytes,
+                subprotocol=subprotocol,
+                extra_headers=headers,
+                max_message_size=options.max_message_size,
+                compression=options.compression,
+            )
+            connection = Connection(
+                actor, handler, request, options, websocket, activity, upgrade_state
+            )
+            reason = await connection.run()
+            protocol.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True) as cleanup:
+            cleanup.deadline = trio.current_time() + options.close_timeout
+            await trio.aclose_forcefully(activity)
+            if connection is not None:
+                await _terminate(connection, reason)
+    return reason
+
+
+async def _terminate(connection: Connection, reason: TerminateReason) -> None:
+    """Run the handler's terminate once, log the close line, never raise."""
+    request = connection.request
+    duration = trio.current_time() - connection.started_at
+    code = connection.close_code_sent
+    logger.info(
+        "closed %s %s code=%s reason=%s after %.3f s",
+        _peer(request),
+        request.path,
+        code if code is not None else reason.close_code,
+        reason,
+        duration,
+    )
+    try:
+        await call(connection.handler.terminate, reason, request, connection.state)
+    except Exception as exc:
+        logger.error(
+            "%s: terminate of %s crashed",
+            connection.actor.address,
+            type(connection.handler).__qualname__,
+            exc_info=exc,
+        )
+
+
+def _as_frame(message: str | bytes) -> Frame:
+    return Text(message) if isinstance(message, str) else Binary(message)
+
+
+def _is_shutdown(message: Any) -> bool:
+    return isinstance(message, actors.Exit) and message.reason == actors.SHUTDOWN
+
+
+def _server_closes(reason: TerminateReason) -> bool:
+    """Whether the server still owes the client a close frame for this reason."""
+    if isinstance(reason, (Remote, ProtocolError)):
+        return False
+    return not (isinstance(reason, Overflow) and reason.code == 1006)
+
+
+def _discard_queued(outbox: trio.MemoryReceiveChannel[_Outgoing]) -> None:
+    while True:
+        try:
+            outbox.receive_nowait()
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel):
+            return
+
+
+def _peer(request: Request) -> str:
+    return f"{request.peer[0]}:{request.peer[1]}" if request.peer else "?"

@@ -1,0 +1,91 @@
+"""The WebSocket handler contract: Cowboy's callbacks, in Python terms.
+
+One handler object serves one connection. ``init`` decides on the upgrade from the
+request; the other callbacks receive the state and return ``(commands, state)``.
+Callbacks may be plain functions or coroutines.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeAlias, TypeVar
+
+import attrs
+
+from .commands import Commands, Frame
+from .http import Request, Response
+from .options import ConnectionOptions
+from .termination import TerminateReason
+
+State = TypeVar("State")
+
+Result: TypeAlias = tuple[Commands, Any]
+"""What websocket_init/handle/info return: ``(commands, new_state)``."""
+
+
+@attrs.frozen
+class Upgrade:
+    """``init``'s yes: switch to WebSocket with this initial state."""
+
+    state: Any = None
+    subprotocol: str | None = None
+    """One of ``request.subprotocols`` (None: answer without one)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra headers for the 101 response (Set-Cookie, say)."""
+    options: ConnectionOptions | None = None
+    """Per-connection options replacing the route's."""
+
+
+InitResult: TypeAlias = Upgrade | Response
+"""``init`` upgrades, or refuses with an HTTP response (401, 403...)."""
+
+
+class WebSocketHandler(Generic[State]):
+    """Base class with Cowboy's defaults: upgrade, ignore every frame and message.
+
+    Subclass it and override what you need; ``self.request`` is the upgrade request.
+    """
+
+    request: Request
+
+    def init(self, request: Request) -> InitResult | Awaitable[InitResult]:
+        """Before the upgrade: return ``Upgrade(state)`` or a refusing ``Response``."""
+        return Upgrade()
+
+    def websocket_init(self, state: State) -> Result | Awaitable[Result]:
+        """Right after the upgrade, inside the connection's actor (start timers, join groups)."""
+        return None, state
+
+    def websocket_handle(self, frame: Frame, state: State) -> Result | Awaitable[Result]:
+        """A text or binary message from the client."""
+        return None, state
+
+    def websocket_info(self, message: Any, state: State) -> Result | Awaitable[Result]:
+        """A message from anywhere in the system: a timer, a room, another connection."""
+        return None, state
+
+    def terminate(
+        self, reason: TerminateReason, request: Request, state: State
+    ) -> None | Awaitable[None]:
+        """Once, whatever ended the connection after the upgrade."""
+        return None
+
+
+HandlerFactory: TypeAlias = Callable[[], WebSocketHandler[Any]]
+"""What a WebSocket route points at: a handler class, or any callable making one."""
+
+
+async def call(callback: Callable[..., Any], *args: Any) -> Any:
+    """Call a callback that may be sync or async."""
+    result = callback(*args)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def unpack_result(name: str, result: Any) -> Result:
+    """Check a callback returned ``(commands, state)``; say so plainly if not."""
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise TypeError(f"{name} must return (commands, state), not {result!r}")
+    return result[0], result[1]

@@ -1,0 +1,70 @@
+"""Limits and timeouts, per connection and for the whole server, with Cowboy-like defaults."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection
+from typing import Any
+
+import attrs
+
+from actors import Overflow as MailboxOverflow
+
+
+def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0 (or None to disable), not {value!r}")
+
+
+class OutboxOverflow(enum.Enum):
+    """What happens when a message pushed to a connection finds its outbox full."""
+
+    DROP = "drop"
+    """Drop the message (counted); the client misses it."""
+    CLOSE_1013 = "close_1013"
+    """Disconnect the client with 1013 (try again later)."""
+    CLOSE_1008 = "close_1008"
+    """Disconnect the client with 1008 (policy violation)."""
+
+
+@attrs.frozen
+class ConnectionOptions:
+    """Per-connection behaviour; a route or ``init`` may override any of it."""
+
+    idle_timeout: float | None = attrs.field(default=60.0, validator=_positive)
+    """Close with 1000 after this long without data from the client; None: never."""
+    ping_interval: float | None = attrs.field(default=None, validator=_positive)
+    """Send a ping this often; None: no server pings."""
+    pong_timeout: float = attrs.field(default=10.0, validator=_positive)
+    """Drop the client if a ping's pong has not come back within this."""
+    max_message_size: int = attrs.field(default=2**20, validator=_positive)
+    """A larger message from the client closes the connection with 1009."""
+    send_timeout: float = attrs.field(default=10.0, validator=_positive)
+    """A client that accepts no data for this long is dropped (TCP aborted)."""
+    close_timeout: float = attrs.field(default=5.0, validator=_positive)
+    """How long to wait for the client to answer our close frame."""
+    outbox_capacity: int = attrs.field(default=256, validator=_positive)
+    """Frames queued for the client before the outbox counts as full."""
+    outbox_overflow: OutboxOverflow = OutboxOverflow.CLOSE_1013
+    mailbox_capacity: int = attrs.field(default=1024, validator=_positive)
+    mailbox_overflow: MailboxOverflow = MailboxOverflow.DROP_NEWEST
+    compression: bool = False
+    """Offer permessage-deflate (RFC 7692) to clients that ask for it."""
+
+
+@attrs.frozen
+class ServerOptions:
+    """Server-wide limits."""
+
+    handshake_timeout: float = attrs.field(default=10.0, validator=_positive)
+    """A client must send its whole request head within this."""
+    max_connections: int = attrs.field(default=10_000, validator=_positive)
+    """Over this many open connections, new ones get HTTP 503 before the upgrade."""
+    max_head_bytes: int = attrs.field(default=16 * 1024, validator=_positive)
+    drain_timeout: float = attrs.field(default=30.0, validator=_positive)
+    """On shutdown, how long connections get to close (1001) and run terminate."""
+    shutdown_batch: int = attrs.field(default=500, validator=_positive)
+    """Connections closed at once during shutdown (10k clients do not stampede)."""
+    allowed_origins: Collection[str] | None = None
+    """Browser origins allowed to connect (403 for others); None allows all."""
+    connection: ConnectionOptions = ConnectionOptions()

@@ -1,0 +1,158 @@
+"""The supervised server: one root supervisor over app actors, connections and the listener.
+
+Every accepted TCP connection becomes an actor under the connections supervisor (as Ranch
+makes each connection a process): it reads the request head, answers HTTP, or upgrades in
+place and runs the WebSocket handler. Shutdown is OTP's reverse start order: the listener
+stops accepting, connections close with 1001 in batches (each running terminate), then the
+app's actors stop; whatever is left when the drain timeout ends is cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from functools import partial
+
+import trio
+
+import actors
+from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
+
+from .app import App, WebSocketTarget
+from .endpoint import websocket_endpoint
+from .http import Request
+from .listener import FrontDoor, accept_into, open_listeners
+from .options import ServerOptions
+from .router import Match, Router
+
+logger = logging.getLogger("corral.server")
+
+
+class Server:
+    """Runs ``app`` on ``host:port`` until ``shutdown`` (or cancellation)."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        options: ServerOptions | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        node_name: str = "local",
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.options = options or app.options
+        self.ssl_context = ssl_context
+        self.node_name = node_name
+        self.connections = DynamicSupervisor(shutdown_batch=self.options.shutdown_batch)
+        self.stopped = trio.Event()
+        self.front_door = FrontDoor(
+            Router(app.routes),
+            self._on_websocket,
+            handshake_timeout=self.options.handshake_timeout,
+            max_connections=self.options.max_connections,
+            max_head_bytes=self.options.max_head_bytes,
+            allowed_origins=self.options.allowed_origins,
+        )
+        connection = self.options.connection
+        self._connection_spec = ChildSpec(
+            "connection",
+            self._connection_actor,
+            restart=Restart.TEMPORARY,
+            shutdown=connection.send_timeout + connection.close_timeout,
+            capacity=connection.mailbox_capacity,
+            overflow=connection.mailbox_overflow,
+            kind="connection",
+        )
+        self._listening = trio.Event()
+        self.node: actors.Node | None = None
+        self._root: actors.Address | None = None
+        self._scope = trio.CancelScope()
+
+    @property
+    def scheme(self) -> str:
+        """``ws`` or ``wss``."""
+        return "wss" if self.ssl_context is not None else "ws"
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until shut down; ``task_status`` gets the bound port once listening."""
+        root = Supervisor(
+            [
+                *self.app.children,
+                self.connections.child_spec("connections"),
+                ChildSpec("listener", self._listen, shutdown=1.0, kind="listener"),
+            ],
+            strategy=Strategy.REST_FOR_ONE,
+        )
+        try:
+            with self._scope:
+                async with actors.open_node(self.node_name) as node, trio.open_nursery() as nursery:
+                    self.node = node
+                    self._root = await nursery.start(partial(actors.supervise, root, name="root"))
+                    await self._listening.wait()
+                    task_status.started(self.port)
+        finally:
+            self.stopped.set()
+
+    async def shutdown(self) -> None:
+        """Drain: stop accepting, close connections with 1001, stop the app's actors."""
+        if self._root is None or self.node is None:
+            self._scope.cancel()
+            return
+        assert self.node is not None
+        self.node.exit(self._root, actors.SHUTDOWN)
+        with trio.move_on_after(self.options.drain_timeout):
+            await self.stopped.wait()
+            logger.info("drained")
+            return
+        logger.warning(
+            "drain timeout (%.3g s) reached: cancelling the rest", self.options.drain_timeout
+        )
+        self._scope.cancel()
+
+    async def _listen(self, actor: actors.Actor) -> None:
+        listeners = await open_listeners(self.host, self.port, self.ssl_context)
+        self.port = _bound_port(listeners[0])
+        async with trio.open_nursery() as nursery:
+            await nursery.start(accept_into, listeners, self._hand_off)
+            logger.info("listening on %s://%s:%d", self.scheme, self.host, self.port)
+            self._listening.set()
+
+    def _hand_off(self, stream: trio.abc.Stream) -> None:
+        """Give a new TCP connection to its own actor, which owns the stream from now on."""
+        try:
+            self.connections.start_child(self._connection_spec, stream)
+        except actors.ActorError as exc:
+            logger.warning("dropping a new connection: %s", exc)
+            _close_now(stream)
+
+    async def _connection_actor(self, actor: actors.Actor, stream: trio.abc.Stream) -> None:
+        await self.front_door.handle(stream)
+
+    async def _on_websocket(
+        self, stream: trio.abc.Stream, request: Request, head_bytes: bytes, match: Match
+    ) -> None:
+        target = match.route.target
+        assert isinstance(target, WebSocketTarget)
+        options = target.options or self.options.connection
+        await websocket_endpoint(
+            actors.current_actor(), stream, head_bytes, request, target.factory, options
+        )
+
+
+def _bound_port(listener: trio.abc.Listener[trio.abc.Stream]) -> int:
+    """The port a (TLS-wrapped) TCP listener is bound to."""
+    if isinstance(listener, trio.SSLListener):
+        listener = listener.transport_listener
+    assert isinstance(listener, trio.SocketListener)
+    return int(listener.socket.getsockname()[1])
+
+
+def _close_now(stream: trio.abc.Stream) -> None:
+    """Close a just-accepted stream's socket without awaiting (nobody will serve it)."""
+    transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if isinstance(transport, trio.SocketStream):
+        transport.socket.close()

@@ -1,0 +1,111 @@
+"""Everything corral needs from trio-websocket 0.12.2's internals, in one place.
+
+- ``CorralWebSocket`` sends a close frame with the right code (1002, 1007) when wsproto
+  finds a protocol error; trio-websocket just drops the TCP connection.
+- ``send_encoded`` writes frame bytes built once for many connections (fan-out), through
+  the connection's own stream lock so they never interleave with its other writes.
+tests/server/test_wire.py pins the version, so an upgrade fails there first.
+"""
+
+from __future__ import annotations
+
+import trio
+import trio_websocket
+import wsproto.events
+from trio_websocket import CloseReason, ConnectionClosed
+from wsproto.connection import ConnectionState
+from wsproto.frame_protocol import FrameProtocol
+
+PINNED_TRIO_WEBSOCKET = "0.12.2"
+_MAX_CLOSE_REASON_BYTES = 123
+
+
+class CorralWebSocket(trio_websocket.WebSocketConnection):
+    """trio-websocket's connection, closing protocol errors with a proper close frame."""
+
+    protocol_error: CloseReason | None = None
+    """Set when the server closed the connection because the client broke the protocol."""
+
+    async def _handle_close_connection_event(self, event: wsproto.events.CloseConnection) -> None:
+        if self._wsproto.state is ConnectionState.OPEN:
+            # The peer sent no close frame: wsproto made this event from a frame it
+            # could not parse (bad opcode, bad UTF-8...). Tell the client before closing.
+            self.protocol_error = CloseReason(event.code, event.reason or None)
+            reason = _short(event.reason or "")
+            try:
+                await self._send(wsproto.events.CloseConnection(code=event.code, reason=reason))
+            except ConnectionClosed:
+                pass
+        await super()._handle_close_connection_event(event)
+
+    async def _handle_message_event(
+        self, event: wsproto.events.BytesMessage | wsproto.events.TextMessage
+    ) -> None:
+        await super()._handle_message_event(event)
+        reason = self._close_reason
+        if reason is not None and reason.code == 1009 and self.protocol_error is None:
+            self.protocol_error = reason  # trio-websocket sent 1009 for a too-big message
+
+
+def wrap_server_stream(
+    nursery: trio.Nursery,
+    stream: trio.abc.Stream,
+    *,
+    message_queue_size: int,
+    max_message_size: int,
+) -> CorralWebSocket:
+    """trio_websocket.wrap_server_stream's first half, with our connection class."""
+    connection = CorralWebSocket(
+        stream,
+        wsproto.WSConnection(wsproto.ConnectionType.SERVER),
+        message_queue_size=message_queue_size,
+        max_message_size=max_message_size,
+    )
+    nursery.start_soon(connection._reader_task)
+    return connection
+
+
+async def get_request(connection: CorralWebSocket) -> trio_websocket.WebSocketRequest:
+    """Wait for the handshake request that the reader task parses."""
+    return await connection._get_request()
+
+
+def encode_message(message: str | bytes) -> bytes:
+    """The bytes of one unmasked, uncompressed server frame carrying ``message``."""
+    return bytes(FrameProtocol(client=False, extensions=[]).send_data(message, fin=True))
+
+
+def encode_ping(payload: bytes) -> bytes:
+    """The bytes of a server ping frame."""
+    return bytes(FrameProtocol(client=False, extensions=[]).ping(payload))
+
+
+def is_compressed(connection: trio_websocket.WebSocketConnection) -> bool:
+    """Whether permessage-deflate was negotiated (pre-encoded frames cannot be used then)."""
+    established = connection._wsproto.connection
+    return established is not None and bool(established._proto.extensions)
+
+
+def set_max_message_size(connection: trio_websocket.WebSocketConnection, size: int) -> None:
+    """Change the size over which a received message closes the connection with 1009."""
+    connection._max_message_size = size
+
+
+async def send_encoded(connection: trio_websocket.WebSocketConnection, data: bytes) -> None:
+    """Write pre-encoded frame bytes as trio-websocket's own ``_send`` would."""
+    if connection._close_reason:
+        raise ConnectionClosed(connection._close_reason)
+    async with connection._stream_lock:
+        try:
+            await connection._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await connection._abort_web_socket()
+            assert connection._close_reason is not None
+            raise ConnectionClosed(connection._close_reason) from None
+
+
+def _short(reason: str) -> str:
+    encoded = reason.encode()
+    if len(encoded) <= _MAX_CLOSE_REASON_BYTES:
+        return reason
+    return encoded[:_MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
