@@ -10,6 +10,7 @@ from actors import Timeout
 
 from .app import App, WebSocketTarget, http_route, static, websocket
 from .commands import Binary, Close, Command, Frame, Ping, Pong, SetOptions, Stop, Text
+from .fanout import broadcast, send_frame, send_frames
 from .handler import HandlerFactory, InitResult, Result, Upgrade, WebSocketHandler
 from .http import Request, Response
 from .options import ConnectionOptions, OutboxOverflow, ServerOptions
@@ -55,6 +56,9 @@ __all__ = [
     "Upgrade",
     "WebSocketHandler",
     "WebSocketTarget",
+    "broadcast",
+    "send_frame",
+    "send_frames",
     "http_route",
     "static",
     "websocket",

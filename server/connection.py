@@ -12,6 +12,7 @@ The loop calls the handler one event at a time and carries out the commands it r
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 import attrs
@@ -53,6 +54,13 @@ from .upgrade import accept_websocket
 logger = logging.getLogger("corral.server")
 
 _EVENTS_CAPACITY = 16
+
+_live: weakref.WeakKeyDictionary[Actor, Connection] = weakref.WeakKeyDictionary()
+
+
+def connection_of(actor: Actor) -> Connection | None:
+    """The upgraded WebSocket connection an actor runs, if it runs one."""
+    return _live.get(actor)
 
 
 @attrs.frozen
@@ -157,6 +165,7 @@ class Connection:
 
     async def run(self) -> TerminateReason:
         """Serve the connection until it ends; return why (terminate is the caller's)."""
+        _live[self.actor] = self
         async with trio.open_nursery() as tasks:
             tasks.start_soon(self._drain)
             tasks.start_soon(self._pump)
@@ -166,6 +175,7 @@ class Connection:
                 reason = await self._serve()
                 await self._close_for(reason)
             finally:
+                _live.pop(self.actor, None)
                 self._cancel_liveness()
                 tasks.cancel_scope.cancel()
         return reason

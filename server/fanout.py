@@ -1,0 +1,57 @@
+"""Frames to many connections at once: encoded once, written to each outbox, never waited on.
+
+Server frames are unmasked, so the same bytes serve every client: ``broadcast`` builds
+them once and pushes them into each member connection's outbox, where that connection's
+overflow policy applies if it is full. Members that are plain actors (not connections)
+get the message itself in their mailbox. Works from any code under the server's node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import actors
+from actors import Address, Destination, Node
+
+from .connection import EncodedFrame, connection_of
+
+
+def broadcast(group: str, message: str | bytes, *, node: Node | None = None) -> int:
+    """Send ``message`` as a frame to every member of ``group``; return how many took it."""
+    node = node or actors.current_node()
+    return _deliver(node, node.members(group), EncodedFrame.of(message))
+
+
+def send_frame(dest: Destination, message: str | bytes, *, node: Node | None = None) -> bool:
+    """Send ``message`` as a frame to one connection, by address or registered name.
+
+    An unknown name raises NoSuchActor; an ended address is a counted no-op.
+    """
+    node = node or actors.current_node()
+    address = dest if isinstance(dest, Address) else node.whereis(dest)
+    if address is None:
+        raise actors.NoSuchActor(str(dest))
+    return _deliver(node, (address,), EncodedFrame.of(message)) == 1
+
+
+def send_frames(
+    addresses: Iterable[Address], message: str | bytes, *, node: Node | None = None
+) -> int:
+    """Send ``message`` as a frame to each address (a batch); return how many took it."""
+    node = node or actors.current_node()
+    return _deliver(node, addresses, EncodedFrame.of(message))
+
+
+def _deliver(node: Node, addresses: Iterable[Address], frame: EncodedFrame) -> int:
+    taken = 0
+    for address in addresses:
+        actor = node.actor(address)
+        if actor is None:
+            node.dead_letters += 1
+            continue
+        connection = connection_of(actor)
+        if connection is not None:
+            taken += connection.push(frame)
+        else:
+            taken += actor.mailbox.offer(frame.message)
+    return taken
