@@ -73,7 +73,7 @@ def output_dir(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture
 def screenshot(output_dir: Path) -> Callable[[Page, str], Path]:
-    """``screenshot(page, name)`` saves a full-page PNG under ``output_dir`` and returns its path."""
+    """``screenshot(page, name)`` saves a full-page PNG under ``output_dir``; returns its path."""
 
     def take(page: Page, name: str) -> Path:
         path = output_dir / f"{name}.png"
@@ -165,7 +165,9 @@ class _TrioThread:
                 pass
         self._thread.join(SERVER_THREAD_TIMEOUT_S)
         if self._thread.is_alive():
-            raise TimeoutError(f"{self._thread.name} did not stop within {SERVER_THREAD_TIMEOUT_S} s")
+            raise TimeoutError(
+                f"{self._thread.name} did not stop within {SERVER_THREAD_TIMEOUT_S} s"
+            )
         if self._error is not None:
             raise self._error
 

@@ -162,8 +162,12 @@ def running_server(
     """Run argv from the repo root (output to ``log``) until it accepts on port; stop it on exit."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            list(argv), cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            list(argv),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         _wait_until_accepting(proc, port, log, start_timeout)
@@ -193,8 +197,12 @@ def run_wstest(spec: Path, log: Path, timeout: float) -> None:
         raise WstestFailed(f"{WSTEST} is missing: run scripts/setup-wstest (./dev test does)")
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(WSTEST), "-m", "fuzzingclient", "-s", str(spec)], cwd=spec.parent,
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(WSTEST), "-m", "fuzzingclient", "-s", str(spec)],
+            cwd=spec.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         code = proc.wait(timeout)
@@ -242,7 +250,8 @@ def group_table(results: Sequence[CaseResult]) -> str:
     rows.append(_count_row("total", results))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
-        "  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows
+        "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
     )
 
 
@@ -253,6 +262,10 @@ def _count_row(label: str, results: Sequence[CaseResult]) -> list[str]:
     other = sum(n for b, n in behaviors.items() if b not in BEHAVIORS)
     other += sum(n for b, n in closes.items() if b not in CLOSE_BEHAVIORS)
     return [
-        label, str(len(results)), *(str(behaviors[b]) for b in BEHAVIORS), "|",
-        *(str(closes[b]) for b in CLOSE_BEHAVIORS), str(other),
+        label,
+        str(len(results)),
+        *(str(behaviors[b]) for b in BEHAVIORS),
+        "|",
+        *(str(closes[b]) for b in CLOSE_BEHAVIORS),
+        str(other),
     ]

@@ -331,7 +331,9 @@ async def test_http_handler_that_never_answers_is_closed_after_the_timeout(
     front_door = FrontDoor(
         Router([Route("/stuck", stuck, kind="http")]), Echo(), handshake_timeout=5.0
     )
-    [listener] = await nursery.start(partial(serve_tcp, front_door.handle, host="127.0.0.1", port=0))
+    [listener] = await nursery.start(
+        partial(serve_tcp, front_door.handle, host="127.0.0.1", port=0)
+    )
     async with await trio.open_tcp_stream("127.0.0.1", listener.socket.getsockname()[1]) as stream:
         await stream.send_all(get("/stuck"))
         assert await stream.receive_some() == b""

@@ -221,4 +221,4 @@ def test_decoding_arbitrary_text_fails_only_with_malformed_path(text: str) -> No
 def test_nested_optionals_match_every_prefix_depth(values: list[str]) -> None:
     names = ["a", "b", "c"][: len(values)]
     path = "/root/" + "/".join(values)
-    assert bound(only("/root[/:a[/:b[/:c]]]"), path) == dict(zip(names, values))
+    assert bound(only("/root[/:a[/:b[/:c]]]"), path) == dict(zip(names, values, strict=True))

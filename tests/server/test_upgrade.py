@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from functools import partial
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import pytest
