@@ -1,0 +1,86 @@
+"""One chat connection: checks what the client sends and passes joins and says to its room.
+
+Bad input gets an ``error`` frame from the connection itself and goes no further. A ``join``
+opens the room (starting it on first use) and sends it ``Join``; the room answers the client
+directly and tells the connection ``Joined``. The connection remembers its nick so that it can
+join again by itself when the room restarts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+import actors
+from actors import Address
+from server import Frame, Text, Upgrade, WebSocketHandler
+from server.http import Request
+from server.termination import TerminateReason
+
+from . import protocol
+from .protocol import BadInput, JoinRequest
+from .room import Join, Joined, Leave, RoomRestarted, Say
+from .rooms import Rooms, RoomUnavailable
+
+
+@attrs.frozen
+class Session:
+    """A connection's state: its room's name, and once it asked to join, the room's address."""
+
+    room: str
+    room_address: Address | None = None
+    nick: str | None = None
+    """Set when the room accepted the join."""
+
+
+def _error(reason: str) -> Text:
+    return Text(protocol.error(reason))
+
+
+class ChatHandler(WebSocketHandler[Session]):
+    """The handler of ``/ws/:room``."""
+
+    def __init__(self, rooms: Rooms) -> None:
+        self.rooms = rooms
+
+    def init(self, request: Request) -> Upgrade:
+        return Upgrade(Session(room=str(request.bindings["room"])))
+
+    async def websocket_handle(self, frame: Frame, state: Session) -> tuple[Text | None, Session]:
+        if not isinstance(frame, Text):
+            return _error("binary frames are not supported: send JSON text"), state
+        request = protocol.parse(frame.data)
+        if isinstance(request, BadInput):
+            return _error(request.reason), state
+        if isinstance(request, JoinRequest):
+            return await self._join(request.nick, state)
+        return self._say(request.text, state)
+
+    async def _join(self, nick: str, state: Session) -> tuple[Text | None, Session]:
+        try:
+            room = await self.rooms.open(state.room)
+        except RoomUnavailable as exc:
+            return _error(str(exc)), state
+        if not actors.send(room, Join(actors.self_address(), nick)):
+            return _error("room busy: try again"), state
+        return None, attrs.evolve(state, room_address=room)
+
+    def _say(self, text: str, state: Session) -> tuple[Text | None, Session]:
+        if state.room_address is None:
+            return _error("join first: say is for members of the room"), state
+        if not actors.send(state.room_address, Say(actors.self_address(), text)):
+            return _error("message not sent: the room is busy or restarting, send it again"), state
+        return None, state
+
+    def websocket_info(self, message: Any, state: Session) -> tuple[None, Session]:
+        if isinstance(message, Joined):
+            return None, attrs.evolve(state, room_address=message.room, nick=message.nick)
+        if isinstance(message, RoomRestarted) and state.nick is not None:
+            actors.send(message.room, Join(actors.self_address(), state.nick, rejoin=True))
+            return None, attrs.evolve(state, room_address=message.room)
+        return None, state
+
+    def terminate(self, reason: TerminateReason, request: Request, state: Session) -> None:
+        if state.room_address is not None:
+            actors.send(state.room_address, Leave(actors.self_address()))

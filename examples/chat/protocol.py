@@ -1,0 +1,176 @@
+"""The chat's wire format: what clients may send, the checks on it, what the server sends.
+
+Plain functions and records, no I/O. Client frames are JSON objects with a ``type``:
+``{"type": "join", "nick": str}`` and ``{"type": "say", "text": str}``. Server frames are
+``history``, ``members``, ``joined``, ``left``, ``said`` and ``error`` (see the encoders below).
+
+Limits: a nick is 1 to 32 characters with no leading or trailing spaces and no control, format
+or unassigned characters, unique in its room regardless of case; a text is a non-blank string
+of at most 4096 bytes of UTF-8; a room name is 1 to 64 characters with the same character rules
+as a nick.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+MAX_TEXT_BYTES = 4096
+MAX_NICK_CHARS = 32
+MAX_ROOM_CHARS = 64
+HISTORY_SIZE = 50
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+@attrs.frozen
+class JoinRequest:
+    """The client asks to join the room under ``nick``."""
+
+    nick: str
+
+
+@attrs.frozen
+class SayRequest:
+    """The client says ``text`` to the room."""
+
+    text: str
+
+
+@attrs.frozen
+class BadInput:
+    """The frame was refused; ``reason`` goes back to the client in an ``error``."""
+
+    reason: str
+
+
+ClientMessage = JoinRequest | SayRequest | BadInput
+
+
+@attrs.frozen
+class Said:
+    """One message of a room's history."""
+
+    nick: str
+    text: str
+    at: str
+    """When the room received it: ISO 8601, UTC, milliseconds."""
+
+    def as_dict(self) -> dict[str, str]:
+        """The message's fields as they go on the wire."""
+        return {"nick": self.nick, "text": self.text, "at": self.at}
+
+
+# ---- client to server ---------------------------------------------------------------------
+
+
+def parse(data: str) -> ClientMessage:
+    """Decode and check one client text frame."""
+    try:
+        message = json.loads(data)
+    except (ValueError, RecursionError):
+        return BadInput('not JSON: send an object such as {"type": "say", "text": "hi"}')
+    if not isinstance(message, dict):
+        return BadInput('expected a JSON object with a "type"')
+    kind = message.get("type")
+    if kind == "join":
+        nick: Any = message.get("nick")
+        problem = nick_problem(nick)
+        return JoinRequest(nick) if problem is None else BadInput(problem)
+    if kind == "say":
+        text: Any = message.get("text")
+        problem = text_problem(text)
+        return SayRequest(text) if problem is None else BadInput(problem)
+    return BadInput(f"unknown type {_short(kind)}")
+
+
+def nick_problem(nick: Any) -> str | None:
+    """Why ``nick`` is not an acceptable nick, or None if it is."""
+    if not isinstance(nick, str) or not 1 <= len(nick) <= MAX_NICK_CHARS:
+        return f"bad nick: use 1 to {MAX_NICK_CHARS} characters"
+    if nick != nick.strip():
+        return "bad nick: no leading or trailing spaces"
+    if not _printable(nick):
+        return "bad nick: no control or invisible characters"
+    return None
+
+
+def text_problem(text: Any) -> str | None:
+    """Why ``text`` cannot be said, or None if it can."""
+    if not isinstance(text, str) or not text.strip():
+        return "empty text: \"text\" must be a non-blank string"
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "bad text: not valid Unicode (lone surrogate)"
+    if size > MAX_TEXT_BYTES:
+        return f"text too long: {size} bytes of UTF-8, at most {MAX_TEXT_BYTES}"
+    return None
+
+
+def room_name(value: str) -> str:
+    """Route constraint for ``/ws/:room``: the name itself, or ValueError (the route fails)."""
+    if not 1 <= len(value) <= MAX_ROOM_CHARS or value != value.strip() or not _printable(value):
+        raise ValueError(f"a room name is 1 to {MAX_ROOM_CHARS} printable characters")
+    return value
+
+
+def nick_key(nick: str) -> str:
+    """What nick uniqueness compares: ``Ann`` and ``ann`` are the same nick."""
+    return unicodedata.normalize("NFKC", nick).casefold()
+
+
+def _printable(value: str) -> bool:
+    return not any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in value)
+
+
+def _short(value: Any) -> str:
+    """A bounded rendering of a client-supplied value for an error message."""
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# ---- server to client ---------------------------------------------------------------------
+
+
+def now() -> str:
+    """The current time as the ``at`` of a message."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def encode(kind: str, **fields: Any) -> str:
+    """One server frame: a compact JSON object with ``type`` first."""
+    return json.dumps({"type": kind, **fields}, ensure_ascii=False, separators=(",", ":"))
+
+
+def history(messages: list[Said]) -> str:
+    """``{"type": "history", "messages": [{nick, text, at}...]}``, oldest first."""
+    return encode("history", messages=[message.as_dict() for message in messages])
+
+
+def members(nicks: list[str]) -> str:
+    """``{"type": "members", "nicks": [...]}``, in join order."""
+    return encode("members", nicks=nicks)
+
+
+def joined(nick: str) -> str:
+    """``{"type": "joined", "nick": ...}``: someone (maybe the receiver) joined."""
+    return encode("joined", nick=nick)
+
+
+def left(nick: str) -> str:
+    """``{"type": "left", "nick": ...}``: someone left (closed, vanished or was dropped)."""
+    return encode("left", nick=nick)
+
+
+def said(message: Said) -> str:
+    """``{"type": "said", "nick", "text", "at"}``: to everyone in the room, sender included."""
+    return encode("said", **message.as_dict())
+
+
+def error(reason: str) -> str:
+    """``{"type": "error", "reason": ...}``: only to the client concerned."""
+    return encode("error", reason=reason)

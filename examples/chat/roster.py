@@ -1,0 +1,74 @@
+"""A room's state as plain data: who is in it (nick and connection) and its last messages."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import attrs
+
+from actors import Address, MonitorRef
+
+from . import protocol
+from .protocol import Said
+
+
+@attrs.frozen
+class Member:
+    """One joined connection: its address, its nick, and the room's monitor on it."""
+
+    address: Address
+    nick: str
+    monitor: MonitorRef
+
+
+@attrs.define
+class Roster:
+    """Members by connection and by nick (case-insensitive), and the history, bounded."""
+
+    _by_address: dict[Address, Member] = attrs.field(factory=dict, init=False)
+    _by_key: dict[str, Address] = attrs.field(factory=dict, init=False)
+    _history: deque[Said] = attrs.field(
+        factory=lambda: deque(maxlen=protocol.HISTORY_SIZE), init=False
+    )
+
+    def join_problem(self, address: Address, nick: str) -> str | None:
+        """Why ``address`` may not join as ``nick`` (already in, or nick taken), or None."""
+        current = self._by_address.get(address)
+        if current is not None:
+            return f"already joined as {current.nick}"
+        if protocol.nick_key(nick) in self._by_key:
+            return f"nick taken: {nick} is already in this room"
+        return None
+
+    def add(self, member: Member) -> None:
+        """Record a member whose join was accepted."""
+        self._by_address[member.address] = member
+        self._by_key[protocol.nick_key(member.nick)] = member.address
+
+    def remove(self, address: Address) -> Member | None:
+        """Forget the member at ``address``; return it, or None if it was not in."""
+        member = self._by_address.pop(address, None)
+        if member is not None:
+            del self._by_key[protocol.nick_key(member.nick)]
+        return member
+
+    def get(self, address: Address) -> Member | None:
+        """The member at ``address``, or None."""
+        return self._by_address.get(address)
+
+    def nicks(self) -> list[str]:
+        """Every member's nick, in join order."""
+        return [member.nick for member in self._by_address.values()]
+
+    def __len__(self) -> int:
+        return len(self._by_address)
+
+    def record(self, nick: str, text: str, at: str) -> Said:
+        """Append a message to the history (the oldest goes past 50) and return it."""
+        message = Said(nick, text, at)
+        self._history.append(message)
+        return message
+
+    def history(self) -> list[Said]:
+        """The last messages, oldest first."""
+        return list(self._history)
