@@ -197,6 +197,8 @@ class Connection:
                 elif kind is _Info:
                     if _is_shutdown(event.message):
                         return Shutdown()
+                    if _is_revoked(event.message):
+                        continue
                     result = await call(handler.websocket_info, event.message, self.state)
                     ended = await self._apply(unpack_result("websocket_info", result))
                 else:
@@ -431,6 +433,11 @@ def _as_frame(message: str | bytes) -> Frame:
 
 def _is_shutdown(message: Any) -> bool:
     return isinstance(message, actors.Exit) and message.reason == actors.SHUTDOWN
+
+
+def _is_revoked(message: Any) -> bool:
+    """A Timeout or Down cancelled (cancel_timer, demonitor) after the pump had taken it."""
+    return isinstance(message, (actors.Timeout, actors.Down)) and message.ref.revoked
 
 
 def _server_closes(reason: TerminateReason) -> bool:
