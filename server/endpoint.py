@@ -46,8 +46,6 @@ async def websocket_endpoint(
     if isinstance(decision, http.Response):
         await refuse(stream, decision)
         return
-    actor.trap_exits = True  # from here a shutdown is a message: close with 1001, terminate
-    actor.mailbox.overflow = (decision.options or options).mailbox_overflow
     reason = await _upgrade(actor, stream, head_bytes, request, handler, decision, options)
     if isinstance(reason, Crash):
         actor.exit(actors.Crash(reason.exception))
@@ -71,6 +69,9 @@ async def _upgrade(
         )
         await refuse(stream, http.internal_error())
         return None
+    # From here a shutdown is a message (close with 1001, terminate); before, it cancels.
+    actor.trap_exits = True
+    actor.mailbox.overflow = (decision.options or options).mailbox_overflow
     return await serve_connection(
         actor,
         stream,

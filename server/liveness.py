@@ -38,7 +38,7 @@ class Liveness:
         if self.idle_timeout is not None and now - self.last_received >= self.idle_timeout:
             return Verdict.IDLE
         if self.ping_sent_at is not None:
-            if self.last_received > self.ping_sent_at:
+            if self.last_received >= self.ping_sent_at:  # a pong may come at the same tick
                 self.ping_sent_at = None
             elif now - self.ping_sent_at >= self.pong_timeout:
                 return Verdict.NO_PONG

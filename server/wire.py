@@ -41,10 +41,15 @@ class CorralWebSocket(trio_websocket.WebSocketConnection):
     async def _handle_message_event(
         self, event: wsproto.events.BytesMessage | wsproto.events.TextMessage
     ) -> None:
+        if self._message_size + len(event.data) > self._max_message_size:
+            # trio-websocket is about to close with 1009 for a too-big message. Say so
+            # first: closing its channel wakes get_message before the call below returns.
+            if self.protocol_error is None:
+                limit = self._max_message_size
+                self.protocol_error = CloseReason(
+                    1009, f"Exceeded maximum message size: {limit} bytes"
+                )
         await super()._handle_message_event(event)
-        reason = self._close_reason
-        if reason is not None and reason.code == 1009 and self.protocol_error is None:
-            self.protocol_error = reason  # trio-websocket sent 1009 for a too-big message
 
 
 def wrap_server_stream(

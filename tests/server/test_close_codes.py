@@ -1,0 +1,355 @@
+"""Every way a connection ends: the close code the client sees and the reason ``terminate``
+gets, exactly once, over real sockets (hand-built frames for what clients never send)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+import wsproto.events as ev
+from trio_websocket import ConnectionClosed
+
+import actors
+from server import (
+    App,
+    Binary,
+    ConnectionOptions,
+    Crash,
+    Frame,
+    IdleTimeout,
+    Overflow,
+    ProtocolError,
+    Remote,
+    Request,
+    ServerOptions,
+    Shutdown,
+    Text,
+    websocket,
+)
+from server.liveness import Liveness, Verdict
+
+from .serving import (
+    WAIT,
+    Recorded,
+    Terminations,
+    client,
+    factory,
+    frame,
+    raw_client,
+    serving,
+)
+
+OPCODE_TEXT, OPCODE_RESERVED = 0x1, 0x3
+
+
+class Echo(Recorded):
+    def websocket_handle(self, frame: Frame, state: Any) -> tuple[Frame, Any]:
+        return frame, state
+
+
+def echo_app(log: Terminations, options: ConnectionOptions | None = None) -> App:
+    return App([websocket("/", factory(Echo, log), options=options)])
+
+
+async def expect_close(ws: Any) -> tuple[int, str | None]:
+    """Read until the server closes; the code and reason the client saw."""
+    with trio.fail_after(WAIT), pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await ws.get_message()
+    reason = closed.value.reason
+    return reason.code, reason.reason
+
+
+async def echoes(ws: Any, message: str) -> None:
+    await ws.send_message(message)
+    with trio.fail_after(WAIT):
+        assert await ws.get_message() == message
+
+
+# ---- the client ends it ---------------------------------------------------------------------
+
+
+async def test_client_close_code_and_reason_reach_terminate_as_remote(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "corral.server")
+    log = Terminations()
+    async with serving(echo_app(log)) as served, client(served.url()) as ws:
+        await echoes(ws, "hi")
+        await ws.aclose(4000, "going away")
+        assert ws.closed is not None and ws.closed.code == 4000
+        call = await log.one()
+    assert call.reason == Remote(4000, "going away")
+    assert not call.reason.abrupt
+    assert re.search(
+        r"closed 127\.0\.0\.1:\d+ / code=4000 reason=remote 4000 'going away'", caplog.text
+    )
+
+
+async def test_client_dropping_tcp_is_remote_1006() -> None:
+    log = Terminations()
+    async with serving(echo_app(log)) as served:
+        async with raw_client(served.port) as raw:
+            await raw.send(ev.TextMessage("hi"))
+            assert isinstance(await raw.next_event(), ev.TextMessage)
+        call = await log.one()
+    assert call.reason == Remote(1006)
+    assert call.reason.abrupt
+
+
+# ---- liveness -------------------------------------------------------------------------------
+
+
+async def test_idle_timeout_closes_with_1000_counting_from_the_last_data(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log = Terminations()
+    async with serving(echo_app(log, ConnectionOptions(idle_timeout=5.0))) as served:
+        async with client(served.url()) as ws:
+            await trio.sleep(3)
+            await echoes(ws, "still here")
+            active_at = trio.current_time()
+            assert await expect_close(ws) == (1000, None)
+            assert trio.current_time() - active_at == pytest.approx(5.0, abs=0.01)
+        assert (await log.one()).reason == IdleTimeout()
+
+
+async def test_a_client_that_never_answers_pings_is_dropped_after_pong_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log = Terminations()
+    options = ConnectionOptions(idle_timeout=None, ping_interval=2.0, pong_timeout=1.0)
+    async with serving(echo_app(log, options)) as served:
+        async with raw_client(served.port) as raw:
+            started = trio.current_time()
+            ping = await raw.next_event()
+            assert isinstance(ping, ev.Ping)
+            assert trio.current_time() - started == pytest.approx(2.0, abs=0.01)
+            closing = await raw.next_event()  # no pong sent
+            assert isinstance(closing, ev.CloseConnection) and closing.code == 1000
+            assert trio.current_time() - started == pytest.approx(3.0, abs=0.01)
+            await raw.send(closing.response())
+            await raw.eof()
+        assert (await log.one()).reason == IdleTimeout()
+
+
+def test_a_pong_in_the_same_clock_tick_as_its_ping_counts() -> None:
+    liveness = Liveness(None, ping_interval=2.0, pong_timeout=1.0, last_received=0.0)
+    assert liveness.check(2.0) is Verdict.SEND_PING
+    liveness.last_received = 2.0  # MockClock, or a coarse clock: no time passed
+    assert liveness.check(3.0) is Verdict.ALIVE
+
+
+async def test_a_client_answering_pings_stays_connected(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log = Terminations()
+    options = ConnectionOptions(idle_timeout=None, ping_interval=2.0, pong_timeout=1.0)
+    async with serving(echo_app(log, options)) as served, client(served.url()) as ws:
+        await trio.sleep(60)  # trio-websocket answers each ping
+        await echoes(ws, "after a minute")
+    assert (await log.one()).reason == Remote(1000)
+
+
+# ---- protocol errors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bad_frame", "code"),
+    [
+        (frame(OPCODE_RESERVED, b"what is this"), 1002),
+        (frame(OPCODE_TEXT, b"unmasked", masked=False), 1002),
+        (frame(OPCODE_TEXT, b"rsv bits", rsv=0b010), 1002),
+        (frame(OPCODE_TEXT, b"caf\xc3"), 1007),
+        (frame(OPCODE_TEXT, b"\xff\xfe"), 1007),
+    ],
+    ids=["reserved-opcode", "unmasked", "rsv-without-extension", "truncated-utf8", "not-utf8"],
+)
+async def test_a_bad_frame_closes_with_its_protocol_error_code(bad_frame: bytes, code: int) -> None:
+    log = Terminations()
+    async with serving(echo_app(log)) as served:
+        async with raw_client(served.port) as raw:
+            await raw.send(ev.TextMessage("fine"))
+            assert isinstance(await raw.next_event(), ev.TextMessage)
+            await raw.send_raw(bad_frame)
+            closing = await raw.close_event()
+            assert closing.code == code
+            await raw.eof()
+        reason = (await log.one()).reason
+    assert isinstance(reason, ProtocolError) and reason.code == code
+    assert reason.detail
+
+
+async def test_a_message_over_max_message_size_closes_with_1009() -> None:
+    log = Terminations()
+    async with serving(echo_app(log, ConnectionOptions(max_message_size=1000))) as served:
+        async with client(served.url()) as ws:
+            await echoes(ws, "x" * 1000)
+            await ws.send_message("x" * 5000)
+            assert (await expect_close(ws))[0] == 1009
+        async with raw_client(served.port) as raw:  # in fragments: the total counts
+            for _ in range(3):
+                await raw.send(ev.Message(b"y" * 400, message_finished=False))
+            closing = await raw.close_event()
+            assert closing.code == 1009
+            await raw.eof()
+        await log.wait(2)
+    expected = ProtocolError(1009, "Exceeded maximum message size: 1000 bytes")
+    assert log.reasons == [expected, expected]
+
+
+# ---- crashes --------------------------------------------------------------------------------
+
+
+class CrashIn(Recorded):
+    """Crashes in the callback named by the ``crash`` query parameter."""
+
+    def websocket_init(self, state: Any) -> tuple[Any, Any]:
+        where = self.request.query_value("crash")
+        if where == "websocket_init":
+            raise RuntimeError("bug in websocket_init")
+        if where == "websocket_info":
+            actors.send(actors.self_address(), "poke")
+        return None, where
+
+    def websocket_handle(self, frame: Frame, state: Any) -> tuple[Frame, Any]:
+        if state == "websocket_handle":
+            raise RuntimeError("bug in websocket_handle")
+        return frame, state
+
+    def websocket_info(self, message: Any, state: Any) -> tuple[Any, Any]:
+        raise RuntimeError("bug in websocket_info")
+
+
+@pytest.mark.parametrize("callback", ["websocket_init", "websocket_handle", "websocket_info"])
+async def test_a_crashing_callback_closes_with_1011(
+    callback: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = Terminations()
+    app = App([websocket("/", factory(CrashIn, log))])
+    async with serving(app) as served:
+        async with client(served.url(f"/?crash={callback}")) as ws:
+            await ws.send_message("trigger")
+            assert await expect_close(ws) == (1011, None)
+        call = await log.one()
+    assert isinstance(call.reason, Crash)
+    assert str(call.reason.exception) == f"bug in {callback}"
+    assert "handler CrashIn crashed on 127.0.0.1:" in caplog.text
+
+
+class BadTerminate(Echo):
+    def terminate(self, reason: Any, request: Request, state: Any) -> None:
+        super().terminate(reason, request, state)
+        raise RuntimeError("bug in terminate")
+
+
+async def test_a_crashing_terminate_is_logged_and_the_server_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = Terminations()
+    app = App([websocket("/", factory(BadTerminate, log))])
+    async with serving(app) as served:
+        async with client(served.url()) as ws:
+            await echoes(ws, "one")
+        await log.one()
+        async with client(served.url()) as ws:
+            await echoes(ws, "two")
+        await log.wait(2)
+    assert log.reasons == [Remote(1000), Remote(1000)]
+    assert caplog.text.count("terminate of BadTerminate crashed") == 2
+
+
+# ---- the server ends it -------------------------------------------------------------------
+
+
+async def test_shutdown_closes_every_client_with_1001_and_runs_each_terminate(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "corral.server")
+    log = Terminations()
+    async with serving(echo_app(log)) as served:
+        async with client(served.url()) as a, client(served.url()) as b, client(served.url()) as c:
+            for ws in (a, b, c):
+                await echoes(ws, "hello")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(served.server.shutdown)
+                for ws in (a, b, c):
+                    assert await expect_close(ws) == (1001, None)
+            assert served.server.stopped.is_set()
+            calls = await log.wait(3)
+    assert [call.reason for call in calls] == [Shutdown()] * 3
+    assert len(re.findall(r"closed 127\.0\.0\.1:\d+ / code=1001 reason=shutdown", caplog.text)) == 3
+
+
+async def test_shutdown_twice_is_harmless() -> None:
+    log = Terminations()
+    async with serving(echo_app(log)) as served, client(served.url()) as ws:
+        await served.server.shutdown()
+        await served.server.shutdown()
+        assert await expect_close(ws) == (1001, None)
+    assert log.reasons == [Shutdown()]
+
+
+class Stuck(Echo):
+    def websocket_handle(self, frame: Frame, state: Any) -> Any:
+        if frame == Text("hang"):
+            return trio.sleep_forever()
+        return frame, state
+
+
+async def test_a_handler_stuck_at_shutdown_is_killed_and_still_terminated_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log = Terminations()
+    # The kill comes after the *server's* send_timeout + close_timeout: every connection
+    # actor is started (from one spec) before routing picks the route's options.
+    options = ServerOptions(connection=ConnectionOptions(send_timeout=1.0, close_timeout=1.0))
+    app = App([websocket("/", factory(Stuck, log))])
+    async with serving(app, options) as served, client(served.url()) as ws:
+        await echoes(ws, "hello")
+        await ws.send_message("hang")
+        started = trio.current_time()
+        await served.server.shutdown()
+        assert trio.current_time() - started == pytest.approx(2.0, abs=0.01)  # the kill
+        assert (await expect_close(ws))[0] == 1006
+        assert log.reasons == [Shutdown()]
+
+
+CHUNK = b"x" * 65536
+
+
+class Firehose(Echo):
+    """On "flood", sends 64 KiB frames for as long as the client takes them."""
+
+    def websocket_handle(self, frame: Frame, state: Any) -> tuple[Any, Any]:
+        if frame == Text("flood"):
+            actors.send(actors.self_address(), "more")
+            return None, state
+        return frame, state
+
+    def websocket_info(self, message: Any, state: Any) -> tuple[Any, Any]:
+        actors.send(actors.self_address(), "more")
+        return [Binary(CHUNK)] * 8, state
+
+
+async def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log = Terminations()
+    options = ConnectionOptions(send_timeout=2.0, outbox_capacity=4)
+    app = App([websocket("/", factory(Firehose, log), options=options)])
+    async with serving(app) as served, client(served.url()) as steady:
+        async with raw_client(served.port) as stalled:
+            await stalled.send(ev.TextMessage("flood"))
+            call = await log.one()  # the flooded client, while it never reads
+            assert call.reason == Overflow("send timed out: the client stopped reading", 1006)
+            await echoes(steady, "still served")
+            with trio.fail_after(WAIT):  # what reached it ends without a close frame
+                while await stalled.stream.receive_some():
+                    pass
+        await echoes(steady, "still served")
+    assert log.reasons[1:] == [Remote(1000)]
