@@ -19,9 +19,10 @@ from typing import Any
 import attrs
 import h11
 import psutil
+import pytest
 import trio
 import wsproto.events as ev
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 from wsproto import ConnectionType, WSConnection
 
 from server import App, Request, ServerOptions, TerminateReason, WebSocketHandler
@@ -84,6 +85,16 @@ async def client(url: str, **options: Any) -> AsyncIterator[WebSocketConnection]
         finally:
             stream = ws._stream
     await trio.aclose_forcefully(stream)
+
+
+async def expect_close(ws: WebSocketConnection) -> tuple[int, str | None]:
+    """Read (discarding messages) until the server closes; the code and reason the client saw."""
+    with trio.fail_after(WAIT), pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await ws.get_message()
+    reason = closed.value.reason
+    assert reason is not None
+    return reason.code, reason.reason
 
 
 @attrs.define

@@ -11,7 +11,6 @@ import pytest
 import trio
 import trio.testing
 import wsproto.events as ev
-from trio_websocket import ConnectionClosed
 
 import actors
 from server import (
@@ -37,6 +36,7 @@ from .serving import (
     Recorded,
     Terminations,
     client,
+    expect_close,
     factory,
     frame,
     raw_client,
@@ -53,15 +53,6 @@ class Echo(Recorded):
 
 def echo_app(log: Terminations, options: ConnectionOptions | None = None) -> App:
     return App([websocket("/", factory(Echo, log), options=options)])
-
-
-async def expect_close(ws: Any) -> tuple[int, str | None]:
-    """Read until the server closes; the code and reason the client saw."""
-    with trio.fail_after(WAIT), pytest.raises(ConnectionClosed) as closed:
-        while True:
-            await ws.get_message()
-    reason = closed.value.reason
-    return reason.code, reason.reason
 
 
 async def echoes(ws: Any, message: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 import wsproto.events as ev
-from trio_websocket import ConnectionClosed, ConnectionRejected
+from trio_websocket import ConnectionRejected
 
 import actors
 from server import (
@@ -44,6 +44,7 @@ from .serving import (
     Recorded,
     Terminations,
     client,
+    expect_close,
     factory,
     get,
     http_exchange,
@@ -82,15 +83,6 @@ class Scripted(Recorded):
 
 def scripted_app(log: Terminations, options: ConnectionOptions | None = None) -> App:
     return App([websocket("/", factory(Scripted, log), options=options)])
-
-
-async def expect_close(ws: Any) -> tuple[int, str | None]:
-    """Read until the server closes; the code and reason the client saw."""
-    with trio.fail_after(WAIT), pytest.raises(ConnectionClosed) as closed:
-        while True:
-            await ws.get_message()
-    reason = closed.value.reason
-    return reason.code, reason.reason
 
 
 # ---- commands ---------------------------------------------------------------------------

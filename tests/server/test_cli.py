@@ -1,0 +1,137 @@
+"""``corral serve module:app`` as a subprocess: start, serve, drain on SIGTERM, bad specs.
+
+These run on the real clock (another process keeps its own time); each waits on the log
+the server writes to a file, with generous bounds.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+
+from server.cli import EXIT_AT_ONCE
+
+from .serving import client, expect_close, raw_client
+
+ROOT = Path(__file__).resolve().parents[2]
+CORRAL = Path(sys.executable).with_name("corral")
+STARTUP = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@attrs.define
+class Running:
+    process: trio.Process
+    port: int
+    log_path: Path
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    async def wait_for_log(self, pattern: str, timeout: float = 10.0) -> None:
+        """Poll the log until ``pattern`` (a regex) appears in it."""
+        with trio.fail_after(timeout):
+            while not re.search(pattern, self.log):
+                assert self.process.poll() is None, f"corral exited early:\n{self.log}"
+                await trio.sleep(0.02)
+
+    async def exit_code(self, timeout: float) -> int:
+        with trio.fail_after(timeout):
+            return await self.process.wait()
+
+
+@asynccontextmanager
+async def corral_serve(tmp_path: Path, *args: str) -> AsyncIterator[Running]:
+    """Run ``corral serve`` on a free port; kill it on the way out if it is still running."""
+    port = free_port()
+    log_path = tmp_path / "corral.log"
+    with log_path.open("wb") as log_file:
+        process = await trio.lowlevel.open_process(
+            [str(CORRAL), "serve", *args, "--port", str(port)],
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        running = Running(process, port, log_path)
+        try:
+            await running.wait_for_log(rf"listening on ws://127\.0\.0\.1:{port}", STARTUP)
+            yield running
+        finally:
+            if process.poll() is None:
+                process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+
+
+async def test_sigterm_closes_every_client_with_1001_and_exits_0(tmp_path: Path) -> None:
+    async with corral_serve(tmp_path, "examples.echo:app", "--drain-timeout", "5") as corral:
+        url = f"ws://127.0.0.1:{corral.port}/"
+        async with client(url) as a, client(url) as b, client(url) as c:
+            for ws in (a, b, c):
+                await ws.send_message(f"hello from {id(ws)}")
+                with trio.fail_after(5):
+                    assert await ws.get_message() == f"hello from {id(ws)}"
+            corral.process.send_signal(signal.SIGTERM)
+            for ws in (a, b, c):
+                assert await expect_close(ws) == (1001, None)
+            assert await corral.exit_code(timeout=5) == 0
+    log = corral.log
+    assert "SIGTERM: draining" in log
+    assert "drained" in log
+    closes = re.findall(r"closed 127\.0\.0\.1:\d+ / code=1001 reason=shutdown", log)
+    assert len(closes) == 3, log
+
+
+async def test_a_second_sigterm_during_the_drain_exits_at_once(tmp_path: Path) -> None:
+    async with corral_serve(tmp_path, "examples.echo:app", "--drain-timeout", "30") as corral:
+        async with raw_client(corral.port) as silent:  # will never answer the close frame
+            corral.process.send_signal(signal.SIGTERM)
+            closing = await silent.close_event()
+            assert closing.code == 1001
+            await corral.wait_for_log("SIGTERM: draining")
+            with pytest.raises(trio.TooSlowError):  # the drain waits for our answer...
+                await corral.exit_code(timeout=0.5)
+            corral.process.send_signal(signal.SIGTERM)
+            started = trio.current_time()
+            assert await corral.exit_code(timeout=2) == EXIT_AT_ONCE  # ...the second signal not
+            assert trio.current_time() - started < 1.0
+    assert "second SIGTERM: exiting at once" in corral.log
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_module:app", "corral: cannot import 'no_such_module'"),
+        ("examples.echo:nothing", "corral: examples.echo:nothing is NoneType, not a corral App"),
+        ("examples.echo:Echo", "corral: examples.echo:Echo is type, not a corral App"),
+        ("examples.echo", "corral: expected module:attribute (like examples.chat:app)"),
+    ],
+)
+async def test_a_bad_app_spec_exits_2_with_a_clear_message(spec: str, message: str) -> None:
+    with trio.fail_after(STARTUP):
+        result = await trio.run_process(
+            [str(CORRAL), "serve", spec, "--port", str(free_port())],
+            cwd=ROOT,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
