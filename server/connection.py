@@ -225,7 +225,9 @@ class Connection:
                 try:
                     await self._outbox_send.send(command)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return self._failure or Remote()
+                    # The writer is gone: it recorded why, or the drain is about to say how
+                    # the connection closed (a protocol error, the client leaving...).
+                    return self._failure
             elif isinstance(command, Close):
                 self._queue_close(command.code, command.reason)
                 return Normal()

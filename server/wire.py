@@ -31,6 +31,9 @@ class CorralWebSocket(trio_websocket.WebSocketConnection):
             # The peer sent no close frame: wsproto made this event from a frame it
             # could not parse (bad opcode, bad UTF-8...). Tell the client before closing.
             self.protocol_error = CloseReason(event.code, event.reason or None)
+            # Closed from now on (as trio-websocket does before its own close frames): a
+            # writer that sent a frame while ours goes out would make wsproto raise.
+            self._close_reason = self.protocol_error
             reason = _short(event.reason or "")
             try:
                 await self._send(wsproto.events.CloseConnection(code=event.code, reason=reason))

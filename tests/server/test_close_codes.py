@@ -193,6 +193,46 @@ async def test_a_message_over_max_message_size_closes_with_1009() -> None:
     assert log.reasons == [expected, expected]
 
 
+class Streamer(Echo):
+    """Streams binary frames from the moment it starts, for as long as the client reads."""
+
+    def websocket_init(self, state: Any) -> tuple[Any, Any]:
+        actors.send(actors.self_address(), "more")
+        return None, state
+
+    def websocket_info(self, message: Any, state: Any) -> tuple[Any, Any]:
+        actors.send(actors.self_address(), "more")
+        return [Binary(b"z" * 1000)] * 4, state
+
+
+@pytest.mark.parametrize("attempt", range(3))
+async def test_a_bad_frame_while_the_server_streams_is_still_a_protocol_error(
+    attempt: int,
+) -> None:
+    log = Terminations()
+    async with serving(App([websocket("/", factory(Streamer, log))])) as served:
+        async with raw_client(served.port) as raw:
+            assert isinstance(await raw.next_event(), ev.BytesMessage)
+            await raw.send_raw(frame(OPCODE_RESERVED, b"bad"))
+            assert (await raw.close_event()).code == 1002
+            await raw.eof()
+        reason = (await log.one()).reason
+    assert isinstance(reason, ProtocolError) and reason.code == 1002
+
+
+@pytest.mark.parametrize("attempt", range(3))
+async def test_a_client_closing_while_the_server_streams_is_remote_with_its_code(
+    attempt: int,
+) -> None:
+    log = Terminations()
+    async with serving(App([websocket("/", factory(Streamer, log))])) as served:
+        async with client(served.url()) as ws:
+            with trio.fail_after(WAIT):
+                assert await ws.get_message() == b"z" * 1000
+            await ws.aclose(4002, "enough")
+        assert (await log.one()).reason == Remote(4002, "enough")
+
+
 # ---- crashes --------------------------------------------------------------------------------
 
 
