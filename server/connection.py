@@ -382,15 +382,20 @@ async def serve_connection(
     connection: Connection | None = None
     try:
         async with trio.open_nursery() as protocol:
-            websocket = await accept_websocket(
-                protocol,
-                activity,
-                head_bytes,
-                subprotocol=subprotocol,
-                extra_headers=headers,
-                max_message_size=options.max_message_size,
-                compression=options.compression,
-            )
+            try:
+                websocket = await accept_websocket(
+                    protocol,
+                    activity,
+                    head_bytes,
+                    subprotocol=subprotocol,
+                    extra_headers=headers,
+                    max_message_size=options.max_message_size,
+                    compression=options.compression,
+                )
+            except ConnectionClosed:  # not upgraded: no terminate, and nothing to report
+                logger.debug("%s left before the 101 for %s", _peer(request), request.path)
+                protocol.cancel_scope.cancel()
+                return Remote(1006)
             connection = Connection(
                 actor, handler, request, options, websocket, activity, upgrade_state
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import struct
 from typing import Any
 
 import pytest
@@ -43,7 +44,13 @@ from .serving import (
     serving,
 )
 
-OPCODE_TEXT, OPCODE_RESERVED = 0x1, 0x3
+OPCODE_CONTINUATION, OPCODE_TEXT, OPCODE_RESERVED, OPCODE_CLOSE, OPCODE_PING = (
+    0x0,
+    0x1,
+    0x3,
+    0x8,
+    0x9,
+)
 
 
 class Echo(Recorded):
@@ -155,10 +162,26 @@ async def test_a_client_answering_pings_stays_connected(
         (frame(OPCODE_RESERVED, b"what is this"), 1002),
         (frame(OPCODE_TEXT, b"unmasked", masked=False), 1002),
         (frame(OPCODE_TEXT, b"rsv bits", rsv=0b010), 1002),
+        (frame(OPCODE_CONTINUATION, b"no message to continue"), 1002),
+        (frame(OPCODE_PING, b"p" * 126), 1002),
+        (frame(OPCODE_PING, b"fragmented", fin=False), 1002),
+        (frame(OPCODE_CLOSE, struct.pack("!H", 1005)), 1002),
         (frame(OPCODE_TEXT, b"caf\xc3"), 1007),
         (frame(OPCODE_TEXT, b"\xff\xfe"), 1007),
+        (frame(OPCODE_CLOSE, struct.pack("!H", 1000) + b"\xff"), 1007),
     ],
-    ids=["reserved-opcode", "unmasked", "rsv-without-extension", "truncated-utf8", "not-utf8"],
+    ids=[
+        "reserved-opcode",
+        "unmasked",
+        "rsv-without-extension",
+        "lone-continuation",
+        "ping-over-125-bytes",
+        "fragmented-ping",
+        "close-code-1005",
+        "truncated-utf8",
+        "not-utf8",
+        "close-reason-not-utf8",
+    ],
 )
 async def test_a_bad_frame_closes_with_its_protocol_error_code(bad_frame: bytes, code: int) -> None:
     log = Terminations()
@@ -348,6 +371,48 @@ async def test_a_handler_stuck_at_shutdown_is_killed_and_still_terminated_once(
         assert trio.current_time() - started == pytest.approx(2.0, abs=0.01)  # the kill
         assert (await expect_close(ws))[0] == 1006
         assert log.reasons == [Shutdown()]
+
+
+class Busy(Echo):
+    """Its websocket_info waits for the test, so its mailbox fills up."""
+
+    release = trio.Event()
+
+    async def websocket_info(self, message: Any, state: Any) -> tuple[Any, Any]:
+        await self.release.wait()
+        return None, state
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="actors runtime: Actor.signal_exit offers a trapped Exit to the mailbox like any "
+    "message, so a full mailbox (drop_newest) drops the shutdown; the connection is killed "
+    "after its shutdown time and the client sees 1006",
+)
+async def test_shutdown_reaches_a_connection_whose_mailbox_is_full(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log = Terminations()
+    Busy.release = trio.Event()
+    options = ConnectionOptions(mailbox_capacity=4, send_timeout=1.0, close_timeout=1.0)
+    app = App([websocket("/", factory(Busy, log))])
+    async with (
+        serving(app, ServerOptions(connection=options)) as served,
+        client(served.url()) as ws,
+    ):
+        await echoes(ws, "connected")
+        ((_, address),) = served.server.connections.which_children()
+        node = served.server.node
+        assert node is not None
+        for message in range(100):  # with checkpoints, so the pump fills its queue too
+            node.send(address, message)
+            await trio.sleep(0)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(served.server.shutdown)
+            await trio.sleep(0.1)
+            Busy.release.set()
+            assert await expect_close(ws) == (1001, None)
+    assert log.reasons == [Shutdown()]
 
 
 CHUNK = b"x" * 65536

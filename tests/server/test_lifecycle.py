@@ -4,6 +4,9 @@ what ``terminate`` received."""
 
 from __future__ import annotations
 
+import logging
+import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,11 @@ from .serving import (
     raw_client,
     serving,
     tcp_client,
+)
+
+UPGRADE_HEAD = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
 
 
@@ -427,6 +435,33 @@ async def test_options_in_upgrade_replace_the_routes_options() -> None:
         await ws.send_message("nine byte")
         assert (await expect_close(ws))[0] == 1009
     assert (await log.one()).reason == ProtocolError(1009, "Exceeded maximum message size: 8 bytes")
+
+
+class Hesitant(Recorded):
+    """init waits until the test lets it answer."""
+
+    answer = trio.Event()
+
+    async def init(self, request: Request) -> Upgrade:
+        await self.answer.wait()
+        return Upgrade()
+
+
+async def test_a_client_leaving_before_the_101_is_no_error_and_no_terminate(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = Terminations()
+    Hesitant.answer = trio.Event()
+    async with serving(App([websocket("/", factory(Hesitant, log))])) as served:
+        async with tcp_client(served.port) as leaving:
+            await leaving.send_all(UPGRADE_HEAD)
+            leaving.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        Hesitant.answer.set()  # the 101 now meets a reset connection
+        with trio.fail_after(WAIT):
+            while served.server.front_door.statistics().active_connections:
+                await trio.sleep(0.01)
+    assert log.calls == []
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 
 # ---- routing and HTTP on the same port ----------------------------------------------------
