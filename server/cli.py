@@ -1,7 +1,9 @@
 """``corral serve module:app``: run an app under a supervisor until SIGINT/SIGTERM.
 
 The first signal drains (stop accepting, close every connection with 1001, wait for
-every terminate up to the drain timeout) and exits 0; a second one exits at once.
+every terminate up to the drain timeout) and exits 0; a second one exits at once with
+status 130 (``EXIT_AT_ONCE``, no terminate runs). A bad ``module:app`` exits 2; a server
+that cannot run (its root supervisor gave up: the port is taken, say) exits 1 saying why.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Sequence
 
 import attrs
 import trio
+
+import actors
 
 from .app import App
 from .listener import make_ssl_context
@@ -112,7 +116,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = Server(
         app, host=args.host, port=args.port, options=_options(app, args), ssl_context=ssl_context
     )
-    return trio.run(_run, server)
+    status = 1
+    try:
+        status = trio.run(_run, server)
+    except* actors.RestartIntensityExceeded as gave_up:  # the log already has each crash
+        print(f"corral: {_innermost(gave_up)}", file=sys.stderr)
+    return status
+
+
+def _innermost(error: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 if __name__ == "__main__":

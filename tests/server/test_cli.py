@@ -79,7 +79,10 @@ async def corral_serve(tmp_path: Path, *args: str) -> AsyncIterator[Running]:
                 await process.wait()
 
 
-async def test_sigterm_closes_every_client_with_1001_and_exits_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_signal_closes_every_client_with_1001_and_exits_0(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
     async with corral_serve(tmp_path, "examples.echo:app", "--drain-timeout", "5") as corral:
         url = f"ws://127.0.0.1:{corral.port}/"
         async with client(url) as a, client(url) as b, client(url) as c:
@@ -87,12 +90,12 @@ async def test_sigterm_closes_every_client_with_1001_and_exits_0(tmp_path: Path)
                 await ws.send_message(f"hello from {id(ws)}")
                 with trio.fail_after(5):
                     assert await ws.get_message() == f"hello from {id(ws)}"
-            corral.process.send_signal(signal.SIGTERM)
+            corral.process.send_signal(signum)
             for ws in (a, b, c):
                 assert await expect_close(ws) == (1001, None)
             assert await corral.exit_code(timeout=5) == 0
     log = corral.log
-    assert "SIGTERM: draining" in log
+    assert f"{signum.name}: draining" in log
     assert "drained" in log
     closes = re.findall(r"closed 127\.0\.0\.1:\d+ / code=1001 reason=shutdown", log)
     assert len(closes) == 3, log
@@ -135,3 +138,22 @@ async def test_a_bad_app_spec_exits_2_with_a_clear_message(spec: str, message: s
     assert result.returncode == 2
     assert message in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
+
+
+async def test_a_port_in_use_exits_1_naming_the_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        with trio.fail_after(STARTUP):
+            result = await trio.run_process(
+                [str(CORRAL), "serve", "examples.echo:app", "--port", port],
+                cwd=ROOT,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+    assert result.returncode == 1
+    last_line = result.stderr.decode().splitlines()[-1]
+    assert last_line.startswith("corral: supervisor <actor local.1 'root'> gave up")
+    assert "Address already in use" in last_line
