@@ -98,7 +98,11 @@ class Server:
             self.stopped.set()
 
     async def shutdown(self) -> None:
-        """Drain: stop accepting, close connections with 1001, stop the app's actors."""
+        """Drain: stop accepting, close connections with 1001, stop the app's actors.
+
+        Returns once the server has stopped; past the drain timeout, what is left is
+        cancelled (each upgraded connection still runs terminate).
+        """
         if self._root is None or self.node is None:
             self._scope.cancel()
             return
@@ -112,6 +116,7 @@ class Server:
             "drain timeout (%.3g s) reached: cancelling the rest", self.options.drain_timeout
         )
         self._scope.cancel()
+        await self.stopped.wait()  # cancelled connections still run terminate (bounded)
 
     async def _listen(self, actor: actors.Actor) -> None:
         listeners = await open_listeners(self.host, self.port, self.ssl_context)

@@ -31,6 +31,7 @@ from server import (
     websocket,
 )
 from server.liveness import Liveness, Verdict
+from server.serve import Server
 
 from .serving import (
     WAIT,
@@ -371,6 +372,37 @@ async def test_a_handler_stuck_at_shutdown_is_killed_and_still_terminated_once(
         assert trio.current_time() - started == pytest.approx(2.0, abs=0.01)  # the kill
         assert (await expect_close(ws))[0] == 1006
         assert log.reasons == [Shutdown()]
+
+
+async def test_past_the_drain_timeout_the_rest_is_cancelled_and_still_terminated(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = Terminations()
+    slow = ConnectionOptions(send_timeout=60.0, close_timeout=60.0)
+    options = ServerOptions(drain_timeout=5.0, connection=slow)
+    app = App([websocket("/", factory(Stuck, log))])
+    async with serving(app, options) as served, client(served.url()) as ws:
+        await ws.send_message("hang")
+        started = trio.current_time()
+        await served.server.shutdown()
+        assert trio.current_time() - started == pytest.approx(5.0, abs=0.01)
+        assert served.server.stopped.is_set()
+        assert (await expect_close(ws))[0] == 1006
+        assert log.reasons == [Shutdown()]
+    assert "drain timeout (5 s) reached: cancelling the rest" in caplog.text
+
+
+async def test_cancelling_a_running_server_still_terminates_each_connection_once() -> None:
+    log = Terminations()
+    server = Server(echo_app(log), port=0)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.run)
+        async with client(f"ws://127.0.0.1:{port}/") as a, client(f"ws://127.0.0.1:{port}/") as b:
+            await echoes(a, "one")
+            await echoes(b, "two")
+            nursery.cancel_scope.cancel()
+    assert log.reasons == [Shutdown(), Shutdown()]
+    assert server.stopped.is_set()
 
 
 class Busy(Echo):

@@ -229,6 +229,36 @@ async def test_set_options_idle_timeout_none_disables_it(
     assert (await log.one()).reason == Remote(1000)
 
 
+class ClosesFrom(Recorded):
+    """Says hello and closes from the callback named by the ``from`` query parameter."""
+
+    def websocket_init(self, state: Any) -> tuple[Any, Any]:
+        if self.request.query_value("from") == "websocket_init":
+            return [Text("hello"), Close(4003, "from init")], "init"
+        actors.send(actors.self_address(), "poke")
+        return None, "init"
+
+    def websocket_info(self, message: Any, state: Any) -> tuple[Any, Any]:
+        return [Text("hello"), Stop()], "info"
+
+
+@pytest.mark.parametrize(
+    ("callback", "seen", "state"),
+    [("websocket_init", (4003, "from init"), "init"), ("websocket_info", (1000, None), "info")],
+)
+async def test_init_and_info_can_send_and_close_too(
+    callback: str, seen: tuple[int, str | None], state: str
+) -> None:
+    log = Terminations()
+    async with serving(App([websocket("/", factory(ClosesFrom, log))])) as served:
+        async with client(served.url(f"/?from={callback}")) as ws:
+            with trio.fail_after(WAIT):
+                assert await ws.get_message() == "hello"
+            assert await expect_close(ws) == seen
+        call = await log.one()
+    assert (call.reason, call.state) == (Normal(), state)
+
+
 class AsyncEverything(Recorded):
     """Every callback a coroutine, each one awaiting something first."""
 
