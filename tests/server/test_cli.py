@@ -108,12 +108,10 @@ async def test_a_second_sigterm_during_the_drain_exits_at_once(tmp_path: Path) -
             closing = await silent.close_event()
             assert closing.code == 1001
             await corral.wait_for_log("SIGTERM: draining")
-            with pytest.raises(trio.TooSlowError):  # the drain waits for our answer...
+            with pytest.raises(trio.TooSlowError):  # the drain waits for our answer
                 await corral.exit_code(timeout=0.5)
-            corral.process.send_signal(signal.SIGTERM)
-            started = trio.current_time()
-            assert await corral.exit_code(timeout=2) == EXIT_AT_ONCE  # ...the second signal not
-            assert trio.current_time() - started < 1.0
+            corral.process.send_signal(signal.SIGTERM)  # the drain would take 5 s more
+            assert await corral.exit_code(timeout=3) == EXIT_AT_ONCE
     assert "second SIGTERM: exiting at once" in corral.log
 
 
