@@ -130,7 +130,7 @@ class Actor:
     ) -> None:
         def deliver() -> None:
             self._timers.discard(ref)
-            self.node.deliver(dest, Revocable(ref, make()))
+            self.node.notify(dest, Revocable(ref, make()))
 
         self.node.timers.schedule(ref, seconds, deliver)
         self._timers.add(ref)
@@ -145,7 +145,7 @@ class Actor:
         ref = MonitorRef()
         other = self.node.actor(target)
         if other is None:
-            self.mailbox.offer(Revocable(ref, Down(ref, target, NOPROC)))
+            self.mailbox.put_system(Revocable(ref, Down(ref, target, NOPROC)))
             return ref
         other._watchers[ref] = self.address
         self._watching[ref] = target
@@ -180,7 +180,7 @@ class Actor:
     def signal_exit(self, sender: Address | None, reason: ExitReason) -> None:
         """An exit signal: trapped as an ``Exit`` message, else stop (normal is ignored)."""
         if self.trap_exits and reason is not KILLED:
-            self.mailbox.offer(Exit(sender, reason))
+            self.mailbox.put_system(Exit(sender, reason))
         elif reason != NORMAL:
             self.terminate(reason)
 
@@ -240,7 +240,7 @@ class Actor:
             if other is not None:
                 other._watchers.pop(ref, None)
         for ref, watcher in self._watchers.items():
-            self.node.deliver(watcher, Revocable(ref, Down(ref, self.address, reason)))
+            self.node.notify(watcher, Revocable(ref, Down(ref, self.address, reason)))
         for linked in self._links:
             other = self.node.actor(linked)
             if other is not None:

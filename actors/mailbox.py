@@ -1,13 +1,16 @@
 """A bounded mailbox on a trio memory channel, with a declared overflow policy.
 
 Senders never block unless they ask to (``put``); what a full mailbox does is the
-receiving actor's choice, declared once. Revoked messages (cancelled timers, removed
-monitors) are skipped on the way out, so they are never seen.
+receiving actor's choice, declared once. The runtime's own notifications (timer
+deliveries, ``Down``, ``Exit``) are never dropped: when the channel is full they wait in a
+small system lane that ``get`` reads first, as Erlang never loses a signal. Revoked
+messages (cancelled timers, removed monitors) are skipped on the way out.
 """
 
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +67,7 @@ class Mailbox:
         self.dropped = 0
         self._on_overflow_exit = on_overflow_exit
         self._closed = False
+        self._system: deque[Any] = deque()
         self._send, self._receive = trio.open_memory_channel[Any](capacity)
 
     def put_nowait(self, msg: Any) -> bool:
@@ -89,6 +93,18 @@ class Mailbox:
             self.dropped += 1
             return False
 
+    def put_system(self, msg: Any) -> bool:
+        """Queue a runtime notification, past the capacity if need be (never dropped)."""
+        if self._closed:
+            return False
+        try:
+            self._send.send_nowait(msg)
+        except trio.WouldBlock:
+            # Full, so the receiver is not blocked: get() takes this lane first.
+            self._system.append(msg)
+        self.received += 1
+        return True
+
     async def put(self, msg: Any) -> bool:
         """Queue ``msg``, waiting for room (backpressure). False if the actor ended meanwhile."""
         try:
@@ -101,7 +117,7 @@ class Mailbox:
     async def get(self) -> Any:
         """Wait for the next message that has not been revoked."""
         while True:
-            msg = await self._receive.receive()
+            msg = self._system.popleft() if self._system else await self._receive.receive()
             if type(msg) is Revocable:
                 if msg.ref.revoked:
                     continue
@@ -111,7 +127,7 @@ class Mailbox:
     def get_nowait(self) -> Any:
         """The next unrevoked message, or raise trio.WouldBlock."""
         while True:
-            msg = self._receive.receive_nowait()
+            msg = self._system.popleft() if self._system else self._receive.receive_nowait()
             if type(msg) is Revocable:
                 if msg.ref.revoked:
                     continue
@@ -121,17 +137,18 @@ class Mailbox:
     def close(self) -> None:
         """Refuse further messages and discard what is queued (the actor has ended)."""
         self._closed = True
+        self._system.clear()
         self._send.close()
         self._receive.close()
 
     def __len__(self) -> int:
-        return self._send.statistics().current_buffer_used
+        return self._send.statistics().current_buffer_used + len(self._system)
 
     def statistics(self) -> MailboxStatistics:
         """A snapshot: length, capacity, policy, counters."""
         stats = self._send.statistics()
         return MailboxStatistics(
-            length=stats.current_buffer_used,
+            length=stats.current_buffer_used + len(self._system),
             capacity=self.capacity,
             overflow=self.overflow,
             received=self.received,

@@ -19,7 +19,7 @@ import trio
 from .actor import Actor, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, LocalBackend
-from .errors import MailboxFull, NoNode, NoSuchActor
+from .errors import NoNode, NoSuchActor
 from .mailbox import Overflow
 from .reasons import KILLED, NOPROC, ExitReason
 from .timers import TimerService
@@ -160,13 +160,16 @@ class Node:
             return False
         return True
 
-    def deliver(self, dest: Destination, msg: Any) -> bool:
-        """Send on the runtime's behalf: never raises, dead letters and refusals counted."""
+    def notify(self, dest: Destination, msg: Any) -> bool:
+        """Deliver a runtime notification (timer, Down): never dropped, never raises."""
         try:
-            return self.send(dest, msg)
-        except (NoSuchActor, MailboxFull):
+            actor = self._actors.get(dest) if type(dest) is Address else self._named(dest)
+        except NoSuchActor:
+            actor = None
+        if actor is None or not actor.mailbox.put_system(msg):
             self.dead_letters += 1
             return False
+        return True
 
     def _named(self, dest: Destination) -> Actor | None:
         if not isinstance(dest, str):

@@ -6,9 +6,9 @@ import trio
 import trio.testing
 
 import actors
-from actors import NOPROC, NORMAL, Crash, Down, Exit
+from actors import NOPROC, NORMAL, Crash, Down, Exit, Timeout
 
-from .kit import Recorder, crash_on, idle, run_actor
+from .kit import Recorder, crash_on, idle, raise_crash, run_actor
 
 
 async def test_monitor_delivers_down_with_the_reason_when_the_target_ends(
@@ -132,3 +132,33 @@ async def test_an_actor_can_stop_itself_with_a_reason(node: actors.Node) -> None
         actor.exit(actors.SHUTDOWN)
 
     assert await run_actor(quits) == actors.SHUTDOWN
+
+
+async def test_runtime_notifications_reach_a_full_mailbox(
+    node: actors.Node, autojump_clock: trio.testing.MockClock
+) -> None:
+    gate = trio.Event()
+
+    async def swamped(actor: actors.Actor, target: actors.Address) -> None:
+        actor.trap_exits = True
+        ref = actor.monitor(target)
+        timer = actor.start_timer(1, "tick")
+        await gate.wait()
+        got = [actor.receive_nowait() for _ in range(5)]
+        assert len(actor.mailbox) == 0
+        assert [msg for msg in got if isinstance(msg, str)] == ["fill 0", "fill 1"]
+        assert Timeout(timer, "tick") in got
+        assert Down(ref, target, actors.KILLED) in got
+        assert Exit(None, actors.SHUTDOWN) in got
+
+    async with trio.open_nursery() as nursery:
+        target = actors.spawn(nursery, idle)
+        watcher = actors.spawn(nursery, swamped, target, capacity=2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [actors.send(watcher, f"fill {i}") for i in range(3)] == [True, True, False]
+        await trio.sleep(2)  # the timer fires into the full mailbox
+        node.exit(target, actors.KILLED)
+        node.exit(watcher, actors.SHUTDOWN)
+        await node.wait(target)
+        gate.set()
+        raise_crash(await node.wait(watcher))

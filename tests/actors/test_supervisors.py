@@ -283,3 +283,19 @@ def test_child_spec_refuses_a_negative_shutdown() -> None:
     with pytest.raises(ValueError, match="shutdown"):
         ChildSpec("x", idle, shutdown=-1)
     assert ChildSpec("x", idle, shutdown=math.inf).shutdown == math.inf
+
+
+async def test_a_dynamic_supervisor_counts_right_when_more_children_end_than_its_mailbox_holds(
+    node: actors.Node,
+) -> None:
+    dynamic = DynamicSupervisor()
+    spec = ChildSpec("idle", idle, restart=Restart.TEMPORARY)
+    async with trio.open_nursery() as nursery:
+        await _run_tree(nursery, Supervisor([dynamic.child_spec("many")]))
+        children = [dynamic.start_child(spec) for _ in range(actors.DEFAULT_CAPACITY * 2)]
+        await _settle()
+        for child in children:  # all end before the supervisor reads one Down
+            actors.exit(child, actors.KILLED)
+        await _settle()
+        assert dynamic.count_children() == 0
+        nursery.cancel_scope.cancel()

@@ -415,12 +415,6 @@ class Busy(Echo):
         return None, state
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="actors runtime: Actor.signal_exit offers a trapped Exit to the mailbox like any "
-    "message, so a full mailbox (drop_newest) drops the shutdown; the connection is killed "
-    "after its shutdown time and the client sees 1006",
-)
 async def test_shutdown_reaches_a_connection_whose_mailbox_is_full(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
