@@ -35,17 +35,20 @@ class Liveness:
 
     def check(self, now: float) -> Verdict:
         """Decide at ``now``: still alive, time to ping, or gone."""
-        if self.idle_timeout is not None and now - self.last_received >= self.idle_timeout:
+        # Deadlines are computed as next_check computes them (``a + b``, not ``now - a``), so
+        # a check at the due time always acts: float rounding can make ``now - a >= b`` false
+        # when ``a + b == now``, and the check would reschedule itself for ``now`` forever.
+        if self.idle_timeout is not None and now >= self.last_received + self.idle_timeout:
             return Verdict.IDLE
         if self.ping_sent_at is not None:
             if self.last_received >= self.ping_sent_at:  # a pong may come at the same tick
                 self.ping_sent_at = None
-            elif now - self.ping_sent_at >= self.pong_timeout:
+            elif now >= self.ping_sent_at + self.pong_timeout:
                 return Verdict.NO_PONG
         if (
             self.ping_interval is not None
             and self.ping_sent_at is None
-            and now - self.last_received >= self.ping_interval
+            and now >= self.last_received + self.ping_interval
         ):
             self.ping_sent_at = now
             return Verdict.SEND_PING
