@@ -1,0 +1,20 @@
+"""Fixtures for the example tests."""
+
+from __future__ import annotations
+
+import pytest
+import trio.testing
+
+QUIET_SECONDS = 0.005
+
+
+@pytest.fixture
+def virtual_clock() -> trio.testing.MockClock:
+    """Virtual time that jumps once everything has been idle for 5 real milliseconds.
+
+    pytest-trio's ``autojump_clock`` jumps the moment no task is runnable, which over real
+    sockets can be while bytes are still in flight on the loopback (a client's pong, say), so a
+    virtual pong timeout can fire for a live client. A few real milliseconds of quiet first
+    keeps the virtual clock honest at almost no cost.
+    """
+    return trio.testing.MockClock(autojump_threshold=QUIET_SECONDS)
