@@ -8,6 +8,7 @@ join again by itself when the room restarts.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import attrs
@@ -38,6 +39,11 @@ def _error(reason: str) -> Text:
     return Text(protocol.error(reason))
 
 
+def _ended(address: Address) -> bool:
+    """Whether the actor at ``address`` has ended (a room that restarted or stopped)."""
+    return actors.current_node().actor(address) is None
+
+
 class ChatHandler(WebSocketHandler[Session]):
     """The handler of ``/ws/:room``."""
 
@@ -55,7 +61,7 @@ class ChatHandler(WebSocketHandler[Session]):
             return _error(request.reason), state
         if isinstance(request, JoinRequest):
             return await self._join(request.nick, state)
-        return self._say(request.text, state)
+        return await self._say(request.text, state)
 
     async def _join(self, nick: str, state: Session) -> tuple[Text | None, Session]:
         try:
@@ -66,12 +72,17 @@ class ChatHandler(WebSocketHandler[Session]):
             return _error("room busy: try again"), state
         return None, attrs.evolve(state, room_address=room)
 
-    def _say(self, text: str, state: Session) -> tuple[Text | None, Session]:
+    async def _say(self, text: str, state: Session) -> tuple[Text | None, Session]:
         if state.room_address is None:
             return _error("join first: say is for members of the room"), state
-        if not actors.send(state.room_address, Say(actors.self_address(), text)):
-            return _error("message not sent: the room is busy or restarting, send it again"), state
-        return None, state
+        if actors.send(state.room_address, Say(actors.self_address(), text)):
+            return None, state
+        if _ended(state.room_address):
+            # The room ended for good (its supervisor gave up): open a new one, which asks
+            # this connection (still in the room's group) to join again.
+            with contextlib.suppress(RoomUnavailable):
+                await self.rooms.open(state.room)
+        return _error("message not sent: the room is busy or restarting, send it again"), state
 
     def websocket_info(self, message: Any, state: Session) -> tuple[None, Session]:
         if isinstance(message, Joined):

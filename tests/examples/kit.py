@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
 
 from server import App
 from server.serve import Server
@@ -74,3 +74,37 @@ async def connect(server: Server, path: str) -> AsyncIterator[Client]:
     """A client connected to ``path`` on ``server``."""
     async with open_websocket_url(f"ws://127.0.0.1:{server.port}{path}") as ws:
         yield Client(ws)
+
+
+async def join(client: Client, nick: str) -> dict[str, Any]:
+    """Join as ``nick``; check the answer (history, members with ``nick``, own joined).
+
+    Returns the history frame.
+    """
+    await client.send(type="join", nick=nick)
+    history = await client.receive()
+    assert history["type"] == "history", history
+    members = await client.receive()
+    assert members["type"] == "members" and nick in members["nicks"], members
+    assert await client.receive() == {"type": "joined", "nick": nick}
+    return history
+
+
+@asynccontextmanager
+async def member(server: Server, room: str, nick: str) -> AsyncIterator[Client]:
+    """A client that has joined ``room`` as ``nick``."""
+    async with connect(server, f"/ws/{room}") as client:
+        await join(client, nick)
+        yield client
+
+
+@asynccontextmanager
+async def connect_over(
+    server: Server, path: str
+) -> AsyncIterator[tuple[Client, trio.SocketStream]]:
+    """A client on a TCP stream the test holds, so that it can drop TCP without a close frame."""
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with trio.open_nursery() as nursery:
+        ws = await wrap_client_stream(nursery, stream, "127.0.0.1", path)
+        yield Client(ws), stream
+        await trio.aclose_forcefully(stream)

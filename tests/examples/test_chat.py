@@ -1,0 +1,282 @@
+"""The chat example over real WebSockets: rooms, history, members, joins and leaves, restarts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
+
+import pytest
+import trio
+from trio_websocket import ConnectionRejected
+
+import examples.chat.handler as chat_handler
+from actors import KILLED, Address, Crash, ExitReason
+from examples.chat import RoomSettings, make_app
+from server.serve import Server
+from tests.examples.kit import WAIT, connect, connect_over, join, member, serving
+
+
+@asynccontextmanager
+async def chat(settings: RoomSettings | None = None) -> AsyncIterator[Server]:
+    """A chat server with rooms of its own."""
+    async with serving(make_app(settings)) as server:
+        yield server
+
+
+def room_address(server: Server, room: str) -> Address | None:
+    assert server.node is not None
+    return server.node.whereis(f"room:{room}")
+
+
+async def restarted(server: Server, room: str, old: Address) -> Address:
+    """Wait until ``room`` runs at an address other than ``old``."""
+    with trio.fail_after(WAIT):
+        while (address := room_address(server, room)) in (None, old):
+            await trio.sleep(0.01)
+    assert address is not None
+    return address
+
+
+async def test_a_joiner_gets_history_members_and_its_own_joined() -> None:
+    async with chat() as server, connect(server, "/ws/lobby") as ann:
+        await ann.send(type="join", nick="ann")
+        assert await ann.receive() == {"type": "history", "messages": []}
+        assert await ann.receive() == {"type": "members", "nicks": ["ann"]}
+        assert await ann.receive() == {"type": "joined", "nick": "ann"}
+
+
+async def test_said_reaches_every_member_and_the_sender_with_an_iso_time() -> None:
+    async with chat() as server, member(server, "lobby", "ann") as ann:
+        async with member(server, "lobby", "bob") as bob:
+            assert await ann.receive() == {"type": "joined", "nick": "bob"}
+            await ann.send(type="say", text="hi <b>bob</b> & co")
+            to_bob, to_ann = await bob.receive(), await ann.receive()
+            assert to_bob == to_ann
+            assert to_bob["type"] == "said" and to_bob["nick"] == "ann"
+            assert to_bob["text"] == "hi <b>bob</b> & co"
+            assert datetime.fromisoformat(to_bob["at"]).utcoffset() is not None
+
+
+async def test_members_are_listed_in_join_order() -> None:
+    async with chat() as server, AsyncExitStack() as stack:
+        for nick in ("ann", "bob"):
+            await stack.enter_async_context(member(server, "lobby", nick))
+        async with connect(server, "/ws/lobby") as cyd:
+            await cyd.send(type="join", nick="cyd")
+            assert (await cyd.receive())["type"] == "history"
+            assert await cyd.receive() == {"type": "members", "nicks": ["ann", "bob", "cyd"]}
+
+
+async def test_several_clients_in_two_rooms_hear_only_their_own_room() -> None:
+    rooms = {"red": ["ann", "bob", "cyd", "dan", "eve"], "blue": ["fay", "gus", "hal"]}
+    async with chat() as server, AsyncExitStack() as stack:
+        clients = {
+            (room, nick): await stack.enter_async_context(member(server, room, nick))
+            for room, nicks in rooms.items()
+            for nick in nicks
+        }
+        for (room, nick), client in clients.items():
+            await client.send(type="say", text=f"{nick} in {room}")
+        for (room, _), client in clients.items():
+            heard = [(await client.receive_type("said"))["text"] for _ in rooms[room]]
+            assert sorted(heard) == sorted(f"{nick} in {room}" for nick in rooms[room])
+            await client.nothing_more()
+
+
+async def test_history_keeps_the_last_fifty_messages_oldest_first() -> None:
+    async with chat() as server, member(server, "lobby", "ann") as ann:
+        for number in range(60):
+            await ann.send(type="say", text=f"message {number}")
+        for number in range(60):
+            assert (await ann.receive())["text"] == f"message {number}"
+        async with connect(server, "/ws/lobby") as bob:
+            history = await join(bob, "bob")
+        texts = [message["text"] for message in history["messages"]]
+        assert texts == [f"message {number}" for number in range(10, 60)]
+        assert all(message["nick"] == "ann" for message in history["messages"])
+
+
+async def test_history_and_members_belong_to_their_room() -> None:
+    async with chat() as server, member(server, "red", "ann") as ann:
+        await ann.send(type="say", text="red only")
+        await ann.receive_type("said")
+        async with connect(server, "/ws/blue") as bob:
+            assert await join(bob, "bob") == {"type": "history", "messages": []}
+
+
+async def test_a_client_that_closes_is_announced_as_left() -> None:
+    async with chat() as server, member(server, "lobby", "ann") as ann:
+        async with member(server, "lobby", "bob"):
+            assert await ann.receive() == {"type": "joined", "nick": "bob"}
+        assert await ann.receive() == {"type": "left", "nick": "bob"}
+        async with connect(server, "/ws/lobby") as cyd:
+            await cyd.send(type="join", nick="cyd")
+            await cyd.receive_type("history")
+            assert await cyd.receive() == {"type": "members", "nicks": ["ann", "cyd"]}
+
+
+async def test_a_client_that_drops_tcp_is_announced_as_left() -> None:
+    async with chat() as server, member(server, "lobby", "ann") as ann:
+        async with connect_over(server, "/ws/lobby") as (bob, stream):
+            await join(bob, "bob")
+            assert await ann.receive() == {"type": "joined", "nick": "bob"}
+            await trio.aclose_forcefully(stream)
+            assert await ann.receive() == {"type": "left", "nick": "bob"}
+
+
+async def test_a_member_leaves_through_the_monitor_when_terminate_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(chat_handler.ChatHandler, "terminate", lambda *args: None)
+    async with chat() as server, member(server, "lobby", "ann") as ann:
+        async with member(server, "lobby", "bob"):
+            assert await ann.receive() == {"type": "joined", "nick": "bob"}
+        assert await ann.receive() == {"type": "left", "nick": "bob"}
+
+
+async def test_a_nick_freed_by_leaving_can_be_taken_again() -> None:
+    async with chat() as server, member(server, "lobby", "ann") as ann:
+        async with member(server, "lobby", "bob"):
+            pass
+        await ann.receive_type("left")
+        async with member(server, "lobby", "bob"):
+            assert await ann.receive() == {"type": "joined", "nick": "bob"}
+
+
+@pytest.mark.parametrize(
+    "reason", [KILLED, Crash(RuntimeError("injected"))], ids=["killed", "crashed"]
+)
+async def test_a_crashed_room_restarts_empty_and_its_members_are_told(
+    reason: ExitReason,
+) -> None:
+    async with chat() as server, member(server, "lobby", "ann") as ann:
+        async with member(server, "lobby", "bob") as bob:
+            await ann.receive_type("joined")
+            await ann.send(type="say", text="before the crash")
+            await ann.receive_type("said"), await bob.receive_type("said")
+            old = room_address(server, "lobby")
+            assert old is not None and server.node is not None
+            server.node.exit(old, reason)
+            await restarted(server, "lobby", old)
+            for client in (ann, bob):
+                members = await client.receive()
+                assert members["type"] == "members" and sorted(members["nicks"]) == ["ann", "bob"]
+                assert await client.receive() == {
+                    "type": "error",
+                    "reason": "room restarted: earlier messages were lost",
+                }
+            await bob.send(type="say", text="after the crash")
+            assert (await ann.receive())["text"] == "after the crash"
+            async with connect(server, "/ws/lobby") as cyd:
+                history = await join(cyd, "cyd")
+            assert [m["text"] for m in history["messages"]] == ["after the crash"]
+
+
+async def test_a_crash_in_one_room_leaves_other_rooms_alone() -> None:
+    async with chat() as server, member(server, "red", "ann") as ann:
+        async with member(server, "blue", "bob") as bob:
+            await bob.send(type="say", text="blue before")
+            await bob.receive_type("said")
+            red = room_address(server, "red")
+            assert red is not None and server.node is not None
+            server.node.exit(red, KILLED)
+            await ann.receive_type("error")
+            async with connect(server, "/ws/blue") as cyd:
+                history = await join(cyd, "cyd")
+            assert [m["text"] for m in history["messages"]] == ["blue before"]
+            assert await bob.receive() == {"type": "joined", "nick": "cyd"}
+            assert await bob.receive() == {"type": "left", "nick": "cyd"}
+            await bob.nothing_more()
+
+
+async def test_a_room_that_keeps_crashing_gives_up_alone_and_reopens_on_use() -> None:
+    async with chat() as server, member(server, "red", "ann") as ann:
+        async with member(server, "blue", "bob") as bob:
+            assert server.node is not None
+            address = room_address(server, "red")
+            for _ in range(3):  # the room's supervisor allows 3 restarts in 5 s
+                assert address is not None
+                server.node.exit(address, KILLED)
+                address = await restarted(server, "red", address)
+                await ann.receive_type("error")
+            assert address is not None
+            server.node.exit(address, KILLED)
+            with trio.fail_after(WAIT):
+                while server.node.whereis("room-supervisor:red") is not None:
+                    await trio.sleep(0.01)
+            assert room_address(server, "red") is None
+            await bob.send(type="say", text="blue carries on")
+            assert (await bob.receive())["text"] == "blue carries on"
+            await ann.send(type="say", text="lost")
+            error = await ann.receive()
+            assert error["type"] == "error" and error["reason"].startswith("message not sent")
+            assert await ann.receive() == {"type": "members", "nicks": ["ann"]}
+            await ann.receive_type("error")  # room restarted
+            await ann.send(type="say", text="red again")
+            assert (await ann.receive())["text"] == "red again"
+
+
+async def test_an_empty_room_stops_after_its_ttl_and_starts_afresh() -> None:
+    async with chat(RoomSettings(empty_ttl=0.2)) as server:
+        async with member(server, "lobby", "ann") as ann:
+            await ann.send(type="say", text="soon forgotten")
+            await ann.receive_type("said")
+        with trio.fail_after(WAIT):
+            while room_address(server, "lobby") is not None:
+                await trio.sleep(0.05)
+        assert server.node is not None
+        assert server.node.whereis("room-supervisor:lobby") is None
+        async with connect(server, "/ws/lobby") as bob:
+            assert await join(bob, "bob") == {"type": "history", "messages": []}
+
+
+async def test_a_room_with_members_does_not_stop() -> None:
+    async with chat(RoomSettings(empty_ttl=0.05)) as server:
+        async with member(server, "lobby", "ann") as ann:
+            address = room_address(server, "lobby")
+            await trio.sleep(0.3)
+            assert room_address(server, "lobby") == address
+            await ann.send(type="say", text="still here")
+            assert (await ann.receive())["text"] == "still here"
+
+
+async def test_room_names_are_percent_decoded_and_distinct() -> None:
+    async with chat() as server:
+        async with member(server, "caf%C3%A9", "ann"), member(server, "cafe", "bob"):
+            assert room_address(server, "café") is not None
+            assert room_address(server, "cafe") is not None
+
+
+@pytest.mark.parametrize("path", ["/ws/" + "x" * 65, "/ws/a%0Ab", "/ws/", "/ws/%20pad"])
+async def test_a_bad_room_name_is_not_found(path: str) -> None:
+    async with chat() as server:
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with connect(server, path):
+                pass
+        assert rejected.value.status_code == 404
+
+
+async def test_the_page_and_its_files_are_served_at_the_root() -> None:
+    async with chat() as server:
+        page = await http_get(server, "/")
+        assert page.startswith(b"HTTP/1.1 200 ") and b"text/html" in page
+        assert b'<script src="chat.js"' in page
+        script = await http_get(server, "/chat.js")
+        assert script.startswith(b"HTTP/1.1 200 ") and b"javascript" in script
+        style = await http_get(server, "/chat.css")
+        assert style.startswith(b"HTTP/1.1 200 ") and b"text/css" in style
+
+
+async def http_get(server: Server, path: str) -> bytes:
+    """A whole HTTP/1.1 response to GET ``path`` (head and body)."""
+    with trio.fail_after(WAIT):
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with stream:
+            request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            await stream.send_all(request.encode())
+            response = b""
+            while chunk := await stream.receive_some():
+                response += chunk
+    return response
+
