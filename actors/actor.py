@@ -223,7 +223,8 @@ class Actor:
             if stopped is None:
                 raise  # cancellation from outside, KeyboardInterrupt...: not ours to stop
             reason = stopped
-            if isinstance(reason, Crash):
+            if isinstance(reason, Crash) and not isinstance(exc, ActorExit):
+                # An actor that exits with a crash it caught has logged it already.
                 logger.error("%s (%s) crashed", self.address, self.kind, exc_info=exc)
         finally:
             self._finish(reason)

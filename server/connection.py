@@ -1,7 +1,10 @@
 """One WebSocket connection, run as an actor: the handler's callbacks in order, and I/O apart.
 
 Inside the connection's actor, four small tasks feed one loop:
-- the *drain* always reads the client (so control frames keep flowing) and queues frames;
+- the *drain* reads the client ahead of the handler (up to 16 messages queued), so control
+  frames keep flowing while a callback works; past that, backpressure reaches the client's
+  TCP window, as in Cowboy; frames waiting for the handler count as activity for the idle
+  timeout, which restarts when they are handled (Cowboy's rule);
 - the *pump* moves messages from the actor's mailbox (``websocket_info``) to the loop;
 - the *writer* sends from a bounded outbox, so no other actor ever waits on a slow client;
   a write stuck past the send timeout aborts TCP (a half-written stream is never reused);
@@ -118,6 +121,7 @@ class Connection:
         self.dropped = 0
         self.close_code_sent: int | None = None
         self._closing = False
+        self._handling = False
         self._failure: TerminateReason | None = None
         self._raw_frames = not wire.is_compressed(websocket)
         self._outbox_send, self._outbox = trio.open_memory_channel[_Outgoing](
@@ -191,8 +195,13 @@ class Connection:
                 event = await self._events.receive()
                 kind = type(event)
                 if kind is _Received:
-                    frame = _as_frame(event.message)
-                    result = await call(handler.websocket_handle, frame, self.state)
+                    self._handling = True
+                    try:
+                        result = await call(
+                            handler.websocket_handle, _as_frame(event.message), self.state
+                        )
+                    finally:
+                        self._handling = False
                     ended = await self._apply(unpack_result("websocket_handle", result))
                 elif kind is _Info:
                     if _is_shutdown(event.message):
@@ -349,8 +358,13 @@ class Connection:
             self._liveness_timer = None
 
     def _check_liveness(self) -> None:
+        now = trio.current_time()
+        if self._handling or self._events_send.statistics().current_buffer_used:
+            # Frames wait for the handler: the client is not idle, we are (Cowboy restarts
+            # its idle timer when a frame is handled, not when it arrives).
+            self.stream.last_received = now
         self._liveness.last_received = self.stream.last_received
-        verdict = self._liveness.check(trio.current_time())
+        verdict = self._liveness.check(now)
         if verdict is Verdict.IDLE:
             self._fail(IdleTimeout())
             return

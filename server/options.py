@@ -29,7 +29,13 @@ class OutboxOverflow(enum.Enum):
 
 @attrs.frozen
 class ConnectionOptions:
-    """Per-connection behaviour; a route or ``init`` may override any of it."""
+    """Per-connection behaviour; a route or ``init`` may override it.
+
+    Two fields are fixed before routing, since every TCP connection is an actor from its
+    first byte: ``mailbox_capacity`` and the time a connection gets to close at shutdown
+    (``send_timeout + close_timeout``) come from ``ServerOptions.connection``; a route's
+    ``mailbox_overflow`` applies from the upgrade on.
+    """
 
     idle_timeout: float | None = attrs.field(default=60.0, validator=_positive)
     """Close with 1000 after this long without data from the client; None: never."""

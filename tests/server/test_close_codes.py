@@ -154,6 +154,29 @@ async def test_a_client_answering_pings_stays_connected(
     assert (await log.one()).reason == Remote(1000)
 
 
+class Slow(Recorded):
+    """Takes ten seconds over each text frame (the client keeps sending meanwhile)."""
+
+    async def websocket_handle(self, frame: Frame, state: Any) -> tuple[Any, Any]:
+        await trio.sleep(10)
+        return frame, state
+
+
+async def test_a_slow_handler_is_not_mistaken_for_an_idle_client(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log = Terminations()
+    options = ConnectionOptions(idle_timeout=5.0)
+    app = App([websocket("/", factory(Slow, log), options=options)])
+    async with serving(app) as served, client(served.url()) as ws:
+        for i in range(20):  # more than the connection reads ahead of its handler
+            await ws.send_message(f"m{i}")
+        for i in range(20):
+            with trio.fail_after(60):
+                assert await ws.get_message() == f"m{i}"
+    assert (await log.one()).reason == Remote(1000)
+
+
 # ---- protocol errors ------------------------------------------------------------------------
 
 
