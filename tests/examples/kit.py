@@ -62,6 +62,14 @@ class Client:
                 if message["type"] == kind:
                     return message
 
+    async def drain(self, seconds: float = 0.2) -> list[dict[str, Any]]:
+        """Every frame that arrives within ``seconds``, decoded."""
+        frames: list[dict[str, Any]] = []
+        with trio.move_on_after(seconds):
+            while True:
+                frames.append(json.loads(await self.ws.get_message()))
+        return frames
+
     async def nothing_more(self, seconds: float = 0.2) -> None:
         """Check that no frame arrives within ``seconds``."""
         with trio.move_on_after(seconds):
