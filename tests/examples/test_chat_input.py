@@ -46,7 +46,7 @@ def join_as(nick: Any) -> str:
     return json.dumps({"type": "join", "nick": nick})
 
 
-BAD_FRAMES = {
+BAD_FRAMES: dict[str, tuple[str | bytes, str]] = {
     "not-json": ("hello", "not JSON"),
     "truncated-json": ('{"type": "say"', "not JSON"),
     "array": ("[1, 2]", "expected a JSON object"),
@@ -198,7 +198,7 @@ async def test_a_frame_over_64_kib_closes_only_that_connection_with_1009() -> No
         await bob.send_raw(say("a" * 70_000))
         with pytest.raises(ConnectionClosed) as closed, trio.fail_after(10):
             await bob.ws.get_message()
-        assert closed.value.reason.code == 1009
+        assert closed.value.reason is not None and closed.value.reason.code == 1009
         assert await ann.receive() == {"type": "left", "nick": "bob"}
         await ann.send(type="say", text="fine")
         assert (await ann.receive())["text"] == "fine"
