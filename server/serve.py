@@ -123,7 +123,10 @@ class Server:
         self.port = _bound_port(listeners[0])
         async with trio.open_nursery() as nursery:
             await nursery.start(accept_into, listeners, self._hand_off)
-            logger.info("listening on %s://%s:%d", self.scheme, self.host, self.port)
+            http = "https" if self.ssl_context is not None else "http"
+            logger.info(
+                "listening on %s://%s:%d (and %s://)", self.scheme, self.host, self.port, http
+            )
             self._listening.set()
 
     def _hand_off(self, stream: trio.abc.Stream) -> None:
