@@ -305,9 +305,12 @@ def run(sizes: Sizes) -> int:
             server.stop()
     for variant in VARIANTS:
         print(_row("median", _median(results[variant])))
-    ratio = _median(results["corral"]).rate / _median(results["naive"]).rate
+    corral, naive = _median(results["corral"]), _median(results["naive"])
+    ratio = corral.rate / naive.rate
     verdict = "PASS" if ratio >= TARGET else "MISS"
     print(f"corral/naive deliveries/s (median): {ratio:.2f}x  target >= {TARGET:.1f}x  {verdict}")
+    per_cpu = naive.server_cpu / corral.server_cpu if corral.server_cpu else math.nan
+    print(f"corral/naive deliveries per server CPU-second (median): {per_cpu:.2f}x")
     print(check_deliveries(results, sizes))
     return 0
 
