@@ -9,7 +9,6 @@ from functools import partial
 from typing import Any
 
 import attrs
-import h11
 import pytest
 import trio
 import trio.testing
@@ -21,6 +20,9 @@ from server.listener import FrontDoor, make_ssl_context, serve_tcp
 from server.router import Match, Route, Router
 from server.static import health_check
 from server.upgrade import accept_websocket
+
+from .serving import get
+from .serving import http_exchange as exchange
 
 UPGRADE = (
     "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -80,35 +82,11 @@ async def start(
     return socket_listener.socket.getsockname()[1], front_door
 
 
-async def exchange(port: int, data: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
-    """Send raw bytes, read until the server closes, parse the HTTP response."""
-    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
-        await stream.send_all(data)
-        received = b""
-        while chunk := await stream.receive_some():
-            received += chunk
-    client = h11.Connection(h11.CLIENT)
-    client.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
-    client.send(h11.EndOfMessage())
-    client.receive_data(received)
-    client.receive_data(b"")
-    head = client.next_event()
-    assert isinstance(head, h11.Response), received
-    body = b""
-    while isinstance(event := client.next_event(), h11.Data):
-        body += event.data
-    return head.status_code, dict(head.headers), body
-
-
 async def until_idle(front_door: FrontDoor) -> None:
     """Wait for the server side of finished exchanges to end (it lingers for the peer's EOF)."""
     with trio.fail_after(5):
         while front_door.statistics().active_connections:
             await trio.sleep(0.01)
-
-
-def get(path: str, extra: str = "") -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode()
 
 
 def upgrade(path: str = "/chat/lobby", extra: str = "Sec-WebSocket-Version: 13\r\n") -> bytes:
@@ -135,7 +113,7 @@ async def test_plain_get_on_websocket_route_gets_426(nursery: trio.Nursery) -> N
     port, _ = await start(nursery)
     status, headers, _ = await exchange(port, get("/chat/lobby"))
     assert status == 426
-    assert headers[b"upgrade"] == b"websocket"
+    assert headers["upgrade"] == "websocket"
 
 
 async def test_post_on_websocket_route_gets_405(nursery: trio.Nursery) -> None:
@@ -143,7 +121,7 @@ async def test_post_on_websocket_route_gets_405(nursery: trio.Nursery) -> None:
     status, headers, _ = await exchange(
         port, b"POST /chat/lobby HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
     )
-    assert status == 405 and headers[b"allow"] == b"GET"
+    assert status == 405 and headers["allow"] == "GET"
 
 
 async def test_unknown_path_gets_404(nursery: trio.Nursery) -> None:
@@ -160,7 +138,7 @@ async def test_http_route_is_answered_by_its_handler(nursery: trio.Nursery) -> N
     port, _ = await start(nursery)
     status, headers, body = await exchange(port, get("/healthz"))
     assert (status, body) == (200, b"ok\n")
-    assert headers[b"connection"] == b"close"
+    assert headers["connection"] == "close"
     assert (await exchange(port, get("/hello/bob")))[2] == b"hello bob\n"
 
 
@@ -186,7 +164,7 @@ async def test_crashing_http_handler_gets_500_and_is_logged(
 async def test_bad_websocket_version_gets_426_naming_13(nursery: trio.Nursery) -> None:
     port, _ = await start(nursery)
     status, headers, _ = await exchange(port, upgrade(extra="Sec-WebSocket-Version: 8\r\n"))
-    assert status == 426 and headers[b"sec-websocket-version"] == b"13"
+    assert status == 426 and headers["sec-websocket-version"] == "13"
 
 
 async def test_missing_key_gets_400(nursery: trio.Nursery) -> None:
@@ -205,7 +183,7 @@ async def test_refused_origin_gets_403(nursery: trio.Nursery) -> None:
 
 async def test_oversized_head_gets_431(nursery: trio.Nursery) -> None:
     port, _ = await start(nursery, max_head_bytes=1024)
-    status, _, _ = await exchange(port, get("/healthz", "X-Big: " + "a" * 8000 + "\r\n"))
+    status, _, _ = await exchange(port, get("/healthz", "X-Big: " + "a" * 8000))
     assert status == 431
 
 
