@@ -69,8 +69,8 @@ class Sizes:
 
     @property
     def timeout(self) -> float:
-        """How long clients wait for every message."""
-        return max(30.0, self.connections / 100)
+        """How long clients wait for every message (allowing 500 deliveries/s at worst)."""
+        return max(30.0, self.connections * self.messages / 500 + self.messages * self.interval)
 
 
 @attrs.frozen
