@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import actors  # noqa: E402
 from server import (  # noqa: E402
     App,
+    ConnectionOptions,
     Frame,
     ServerOptions,
     Text,
@@ -57,9 +58,14 @@ class Publisher(WebSocketHandler[None]):
 
 
 def corral_app(max_connections: int) -> App:
-    """The corral side: a publish route and a subscribe route."""
+    """The corral side: a publish route and a subscribe route.
+
+    Subscribers never send, so the idle timeout is off (the naive server has none either):
+    a slow round must not turn into closed connections and lost deliveries.
+    """
+    quiet = ConnectionOptions(idle_timeout=None)
     return App(
-        [websocket("/pub", Publisher), websocket("/sub", Subscriber)],
+        [websocket("/pub", Publisher, options=quiet), websocket("/sub", Subscriber, options=quiet)],
         options=ServerOptions(max_connections=max_connections, drain_timeout=5.0),
     )
 
