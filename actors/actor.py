@@ -241,6 +241,9 @@ class Actor:
             if other is not None:
                 other._watchers.pop(ref, None)
         for ref, watcher in self._watchers.items():
+            watching = self.node.actor(watcher)
+            if watching is not None:
+                watching._watching.pop(ref, None)  # a monitor ends with its Down
             self.node.notify(watcher, Revocable(ref, Down(ref, self.address, reason)))
         for linked in self._links:
             other = self.node.actor(linked)

@@ -49,9 +49,7 @@ class Supervisor:
 
     def child_spec(self, id: str, *, restart: Restart = Restart.PERMANENT) -> ChildSpec:
         """A spec that runs this supervisor under another one."""
-        return ChildSpec(
-            id, self.run, restart=restart, shutdown=math.inf, trap_exits=True
-        )
+        return ChildSpec(id, self.run, restart=restart, shutdown=math.inf, trap_exits=True)
 
     def which_children(self) -> list[tuple[str, Address | None]]:
         """Each child's id and address (None while it is not running)."""

@@ -433,7 +433,7 @@ async def _terminate(connection: Connection, reason: TerminateReason) -> None:
         "closed %s %s code=%s reason=%s after %.3f s",
         _peer(request),
         request.path,
-        code if code is not None else reason.close_code,
+        code if code is not None else _code_on_the_wire(reason),
         reason,
         duration,
     )
@@ -446,6 +446,13 @@ async def _terminate(connection: Connection, reason: TerminateReason) -> None:
             type(connection.handler).__qualname__,
             exc_info=exc,
         )
+
+
+def _code_on_the_wire(reason: TerminateReason) -> int:
+    """The close code that reached the client when the server sent no close frame itself."""
+    if isinstance(reason, (Remote, ProtocolError)):
+        return reason.close_code
+    return 1006  # killed or aborted: TCP closed without a close frame
 
 
 def _as_frame(message: str | bytes) -> Frame:

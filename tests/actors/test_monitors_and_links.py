@@ -162,3 +162,15 @@ async def test_runtime_notifications_reach_a_full_mailbox(
         await node.wait(target)
         gate.set()
         raise_crash(await node.wait(watcher))
+
+
+async def test_a_monitor_is_forgotten_once_its_down_is_sent(node: actors.Node) -> None:
+    async def watcher(actor: actors.Actor, target: actors.Address) -> None:
+        actor.monitor(target)
+        node.exit(target, actors.KILLED)
+        assert isinstance(await actor.receive(), Down)
+        assert actor._watching == {}
+
+    async with trio.open_nursery() as nursery:
+        target = actors.spawn(nursery, idle)
+        await run_actor(watcher, target)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import trio
 import trio.testing
@@ -145,3 +148,27 @@ async def test_a_negative_or_infinite_delay_is_refused(node: actors.Node) -> Non
                 actors.start_timer(bad, "x")
 
     await run_actor(body)
+
+
+async def test_a_cancelled_timer_lets_go_of_its_callback_at_once(node: actors.Node) -> None:
+    class Owner:
+        def fire(self) -> None:
+            raise AssertionError("a cancelled timer fired")
+
+    owner = Owner()
+    alive = weakref.ref(owner)
+    ref = actors.TimerRef()
+    node.timers.schedule(ref, 3600, owner.fire)
+    node.timers.cancel(ref)
+    del owner
+    gc.collect()
+    assert alive() is None
+    assert len(node.timers) == 0
+
+
+async def test_churning_timers_do_not_grow_the_heap(node: actors.Node) -> None:
+    for _ in range(10_000):
+        ref = actors.TimerRef()
+        node.timers.schedule(ref, 3600, lambda: None)
+        node.timers.cancel(ref)
+    assert len(node.timers._heap) <= 128

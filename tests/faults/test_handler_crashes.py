@@ -232,12 +232,6 @@ async def test_a_stuck_callback_does_not_hold_others_or_the_drain(
         assert recorder.reasons == [Shutdown()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: server/connection.py _terminate logs reason.close_code when no close frame "
-    "was sent (close_code_sent is None), so a connection killed at shutdown is logged as "
-    "code=1001 although its client got none (1006)",
-)
 async def test_the_close_line_of_a_killed_connection_does_not_claim_1001(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -79,12 +79,6 @@ async def test_tasks_and_actors_return_to_baseline_after_churn(
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: actors/timers.py TimerService.cancel only flags the ref; the heap entry keeps "
-    "its deliver callback (Connection._check_liveness, hence the whole Connection, actor, "
-    "websocket and request) until the idle timeout would have fired (60 s by default)",
-)
 async def test_a_closed_connection_is_freed_at_once() -> None:
     async with running(echo_app(ConnectionOptions(idle_timeout=60.0))) as server:
         await assert_echoes(server.url)
@@ -104,12 +98,6 @@ async def test_without_an_idle_timeout_closed_connections_are_freed_at_once() ->
         assert (alive(Connection), alive(actors.Actor)) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: actors/actor.py Actor._finish sends Down to each watcher but never pops the "
-    "ref from the watcher's _watching, so the connections supervisor keeps a MonitorRef and "
-    "an Address per connection ever served",
-)
 async def test_the_supervisor_forgets_ended_connections() -> None:
     async with running(echo_app(ConnectionOptions(idle_timeout=None))) as server:
         await assert_echoes(server.url)

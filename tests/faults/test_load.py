@@ -61,13 +61,6 @@ def test_soak_with_a_short_idle_timeout_holds_steady() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-@pytest.mark.xfail(
-    strict=True,
-    raises=RssGrew,
-    reason="bug: actors/timers.py TimerService keeps a cancelled timer's callback in its heap "
-    "until its deadline, so each closed connection (about 17 KB) stays in memory for the idle "
-    "timeout (60 s): RSS grows with churn rate x idle timeout",
-)
 def test_soak_of_the_echo_example_holds_rss_steady() -> None:
     output = run_bench("soak.py", "--duration", "20", timeout=150)
     failed = failed_checks(output)
