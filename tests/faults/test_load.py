@@ -14,13 +14,6 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-RSS_CHECK = "RSS growth after warm-up < 5%"
-
-
-class RssGrew(AssertionError):
-    """The soak's only failing check is RSS growth."""
-
-
 def run_bench(script: str, *args: str, timeout: float) -> str:
     run = subprocess.run(
         [sys.executable, str(BENCH / script), *args],
@@ -52,19 +45,8 @@ def test_sigterm_drains_1000_clients_with_1001_and_exits_0() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_soak_with_a_short_idle_timeout_holds_steady() -> None:
-    """Churn with idle timers out of the way: RSS, tasks, actors, logs all hold steady."""
-    output = run_bench("soak.py", "--duration", "20", "--idle-timeout", "1", timeout=150)
-    assert failed_checks(output) == [], output
-    assert output.startswith("exit 0\n"), output
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(180)
-def test_soak_of_the_echo_example_holds_rss_steady() -> None:
+def test_soak_of_the_echo_example_holds_rss_tasks_and_actors_steady() -> None:
+    """20 s of churn against the echo example as shipped: every check of bench/soak.py holds."""
     output = run_bench("soak.py", "--duration", "20", timeout=150)
-    failed = failed_checks(output)
-    assert set(failed) <= {RSS_CHECK}, output
-    if failed:
-        raise RssGrew(output)
+    assert failed_checks(output) == [], output
     assert output.startswith("exit 0\n"), output
