@@ -94,6 +94,9 @@ class _Ended:
     reason: TerminateReason
 
 
+_FLUSH = EncodedFrame("", b"")
+"""Outbox marker: write the tail of a frame that ``_write_now`` started."""
+
 _Outgoing = Text | Binary | Ping | Pong | Close | EncodedFrame
 
 
@@ -133,6 +136,8 @@ class Connection:
             options.idle_timeout, options.ping_interval, options.pong_timeout, stream.last_received
         )
         self._liveness_timer: TimerRef | None = None
+        self._writing = False
+        self._fd = wire.socket_fd(stream.inner) if self._raw_frames else None
 
     # ---- from other actors ----------------------------------------------------------
 
@@ -140,6 +145,8 @@ class Connection:
         """Queue a pre-encoded frame without waiting; a full outbox applies the policy."""
         if self._closing:
             return False
+        if self._write_now(frame.data):
+            return True
         try:
             self._outbox_send.send_nowait(frame)
         except trio.WouldBlock:
@@ -147,6 +154,22 @@ class Connection:
             return False
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return False
+        return True
+
+    def _write_now(self, data: bytes) -> bool:
+        """Put a frame straight on the socket if nothing is queued or being written.
+
+        This skips the writer task's wake-up for each frame (most frames, on a healthy
+        connection); a tail the socket does not take at once is flushed by the writer.
+        """
+        if self._fd is None or self._writing:
+            return False
+        if self._outbox_send.statistics().current_buffer_used:
+            return False
+        if not wire.write_now(self.websocket, self._fd, data):
+            return False
+        if self.websocket.pending:
+            self._outbox_send.send_nowait(_FLUSH)
         return True
 
     def _outbox_full(self) -> None:
@@ -231,6 +254,8 @@ class Connection:
             if self._closing:
                 break  # frames after a close are not sent
             if isinstance(command, (Text, Binary, Ping, Pong)):
+                if self._write_now(_encode(command)):
+                    continue
                 try:
                     await self._outbox_send.send(command)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -302,8 +327,12 @@ class Connection:
                 if isinstance(item, Close):
                     await self._send_close(item)
                     return
-                with trio.move_on_after(self.options.send_timeout) as timer:
-                    await self._send(item)
+                self._writing = True
+                try:
+                    with trio.move_on_after(self.options.send_timeout) as timer:
+                        await self._send(item)
+                finally:
+                    self._writing = False
                 if timer.cancelled_caught:
                     self._fail(Overflow("send timed out: the client stopped reading", 1006))
                     await trio.aclose_forcefully(self.stream)
@@ -315,7 +344,9 @@ class Connection:
             self._writer_done.set()
 
     async def _send(self, item: _Outgoing) -> None:
-        if isinstance(item, EncodedFrame):
+        if item is _FLUSH:
+            await wire.send_encoded(self.websocket, b"")
+        elif isinstance(item, EncodedFrame):
             if self._raw_frames:
                 await wire.send_encoded(self.websocket, item.data)
             else:
@@ -446,6 +477,15 @@ async def _terminate(connection: Connection, reason: TerminateReason) -> None:
             type(connection.handler).__qualname__,
             exc_info=exc,
         )
+
+
+def _encode(command: Text | Binary | Ping | Pong) -> bytes:
+    """The bytes of an unmasked, uncompressed server frame for ``command``."""
+    if isinstance(command, Ping):
+        return wire.encode_ping(command.data)
+    if isinstance(command, Pong):
+        return wire.encode_pong(command.data)
+    return wire.encode_message(command.data)
 
 
 def _code_on_the_wire(reason: TerminateReason) -> int:

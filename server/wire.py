@@ -4,10 +4,15 @@
   finds a protocol error; trio-websocket just drops the TCP connection.
 - ``send_encoded`` writes frame bytes built once for many connections (fan-out), through
   the connection's own stream lock so they never interleave with its other writes.
+- ``write_now`` puts a whole frame straight on an idle socket without waiting (no task
+  switch per frame); what the socket does not take at once is kept as ``pending`` and
+  written before anything else, by whichever write comes next, under the lock.
 tests/server/test_wire.py pins the version, so an upgrade fails there first.
 """
 
 from __future__ import annotations
+
+import os
 
 import trio
 import trio_websocket
@@ -25,6 +30,13 @@ class CorralWebSocket(trio_websocket.WebSocketConnection):
 
     protocol_error: CloseReason | None = None
     """Set when the server closed the connection because the client broke the protocol."""
+    pending: bytes = b""
+    """The unsent tail of a frame ``write_now`` started: it goes out before anything else."""
+
+    async def _send(self, event: wsproto.events.Event) -> None:
+        if self.pending:
+            await send_encoded(self, b"")
+        await super()._send(event)
 
     async def _handle_close_connection_event(self, event: wsproto.events.CloseConnection) -> None:
         if self._wsproto.state is ConnectionState.OPEN:
@@ -88,6 +100,11 @@ def encode_ping(payload: bytes) -> bytes:
     return bytes(FrameProtocol(client=False, extensions=[]).ping(payload))
 
 
+def encode_pong(payload: bytes) -> bytes:
+    """The bytes of a server pong frame."""
+    return bytes(FrameProtocol(client=False, extensions=[]).pong(payload))
+
+
 def is_compressed(connection: trio_websocket.WebSocketConnection) -> bool:
     """Whether permessage-deflate was negotiated (pre-encoded frames cannot be used then)."""
     established = connection._wsproto.connection
@@ -99,17 +116,42 @@ def set_max_message_size(connection: trio_websocket.WebSocketConnection, size: i
     connection._max_message_size = size
 
 
-async def send_encoded(connection: trio_websocket.WebSocketConnection, data: bytes) -> None:
-    """Write pre-encoded frame bytes as trio-websocket's own ``_send`` would."""
+async def send_encoded(connection: CorralWebSocket, data: bytes) -> None:
+    """Write pre-encoded frame bytes (after any pending tail) as trio-websocket's ``_send``."""
     if connection._close_reason:
         raise ConnectionClosed(connection._close_reason)
     async with connection._stream_lock:
+        data, connection.pending = connection.pending + data, b""
         try:
             await connection._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await connection._abort_web_socket()
             assert connection._close_reason is not None
             raise ConnectionClosed(connection._close_reason) from None
+
+
+def socket_fd(stream: trio.abc.Stream) -> int | None:
+    """The file descriptor of a plain TCP stream, for ``write_now`` (None for TLS and others)."""
+    return stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+
+
+def write_now(connection: CorralWebSocket, fd: int, data: bytes) -> bool:
+    """Write a whole frame to an idle socket without waiting; False if it is not idle.
+
+    Idle means nobody holds the stream lock and no tail is pending, so these bytes cannot
+    land inside another frame. A tail the socket does not take at once becomes ``pending``.
+    A broken socket takes the frame and loses it; the connection's reader reports how it ended.
+    """
+    if connection.pending or connection._stream_lock.locked() or connection._close_reason:
+        return False
+    try:
+        sent = os.write(fd, data)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    connection.pending = data[sent:]
+    return True
 
 
 def _short(reason: str) -> str:
