@@ -19,7 +19,7 @@ import trio
 
 from .address import Address
 from .errors import MailboxFull
-from .messages import Revocable
+from .messages import Revocable, unwrap
 
 
 class Overflow(enum.Enum):
@@ -116,23 +116,25 @@ class Mailbox:
 
     async def get(self) -> Any:
         """Wait for the next message that has not been revoked."""
+        return unwrap(await self.get_envelope())
+
+    async def get_envelope(self) -> Any:
+        """The next unrevoked message as queued, a timer's or monitor's still in its envelope.
+
+        For a consumer that handles it later (a connection's pump hands messages to its
+        loop): ``unwrap`` at that point honours a cancel that came in between.
+        """
         while True:
             msg = self._system.popleft() if self._system else await self._receive.receive()
-            if type(msg) is Revocable:
-                if msg.ref.revoked:
-                    continue
-                return msg.payload
-            return msg
+            if type(msg) is not Revocable or not msg.ref.revoked:
+                return msg
 
     def get_nowait(self) -> Any:
         """The next unrevoked message, or raise trio.WouldBlock."""
         while True:
             msg = self._system.popleft() if self._system else self._receive.receive_nowait()
-            if type(msg) is Revocable:
-                if msg.ref.revoked:
-                    continue
-                return msg.payload
-            return msg
+            if type(msg) is not Revocable or not msg.ref.revoked:
+                return unwrap(msg)
 
     def close(self) -> None:
         """Refuse further messages and discard what is queued (the actor has ended)."""

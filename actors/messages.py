@@ -68,3 +68,14 @@ class Revocable:
 
     ref: Ref
     payload: Any
+
+
+REVOKED: Any = object()
+"""What ``unwrap`` gives for an envelope whose reference was revoked: drop the message."""
+
+
+def unwrap(item: Any) -> Any:
+    """The message inside a mailbox item: its payload, or REVOKED if it was cancelled since."""
+    if type(item) is Revocable:
+        return REVOKED if item.ref.revoked else item.payload
+    return item

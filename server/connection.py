@@ -24,6 +24,7 @@ from trio_websocket import ConnectionClosed
 
 import actors
 from actors import Actor, TimerRef
+from actors.messages import REVOKED, unwrap
 
 from . import wire
 from .commands import (
@@ -125,6 +126,7 @@ class Connection:
         self.close_code_sent: int | None = None
         self._closing = False
         self._handling = False
+        self._handled_at = self.started_at
         self._failure: TerminateReason | None = None
         self._raw_frames = not wire.is_compressed(websocket)
         self._outbox_send, self._outbox = trio.open_memory_channel[_Outgoing](
@@ -225,13 +227,15 @@ class Connection:
                         )
                     finally:
                         self._handling = False
+                        self._handled_at = trio.current_time()
                     ended = await self._apply(unpack_result("websocket_handle", result))
                 elif kind is _Info:
-                    if _is_shutdown(event.message):
+                    message = unwrap(event.message)
+                    if message is REVOKED:
+                        continue  # cancel_timer / demonitor after the pump took it
+                    if _is_shutdown(message):
                         return Shutdown()
-                    if _is_revoked(event.message):
-                        continue
-                    result = await call(handler.websocket_info, event.message, self.state)
+                    result = await call(handler.websocket_info, message, self.state)
                     ended = await self._apply(unpack_result("websocket_info", result))
                 else:
                     ended_event: _Ended = event
@@ -316,9 +320,9 @@ class Connection:
             await self._events_send.send(_Ended(self._reason_for_close(closed)))
 
     async def _pump(self) -> None:
-        """Move mailbox messages (for websocket_info) to the loop."""
-        async for message in self.actor:
-            await self._events_send.send(_Info(message))
+        """Move mailbox messages (for websocket_info) to the loop, envelopes unopened."""
+        while True:
+            await self._events_send.send(_Info(await self.actor.mailbox.get_envelope()))
 
     async def _write(self) -> None:
         """Send queued frames; abort TCP if the client accepts nothing for send_timeout."""
@@ -393,8 +397,8 @@ class Connection:
         if self._handling or self._events_send.statistics().current_buffer_used:
             # Frames wait for the handler: the client is not idle, we are (Cowboy restarts
             # its idle timer when a frame is handled, not when it arrives).
-            self.stream.last_received = now
-        self._liveness.last_received = self.stream.last_received
+            self._handled_at = now
+        self._liveness.last_received = max(self.stream.last_received, self._handled_at)
         verdict = self._liveness.check(now)
         if verdict is Verdict.IDLE:
             self._fail(IdleTimeout())
@@ -501,11 +505,6 @@ def _as_frame(message: str | bytes) -> Frame:
 
 def _is_shutdown(message: Any) -> bool:
     return isinstance(message, actors.Exit) and message.reason == actors.SHUTDOWN
-
-
-def _is_revoked(message: Any) -> bool:
-    """A Timeout or Down cancelled (cancel_timer, demonitor) after the pump had taken it."""
-    return isinstance(message, (actors.Timeout, actors.Down)) and message.ref.revoked
 
 
 def _server_closes(reason: TerminateReason) -> bool:

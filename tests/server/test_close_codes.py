@@ -163,7 +163,7 @@ class Slow(Recorded):
 
 
 async def test_a_slow_handler_is_not_mistaken_for_an_idle_client(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=5.0)

@@ -1,4 +1,4 @@
-"""Fixtures for the example tests."""
+"""Fixtures shared by every test package."""
 
 from __future__ import annotations
 
