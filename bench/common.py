@@ -116,6 +116,7 @@ class ServerProcess:
             if self._listening():
                 return
             time.sleep(0.05)
+        self.stop()
         raise BenchError(f"{self.variant} server not listening on {self.port} after {timeout} s")
 
     def _listening(self) -> bool:
