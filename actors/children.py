@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,9 +11,12 @@ import trio
 
 from .actor import Actor
 from .address import Address
+from .errors import NameTaken, RestartIntensityExceeded
 from .messages import MonitorRef
-from .reasons import KILLED, SHUTDOWN
-from .specs import ChildSpec
+from .reasons import KILLED, SHUTDOWN, ExitReason
+from .specs import ChildSpec, RestartIntensity
+
+logger = logging.getLogger("corral.actors")
 
 
 @attrs.define(eq=False)
@@ -41,6 +45,35 @@ def start(supervisor: Actor, nursery: trio.Nursery, child: Child) -> Address:
     )
     child.monitor = supervisor.monitor(child.address)
     return child.address
+
+
+def restart(
+    supervisor: Actor, nursery: trio.Nursery, child: Child, intensity: RestartIntensity
+) -> bool:
+    """Start ``child`` again; False once restarting has cost more than ``intensity`` allows.
+
+    A start refused because its name is still taken (another actor registered it meanwhile)
+    counts as one more restart and is tried again, as OTP retries a failed restart.
+    """
+    logger.info("%s restarting child %r", supervisor.address, child.spec.id)
+    while True:
+        try:
+            start(supervisor, nursery, child)
+            return True
+        except NameTaken as exc:
+            logger.error("%s could not restart %r: %s", supervisor.address, child.spec.id, exc)
+            if not intensity.allow(trio.current_time()):
+                return False
+
+
+def gave_up(
+    supervisor: Actor, intensity: RestartIntensity, child: Child, reason: ExitReason
+) -> RestartIntensityExceeded:
+    """The error a supervisor fails with when restarts exceed its intensity."""
+    return RestartIntensityExceeded(
+        f"supervisor {supervisor.address} gave up: more than {intensity.describe()}; "
+        f"last, child {child.spec.id!r} ended with {reason}"
+    )
 
 
 async def stop(supervisor: Actor, child: Child) -> None:

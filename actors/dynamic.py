@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -13,11 +12,9 @@ from . import children as _children
 from .actor import Actor
 from .address import Address
 from .children import Child
-from .errors import ActorError, RestartIntensityExceeded
+from .errors import ActorError
 from .messages import Down, Exit, MonitorRef
 from .specs import ChildSpec, RestartIntensity, should_restart
-
-logger = logging.getLogger("corral.actors")
 
 
 class SupervisorNotRunning(ActorError):
@@ -97,16 +94,13 @@ class DynamicSupervisor:
         child.address = child.monitor = None
         if not should_restart(child.spec.restart, down.reason):
             return
-        if not intensity.allow(trio.current_time()):
-            await self._stop_all(actor)
-            raise RestartIntensityExceeded(
-                f"dynamic supervisor {actor.address} gave up: more than {intensity.describe()}; "
-                f"last, child {child.spec.id!r} ended with {down.reason}"
-            )
-        logger.info("%s restarting child %r", actor.address, child.spec.id)
         nursery = self._nursery
         assert nursery is not None
-        _children.start(actor, nursery, child)
+        if not intensity.allow(trio.current_time()) or not _children.restart(
+            actor, nursery, child, intensity
+        ):
+            await self._stop_all(actor)
+            raise _children.gave_up(actor, intensity, child, down.reason)
         assert child.monitor is not None
         self._children[child.monitor] = child
 

@@ -7,7 +7,6 @@ never cancels its siblings.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 
@@ -18,13 +17,10 @@ from . import children as _children
 from .actor import Actor
 from .address import Address
 from .children import Child
-from .errors import RestartIntensityExceeded
 from .messages import Down, Exit
 from .node import current_node
 from .reasons import Crash, ExitReason
 from .specs import ChildSpec, Restart, RestartIntensity, Strategy, should_restart
-
-logger = logging.getLogger("corral.actors")
 
 
 @attrs.define(eq=False)
@@ -84,16 +80,14 @@ class Supervisor:
         if should_restart(child.spec.restart, reason):
             if not intensity.allow(trio.current_time()):
                 await _children.stop_in_reverse(actor, self._running)
-                raise RestartIntensityExceeded(
-                    f"supervisor {actor.address} gave up: more than {intensity.describe()}; "
-                    f"last, child {child.spec.id!r} ended with {reason}"
-                )
+                raise _children.gave_up(actor, intensity, child, reason)
             affected = self._affected_by(child)
             await _children.stop_in_reverse(actor, affected)
             for sibling in affected:
                 if sibling is child or sibling.spec.restart is not Restart.TEMPORARY:
-                    logger.info("%s restarting child %r", actor.address, sibling.spec.id)
-                    _children.start(actor, nursery, sibling)
+                    if not _children.restart(actor, nursery, sibling, intensity):
+                        await _children.stop_in_reverse(actor, self._running)
+                        raise _children.gave_up(actor, intensity, sibling, reason)
         self._running = [
             c
             for c in self._running

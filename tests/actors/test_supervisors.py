@@ -12,7 +12,7 @@ import trio.testing
 import actors
 from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
 
-from .kit import idle
+from .kit import crash_on, idle
 
 
 class Journal:
@@ -299,3 +299,20 @@ async def test_a_dynamic_supervisor_counts_right_when_more_children_end_than_its
         await _settle()
         assert dynamic.count_children() == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_a_restart_whose_name_was_taken_counts_against_intensity(
+    node: actors.Node,
+) -> None:
+    dynamic = DynamicSupervisor(intensity=2, period=5)
+    spec = ChildSpec("named", crash_on, name="wanted")
+    gave_up = pytest.RaisesExc(actors.RestartIntensityExceeded, match="'named'")
+    with pytest.RaisesGroup(gave_up, flatten_subgroups=True):
+        async with trio.open_nursery() as nursery:
+            await _run_tree(nursery, Supervisor([dynamic.child_spec("dyn")], intensity=0))
+            dynamic.start_child(spec)
+            await _settle()
+            actors.unregister("wanted")
+            actors.register("wanted", actors.spawn(nursery, idle))  # the name is gone
+            actors.send(dynamic.which_children()[0][1], "crash")
+            await _settle()
