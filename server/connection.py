@@ -1,10 +1,11 @@
 """One WebSocket connection, run as an actor: the handler's callbacks in order, and I/O apart.
 
-Inside the connection's actor, four small tasks feed one loop:
-- the *drain* reads the client ahead of the handler (up to 16 messages queued), so control
-  frames keep flowing while a callback works; past that, backpressure reaches the client's
-  TCP window, as in Cowboy; frames waiting for the handler count as activity for the idle
-  timeout, which restarts when they are handled (Cowboy's rule);
+Inside the connection's actor, small tasks feed one loop:
+- the *drain* (trio-websocket's own reader, through ``wire.MessageSink``) reads the client
+  ahead of the handler (up to 16 messages queued), so control frames keep flowing while a
+  callback works; past that, backpressure reaches the client's TCP window, as in Cowboy;
+  frames waiting for the handler count as activity for the idle timeout, which restarts
+  when they are handled (Cowboy's rule);
 - the *pump* moves messages from the actor's mailbox (``websocket_info``) to the loop;
 - the *writer* sends from a bounded outbox, so no other actor ever waits on a slow client;
   a write stuck past the send timeout aborts TCP (a half-written stream is never reused);
@@ -126,6 +127,7 @@ class Connection:
         self.close_code_sent: int | None = None
         self._closing = False
         self._handling = False
+        self._serving = True  # the loop still takes events
         self._handled_at = self.started_at
         self._failure: TerminateReason | None = None
         self._raw_frames = not wire.is_compressed(websocket)
@@ -139,6 +141,7 @@ class Connection:
         )
         self._liveness_timer: TimerRef | None = None
         self._writing = False
+        self._queued = 0  # items in the outbox or handed to the writer, not yet taken
         self._fd = wire.socket_fd(stream.inner) if self._raw_frames else None
 
     # ---- from other actors ----------------------------------------------------------
@@ -150,7 +153,7 @@ class Connection:
         if self._write_now(frame.data):
             return True
         try:
-            self._outbox_send.send_nowait(frame)
+            self._queue_nowait(frame)
         except trio.WouldBlock:
             self._outbox_full()
             return False
@@ -164,15 +167,27 @@ class Connection:
         This skips the writer task's wake-up for each frame (most frames, on a healthy
         connection); a tail the socket does not take at once is flushed by the writer.
         """
-        if self._fd is None or self._writing:
-            return False
-        if self._outbox_send.statistics().current_buffer_used:
+        if self._fd is None or self._writing or self._queued:
             return False
         if not wire.write_now(self.websocket, self._fd, data):
             return False
         if self.websocket.pending:
-            self._outbox_send.send_nowait(_FLUSH)
+            self._queue_nowait(_FLUSH)
         return True
+
+    def _queue_nowait(self, item: _Outgoing) -> None:
+        """Put ``item`` in the outbox or raise trio.WouldBlock (or a closed-channel error)."""
+        self._outbox_send.send_nowait(item)
+        self._queued += 1
+
+    async def _queue(self, item: _Outgoing) -> None:
+        """Put ``item`` in the outbox, waiting for room (counted before, so nothing overtakes)."""
+        self._queued += 1
+        try:
+            await self._outbox_send.send(item)
+        except BaseException:
+            self._queued -= 1
+            raise
 
     def _outbox_full(self) -> None:
         self.dropped += 1
@@ -196,12 +211,12 @@ class Connection:
         """Serve the connection until it ends; return why (terminate is the caller's)."""
         _live[self.actor] = self
         async with trio.open_nursery() as tasks:
-            tasks.start_soon(self._drain)
             tasks.start_soon(self._pump)
             tasks.start_soon(self._write)
             self._schedule_liveness()
             try:
                 reason = await self._serve()
+                self._serving = False
                 await self._close_for(reason)
             finally:
                 _live.pop(self.actor, None)
@@ -261,7 +276,7 @@ class Connection:
                 if self._write_now(_encode(command)):
                     continue
                 try:
-                    await self._outbox_send.send(command)
+                    await self._queue(command)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     # The writer is gone: it recorded why, or the drain is about to say how
                     # the connection closed (a protocol error, the client leaving...).
@@ -293,10 +308,10 @@ class Connection:
         self._closing = True
         close = Close(code, reason)
         try:
-            self._outbox_send.send_nowait(close)
+            self._queue_nowait(close)
         except trio.WouldBlock:
-            _discard_queued(self._outbox)
-            self._outbox_send.send_nowait(close)
+            self._queued -= _discard_queued(self._outbox)
+            self._queue_nowait(close)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
 
@@ -310,14 +325,20 @@ class Connection:
 
     # ---- the tasks around the loop --------------------------------------------------
 
-    async def _drain(self) -> None:
-        """Read every message from the client, in order, then how the connection ended."""
-        try:
-            while True:
-                message = await self.websocket.get_message()
-                await self._events_send.send(_Received(message))
-        except ConnectionClosed as closed:
-            await self._events_send.send(_Ended(self._reason_for_close(closed)))
+    async def _client_message(self, message: str | bytes) -> None:
+        """From trio-websocket's reader (our drain): a whole message, in order."""
+        await self._events_send.send(_Received(message))
+
+    async def _client_side_ended(self) -> None:
+        """From trio-websocket's reader: its side closed; tell the loop how, if it listens."""
+        ended = _Ended(self._reason_for_close())
+        if self._serving:
+            await self._events_send.send(ended)
+            return
+        try:  # the loop is done: never hold up the close handshake for it
+            self._events_send.send_nowait(ended)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
 
     async def _pump(self) -> None:
         """Move mailbox messages (for websocket_info) to the loop, envelopes unopened."""
@@ -328,6 +349,7 @@ class Connection:
         """Send queued frames; abort TCP if the client accepts nothing for send_timeout."""
         try:
             async for item in self._outbox:
+                self._queued -= 1
                 if isinstance(item, Close):
                     await self._send_close(item)
                     return
@@ -369,13 +391,14 @@ class Connection:
         if timer.cancelled_caught:
             await trio.aclose_forcefully(self.stream)
 
-    def _reason_for_close(self, closed: ConnectionClosed) -> TerminateReason:
+    def _reason_for_close(self) -> TerminateReason:
         error = self.websocket.protocol_error
         if error is not None:
             return ProtocolError(error.code, error.reason or "")
-        if closed.reason is None or closed.reason.code == 1006:
+        closed = self.websocket.closed
+        if closed is None or closed.code == 1006:
             return Remote(1006, "")
-        return Remote(int(closed.reason.code), closed.reason.reason or "")
+        return Remote(int(closed.code), closed.reason or "")
 
     # ---- liveness -------------------------------------------------------------------
 
@@ -408,7 +431,7 @@ class Connection:
             return
         if verdict is Verdict.SEND_PING:
             try:
-                self._outbox_send.send_nowait(Ping(b"corral"))
+                self._queue_nowait(Ping(b"corral"))
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 pass  # a full outbox is the send timeout's business
         self._schedule_liveness()
@@ -427,6 +450,7 @@ async def serve_connection(
 ) -> TerminateReason:
     """Accept the upgrade and run the connection; terminate runs exactly once after it."""
     activity = ActivityStream(stream)
+    sink = wire.MessageSink()
     reason: TerminateReason = Shutdown()
     connection: Connection | None = None
     try:
@@ -440,6 +464,7 @@ async def serve_connection(
                     extra_headers=headers,
                     max_message_size=options.max_message_size,
                     compression=options.compression,
+                    sink=sink,
                 )
             except ConnectionClosed:  # not upgraded: no terminate, and nothing to report
                 logger.debug("%s left before the 101 for %s", _peer(request), request.path)
@@ -448,6 +473,7 @@ async def serve_connection(
             connection = Connection(
                 actor, handler, request, options, websocket, activity, upgrade_state
             )
+            sink.bind(connection._client_message, connection._client_side_ended)
             reason = await connection.run()
             protocol.cancel_scope.cancel()
     finally:
@@ -514,12 +540,15 @@ def _server_closes(reason: TerminateReason) -> bool:
     return not (isinstance(reason, Overflow) and reason.code == 1006)
 
 
-def _discard_queued(outbox: trio.MemoryReceiveChannel[_Outgoing]) -> None:
+def _discard_queued(outbox: trio.MemoryReceiveChannel[_Outgoing]) -> int:
+    """Empty the outbox; return how many items were dropped."""
+    dropped = 0
     while True:
         try:
             outbox.receive_nowait()
         except (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel):
-            return
+            return dropped
+        dropped += 1
 
 
 def _peer(request: Request) -> str:

@@ -179,6 +179,7 @@ async def accept_websocket(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
     compression: bool = False,
+    sink: wire.MessageSink | None = None,
 ) -> wire.CorralWebSocket:
     """Answer 101 to the handshake in ``head_bytes`` and return the open connection.
 
@@ -199,6 +200,7 @@ async def accept_websocket(
         ReplayStream(stream, head_bytes),
         message_queue_size=message_queue_size,
         max_message_size=max_message_size,
+        sink=sink,
     )
     request = await wire.get_request(connection)
     if use_deflate:

@@ -13,6 +13,7 @@ tests/server/test_wire.py pins the version, so an upgrade fails there first.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 
 import trio
 import trio_websocket
@@ -64,7 +65,59 @@ class CorralWebSocket(trio_websocket.WebSocketConnection):
                 self.protocol_error = CloseReason(
                     1009, f"Exceeded maximum message size: {limit} bytes"
                 )
+            await super()._handle_message_event(event)
+            # Its reader then waits for more bytes before it stops: end the messages now.
+            await self._send_channel.aclose()
+            return
         await super()._handle_message_event(event)
+
+
+class MessageSink:
+    """Stands in for trio-websocket's internal message channel (``_send_channel``).
+
+    Each message its reader task assembles goes straight to the connection's own queue,
+    so the reader is the connection's drain: no extra task, no extra hop per message.
+    ``ended`` runs once, when trio-websocket closes its side (the close reason is set).
+    Messages that arrive before ``bind`` wait for it.
+    """
+
+    def __init__(self) -> None:
+        self._bound = trio.Event()
+        self._closed = False
+        self._deliver: Callable[[str | bytes], Awaitable[None]] | None = None
+        self._ended: Callable[[], Awaitable[None]] | None = None
+
+    def bind(
+        self,
+        deliver: Callable[[str | bytes], Awaitable[None]],
+        ended: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Where messages go, and what to call when the connection's reading side ends."""
+        self._deliver, self._ended = deliver, ended
+        self._bound.set()
+
+    async def send(self, message: str | bytes) -> None:
+        if not self._bound.is_set():
+            await self._bound.wait()
+        if self._closed:
+            raise trio.ClosedResourceError("the connection's messages were closed")
+        assert self._deliver is not None
+        await self._deliver(message)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._bound.is_set():
+            await self._bound.wait()
+        assert self._ended is not None
+        await self._ended()
+
+    async def __aenter__(self) -> MessageSink:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 def wrap_server_stream(
@@ -73,14 +126,20 @@ def wrap_server_stream(
     *,
     message_queue_size: int,
     max_message_size: int,
+    sink: MessageSink | None = None,
 ) -> CorralWebSocket:
-    """trio_websocket.wrap_server_stream's first half, with our connection class."""
+    """trio_websocket.wrap_server_stream's first half, with our connection class.
+
+    With ``sink``, received messages go to it instead of ``get_message()``.
+    """
     connection = CorralWebSocket(
         stream,
         wsproto.WSConnection(wsproto.ConnectionType.SERVER),
         message_queue_size=message_queue_size,
         max_message_size=max_message_size,
     )
+    if sink is not None:
+        connection._send_channel = sink  # type: ignore[assignment]
     nursery.start_soon(connection._reader_task)
     return connection
 
@@ -90,19 +149,23 @@ async def get_request(connection: CorralWebSocket) -> trio_websocket.WebSocketRe
     return await connection._get_request()
 
 
+# One encoder serves every connection: unmasked, uncompressed, whole frames keep no state.
+_ENCODER = FrameProtocol(client=False, extensions=[])
+
+
 def encode_message(message: str | bytes) -> bytes:
     """The bytes of one unmasked, uncompressed server frame carrying ``message``."""
-    return bytes(FrameProtocol(client=False, extensions=[]).send_data(message, fin=True))
+    return bytes(_ENCODER.send_data(message, fin=True))
 
 
 def encode_ping(payload: bytes) -> bytes:
     """The bytes of a server ping frame."""
-    return bytes(FrameProtocol(client=False, extensions=[]).ping(payload))
+    return bytes(_ENCODER.ping(payload))
 
 
 def encode_pong(payload: bytes) -> bytes:
     """The bytes of a server pong frame."""
-    return bytes(FrameProtocol(client=False, extensions=[]).pong(payload))
+    return bytes(_ENCODER.pong(payload))
 
 
 def is_compressed(connection: trio_websocket.WebSocketConnection) -> bool:
