@@ -67,7 +67,7 @@ class Mailbox:
         self.dropped = 0
         self._on_overflow_exit = on_overflow_exit
         self._closed = False
-        self._system: deque[Any] = deque()
+        self._system: deque[Any] | None = None  # made on first need
         self._send, self._receive = trio.open_memory_channel[Any](capacity)
 
     def put_nowait(self, msg: Any) -> bool:
@@ -101,6 +101,8 @@ class Mailbox:
             self._send.send_nowait(msg)
         except trio.WouldBlock:
             # Full, so the receiver is not blocked: get() takes this lane first.
+            if self._system is None:
+                self._system = deque()
             self._system.append(msg)
         self.received += 1
         return True
@@ -139,18 +141,18 @@ class Mailbox:
     def close(self) -> None:
         """Refuse further messages and discard what is queued (the actor has ended)."""
         self._closed = True
-        self._system.clear()
+        self._system = None
         self._send.close()
         self._receive.close()
 
     def __len__(self) -> int:
-        return self._send.statistics().current_buffer_used + len(self._system)
+        return self._send.statistics().current_buffer_used + len(self._system or ())
 
     def statistics(self) -> MailboxStatistics:
         """A snapshot: length, capacity, policy, counters."""
         stats = self._send.statistics()
         return MailboxStatistics(
-            length=stats.current_buffer_used + len(self._system),
+            length=stats.current_buffer_used + len(self._system or ()),
             capacity=self.capacity,
             overflow=self.overflow,
             received=self.received,

@@ -131,9 +131,9 @@ class Connection:
         self._handled_at = self.started_at
         self._failure: TerminateReason | None = None
         self._raw_frames = not wire.is_compressed(websocket)
-        self._outbox_send, self._outbox = trio.open_memory_channel[_Outgoing](
-            options.outbox_capacity
-        )
+        self._outbox_send: trio.MemorySendChannel[_Outgoing] | None = None
+        self._outbox: trio.MemoryReceiveChannel[_Outgoing] | None = None
+        self._tasks: trio.Nursery | None = None
         self._events_send, self._events = trio.open_memory_channel[Any](_EVENTS_CAPACITY)
         self._writer_done = trio.Event()
         self._liveness = Liveness(
@@ -177,17 +177,30 @@ class Connection:
 
     def _queue_nowait(self, item: _Outgoing) -> None:
         """Put ``item`` in the outbox or raise trio.WouldBlock (or a closed-channel error)."""
-        self._outbox_send.send_nowait(item)
+        self._writable_outbox().send_nowait(item)
         self._queued += 1
 
     async def _queue(self, item: _Outgoing) -> None:
         """Put ``item`` in the outbox, waiting for room (counted before, so nothing overtakes)."""
+        outbox = self._writable_outbox()
         self._queued += 1
         try:
-            await self._outbox_send.send(item)
+            await outbox.send(item)
         except BaseException:
             self._queued -= 1
             raise
+
+    def _writable_outbox(self) -> trio.MemorySendChannel[_Outgoing]:
+        """The outbox, its writer task started on first use: a connection whose frames all
+        went straight to the socket never needs either (most idle connections)."""
+        if self._outbox_send is None:
+            if self._tasks is None:
+                raise trio.ClosedResourceError("the connection has ended")
+            self._outbox_send, self._outbox = trio.open_memory_channel[_Outgoing](
+                self.options.outbox_capacity
+            )
+            self._tasks.start_soon(self._write, self._outbox)
+        return self._outbox_send
 
     def _outbox_full(self) -> None:
         self.dropped += 1
@@ -211,8 +224,8 @@ class Connection:
         """Serve the connection until it ends; return why (terminate is the caller's)."""
         _live[self.actor] = self
         async with trio.open_nursery() as tasks:
+            self._tasks = tasks
             tasks.start_soon(self._pump)
-            tasks.start_soon(self._write)
             self._schedule_liveness()
             try:
                 reason = await self._serve()
@@ -221,6 +234,7 @@ class Connection:
             finally:
                 _live.pop(self.actor, None)
                 self._cancel_liveness()
+                self._tasks = None
                 tasks.cancel_scope.cancel()
         return reason
 
@@ -310,7 +324,8 @@ class Connection:
         try:
             self._queue_nowait(close)
         except trio.WouldBlock:
-            self._queued -= _discard_queued(self._outbox)
+            if self._outbox is not None:
+                self._queued -= _discard_queued(self._outbox)
             self._queue_nowait(close)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
@@ -345,10 +360,10 @@ class Connection:
         while True:
             await self._events_send.send(_Info(await self.actor.mailbox.get_envelope()))
 
-    async def _write(self) -> None:
+    async def _write(self, outbox: trio.MemoryReceiveChannel[_Outgoing]) -> None:
         """Send queued frames; abort TCP if the client accepts nothing for send_timeout."""
         try:
-            async for item in self._outbox:
+            async for item in outbox:
                 self._queued -= 1
                 if isinstance(item, Close):
                     await self._send_close(item)
@@ -366,7 +381,7 @@ class Connection:
         except ConnectionClosed:
             return  # the client is gone; the drain reports how
         finally:
-            self._outbox.close()
+            outbox.close()
             self._writer_done.set()
 
     async def _send(self, item: _Outgoing) -> None:
