@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -11,16 +10,14 @@ from types import ModuleType
 
 import pytest
 
+from .kit import load_bench
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "actors_throughput.py"
 RATIO_ROW = r"^{name} \(.*\)\s+[\d,]+\s+[\d,]+\s+\d+\.\d\dx\s.*\s(PASS|MISS)$"
 
 
 def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("actors_throughput", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench(BENCH)
 
 
 def test_quick_run_prints_both_ratios_and_loses_no_message() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -10,6 +9,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from .kit import load_bench
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "fanout.py"
 ROW = (
@@ -19,12 +20,7 @@ ROW = (
 
 
 def _load_bench() -> ModuleType:
-    sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("fanout", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench(BENCH)
 
 
 def test_quick_run_prints_both_servers_the_ratio_and_zero_losses() -> None:
