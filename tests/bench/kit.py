@@ -10,7 +10,8 @@ from types import ModuleType
 
 def load_bench(path: Path) -> ModuleType:
     """Import ``bench/<name>.py`` (bench/ is on the path for its sibling imports)."""
-    sys.path.insert(0, str(path.parent))
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -5,7 +5,6 @@ The quick runs start real servers in subprocesses (slow); nothing here checks a 
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -17,18 +16,14 @@ import wsproto.events
 from wsproto import ConnectionType, WSConnection
 from wsproto.frame_protocol import FrameProtocol
 
+from .kit import load_bench
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 NUMBER = r"[\d,]+(?:\.\d+)?"
 
 
 def _load(name: str) -> ModuleType:
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))  # the bench scripts import their ``common`` this way
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench(BENCH / f"{name}.py")
 
 
 def _run(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
