@@ -220,22 +220,24 @@ class Connection:
 
     # ---- the connection's life ------------------------------------------------------
 
-    async def run(self) -> TerminateReason:
-        """Serve the connection until it ends; return why (terminate is the caller's)."""
+    async def run(self, tasks: trio.Nursery) -> TerminateReason:
+        """Serve the connection until it ends; return why (terminate is the caller's).
+
+        The pump and writer run in ``tasks`` (the nursery of trio-websocket's reader);
+        the caller cancels it once this returns.
+        """
         _live[self.actor] = self
-        async with trio.open_nursery() as tasks:
-            self._tasks = tasks
-            tasks.start_soon(self._pump)
-            self._schedule_liveness()
-            try:
-                reason = await self._serve()
-                self._serving = False
-                await self._close_for(reason)
-            finally:
-                _live.pop(self.actor, None)
-                self._cancel_liveness()
-                self._tasks = None
-                tasks.cancel_scope.cancel()
+        self._tasks = tasks
+        tasks.start_soon(self._pump)
+        self._schedule_liveness()
+        try:
+            reason = await self._serve()
+            self._serving = False
+            await self._close_for(reason)
+        finally:
+            _live.pop(self.actor, None)
+            self._cancel_liveness()
+            self._tasks = None
         return reason
 
     async def _serve(self) -> TerminateReason:
@@ -489,7 +491,7 @@ async def serve_connection(
                 actor, handler, request, options, websocket, activity, upgrade_state
             )
             sink.bind(connection._client_message, connection._client_side_ended)
-            reason = await connection.run()
+            reason = await connection.run(protocol)
             protocol.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True) as cleanup:
