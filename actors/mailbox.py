@@ -19,7 +19,7 @@ import trio
 
 from .address import Address
 from .errors import MailboxFull
-from .messages import Revocable, unwrap
+from .messages import Exit, Revocable, unwrap
 
 
 class Overflow(enum.Enum):
@@ -101,9 +101,7 @@ class Mailbox:
             self._send.send_nowait(msg)
         except trio.WouldBlock:
             # Full, so the receiver is not blocked: get() takes this lane first.
-            if self._system is None:
-                self._system = deque()
-            self._system.append(msg)
+            self._to_system_lane(msg)
         self.received += 1
         return True
 
@@ -175,13 +173,21 @@ class Mailbox:
         # Evicting can let a sender blocked in put() take the freed slot, so loop.
         while True:
             try:
-                self._receive.receive_nowait()
+                victim = self._receive.receive_nowait()
             except trio.WouldBlock:
-                pass
-            self.dropped += 1
+                victim = None
+            if type(victim) is Revocable or type(victim) is Exit:
+                self._to_system_lane(victim)  # a runtime notification is never dropped
+            elif victim is not None:
+                self.dropped += 1
             try:
                 self._send.send_nowait(msg)
             except trio.WouldBlock:
                 continue
             self.received += 1
             return True
+
+    def _to_system_lane(self, msg: Any) -> None:
+        if self._system is None:
+            self._system = deque()
+        self._system.append(msg)

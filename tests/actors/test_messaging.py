@@ -147,3 +147,17 @@ async def test_outside_a_node_sending_says_how_to_start_one() -> None:
 async def test_outside_an_actor_timers_say_they_need_one(node: actors.Node) -> None:
     with pytest.raises(actors.NotInActor):
         actors.start_timer(1, "x")
+
+
+async def test_drop_oldest_never_evicts_a_runtime_notification(node: actors.Node) -> None:
+    async with trio.open_nursery() as nursery:
+        address = actors.spawn(nursery, idle, capacity=2, overflow=Overflow.DROP_OLDEST)
+        actor = node.actor(address)
+        assert actor is not None
+        actor.trap_exits = True
+        node.exit(address, actors.SHUTDOWN)  # queued in the channel: there was room
+        assert all(actors.send(address, i) for i in range(5))
+        received = [actor.receive_nowait() for _ in range(3)]
+        assert received == [actors.Exit(None, actors.SHUTDOWN), 3, 4]
+        assert actor.mailbox.statistics().dropped == 3
+        nursery.cancel_scope.cancel()
