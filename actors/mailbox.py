@@ -1,10 +1,14 @@
-"""A bounded mailbox on a trio memory channel, with a declared overflow policy.
+"""A bounded mailbox with a declared overflow policy: one queue, in arrival order.
 
 Senders never block unless they ask to (``put``); what a full mailbox does is the
 receiving actor's choice, declared once. The runtime's own notifications (timer
-deliveries, ``Down``, ``Exit``) are never dropped: when the channel is full they wait in a
-small system lane that ``get`` reads first, as Erlang never loses a signal. Revoked
-messages (cancelled timers, removed monitors) are skipped on the way out.
+deliveries, ``Down``, ``Exit``) are never dropped: they are queued past the capacity if
+need be, as Erlang never loses a signal. The actor's own reader task (a socket, say) queues
+``Input`` with its own bound instead of the capacity, so reading pauses rather than drops.
+Revoked messages (cancelled timers, removed monitors) are skipped on the way out.
+
+It is built on trio's low-level parking rather than a memory channel: an idle actor then
+costs one waiting task and no buffer (the queue exists only while messages wait).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import trio
 
 from .address import Address
 from .errors import MailboxFull
-from .messages import Exit, Revocable, unwrap
+from .messages import Exit, Input, Revocable, unwrap
 
 
 class Overflow(enum.Enum):
@@ -49,7 +53,28 @@ class MailboxStatistics:
 
 
 class Mailbox:
-    """The receiving end of an actor: bounded, with an overflow policy and counters."""
+    """The receiving end of an actor: bounded, with an overflow policy and counters.
+
+    One task receives at a time (the actor's); a second concurrent ``get`` raises
+    trio.BusyResourceError.
+    """
+
+    __slots__ = (
+        "owner",
+        "capacity",
+        "overflow",
+        "input_limit",
+        "received",
+        "dropped",
+        "_on_overflow_exit",
+        "_closed",
+        "_queue",
+        "_inputs",
+        "_exempt",
+        "_receiver",
+        "_senders",
+        "_readers",
+    )
 
     def __init__(
         self,
@@ -57,18 +82,27 @@ class Mailbox:
         capacity: int,
         overflow: Overflow,
         on_overflow_exit: Callable[[], None],
+        *,
+        input_limit: int = 16,
     ) -> None:
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"mailbox capacity must be an int >= 1, not {capacity!r}")
         self.owner = owner
         self.capacity = capacity
         self.overflow = overflow
+        self.input_limit = input_limit
         self.received = 0
         self.dropped = 0
         self._on_overflow_exit = on_overflow_exit
         self._closed = False
-        self._system: deque[Any] | None = None  # made on first need
-        self._send, self._receive = trio.open_memory_channel[Any](capacity)
+        self._queue: deque[Any] | None = None  # made on arrival, dropped once drained
+        self._inputs = 0  # Input envelopes in the queue
+        self._exempt = 0  # queued items outside the capacity: inputs, runtime notifications
+        self._receiver: trio.lowlevel.Task | None = None
+        self._senders: trio.lowlevel.ParkingLot | None = None  # put() waiting for room
+        self._readers: trio.lowlevel.ParkingLot | None = None  # put_input() waiting
+
+    # ---- in -------------------------------------------------------------------------
 
     def put_nowait(self, msg: Any) -> bool:
         """Queue ``msg`` without waiting; on a full mailbox apply the policy.
@@ -76,13 +110,11 @@ class Mailbox:
         Returns whether the message was queued. Raises MailboxFull under ``fail``.
         A closed mailbox (its actor has ended) takes nothing and returns False.
         """
-        try:
-            self._send.send_nowait(msg)
-        except trio.WouldBlock:
-            return self._overflowed(msg)
-        except trio.ClosedResourceError:
+        if self._closed:
             return False
-        self.received += 1
+        if self._is_full():
+            return self._overflowed(msg)
+        self._append(msg)
         return True
 
     def offer(self, msg: Any) -> bool:
@@ -97,67 +129,156 @@ class Mailbox:
         """Queue a runtime notification, past the capacity if need be (never dropped)."""
         if self._closed:
             return False
-        try:
-            self._send.send_nowait(msg)
-        except trio.WouldBlock:
-            # Full, so the receiver is not blocked: get() takes this lane first.
-            self._to_system_lane(msg)
-        self.received += 1
+        self._append(msg)
         return True
 
     async def put(self, msg: Any) -> bool:
         """Queue ``msg``, waiting for room (backpressure). False if the actor ended meanwhile."""
-        try:
-            await self._send.send(msg)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
-        self.received += 1
-        return True
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if not self._is_full():
+            return await self._append_at_checkpoint(msg)
+        while self._is_full():
+            if self._senders is None:
+                self._senders = trio.lowlevel.ParkingLot()
+            await self._senders.park()
+        return self._append_unless_closed(msg)
+
+    async def put_input(self, data: Any) -> bool:
+        """Queue ``Input(data)`` from the actor's own reader task, in order with the rest.
+
+        Inputs are outside the capacity and never dropped: past ``input_limit`` of them
+        waiting, this waits instead (backpressure on whatever the task reads from).
+        False if the actor ended meanwhile.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._inputs < self.input_limit or self._closed:
+            return await self._append_at_checkpoint(Input(data))
+        while self._inputs >= self.input_limit and not self._closed:
+            if self._readers is None:
+                self._readers = trio.lowlevel.ParkingLot()
+            await self._readers.park()
+        return self._append_unless_closed(Input(data))
+
+    # ---- out ------------------------------------------------------------------------
 
     async def get(self) -> Any:
-        """Wait for the next message that has not been revoked."""
-        return unwrap(await self.get_envelope())
-
-    async def get_envelope(self) -> Any:
-        """The next unrevoked message as queued, a timer's or monitor's still in its envelope.
-
-        For a consumer that handles it later (a connection's pump hands messages to its
-        loop): ``unwrap`` at that point honours a cancel that came in between.
-        """
+        """Wait for the next message that has not been revoked (ClosedResourceError once
+        the actor has ended)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         while True:
-            msg = self._system.popleft() if self._system else await self._receive.receive()
-            if type(msg) is not Revocable or not msg.ref.revoked:
+            while self._queue:
+                msg = self._take(self._queue)
+                if type(msg) is Revocable:
+                    if msg.ref.revoked:
+                        continue
+                    msg = msg.payload
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return msg
+            # Inline rather than a helper: one coroutine frame less per idle actor.
+            if self._closed:
+                raise trio.ClosedResourceError("the mailbox is closed: its actor has ended")
+            if self._receiver is not None:
+                raise trio.BusyResourceError("another task is already receiving from this mailbox")
+            self._receiver = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort_get)
+            waited = True
 
     def get_nowait(self) -> Any:
         """The next unrevoked message, or raise trio.WouldBlock."""
-        while True:
-            msg = self._system.popleft() if self._system else self._receive.receive_nowait()
+        while self._queue:
+            msg = self._take(self._queue)
             if type(msg) is not Revocable or not msg.ref.revoked:
                 return unwrap(msg)
+        if self._closed:
+            raise trio.ClosedResourceError("the mailbox is closed: its actor has ended")
+        raise trio.WouldBlock
 
     def close(self) -> None:
         """Refuse further messages and discard what is queued (the actor has ended)."""
         self._closed = True
-        self._system = None
-        self._send.close()
-        self._receive.close()
+        self._queue = None
+        self._inputs = self._exempt = 0
+        for lot in (self._senders, self._readers):
+            if lot is not None:
+                lot.unpark_all()
+        self._wake_receiver()
+
+    # ---- figures --------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self._send.statistics().current_buffer_used + len(self._system or ())
+        return len(self._queue) if self._queue else 0
+
+    @property
+    def inputs_waiting(self) -> int:
+        """How many ``Input`` envelopes are queued, not yet received."""
+        return self._inputs
 
     def statistics(self) -> MailboxStatistics:
         """A snapshot: length, capacity, policy, counters."""
-        stats = self._send.statistics()
         return MailboxStatistics(
-            length=stats.current_buffer_used + len(self._system or ()),
+            length=len(self),
             capacity=self.capacity,
             overflow=self.overflow,
             received=self.received,
             dropped=self.dropped,
-            waiting_senders=stats.tasks_waiting_send,
+            waiting_senders=len(self._senders or ()) + len(self._readers or ()),
             closed=self._closed,
         )
+
+    # ---- inside -----------------------------------------------------------------------
+
+    def _is_full(self) -> bool:
+        """Whether the messages under the capacity (all but inputs and notifications) fill it."""
+        return not self._closed and len(self) - self._exempt >= self.capacity
+
+    def _append(self, item: Any) -> None:
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.append(item)
+        self.received += 1
+        kind = type(item)
+        if kind in _NEVER_EVICTED:
+            self._exempt += 1
+            self._inputs += kind is Input
+        self._wake_receiver()
+
+    async def _append_at_checkpoint(self, item: Any) -> bool:
+        """Append without having waited; still a checkpoint, as every trio operation is."""
+        queued = self._append_unless_closed(item)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return queued
+
+    def _append_unless_closed(self, item: Any) -> bool:
+        if self._closed:
+            return False
+        self._append(item)
+        return True
+
+    def _take(self, queue: deque[Any]) -> Any:
+        msg = queue.popleft()
+        if not queue:
+            self._queue = None  # an idle actor keeps no buffer
+        kind = type(msg)
+        if kind in _NEVER_EVICTED:
+            self._exempt -= 1
+            if kind is Input:
+                self._inputs -= 1
+                if self._readers:
+                    self._readers.unpark()
+        elif self._senders:
+            self._senders.unpark()
+        return msg
+
+    def _abort_get(self, _: Any) -> trio.lowlevel.Abort:
+        self._receiver = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _wake_receiver(self) -> None:
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            trio.lowlevel.reschedule(receiver)
 
     def _overflowed(self, msg: Any) -> bool:
         if self.overflow is Overflow.DROP_OLDEST:
@@ -170,24 +291,18 @@ class Mailbox:
         return False
 
     def _evict_oldest_for(self, msg: Any) -> bool:
-        # Evicting can let a sender blocked in put() take the freed slot, so loop.
-        while True:
-            try:
-                victim = self._receive.receive_nowait()
-            except trio.WouldBlock:
-                victim = None
-            if type(victim) is Revocable or type(victim) is Exit:
-                self._to_system_lane(victim)  # a runtime notification is never dropped
-            elif victim is not None:
-                self.dropped += 1
-            try:
-                self._send.send_nowait(msg)
-            except trio.WouldBlock:
-                continue
-            self.received += 1
-            return True
+        """Drop the oldest plain message to make room for ``msg`` (full: there is one)."""
+        self.dropped += 1
+        queue = self._queue
+        assert queue is not None  # full, with a capacity of at least one
+        for index, victim in enumerate(queue):
+            if type(victim) not in _NEVER_EVICTED:
+                del queue[index]
+                self.received -= 1  # _append counts msg again
+                self._append(msg)
+                return True
+        raise AssertionError("a full mailbox holds a plain message")
 
-    def _to_system_lane(self, msg: Any) -> None:
-        if self._system is None:
-            self._system = deque()
-        self._system.append(msg)
+
+_NEVER_EVICTED = frozenset({Input, Revocable, Exit})
+"""Queued outside the capacity, never evicted: inputs and the runtime's notifications."""

@@ -1,16 +1,18 @@
 """One WebSocket connection, run as an actor: the handler's callbacks in order, and I/O apart.
 
-Inside the connection's actor, small tasks feed one loop:
+The loop reads one queue, the actor's mailbox, in arrival order: messages for
+``websocket_info``, and the client's messages, which small tasks beside it put there:
 - the *drain* (trio-websocket's own reader, through ``wire.MessageSink``) reads the client
-  ahead of the handler (up to 16 messages queued), so control frames keep flowing while a
-  callback works; past that, backpressure reaches the client's TCP window, as in Cowboy;
-  frames waiting for the handler count as activity for the idle timeout, which restarts
-  when they are handled (Cowboy's rule);
-- the *pump* moves messages from the actor's mailbox (``websocket_info``) to the loop;
+  ahead of the handler (up to 16 messages queued, as mailbox inputs), so control frames keep
+  flowing while a callback works; past that, backpressure reaches the client's TCP window,
+  as in Cowboy; frames waiting for the handler count as activity for the idle timeout,
+  which restarts when they are handled (Cowboy's rule);
 - the *writer* sends from a bounded outbox, so no other actor ever waits on a slow client;
   a write stuck past the send timeout aborts TCP (a half-written stream is never reused);
+  it starts only when a write cannot go straight to the socket;
 - liveness checks (idle timeout, keepalive pings) run on the node's timer service.
 The loop calls the handler one event at a time and carries out the commands it returns.
+An idle connection is two waiting tasks: the loop and the drain.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from trio_websocket import ConnectionClosed
 
 import actors
 from actors import Actor, TimerRef
-from actors.messages import REVOKED, unwrap
+from actors.messages import Input
 
 from . import wire
 from .commands import (
@@ -40,9 +42,9 @@ from .commands import (
     Text,
     as_command_list,
 )
-from .handler import WebSocketHandler, call, unpack_result
+from .handler import Upgrade, WebSocketHandler, call, unpack_result
 from .http import Request
-from .liveness import ActivityStream, Liveness, Verdict
+from .liveness import Liveness, Verdict
 from .options import ConnectionOptions, OutboxOverflow
 from .termination import (
     Crash,
@@ -54,11 +56,9 @@ from .termination import (
     Shutdown,
     TerminateReason,
 )
-from .upgrade import accept_websocket
+from .upgrade import ReplayStream, accept_websocket, client_stream
 
 logger = logging.getLogger("corral.server")
-
-_EVENTS_CAPACITY = 16
 
 _live: weakref.WeakKeyDictionary[Actor, Connection] = weakref.WeakKeyDictionary()
 
@@ -82,16 +82,6 @@ class EncodedFrame:
 
 
 @attrs.frozen
-class _Received:
-    message: str | bytes
-
-
-@attrs.frozen
-class _Info:
-    message: Any
-
-
-@attrs.frozen
 class _Ended:
     reason: TerminateReason
 
@@ -105,6 +95,35 @@ _Outgoing = Text | Binary | Ping | Pong | Close | EncodedFrame
 class Connection:
     """The state of one upgraded connection; ``run`` drives it to its end."""
 
+    # Slots: thousands of idle connections each keep one of these.
+    __slots__ = (
+        "actor",
+        "handler",
+        "request",
+        "options",
+        "websocket",
+        "stream",
+        "state",
+        "started_at",
+        "dropped",
+        "close_code_sent",
+        "_closing",
+        "_handling",
+        "_serving",
+        "_handled_at",
+        "_failure",
+        "_raw_frames",
+        "_outbox_send",
+        "_outbox",
+        "_tasks",
+        "_writer_done",
+        "_liveness",
+        "_liveness_timer",
+        "_writing",
+        "_queued",
+        "_fd",
+    )
+
     def __init__(
         self,
         actor: Actor,
@@ -112,7 +131,6 @@ class Connection:
         request: Request,
         options: ConnectionOptions,
         websocket: wire.CorralWebSocket,
-        stream: ActivityStream,
         state: Any,
     ) -> None:
         self.actor = actor
@@ -120,7 +138,7 @@ class Connection:
         self.request = request
         self.options = options
         self.websocket = websocket
-        self.stream = stream
+        self.stream: ReplayStream = client_stream(websocket)
         self.state = state
         self.started_at = trio.current_time()
         self.dropped = 0
@@ -134,15 +152,17 @@ class Connection:
         self._outbox_send: trio.MemorySendChannel[_Outgoing] | None = None
         self._outbox: trio.MemoryReceiveChannel[_Outgoing] | None = None
         self._tasks: trio.Nursery | None = None
-        self._events_send, self._events = trio.open_memory_channel[Any](_EVENTS_CAPACITY)
-        self._writer_done = trio.Event()
+        self._writer_done: trio.Event | None = None  # made with the writer
         self._liveness = Liveness(
-            options.idle_timeout, options.ping_interval, options.pong_timeout, stream.last_received
+            options.idle_timeout,
+            options.ping_interval,
+            options.pong_timeout,
+            self.stream.last_received,
         )
         self._liveness_timer: TimerRef | None = None
         self._writing = False
         self._queued = 0  # items in the outbox or handed to the writer, not yet taken
-        self._fd = wire.socket_fd(stream.inner) if self._raw_frames else None
+        self._fd = wire.socket_fd(self.stream.inner) if self._raw_frames else None
 
     # ---- from other actors ----------------------------------------------------------
 
@@ -199,7 +219,8 @@ class Connection:
             self._outbox_send, self._outbox = trio.open_memory_channel[_Outgoing](
                 self.options.outbox_capacity
             )
-            self._tasks.start_soon(self._write, self._outbox)
+            self._writer_done = trio.Event()
+            self._tasks.start_soon(self._write, self._outbox, self._writer_done)
         return self._outbox_send
 
     def _outbox_full(self) -> None:
@@ -213,25 +234,50 @@ class Connection:
         """End the connection soon for ``reason`` (from a task other than the loop)."""
         if self._failure is None:
             self._failure = reason
-            try:
-                self._events_send.send_nowait(_Ended(reason))
-            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-                pass  # the loop is busy; it checks _failure before each event
+            self.actor.mailbox.put_system(_Ended(reason))  # the loop checks _failure first
 
     # ---- the connection's life ------------------------------------------------------
 
     async def run(self, tasks: trio.Nursery) -> TerminateReason:
         """Serve the connection until it ends; return why (terminate is the caller's).
 
-        The pump and writer run in ``tasks`` (the nursery of trio-websocket's reader);
-        the caller cancels it once this returns.
+        The writer runs in ``tasks`` (the nursery of trio-websocket's reader); the caller
+        cancels it once this returns. The loop is inline, not a helper, because each
+        coroutine frame on an idle connection's stack is memory held per connection.
         """
         _live[self.actor] = self
         self._tasks = tasks
-        tasks.start_soon(self._pump)
         self._schedule_liveness()
+        handler, mailbox = self.handler, self.actor.mailbox
         try:
-            reason = await self._serve()
+            try:
+                result = await call(handler.websocket_init, self.state)
+                reason = await self._apply(unpack_result("websocket_init", result))
+                while reason is None:
+                    if self._failure is not None:
+                        reason = self._failure
+                        break
+                    event = await mailbox.get()
+                    kind = type(event)
+                    if kind is Input:
+                        self._handling = True
+                        try:
+                            result = await call(
+                                handler.websocket_handle, _as_frame(event.data), self.state
+                            )
+                        finally:
+                            self._handling = False
+                            self._handled_at = trio.current_time()
+                        reason = await self._apply(unpack_result("websocket_handle", result))
+                    elif kind is _Ended:
+                        reason = self._failure or event.reason
+                    elif _is_shutdown(event):
+                        reason = Shutdown()
+                    else:
+                        result = await call(handler.websocket_info, event, self.state)
+                        reason = await self._apply(unpack_result("websocket_info", result))
+            except Exception as exc:
+                reason = self._crashed(exc)
             self._serving = False
             await self._close_for(reason)
         finally:
@@ -240,48 +286,16 @@ class Connection:
             self._tasks = None
         return reason
 
-    async def _serve(self) -> TerminateReason:
-        handler = self.handler
-        try:
-            result = await call(handler.websocket_init, self.state)
-            ended = await self._apply(unpack_result("websocket_init", result))
-            while ended is None:
-                if self._failure is not None:
-                    return self._failure
-                event = await self._events.receive()
-                kind = type(event)
-                if kind is _Received:
-                    self._handling = True
-                    try:
-                        result = await call(
-                            handler.websocket_handle, _as_frame(event.message), self.state
-                        )
-                    finally:
-                        self._handling = False
-                        self._handled_at = trio.current_time()
-                    ended = await self._apply(unpack_result("websocket_handle", result))
-                elif kind is _Info:
-                    message = unwrap(event.message)
-                    if message is REVOKED:
-                        continue  # cancel_timer / demonitor after the pump took it
-                    if _is_shutdown(message):
-                        return Shutdown()
-                    result = await call(handler.websocket_info, message, self.state)
-                    ended = await self._apply(unpack_result("websocket_info", result))
-                else:
-                    ended_event: _Ended = event
-                    return self._failure or ended_event.reason
-            return ended
-        except Exception as exc:
-            logger.error(
-                "%s: handler %s crashed on %s %s",
-                self.actor.address,
-                type(handler).__qualname__,
-                _peer(self.request),
-                self.request.path,
-                exc_info=exc,
-            )
-            return Crash(exc)
+    def _crashed(self, exc: Exception) -> Crash:
+        logger.error(
+            "%s: handler %s crashed on %s %s",
+            self.actor.address,
+            type(self.handler).__qualname__,
+            _peer(self.request),
+            self.request.path,
+            exc_info=exc,
+        )
+        return Crash(exc)
 
     async def _apply(self, result: tuple[Commands, Any]) -> TerminateReason | None:
         commands, self.state = result
@@ -336,33 +350,25 @@ class Connection:
         """Send the close frame ``reason`` calls for, then wait (bounded) for the writer."""
         if not self._closing and _server_closes(reason):
             self._queue_close(reason.close_code, "")
-        if self._closing:
+        if self._closing and self._writer_done is not None:
             with trio.move_on_after(self.options.send_timeout + self.options.close_timeout):
                 await self._writer_done.wait()
 
     # ---- the tasks around the loop --------------------------------------------------
 
     async def _client_message(self, message: str | bytes) -> None:
-        """From trio-websocket's reader (our drain): a whole message, in order."""
-        await self._events_send.send(_Received(message))
+        """From trio-websocket's reader (our drain): a whole message, in order.
+
+        Once the loop has stopped, messages are dropped: they must not hold up the close.
+        """
+        if self._serving:
+            await self.actor.mailbox.put_input(message)
 
     async def _client_side_ended(self) -> None:
-        """From trio-websocket's reader: its side closed; tell the loop how, if it listens."""
-        ended = _Ended(self._reason_for_close())
-        if self._serving:
-            await self._events_send.send(ended)
-            return
-        try:  # the loop is done: never hold up the close handshake for it
-            self._events_send.send_nowait(ended)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+        """From trio-websocket's reader: its side closed; tell the loop how."""
+        self.actor.mailbox.put_system(_Ended(self._reason_for_close()))
 
-    async def _pump(self) -> None:
-        """Move mailbox messages (for websocket_info) to the loop, envelopes unopened."""
-        while True:
-            await self._events_send.send(_Info(await self.actor.mailbox.get_envelope()))
-
-    async def _write(self, outbox: trio.MemoryReceiveChannel[_Outgoing]) -> None:
+    async def _write(self, outbox: trio.MemoryReceiveChannel[_Outgoing], done: trio.Event) -> None:
         """Send queued frames; abort TCP if the client accepts nothing for send_timeout."""
         try:
             async for item in outbox:
@@ -384,7 +390,7 @@ class Connection:
             return  # the client is gone; the drain reports how
         finally:
             outbox.close()
-            self._writer_done.set()
+            done.set()
 
     async def _send(self, item: _Outgoing) -> None:
         if item is _FLUSH:
@@ -434,7 +440,7 @@ class Connection:
 
     def _check_liveness(self) -> None:
         now = trio.current_time()
-        if self._handling or self._events_send.statistics().current_buffer_used:
+        if self._handling or self.actor.mailbox.inputs_waiting:
             # Frames wait for the handler: the client is not idle, we are (Cowboy restarts
             # its idle timer when a frame is handled, not when it arrives).
             self._handled_at = now
@@ -460,13 +466,10 @@ async def serve_connection(
     head_bytes: bytes,
     request: Request,
     handler: WebSocketHandler[Any],
-    upgrade_state: Any,
-    subprotocol: str | None,
-    headers: tuple[tuple[str, str], ...],
+    upgrade: Upgrade,
     options: ConnectionOptions,
 ) -> TerminateReason:
-    """Accept the upgrade and run the connection; terminate runs exactly once after it."""
-    activity = ActivityStream(stream)
+    """Accept the upgrade ``init`` chose and run the connection; then terminate, once."""
     sink = wire.MessageSink()
     reason: TerminateReason = Shutdown()
     connection: Connection | None = None
@@ -475,10 +478,10 @@ async def serve_connection(
             try:
                 websocket = await accept_websocket(
                     protocol,
-                    activity,
+                    stream,
                     head_bytes,
-                    subprotocol=subprotocol,
-                    extra_headers=headers,
+                    subprotocol=upgrade.subprotocol,
+                    extra_headers=upgrade.headers,
                     max_message_size=options.max_message_size,
                     compression=options.compression,
                     sink=sink,
@@ -487,16 +490,14 @@ async def serve_connection(
                 logger.debug("%s left before the 101 for %s", _peer(request), request.path)
                 protocol.cancel_scope.cancel()
                 return Remote(1006)
-            connection = Connection(
-                actor, handler, request, options, websocket, activity, upgrade_state
-            )
+            connection = Connection(actor, handler, request, options, websocket, upgrade.state)
             sink.bind(connection._client_message, connection._client_side_ended)
             reason = await connection.run(protocol)
             protocol.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True) as cleanup:
             cleanup.deadline = trio.current_time() + options.close_timeout
-            await trio.aclose_forcefully(activity)
+            await trio.aclose_forcefully(stream)
             if connection is not None:
                 await _terminate(connection, reason)
     return reason

@@ -7,17 +7,17 @@ it owns the client's stream from here on and closes it on every path.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import trio
 
 import actors
-from actors import Actor
 
 from . import http
+from .app import WebSocketTarget
 from .connection import serve_connection
-from .handler import HandlerFactory, Upgrade, call
+from .handler import Upgrade, call
 from .options import ConnectionOptions
+from .router import Match
 from .termination import Crash
 from .upgrade import refuse
 
@@ -25,16 +25,23 @@ logger = logging.getLogger("corral.server")
 
 
 async def websocket_endpoint(
-    actor: Actor,
     stream: trio.abc.Stream,
-    head_bytes: bytes,
     request: http.Request,
-    factory: HandlerFactory,
-    options: ConnectionOptions,
+    head_bytes: bytes,
+    match: Match,
+    *,
+    default_options: ConnectionOptions,
 ) -> None:
-    """Run ``init``; refuse with its response, or upgrade and serve the connection."""
+    """Run ``init``; refuse with its response, or upgrade and serve the connection.
+
+    Runs in the connection's actor (the front door's ``on_websocket``); the route's own
+    options, if it has any, replace ``default_options``.
+    """
+    actor = actors.current_actor()
+    target = match.route.target
+    assert isinstance(target, WebSocketTarget)
     try:
-        handler = factory()
+        handler = target.factory()
         handler.request = request
         decision = await call(handler.init, request)
         if not isinstance(decision, (Upgrade, http.Response)):
@@ -46,20 +53,6 @@ async def websocket_endpoint(
     if isinstance(decision, http.Response):
         await refuse(stream, decision)
         return
-    reason = await _upgrade(actor, stream, head_bytes, request, handler, decision, options)
-    if isinstance(reason, Crash):
-        actor.exit(actors.Crash(reason.exception))
-
-
-async def _upgrade(
-    actor: Actor,
-    stream: trio.abc.Stream,
-    head_bytes: bytes,
-    request: http.Request,
-    handler: Any,
-    decision: Upgrade,
-    options: ConnectionOptions,
-) -> Any:
     if decision.subprotocol is not None and decision.subprotocol not in request.subprotocols:
         logger.error(
             "%s: init chose subprotocol %r, which the client did not offer (%s)",
@@ -68,18 +61,11 @@ async def _upgrade(
             request.subprotocols,
         )
         await refuse(stream, http.internal_error())
-        return None
+        return
+    options = decision.options or target.options or default_options
     # From here a shutdown is a message (close with 1001, terminate); before, it cancels.
     actor.trap_exits = True
-    actor.mailbox.overflow = (decision.options or options).mailbox_overflow
-    return await serve_connection(
-        actor,
-        stream,
-        head_bytes,
-        request,
-        handler,
-        decision.state,
-        decision.subprotocol,
-        decision.headers,
-        decision.options or options,
-    )
+    actor.mailbox.overflow = options.mailbox_overflow
+    reason = await serve_connection(actor, stream, head_bytes, request, handler, decision, options)
+    if isinstance(reason, Crash):
+        actor.exit(actors.Crash(reason.exception))

@@ -135,7 +135,12 @@ class FrontDoor:
         else:
             self._refused += 1
         try:
-            await self._serve(stream, admitted)
+            upgrade = await self._serve(stream, admitted)
+            if upgrade is not None:
+                # Called here rather than from _serve, so that its frame and the unrouted
+                # request are gone while the WebSocket lives.
+                decision, head_bytes = upgrade
+                await self.on_websocket(stream, decision.request, head_bytes, decision.match)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             logger.debug("connection from %s lost: %r", _peer(stream), exc)
         except Exception:
@@ -145,19 +150,22 @@ class FrontDoor:
                 self._active -= 1
             await trio.aclose_forcefully(stream)
 
-    async def _serve(self, stream: trio.abc.Stream, admitted: bool) -> None:
+    async def _serve(
+        self, stream: trio.abc.Stream, admitted: bool
+    ) -> tuple[UpgradeWebSocket, bytes] | None:
+        """Answer the request, or return the upgrade to run and the bytes read."""
         head = await self._read_head(stream)
         if head is None:
-            return
+            return None
         request, head_bytes = head
         if not admitted:
             logger.warning("refusing %s: at max_connections=%d", request.peer, self.max_connections)
             await self._reply(stream, request, service_unavailable())
-            return
+            return None
         decision = dispatch(self.router, request, allowed_origins=self.allowed_origins)
         if isinstance(decision, UpgradeWebSocket):
-            await self.on_websocket(stream, decision.request, head_bytes, decision.match)
-        elif isinstance(decision, CallHttpHandler):
+            return decision, head_bytes
+        if isinstance(decision, CallHttpHandler):
             with trio.move_on_after(self.handshake_timeout) as deadline:
                 await self._reply(stream, request, await _call_http_handler(decision))
             if deadline.cancelled_caught:
@@ -169,6 +177,7 @@ class FrontDoor:
                 )
         else:
             await self._reply(stream, request, decision.response)
+        return None
 
     async def _read_head(self, stream: trio.abc.Stream) -> tuple[Request, bytes] | None:
         """The head and the bytes read, or None after answering/closing a bad or silent client."""

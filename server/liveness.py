@@ -1,8 +1,8 @@
 """Is the client still there? Idle timeout and keepalive pings, decided without I/O.
 
 Any byte from the client counts as activity (a data frame, a fragment, a pong), so a
-client streaming one large message slowly is not idle. ``ActivityStream`` records when
-bytes arrive; ``Liveness`` decides, at each check, what to do next.
+client streaming one large message slowly is not idle. ``upgrade.ReplayStream`` records
+when bytes arrive; ``Liveness`` decides, at each check, what to do next.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import enum
 import math
 
 import attrs
-import trio
 
 
 class Verdict(enum.Enum):
@@ -64,26 +63,3 @@ class Liveness:
         elif self.ping_interval is not None:
             due = min(due, self.last_received + self.ping_interval)
         return max(due, now)
-
-
-class ActivityStream(trio.abc.Stream):
-    """Passes everything through to ``inner`` and notes when bytes last arrived."""
-
-    def __init__(self, inner: trio.abc.Stream) -> None:
-        self.inner = inner
-        self.last_received = trio.current_time()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        data = await self.inner.receive_some(max_bytes)
-        if data:
-            self.last_received = trio.current_time()
-        return data
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

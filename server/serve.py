@@ -18,12 +18,11 @@ import trio
 import actors
 from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
 
-from .app import App, WebSocketTarget
+from .app import App
 from .endpoint import websocket_endpoint
-from .http import Request
 from .listener import FrontDoor, accept_into, open_listeners
 from .options import ServerOptions
-from .router import Match, Router
+from .router import Router
 
 logger = logging.getLogger("corral.server")
 
@@ -51,7 +50,7 @@ class Server:
         self.stopped = trio.Event()
         self.front_door = FrontDoor(
             Router(app.routes),
-            self._on_websocket,
+            partial(websocket_endpoint, default_options=self.options.connection),
             handshake_timeout=self.options.handshake_timeout,
             max_connections=self.options.max_connections,
             max_head_bytes=self.options.max_head_bytes,
@@ -139,16 +138,6 @@ class Server:
 
     async def _connection_actor(self, actor: actors.Actor, stream: trio.abc.Stream) -> None:
         await self.front_door.handle(stream)
-
-    async def _on_websocket(
-        self, stream: trio.abc.Stream, request: Request, head_bytes: bytes, match: Match
-    ) -> None:
-        target = match.route.target
-        assert isinstance(target, WebSocketTarget)
-        options = target.options or self.options.connection
-        await websocket_endpoint(
-            actors.current_actor(), stream, head_bytes, request, target.factory, options
-        )
 
 
 def _bound_port(listener: trio.abc.Listener[trio.abc.Stream]) -> int:

@@ -65,21 +65,28 @@ class HandshakeRejected(Exception):
 
 
 class ReplayStream(trio.abc.Stream):
-    """A stream that first yields ``prefix`` (bytes already read), then reads from ``inner``.
+    """The client's stream as trio-websocket reads it: first ``prefix`` (bytes already read),
+    then ``inner``; it notes when bytes last arrived (``last_received``, for the idle timeout).
 
     trio-websocket only knows endpoints of socket streams, so a connection over this one has
     ``local``/``remote`` as a repr string: use ``Request.peer`` for the client's address.
     """
 
+    __slots__ = ("inner", "last_received", "_prefix", "_closed")
+
     def __init__(self, inner: trio.abc.Stream, prefix: bytes) -> None:
-        self._inner = inner
+        self.inner = inner
+        self.last_received = trio.current_time()
         self._prefix = prefix
         self._closed = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         """Replay the prefix (at most ``max_bytes`` at a time), then defer to the inner stream."""
         if not self._prefix:
-            return await self._inner.receive_some(max_bytes)
+            data = await self.inner.receive_some(max_bytes)
+            if data:
+                self.last_received = trio.current_time()
+            return data
         await trio.lowlevel.checkpoint()
         if self._closed:
             raise trio.ClosedResourceError("stream was closed")
@@ -88,15 +95,22 @@ class ReplayStream(trio.abc.Stream):
         return chunk
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._inner.send_all(data)
+        await self.inner.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
-        await self._inner.wait_send_all_might_not_block()
+        await self.inner.wait_send_all_might_not_block()
 
     async def aclose(self) -> None:
         self._closed = True
         self._prefix = b""
-        await self._inner.aclose()
+        await self.inner.aclose()
+
+
+def client_stream(connection: trio_websocket.WebSocketConnection) -> ReplayStream:
+    """The stream under a connection made by ``accept_websocket``."""
+    stream = connection._stream
+    assert isinstance(stream, ReplayStream)
+    return stream
 
 
 def handshake_problem(

@@ -82,10 +82,10 @@ class MessageSink:
     """
 
     def __init__(self) -> None:
-        self._bound = trio.Event()
         self._closed = False
         self._deliver: Callable[[str | bytes], Awaitable[None]] | None = None
         self._ended: Callable[[], Awaitable[None]] | None = None
+        self._bound: trio.Event | None = None  # made only if the reader comes before bind
 
     def bind(
         self,
@@ -94,11 +94,18 @@ class MessageSink:
     ) -> None:
         """Where messages go, and what to call when the connection's reading side ends."""
         self._deliver, self._ended = deliver, ended
-        self._bound.set()
+        if self._bound is not None:
+            self._bound.set()
+            self._bound = None
+
+    async def _wait_bound(self) -> None:
+        if self._deliver is None:
+            if self._bound is None:
+                self._bound = trio.Event()
+            await self._bound.wait()
 
     async def send(self, message: str | bytes) -> None:
-        if not self._bound.is_set():
-            await self._bound.wait()
+        await self._wait_bound()
         if self._closed:
             raise trio.ClosedResourceError("the connection's messages were closed")
         assert self._deliver is not None
@@ -108,8 +115,7 @@ class MessageSink:
         if self._closed:
             return
         self._closed = True
-        if not self._bound.is_set():
-            await self._bound.wait()
+        await self._wait_bound()
         assert self._ended is not None
         await self._ended()
 
