@@ -45,6 +45,25 @@ def current_actor() -> Actor:
 class Actor:
     """The running actor's handle on itself: receive, timers, monitors, links, exit."""
 
+    # Slots, and sets made on first use: a server keeps one actor per connection.
+    __slots__ = (
+        "node",
+        "address",
+        "kind",
+        "trap_exits",
+        "started_at",
+        "mailbox",
+        "exit_reason",
+        "_scope",
+        "_stop_reason",
+        "_finished",
+        "_links",
+        "_watchers",
+        "_watching",
+        "_timers",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         node: Node,
@@ -64,11 +83,11 @@ class Actor:
         self.exit_reason: ExitReason | None = None
         self._scope = trio.CancelScope()
         self._stop_reason: ExitReason | None = None
-        self._finished = trio.Event()
-        self._links: set[Address] = set()
+        self._finished: trio.Event | None = None  # made by the first wait()
+        self._links: set[Address] | None = None
         self._watchers: dict[MonitorRef, Address] = {}
         self._watching: dict[MonitorRef, Address] = {}
-        self._timers: set[TimerRef] = set()
+        self._timers: set[TimerRef] | None = None
 
     def __repr__(self) -> str:
         return f"<Actor {self.address} kind={self.kind}>"
@@ -118,7 +137,8 @@ class Actor:
         Either way its message is never received after this returns, even if it was
         already waiting in the mailbox.
         """
-        self._timers.discard(ref)
+        if self._timers is not None:
+            self._timers.discard(ref)
         return self.node.timers.cancel(ref)
 
     def read_timer(self, ref: TimerRef) -> float | None:
@@ -129,10 +149,13 @@ class Actor:
         self, ref: TimerRef, seconds: float, dest: Destination, make: Callable[[], Any]
     ) -> None:
         def deliver() -> None:
-            self._timers.discard(ref)
+            if self._timers is not None:
+                self._timers.discard(ref)
             self.node.notify(dest, Revocable(ref, make()))
 
         self.node.timers.schedule(ref, seconds, deliver)
+        if self._timers is None:
+            self._timers = set()
         self._timers.add(ref)
 
     # ---- monitors and links -----------------------------------------------------------
@@ -165,15 +188,24 @@ class Actor:
         if other is None:
             self.signal_exit(target, NOPROC)
             return
-        self._links.add(target)
-        other._links.add(self.address)
+        self._add_link(target)
+        other._add_link(self.address)
 
     def unlink(self, target: Address) -> None:
         """Undo link(target)."""
-        self._links.discard(target)
+        self._drop_link(target)
         other = self.node.actor(target)
         if other is not None:
-            other._links.discard(self.address)
+            other._drop_link(self.address)
+
+    def _add_link(self, target: Address) -> None:
+        if self._links is None:
+            self._links = set()
+        self._links.add(target)
+
+    def _drop_link(self, target: Address) -> None:
+        if self._links is not None:
+            self._links.discard(target)
 
     # ---- control from the runtime -------------------------------------------------------
 
@@ -192,14 +224,19 @@ class Actor:
 
     async def wait(self) -> ExitReason:
         """Wait for the actor to end; return why it did."""
-        await self._finished.wait()
+        if self.exit_reason is None:
+            if self._finished is None:
+                self._finished = trio.Event()
+            await self._finished.wait()
+        else:
+            await trio.lowlevel.checkpoint()
         assert self.exit_reason is not None
         return self.exit_reason
 
     @property
     def finished(self) -> bool:
         """Whether the actor has ended."""
-        return self._finished.is_set()
+        return self.exit_reason is not None
 
     def _overflowed(self) -> None:
         self.terminate(MAILBOX_OVERFLOW)
@@ -232,9 +269,9 @@ class Actor:
     def _finish(self, reason: ExitReason) -> None:
         self.exit_reason = reason
         self.mailbox.close()
-        for timer in self._timers:
+        for timer in self._timers or ():
             self.node.timers.cancel(timer)
-        self._timers.clear()
+        self._timers = None
         self.node.forget(self)
         for ref, target in self._watching.items():
             other = self.node.actor(target)
@@ -245,12 +282,13 @@ class Actor:
             if watching is not None:
                 watching._watching.pop(ref, None)  # a monitor ends with its Down
             self.node.notify(watcher, Revocable(ref, Down(ref, self.address, reason)))
-        for linked in self._links:
+        for linked in self._links or ():
             other = self.node.actor(linked)
             if other is not None:
-                other._links.discard(self.address)
+                other._drop_link(self.address)
                 other.signal_exit(self.address, reason)
-        self._finished.set()
+        if self._finished is not None:
+            self._finished.set()
 
 
 def _reason_for(exc: BaseException) -> ExitReason | None:

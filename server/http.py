@@ -8,9 +8,10 @@ module turns its events into a small immutable ``Request`` and a ``Response`` in
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
@@ -50,16 +51,16 @@ class PeerClosed(Exception):
     """The peer closed the connection before sending a complete request head: nobody to answer."""
 
 
-def _immutable_query(value: Mapping[str, tuple[str, ...]]) -> Mapping[str, tuple[str, ...]]:
-    return MappingProxyType(dict(value))
+_EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only copy; the empty ones (most queries and bindings) share one object."""
+    return MappingProxyType(dict(value)) if value else _EMPTY_MAPPING
 
 
 def _header_pairs(value: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     return tuple(value)
-
-
-def _immutable_bindings(value: Mapping[str, object]) -> Mapping[str, object]:
-    return MappingProxyType(dict(value))
 
 
 @attrs.frozen
@@ -73,12 +74,12 @@ class Request:
     method: str
     target: str
     path: str
-    query: Mapping[str, tuple[str, ...]] = attrs.field(converter=_immutable_query)
+    query: Mapping[str, tuple[str, ...]] = attrs.field(converter=_frozen_mapping)
     headers: tuple[tuple[str, str], ...]
     http_version: str = "1.1"
     peer: tuple[str, int] | None = None
     scheme: str = "http"
-    bindings: Mapping[str, object] = attrs.field(default={}, converter=_immutable_bindings)
+    bindings: Mapping[str, object] = attrs.field(default={}, converter=_frozen_mapping)
     path_info: tuple[str, ...] | None = None
 
     def header(self, name: str) -> str | None:
@@ -232,8 +233,9 @@ def _to_request(event: h11.Request, *, peer: tuple[str, int] | None, secure: boo
     except UnicodeDecodeError:
         raise BadRequest("request target is not ASCII") from None
     path, query = _split_target(target)
+    # Interned names: every connection keeps its request, and the names repeat.
     headers = tuple(
-        (name.decode("ascii"), value.decode("latin-1")) for name, value in event.headers
+        (sys.intern(name.decode("ascii")), value.decode("latin-1")) for name, value in event.headers
     )
     request = Request(
         method=event.method.decode("ascii"),

@@ -126,6 +126,11 @@ class MessageSink:
         await self.aclose()
 
 
+_NO_MESSAGES: trio.MemoryReceiveChannel[str | bytes] = trio.open_memory_channel[str | bytes](0)[1]
+_NO_MESSAGES.close()
+"""What ``get_message`` reads on a connection whose messages go to a sink: nothing, ever."""
+
+
 def wrap_server_stream(
     nursery: trio.Nursery,
     stream: trio.abc.Stream,
@@ -146,6 +151,8 @@ def wrap_server_stream(
     )
     if sink is not None:
         connection._send_channel = sink  # type: ignore[assignment]
+        # Its own channel would be kept, unused, by the receiving end: a closed one stands in.
+        connection._recv_channel = _NO_MESSAGES
     nursery.start_soon(connection._reader_task)
     return connection
 
