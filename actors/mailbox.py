@@ -23,7 +23,7 @@ import trio
 
 from .address import Address
 from .errors import MailboxFull
-from .messages import Exit, Input, Revocable, unwrap
+from .messages import REVOKED, Exit, Input, Revocable
 
 
 class Overflow(enum.Enum):
@@ -129,7 +129,7 @@ class Mailbox:
         """Queue a runtime notification, past the capacity if need be (never dropped)."""
         if self._closed:
             return False
-        self._append(msg)
+        self._append(msg if type(msg) in _NEVER_EVICTED else _Notice(msg))
         return True
 
     async def put(self, msg: Any) -> bool:
@@ -168,11 +168,9 @@ class Mailbox:
         waited = False
         while True:
             while self._queue:
-                msg = self._take(self._queue)
-                if type(msg) is Revocable:
-                    if msg.ref.revoked:
-                        continue
-                    msg = msg.payload
+                msg = self._pop(self._queue)
+                if msg is REVOKED:
+                    continue
                 if not waited:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return msg
@@ -188,9 +186,9 @@ class Mailbox:
     def get_nowait(self) -> Any:
         """The next unrevoked message, or raise trio.WouldBlock."""
         while self._queue:
-            msg = self._take(self._queue)
-            if type(msg) is not Revocable or not msg.ref.revoked:
-                return unwrap(msg)
+            msg = self._pop(self._queue)
+            if msg is not REVOKED:
+                return msg
         if self._closed:
             raise trio.ClosedResourceError("the mailbox is closed: its actor has ended")
         raise trio.WouldBlock
@@ -256,7 +254,8 @@ class Mailbox:
         self._append(item)
         return True
 
-    def _take(self, queue: deque[Any]) -> Any:
+    def _pop(self, queue: deque[Any]) -> Any:
+        """Take the oldest item, keep the counts, open its envelope: the message, or REVOKED."""
         msg = queue.popleft()
         if not queue:
             self._queue = None  # an idle actor keeps no buffer
@@ -267,6 +266,10 @@ class Mailbox:
                 self._inputs -= 1
                 if self._readers:
                     self._readers.unpark()
+            elif kind is Revocable:
+                return REVOKED if msg.ref.revoked else msg.payload
+            elif kind is _Notice:
+                return msg.message
         elif self._senders:
             self._senders.unpark()
         return msg
@@ -304,5 +307,12 @@ class Mailbox:
         raise AssertionError("a full mailbox holds a plain message")
 
 
-_NEVER_EVICTED = frozenset({Input, Revocable, Exit})
+@attrs.frozen
+class _Notice:
+    """A notification of another type (put_system), kept outside the capacity like the rest."""
+
+    message: Any
+
+
+_NEVER_EVICTED = frozenset({Input, Revocable, Exit, _Notice})
 """Queued outside the capacity, never evicted: inputs and the runtime's notifications."""

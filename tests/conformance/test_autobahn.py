@@ -47,8 +47,14 @@ FAST_TIMEOUT = 300.0  # the run takes about 40 s
 FULL_TIMEOUT = 1800.0  # all 517 cases take about 15 min
 
 
-def _run_gate(target: Target, run: str, exclude: tuple[str, ...], timeout: float,
-              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> list[CaseResult]:
+def _run_gate(
+    target: Target,
+    run: str,
+    exclude: tuple[str, ...],
+    timeout: float,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> list[CaseResult]:
     """Serve target, fuzz it with wstest, print and save the figures, and fail on any FAILED."""
     reason = target.missing()
     if reason is not None:

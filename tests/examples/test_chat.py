@@ -279,4 +279,3 @@ async def http_get(server: Server, path: str) -> bytes:
             while chunk := await stream.receive_some():
                 response += chunk
     return response
-

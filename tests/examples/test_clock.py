@@ -102,9 +102,7 @@ async def test_nan_or_missing_period_is_refused(virtual_clock: Any, frame: str) 
         await clock.nothing_more(seconds=5.0)
 
 
-@pytest.mark.parametrize(
-    "frame", ["not json", "[]", '{"type": "pause"}', b"\x00binary"], ids=str
-)
+@pytest.mark.parametrize("frame", ["not json", "[]", '{"type": "pause"}', b"\x00binary"], ids=str)
 async def test_bad_input_gets_an_error_and_the_ticker_runs_on(
     virtual_clock: Any, frame: str | bytes
 ) -> None:

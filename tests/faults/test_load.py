@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
 def run_bench(script: str, *args: str, timeout: float) -> str:
     run = subprocess.run(
         [sys.executable, str(BENCH / script), *args],

@@ -453,7 +453,9 @@ async def test_shutdown_reaches_a_connection_whose_mailbox_is_full(
         ((_, address),) = served.server.connections.which_children()
         node = served.server.node
         assert node is not None
-        for message in range(100):  # with checkpoints, so the pump fills its queue too
+        for message in range(
+            100
+        ):  # with checkpoints: the mailbox overflows while the handler waits
             node.send(address, message)
             await trio.sleep(0)
         async with trio.open_nursery() as nursery:
@@ -462,6 +464,31 @@ async def test_shutdown_reaches_a_connection_whose_mailbox_is_full(
             Busy.release.set()
             assert await expect_close(ws) == (1001, None)
     assert log.reasons == [Shutdown()]
+
+
+async def test_a_client_close_is_never_evicted_from_a_full_drop_oldest_mailbox(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log = Terminations()
+    Busy.release = trio.Event()
+    options = ConnectionOptions(
+        mailbox_capacity=2, mailbox_overflow=actors.Overflow.DROP_OLDEST, close_timeout=1.0
+    )
+    app = App([websocket("/", factory(Busy, log))])
+    async with serving(app, ServerOptions(connection=options)) as served:
+        node = served.server.node
+        assert node is not None
+        async with client(served.url()) as ws:
+            await echoes(ws, "connected")
+            ((_, address),) = served.server.connections.which_children()
+            for message in range(3):  # the handler waits on the first; two are queued
+                node.send(address, message)
+                await trio.sleep(0)
+        # The client has closed: its close waits in the full mailbox while more come in.
+        for message in range(3, 8):
+            node.send(address, message)
+        Busy.release.set()
+        assert (await log.one()).reason == Remote(1000)
 
 
 CHUNK = b"x" * 65536

@@ -1,0 +1,146 @@
+"""The mailbox on its own: arrival order, the input lane's backpressure, one receiver, close."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from actors.address import Address
+from actors.mailbox import Mailbox, Overflow
+from actors.messages import Exit, Input, Revocable, TimerRef
+
+OWNER = Address("test", 1)
+
+
+def mailbox(capacity: int = 2, overflow: Overflow = Overflow.DROP_NEWEST, **kw: int) -> Mailbox:
+    return Mailbox(OWNER, capacity, overflow, lambda: None, **kw)
+
+
+async def test_inputs_and_messages_come_out_in_arrival_order() -> None:
+    box = mailbox()
+    box.put_nowait("first")
+    await box.put_input(b"frame 1")
+    box.put_system(Exit(None, "shutdown"))
+    await box.put_input(b"frame 2")
+    box.put_nowait("second")
+    got = [await box.get() for _ in range(5)]
+    assert got == ["first", Input(b"frame 1"), Exit(None, "shutdown"), Input(b"frame 2"), "second"]
+
+
+async def test_inputs_and_notifications_are_outside_the_capacity() -> None:
+    box = mailbox(capacity=1)
+    await box.put_input(b"frame")
+    box.put_system(Revocable(TimerRef(), "tick"))
+    assert box.put_nowait("fits") is True
+    assert box.put_nowait("does not") is False
+    assert (len(box), box.inputs_waiting, box.dropped) == (3, 1, 1)
+
+
+async def test_put_input_waits_past_its_limit_until_the_actor_takes_one() -> None:
+    box = mailbox(input_limit=2)
+    queued: list[int] = []
+
+    async def reader() -> None:
+        for frame in range(3):
+            await box.put_input(frame)
+            queued.append(frame)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        assert queued == [0, 1]
+        assert box.statistics().waiting_senders == 1
+        assert await box.get() == Input(0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert queued == [0, 1, 2]
+    assert [await box.get(), await box.get()] == [Input(1), Input(2)]
+
+
+async def test_put_waits_for_room_and_close_releases_every_waiting_sender() -> None:
+    box = mailbox(capacity=1, input_limit=1)
+    box.put_nowait("full")
+    await box.put_input("full too")
+    results: list[bool] = []
+
+    async def put(method: str) -> None:
+        results.append(await getattr(box, method)("late"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(put, "put")
+        nursery.start_soon(put, "put_input")
+        await trio.testing.wait_all_tasks_blocked()
+        assert results == [] and box.statistics().waiting_senders == 2
+        box.close()
+    assert results == [False, False]
+    assert box.statistics().closed and len(box) == 0
+
+
+async def test_one_receiver_at_a_time_and_a_cancelled_get_frees_the_place() -> None:
+    box = mailbox()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(box.get)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):
+            await box.get()
+        nursery.cancel_scope.cancel()
+    with trio.move_on_after(0.01):
+        await box.get()
+    box.put_nowait("after")
+    assert await box.get() == "after"
+
+
+async def test_a_waiting_receiver_is_woken_by_a_put_and_by_close() -> None:
+    box = mailbox()
+    got: list[object] = []
+
+    async def receive() -> None:
+        got.append(await box.get())
+        with pytest.raises(trio.ClosedResourceError):
+            await box.get()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receive)
+        await trio.testing.wait_all_tasks_blocked()
+        box.put_nowait("wake")
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["wake"]
+        box.close()
+    assert box.put_nowait("too late") is False and box.put_system("too late") is False
+
+
+async def test_revoked_messages_are_skipped_and_envelopes_opened() -> None:
+    box = mailbox()
+    cancelled, kept = TimerRef(), TimerRef()
+    box.put_system(Revocable(cancelled, "cancelled"))
+    box.put_system(Revocable(kept, "kept"))
+    cancelled.revoked = True
+    assert await box.get() == "kept"
+    with pytest.raises(trio.WouldBlock):
+        box.get_nowait()
+
+
+async def test_drop_oldest_evicts_a_plain_message_never_an_input() -> None:
+    box = mailbox(capacity=1, overflow=Overflow.DROP_OLDEST)
+    await box.put_input(b"frame")
+    box.put_nowait("old")
+    assert box.put_nowait("new") is True
+    assert [await box.get(), await box.get()] == [Input(b"frame"), "new"]
+    assert box.dropped == 1
+
+
+async def test_get_is_a_checkpoint_even_when_a_message_is_waiting() -> None:
+    box = mailbox()
+    box.put_nowait("ready")
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await box.get()
+    assert scope.cancelled_caught and len(box) == 1
+
+
+async def test_a_notification_of_any_type_is_never_evicted() -> None:
+    box = mailbox(capacity=1, overflow=Overflow.DROP_OLDEST)
+    box.put_system("the client left")
+    box.put_nowait("old")
+    assert box.put_nowait("new") is True
+    assert [await box.get(), await box.get()] == ["the client left", "new"]
