@@ -193,6 +193,22 @@ class Mailbox:
             raise trio.ClosedResourceError("the mailbox is closed: its actor has ended")
         raise trio.WouldBlock
 
+    def discard_inputs(self) -> int:
+        """Drop every queued input and let a waiting reader go on (the actor reads no more).
+
+        Returns how many were dropped; the other messages stay, in order.
+        """
+        dropped = self._inputs
+        if dropped:
+            assert self._queue is not None
+            kept = [item for item in self._queue if type(item) is not Input]
+            self._queue = deque(kept) if kept else None
+            self._inputs = 0
+            self._exempt -= dropped
+        if self._readers is not None:
+            self._readers.unpark_all()
+        return dropped
+
     def close(self) -> None:
         """Refuse further messages and discard what is queued (the actor has ended)."""
         self._closed = True

@@ -279,6 +279,8 @@ class Connection:
             except Exception as exc:
                 reason = self._crashed(exc)
             self._serving = False
+            # The drain may wait for room: it must go on, to read the client's close reply.
+            mailbox.discard_inputs()
             await self._close_for(reason)
         finally:
             _live.pop(self.actor, None)

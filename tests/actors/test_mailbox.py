@@ -144,3 +144,22 @@ async def test_a_notification_of_any_type_is_never_evicted() -> None:
     box.put_nowait("old")
     assert box.put_nowait("new") is True
     assert [await box.get(), await box.get()] == ["the client left", "new"]
+
+
+async def test_discarding_inputs_keeps_the_rest_and_releases_the_reader() -> None:
+    box = mailbox(input_limit=1)
+    await box.put_input(b"one")
+    box.put_nowait("message")
+    released: list[bool] = []
+
+    async def reader() -> None:
+        released.append(await box.put_input(b"two"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        assert released == []
+        assert box.discard_inputs() == 1
+    assert released == [True]
+    assert [await box.get(), await box.get()] == ["message", Input(b"two")]
+    assert box.inputs_waiting == 0

@@ -1,0 +1,56 @@
+"""How a connection reads its client: ahead of the handler, bounded, and never stuck at the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from trio_websocket import ConnectionClosed
+
+from server import App, ConnectionOptions, Frame, Normal, ServerOptions, Stop, websocket
+
+from .serving import Recorded, Terminations, client, factory, serving
+
+FLOOD = 40
+"""Frames sent while the handler is busy: more than the 16 a connection reads ahead."""
+
+
+class StopsWhenReleased(Recorded):
+    """The first frame blocks its handler until the test says, then stops the connection."""
+
+    release = trio.Event()
+
+    async def websocket_handle(self, frame: Frame, state: Any) -> tuple[Any, Any]:
+        await self.release.wait()
+        return Stop(), state
+
+
+async def test_a_connection_that_stops_with_a_full_read_ahead_still_finishes_its_close(
+    virtual_clock: trio.testing.MockClock,
+) -> None:
+    log = Terminations()
+    StopsWhenReleased.release = trio.Event()
+    options = ConnectionOptions(close_timeout=5.0)
+    app = App([websocket("/", factory(StopsWhenReleased, log))])
+    async with serving(app, ServerOptions(connection=options)) as served:
+        node = served.server.node
+        assert node is not None
+        async with client(served.url()) as ws:
+            for number in range(FLOOD):
+                await ws.send_message(f"frame {number}")
+            ((_, address),) = served.server.connections.which_children()
+            actor = node.actor(address)
+            assert actor is not None
+            while actor.mailbox.inputs_waiting < 16:  # 16 read ahead: the drain now waits
+                await trio.sleep(0.01)
+            released_at = trio.current_time()
+            StopsWhenReleased.release.set()
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.get_message()
+            assert closed.value.reason.code == 1000
+            call = await log.one()
+        assert call.reason == Normal()
+        # The drain read the client's close reply: no wait for close_timeout, then an abort.
+        assert trio.current_time() - released_at < options.close_timeout
