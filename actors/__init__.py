@@ -15,6 +15,7 @@ import trio
 from .actor import Actor, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, LocalBackend
+from .diagnostics import live_tasks
 from .dynamic import DynamicSupervisor, SupervisorNotRunning, TooManyChildren
 from .errors import (
     ActorError,
@@ -221,6 +222,7 @@ __all__ = [
     "join",
     "leave",
     "link",
+    "live_tasks",
     "members",
     "monitor",
     "open_node",

@@ -4,10 +4,10 @@ The driver (this script, default role) starts ``python bench/soak.py server``, a
 serves ``examples.echo:app`` exactly as ``corral serve`` does (``Server``, SIGTERM drains) and
 answers ``stats`` requests on stdin with one JSON line: RSS after ``gc.collect()``, trio's live
 task count (the task tree walked from the root task), live actors, open connections, and the
-log records it has seen. The driver then opens connections at a steady rate: most connect,
-exchange a few messages and close cleanly; a share vanish with a TCP reset (some of them in
-the middle of a frame). Phases: baseline (idle) -> warm-up churn -> idle sample A -> churn for
-``--duration`` -> idle sample B -> SIGTERM.
+log records it has seen (that role lives in ``soak_server.py``). The driver then opens
+connections at a steady rate: most connect, exchange a few messages and close cleanly; a share
+vanish with a TCP reset (some of them in the middle of a frame). Phases: baseline (idle) ->
+warm-up churn -> idle sample A -> churn for ``--duration`` -> idle sample B -> SIGTERM.
 
 Checks: RSS grows under 5% from A to B; tasks and actors at A and B equal the idle baseline;
 one "closed" log line per connection (terminate ran for each); no log record at WARNING or
@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import collections
-import gc
 import json
-import logging
 import os
 import random
 import signal
@@ -37,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import psutil  # type: ignore[import-untyped, unused-ignore]
 import trio
 from trio_websocket import open_websocket_url
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from soak_server import APP, HOST, serve_with_stats  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-APP = "examples.echo:app"
 MESSAGES = 3
 """Round trips per clean connection."""
 CLIENT_DEADLINE = 30.0
@@ -51,114 +49,6 @@ CLIENT_DEADLINE = 30.0
 RSS_GROWTH_LIMIT = 0.05
 IN_FLIGHT = 100
 """Clients alive at once, at most: about ten times what 100 connections/s need."""
-_EXPECTED_INFO = ("closed ", "listening on ", "drained", "SIGTERM: draining")
-"""Message prefixes of the INFO records the churn is expected to produce."""
-
-
-# ---- the server role ------------------------------------------------------------------
-
-
-class LogTally(logging.Handler):
-    """Counts every record; keeps the unexpected ones (WARNING+, or INFO not in the list)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.closed_by_code: collections.Counter[str] = collections.Counter()
-        self.unexpected: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if record.levelno == logging.INFO and message.startswith("closed "):
-            code = message.split(" code=", 1)[1].split(" ", 1)[0]
-            self.closed_by_code[code] += 1
-        elif record.levelno >= logging.WARNING or not message.startswith(_EXPECTED_INFO):
-            if len(self.unexpected) < 100:
-                self.unexpected.append(f"{record.levelname} {record.name}: {message}")
-            else:
-                self.unexpected[-1] = f"... and more ({record.levelname} {message})"
-
-
-def live_tasks() -> int:
-    """Every task alive in this trio run, counted by walking the tree from the root task."""
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    count = 0
-    pending = [root]
-    while pending:
-        task = pending.pop()
-        count += 1
-        for nursery in task.child_nurseries:
-            pending.extend(nursery.child_tasks)
-    return count
-
-
-def _emit(record: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
-
-
-def load_echo_app(idle_timeout: float | None) -> Any:
-    """``examples.echo:app``; with ``idle_timeout`` (> 0), its route uses that idle timeout."""
-    from server import App, WebSocketTarget, websocket
-    from server.cli import load_app
-
-    app = load_app(APP)
-    if idle_timeout is None:
-        return app
-    (route,) = app.routes
-    assert isinstance(route.target, WebSocketTarget) and route.target.options is not None
-    options = attrs.evolve(route.target.options, idle_timeout=idle_timeout)
-    return App([websocket(route.pattern, route.target.factory, options=options)])
-
-
-async def serve_with_stats(port: int, idle_timeout: float | None) -> None:
-    """Serve the echo app like ``corral serve``; answer ``stats`` lines on stdin."""
-    from server.serve import Server
-
-    tally = LogTally()
-    logging.getLogger().addHandler(tally)
-    logging.getLogger().setLevel(logging.INFO)
-    server = Server(load_echo_app(idle_timeout), host=HOST, port=port)
-    process = psutil.Process()
-
-    def stats() -> dict[str, Any]:
-        gc.collect()
-        node = server.node
-        return {
-            "rss": process.memory_info().rss,
-            "tasks": live_tasks(),
-            "actors": len(node.actors()) if node is not None else None,
-            "connections": server.connections.count_children(),
-            "closed_by_code": dict(tally.closed_by_code),
-            "unexpected": tally.unexpected,
-        }
-
-    async def answer_requests() -> None:
-        requests = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-        buffer = b""
-        async for chunk in requests:
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                if line.strip() == b"stats":
-                    _emit({"event": "stats", **stats()})
-
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            bound = await nursery.start(server.run)
-            _emit({"event": "listening", "port": bound})
-            nursery.start_soon(answer_requests)
-
-            async def drain_on_signal() -> None:
-                async for _ in signals:
-                    nursery.start_soon(server.shutdown)
-                    return
-
-            nursery.start_soon(drain_on_signal)
-            await server.stopped.wait()
-            nursery.cancel_scope.cancel()
-    _emit({"event": "stopped", "closed_by_code": dict(tally.closed_by_code),
-           "unexpected": tally.unexpected})  # fmt: skip
 
 
 # ---- the driver: the server process ---------------------------------------------------
