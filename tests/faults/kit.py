@@ -1,9 +1,9 @@
-"""Bad clients by hand: raw sockets on 127.0.0.1, hand-built frames, and an in-process server.
+"""Bad clients by hand: raw sockets on 127.0.0.1 and hand-built frames.
 
-``running`` starts a ``Server`` on a free port and drains it at the end; ``RawClient`` speaks
-just enough HTTP and RFC 6455 to misbehave on purpose (half frames, bad UTF-8, endless
-fragments, TCP resets); ``assert_echoes`` is the well-behaved second client every test uses
-to show the server goes on serving others.
+The server under test runs with ``tests.server.serving.running``; ``RawClient`` speaks just
+enough HTTP and RFC 6455 to misbehave on purpose (half frames, bad UTF-8, endless fragments,
+TCP resets); ``assert_echoes`` is the well-behaved second client every test uses to show the
+server goes on serving others.
 """
 
 from __future__ import annotations
@@ -12,18 +12,16 @@ import base64
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import attrs
 import trio
 from trio_websocket import open_websocket_url
 from wsproto.frame_protocol import Frame, FrameProtocol, Opcode
 
-from server import App, ServerOptions, TerminateReason
-from server.serve import Server
+from server import TerminateReason
 
-HOST = "127.0.0.1"
+from ..server.serving import HOST, Served
+
 STEP_TIMEOUT = 5.0
 """Upper bound for any single exchange in these tests: nothing here should take a second."""
 
@@ -31,44 +29,10 @@ STEP_TIMEOUT = 5.0
 # ---- the server ---------------------------------------------------------------------
 
 
-@attrs.frozen
-class Running:
-    """A server serving on ``port``."""
-
-    server: Server
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
-
-    def live_actors(self) -> int:
-        """Actors alive on the server's node (root, supervisors, listener, connections)."""
-        assert self.server.node is not None
-        return len(self.server.node.actors())
-
-    def connections(self) -> int:
-        """Connection actors the server's dynamic supervisor runs now."""
-        return self.server.connections.count_children()
-
-
-@asynccontextmanager
-async def running(app: App, options: ServerOptions | None = None) -> AsyncIterator[Running]:
-    """Serve ``app`` on 127.0.0.1 (a free port) for the block, then shut down (drain)."""
-    server = Server(app, host=HOST, port=0, options=options)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(server.run)
-        try:
-            yield Running(server, port)
-        finally:
-            with trio.CancelScope(shield=True), trio.fail_after(STEP_TIMEOUT + 10):
-                await server.shutdown()
-
-
-async def wait_until_no_connections(running: Running, timeout: float = STEP_TIMEOUT) -> None:
+async def wait_until_no_connections(served: Served, timeout: float = STEP_TIMEOUT) -> None:
     """Wait (bounded) until every connection actor has ended."""
     with trio.fail_after(timeout):
-        while running.connections():
+        while served.connections():
             await trio.sleep(0.01)
 
 
@@ -98,10 +62,10 @@ class Recorder:
 # ---- the well-behaved client ----------------------------------------------------------
 
 
-async def assert_echoes(url: str, path: str = "/", message: str = "still here") -> None:
-    """A fresh client connects to ``path``, sends ``message`` and gets it back, in bounded time."""
+async def assert_echoes(url: str, message: str = "still here") -> None:
+    """A fresh client connects to ``url``, sends ``message`` and gets it back, in bounded time."""
     with trio.fail_after(STEP_TIMEOUT):
-        async with open_websocket_url(url + path) as ws:
+        async with open_websocket_url(url) as ws:
             await ws.send_message(message)
             assert await ws.get_message() == message
 

@@ -28,14 +28,13 @@ from server import (
     websocket,
 )
 
+from ..server.serving import Served, running
 from .kit import (
     STEP_TIMEOUT,
     RawClient,
     Recorder,
-    Running,
     assert_echoes,
     client_frame,
-    running,
     wait_until_no_connections,
 )
 
@@ -114,7 +113,7 @@ async def test_client_reset_mid_frame_ends_as_remote_1006(caplog: pytest.LogCapt
         assert reason == Remote(1006) and reason.abrupt
         await wait_until_no_connections(server)
         assert server.live_actors() == baseline
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert unexpected_logs(caplog) == []
 
 
@@ -127,7 +126,7 @@ async def test_client_that_stops_reading_is_dropped_after_send_timeout(
         started = trio.current_time()
         await slow.send(client_frame(Opcode.TEXT, b"flood"))
         await trio.sleep(0.2)  # the server is now stuck writing to `slow`
-        await assert_echoes(server.url)  # ...and serves another client meanwhile
+        await assert_echoes(server.url())  # ...and serves another client meanwhile
         [reason] = await recorder.wait_for(1, timeout=SEND_TIMEOUT + STEP_TIMEOUT)
         elapsed = trio.current_time() - started
         assert reason == Overflow("send timed out: the client stopped reading", 1006)
@@ -141,7 +140,7 @@ async def test_client_that_stops_reading_is_dropped_after_send_timeout(
         assert opcodes == {Opcode.BINARY}  # no close frame: TCP was aborted
         assert 0 < received < len(FLOOD_FRAME) * FLOOD_FRAMES
         await slow.aclose()
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert unexpected_logs(caplog) == []
 
 
@@ -156,7 +155,7 @@ async def test_message_over_the_size_limit_closes_with_1009(
         assert await client.closed_by_server()
         [reason] = await recorder.wait_for(1)
         assert isinstance(reason, ProtocolError) and reason.code == 1009
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert unexpected_logs(caplog) == []
 
 
@@ -171,7 +170,7 @@ async def test_invalid_utf8_in_a_text_frame_closes_with_1007(
         assert await client.closed_by_server()
         [reason] = await recorder.wait_for(1)
         assert isinstance(reason, ProtocolError) and reason.code == 1007
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert unexpected_logs(caplog) == []
 
 
@@ -201,7 +200,7 @@ async def test_fragments_that_never_end_are_cut_at_max_message_size_with_1009(
         assert sent > MAX_MESSAGE >= sent - len(fragment)  # cut at the limit, not before
         [reason] = await recorder.wait_for(1)
         assert isinstance(reason, ProtocolError) and reason.code == 1009
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert unexpected_logs(caplog) == []
 
 
@@ -218,7 +217,7 @@ async def test_a_fragment_then_silence_closes_at_the_idle_timeout_with_1000(
         assert IDLE_TIMEOUT <= elapsed < IDLE_TIMEOUT + 1.0
         [reason] = await recorder.wait_for(1)
         assert reason == IdleTimeout()
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert unexpected_logs(caplog) == []
 
 
@@ -236,11 +235,11 @@ async def test_many_abrupt_clients_leave_no_connection_behind(
         reasons = await recorder.wait_for(len(clients))
         assert set(reasons) == {Remote(1006)}
         await _settled(server, baseline)
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert unexpected_logs(caplog) == []
 
 
-async def _settled(server: Running, baseline: int) -> None:
+async def _settled(server: Served, baseline: int) -> None:
     await wait_until_no_connections(server)
     assert server.live_actors() == baseline
 
@@ -281,5 +280,5 @@ async def test_protocol_violations_close_with_1002(
         assert await client.closed_by_server()
         [reason] = await recorder.wait_for(1)
         assert isinstance(reason, ProtocolError) and reason.code == 1002
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert unexpected_logs(caplog) == []

@@ -14,13 +14,12 @@ from trio_websocket import open_websocket_url
 from examples.echo import app as echo_app
 from server import App, ServerOptions
 
+from ..server.serving import HOST, running
 from .kit import (
-    HOST,
     STEP_TIMEOUT,
     RawClient,
     assert_echoes,
     http_exchange,
-    running,
     upgrade_request,
 )
 
@@ -43,7 +42,7 @@ async def test_unsupported_version_gets_426_naming_version_13(
         answer = await http_exchange(server.port, upgrade_request(version="8"))
         assert answer.status == 426
         assert answer.headers["sec-websocket-version"] == "13"
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert server_errors(caplog) == []
 
 
@@ -69,7 +68,7 @@ async def test_missing_or_bad_handshake_headers_get_400(
     async with running(app()) as server:
         answer = await http_exchange(server.port, request_bytes)
         assert answer.status == 400
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert server_errors(caplog) == []
 
 
@@ -78,7 +77,7 @@ async def test_oversized_header_block_gets_431(caplog: pytest.LogCaptureFixture)
     async with running(app(), SMALL) as server:
         answer = await http_exchange(server.port, upgrade_request(extra=padding))
         assert answer.status == 431
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert server_errors(caplog) == []
 
 
@@ -100,7 +99,7 @@ async def test_garbage_gets_400_or_a_close(
         data = await client.read_all()
         await client.aclose()
         assert data.startswith(b"HTTP/1.1 400 "), data[:80]
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert server_errors(caplog) == []
 
 
@@ -112,13 +111,13 @@ async def test_silent_client_is_closed_after_the_handshake_timeout(
         started = trio.current_time()
         silent = await RawClient.connect(server.port)
         await trio.sleep(HANDSHAKE_TIMEOUT / 2)
-        await assert_echoes(server.url)  # served while the silent one waits
+        await assert_echoes(server.url())  # served while the silent one waits
         data = await silent.read_all(timeout=HANDSHAKE_TIMEOUT + STEP_TIMEOUT)
         elapsed = trio.current_time() - started
         await silent.aclose()
         assert data == b""  # closed without an answer
         assert HANDSHAKE_TIMEOUT <= elapsed < HANDSHAKE_TIMEOUT + 1.0
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert any("no request head within" in r.getMessage() for r in caplog.records)
     assert server_errors(caplog) == []
 
@@ -135,7 +134,7 @@ async def test_half_a_head_then_silence_is_closed_after_the_handshake_timeout(
         await client.aclose()
         assert data == b""
         assert HANDSHAKE_TIMEOUT <= elapsed < HANDSHAKE_TIMEOUT + 1.0
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert server_errors(caplog) == []
 
 
@@ -144,8 +143,8 @@ async def test_connections_over_the_limit_get_503_and_the_others_stay_served(
 ) -> None:
     async with running(app(), SMALL) as server:
         with trio.fail_after(STEP_TIMEOUT):
-            async with open_websocket_url(server.url) as first:
-                async with open_websocket_url(server.url) as second:
+            async with open_websocket_url(server.url()) as first:
+                async with open_websocket_url(server.url()) as second:
                     answer = await http_exchange(server.port, upgrade_request())
                     assert answer.status == 503
                     assert answer.headers["retry-after"] == "1"
@@ -155,7 +154,7 @@ async def test_connections_over_the_limit_get_503_and_the_others_stay_served(
             assert server.server.front_door.statistics().refused_connections == 1
             while server.server.front_door.statistics().active_connections > 1:
                 await trio.sleep(0.01)
-            await assert_echoes(server.url)  # a slot is free again
+            await assert_echoes(server.url())  # a slot is free again
     assert server_errors(caplog) == []
 
 
@@ -168,5 +167,5 @@ async def test_plain_http_on_the_websocket_route_gets_426(
         )
         assert answer.status == 426
         assert answer.headers["upgrade"] == "websocket"
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert server_errors(caplog) == []

@@ -34,15 +34,14 @@ from server import (
 )
 from server.serve import Server
 
+from ..server.serving import HOST, running
 from .kit import (
-    HOST,
     STEP_TIMEOUT,
     RawClient,
     Recorder,
     assert_echoes,
     client_frame,
     http_exchange,
-    running,
     upgrade_request,
 )
 
@@ -127,7 +126,7 @@ async def test_init_raising_answers_500_and_logs_it(caplog: pytest.LogCaptureFix
         answer = await http_exchange(server.port, upgrade_request("/crash/init"))
         assert answer.status == 500
         assert b"Boom" not in answer.body  # details go to the log, not to the client
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert any("init crashed" in message for message in errors(caplog))
     assert recorder.reasons == [Remote(1000)]  # only the echo client was upgraded
 
@@ -141,11 +140,11 @@ async def test_callback_raising_closes_with_1011_and_terminate_gets_crash(
 ) -> None:
     recorder = Recorder()
     async with running(crashy_app(recorder)) as server:
-        assert await close_code_after(f"{server.url}/crash/{where}", send) == 1011
+        assert await close_code_after(server.url(f"/crash/{where}"), send) == 1011
         [reason] = await recorder.wait_for(1)
         assert isinstance(reason, Crash) and isinstance(reason.exception, Boom)
         assert str(reason.exception) == where
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     logged = errors(caplog)
     assert any("crashed on" in m and "/crash/" + where in m for m in logged), logged
     assert not any("connection from" in m and "failed" in m for m in logged), logged
@@ -157,14 +156,14 @@ async def test_terminate_raising_is_logged_and_breaks_nothing(
     recorder = Recorder()
     async with running(crashy_app(recorder)) as server:
         with trio.fail_after(STEP_TIMEOUT):
-            async with open_websocket_url(f"{server.url}/crash/terminate") as ws:
+            async with open_websocket_url(server.url("/crash/terminate")) as ws:
                 await ws.send_message("hello")
                 assert await ws.get_message() == "hello"
             assert ws.closed is not None and ws.closed.code == 1000  # the client's own close
         [reason] = await recorder.wait_for(1)
         assert reason == Remote(1000)
-        await assert_echoes(server.url)
-        await assert_echoes(f"{server.url}/crash/terminate")  # the same route still works
+        await assert_echoes(server.url())
+        await assert_echoes(server.url("/crash/terminate"))  # the same route still works
     logged = errors(caplog)
     assert sum("terminate of Crashy crashed" in m for m in logged) == 2, logged
     assert not any("connection from" in m and "failed" in m for m in logged), logged
@@ -175,10 +174,10 @@ async def test_callback_returning_garbage_closes_with_1011(
 ) -> None:
     recorder = Recorder()
     async with running(crashy_app(recorder)) as server:
-        assert await close_code_after(f"{server.url}/", "bad return") == 1011
+        assert await close_code_after(server.url(), "bad return") == 1011
         [reason] = await recorder.wait_for(1)
         assert isinstance(reason, Crash) and isinstance(reason.exception, TypeError)
-        await assert_echoes(server.url)
+        await assert_echoes(server.url())
     assert any("must return (commands, state)" in repr(r.exc_info) for r in caplog.records)
 
 
@@ -222,7 +221,7 @@ async def test_a_stuck_callback_does_not_hold_others_or_the_drain(
         stuck = await RawClient.upgraded(port, "/stuck")
         await stuck.send(client_frame(Opcode.TEXT, b"hang"))
         await trio.sleep(0.1)
-        await assert_echoes(f"ws://{HOST}:{port}")  # the others are served meanwhile
+        await assert_echoes(f"ws://{HOST}:{port}/")  # the others are served meanwhile
         started = trio.current_time()
         nursery.start_soon(server.shutdown)
         assert await stuck.next_frame() is None  # TCP closed, no close frame

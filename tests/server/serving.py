@@ -1,7 +1,9 @@
 """A kit for testing whole servers over real sockets on 127.0.0.1.
 
-- ``serving(app)`` runs ``Server(app)`` on a free port and yields a ``Served`` (its URLs);
-  on exit it drains the server and checks that no socket to or from it is left open.
+- ``running(app)`` runs ``Server(app)`` on a free port and yields a ``Served`` (its URLs,
+  its actors); on exit it drains the server. Every in-process server in the tests starts here.
+- ``serving(app)`` is ``running(app)`` that also checks, on exit, that no socket to or from
+  the server is left open.
 - ``Recorded`` is a handler base class that records every ``terminate`` call in a
   ``Terminations`` log, which tests wait on (no sleeps).
 - ``RawClient`` speaks WebSocket with wsproto over a plain TCP stream, and can also write
@@ -28,6 +30,8 @@ from wsproto import ConnectionType, WSConnection
 from server import App, Request, ServerOptions, TerminateReason, WebSocketHandler
 from server.serve import Server
 
+HOST = "127.0.0.1"
+"""Where every test server listens and every test client connects."""
 WAIT = 10.0
 """Generous bound on every wait for the server: a bug fails the test instead of hanging it."""
 
@@ -41,13 +45,22 @@ class Served:
 
     def url(self, path: str = "/") -> str:
         """The ``ws://`` URL of ``path`` on this server."""
-        return f"ws://127.0.0.1:{self.port}{path}"
+        return f"ws://{HOST}:{self.port}{path}"
+
+    def live_actors(self) -> int:
+        """Actors alive on the server's node (root, supervisors, listener, connections)."""
+        assert self.server.node is not None
+        return len(self.server.node.actors())
+
+    def connections(self) -> int:
+        """Connection actors the server's dynamic supervisor runs now."""
+        return self.server.connections.count_children()
 
 
 @asynccontextmanager
-async def serving(app: App, options: ServerOptions | None = None) -> AsyncIterator[Served]:
+async def running(app: App, options: ServerOptions | None = None) -> AsyncIterator[Served]:
     """Run ``app`` on 127.0.0.1 (free port) until the block ends, then drain it."""
-    server = Server(app, host="127.0.0.1", port=0, options=options)
+    server = Server(app, host=HOST, port=0, options=options)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(server.run)
         try:
@@ -56,10 +69,17 @@ async def serving(app: App, options: ServerOptions | None = None) -> AsyncIterat
             with trio.CancelScope(shield=True), trio.fail_after(WAIT + 30):
                 await server.shutdown()
             nursery.cancel_scope.cancel()
-    server_side = [conn for conn in open_sockets(port) if conn.laddr.port == port]
+
+
+@asynccontextmanager
+async def serving(app: App, options: ServerOptions | None = None) -> AsyncIterator[Served]:
+    """``running(app, options)``, then fail if a socket to or from the server is left open."""
+    async with running(app, options) as served:
+        yield served
+    server_side = [conn for conn in open_sockets(served.port) if conn.laddr.port == served.port]
     assert not server_side, f"the server left sockets open: {server_side}"
     gc.collect()  # trio-websocket's client drops a refused handshake's socket unclosed
-    client_side = open_sockets(port)
+    client_side = open_sockets(served.port)
     assert not client_side, f"clients left sockets open: {client_side}"
 
 
@@ -230,11 +250,11 @@ async def raw_client(
     subprotocols: Iterable[str] = (),
 ) -> AsyncIterator[RawClient]:
     """Connect and complete the opening handshake with a ``RawClient``."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    stream = await trio.open_tcp_stream(HOST, port)
     client = RawClient(stream)
     async with stream:
         request = ev.Request(
-            host=f"127.0.0.1:{port}",
+            host=f"{HOST}:{port}",
             target=path,
             subprotocols=list(subprotocols),
             extra_headers=[(name.encode(), value.encode()) for name, value in headers],
@@ -248,7 +268,7 @@ async def raw_client(
 async def http_exchange(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send raw request bytes, read until the server closes, parse the HTTP response."""
     with trio.fail_after(WAIT):
-        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        async with await trio.open_tcp_stream(HOST, port) as stream:
             await stream.send_all(data)
             received = b""
             while chunk := await stream.receive_some():
@@ -270,12 +290,12 @@ async def http_exchange(port: int, data: bytes) -> tuple[int, dict[str, str], by
 def get(path: str, *headers: str) -> bytes:
     """A plain HTTP/1.1 GET request head."""
     lines = "".join(f"{header}\r\n" for header in headers)
-    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{lines}\r\n".encode()
+    return f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n{lines}\r\n".encode()
 
 
 @asynccontextmanager
 async def tcp_client(port: int) -> AsyncIterator[trio.SocketStream]:
     """A bare TCP connection to the server."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    stream = await trio.open_tcp_stream(HOST, port)
     async with stream:
         yield stream

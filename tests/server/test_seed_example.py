@@ -84,7 +84,7 @@ async def test_terminate_gets_the_state_and_the_timer_dies_with_the_connection(
         node = served.server.node
         assert node is not None
         with trio.fail_after(WAIT):
-            while served.server.connections.count_children():
+            while served.connections():
                 await trio.sleep(0.01)
         assert node.statistics().timers == 0
         await trio.sleep(10)  # no tick reaches anyone any more
