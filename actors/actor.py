@@ -95,7 +95,7 @@ class Actor:
     # ---- messages -------------------------------------------------------------------
 
     async def receive(self) -> Any:
-        """Wait for the next message."""
+        """Wait for the next message (one task at a time: another raises BusyResourceError)."""
         return await self.mailbox.get()
 
     def receive_nowait(self) -> Any:
