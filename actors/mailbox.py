@@ -317,7 +317,6 @@ class Mailbox:
         for index, victim in enumerate(queue):
             if type(victim) not in _NEVER_EVICTED:
                 del queue[index]
-                self.received -= 1  # _append counts msg again
                 self._append(msg)
                 return True
         raise AssertionError("a full mailbox holds a plain message")
