@@ -448,10 +448,7 @@ class Connection:
             self._handled_at = now
         self._liveness.last_received = max(self.stream.last_received, self._handled_at)
         verdict = self._liveness.check(now)
-        if verdict is Verdict.IDLE:
-            self._fail(IdleTimeout())
-            return
-        if verdict is Verdict.NO_PONG:
+        if verdict is Verdict.IDLE or verdict is Verdict.NO_PONG:
             self._fail(IdleTimeout())
             return
         if verdict is Verdict.SEND_PING:

@@ -105,7 +105,8 @@ class MessageSink:
             await self._bound.wait()
 
     async def send(self, message: str | bytes) -> None:
-        await self._wait_bound()
+        if self._deliver is None:  # checked here: an await per message would cost on every one
+            await self._wait_bound()
         if self._closed:
             raise trio.ClosedResourceError("the connection's messages were closed")
         assert self._deliver is not None
