@@ -467,7 +467,7 @@ async def test_shutdown_reaches_a_connection_whose_mailbox_is_full(
 
 
 async def test_a_client_close_is_never_evicted_from_a_full_drop_oldest_mailbox(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     Busy.release = trio.Event()
