@@ -3,9 +3,9 @@
 Senders never block unless they ask to (``put``); what a full mailbox does is the
 receiving actor's choice, declared once. The runtime's own notifications (timer
 deliveries, ``Down``, ``Exit``) are never dropped: they are queued past the capacity if
-need be, as Erlang never loses a signal. The actor's own reader task (a socket, say) queues
-``Input`` with its own bound instead of the capacity, so reading pauses rather than drops.
-Revoked messages (cancelled timers, removed monitors) are skipped on the way out.
+need be, as Erlang never loses a signal. An actor that also waits on something else (a
+socket) asks to be woken by the next arrival (``wake_on_arrival``). Revoked messages
+(cancelled timers, removed monitors) are skipped on the way out.
 
 It is built on trio's low-level parking rather than a memory channel: an idle actor then
 costs one waiting task and no buffer (the queue exists only while messages wait).
@@ -23,7 +23,7 @@ import trio
 
 from .address import Address
 from .errors import MailboxFull
-from .messages import REVOKED, Exit, Input, Revocable
+from .messages import REVOKED, Exit, Revocable
 
 
 class Overflow(enum.Enum):
@@ -63,17 +63,15 @@ class Mailbox:
         "owner",
         "capacity",
         "overflow",
-        "input_limit",
         "received",
         "dropped",
         "_on_overflow_exit",
         "_closed",
         "_queue",
-        "_inputs",
         "_exempt",
         "_receiver",
         "_senders",
-        "_readers",
+        "_waker",
     )
 
     def __init__(
@@ -82,25 +80,21 @@ class Mailbox:
         capacity: int,
         overflow: Overflow,
         on_overflow_exit: Callable[[], None],
-        *,
-        input_limit: int = 16,
     ) -> None:
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"mailbox capacity must be an int >= 1, not {capacity!r}")
         self.owner = owner
         self.capacity = capacity
         self.overflow = overflow
-        self.input_limit = input_limit
         self.received = 0
         self.dropped = 0
         self._on_overflow_exit = on_overflow_exit
         self._closed = False
         self._queue: deque[Any] | None = None  # made on arrival, dropped once drained
-        self._inputs = 0  # Input envelopes in the queue
-        self._exempt = 0  # queued items outside the capacity: inputs, runtime notifications
+        self._exempt = 0  # queued items outside the capacity: the runtime's notifications
         self._receiver: trio.lowlevel.Task | None = None
         self._senders: trio.lowlevel.ParkingLot | None = None  # put() waiting for room
-        self._readers: trio.lowlevel.ParkingLot | None = None  # put_input() waiting
+        self._waker: Callable[[], None] | None = None  # wake_on_arrival's callback
 
     # ---- in -------------------------------------------------------------------------
 
@@ -143,22 +137,6 @@ class Mailbox:
             await self._senders.park()
         return self._append_unless_closed(msg)
 
-    async def put_input(self, data: Any) -> bool:
-        """Queue ``Input(data)`` from the actor's own reader task, in order with the rest.
-
-        Inputs are outside the capacity and never dropped: past ``input_limit`` of them
-        waiting, this waits instead (backpressure on whatever the task reads from).
-        False if the actor ended meanwhile.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._inputs < self.input_limit or self._closed:
-            return await self._append_at_checkpoint(Input(data))
-        while self._inputs >= self.input_limit and not self._closed:
-            if self._readers is None:
-                self._readers = trio.lowlevel.ParkingLot()
-            await self._readers.park()
-        return self._append_unless_closed(Input(data))
-
     # ---- out ------------------------------------------------------------------------
 
     async def get(self) -> Any:
@@ -193,41 +171,27 @@ class Mailbox:
             raise trio.ClosedResourceError("the mailbox is closed: its actor has ended")
         raise trio.WouldBlock
 
-    def discard_inputs(self) -> int:
-        """Drop every queued input and let a waiting reader go on (the actor reads no more).
+    def wake_on_arrival(self, wake: Callable[[], None] | None) -> None:
+        """Call ``wake()`` once, at the next arrival, if no task waits in ``get`` then.
 
-        Returns how many were dropped; the other messages stay, in order.
+        For an actor that waits on something else as well (a socket): it waits there, and
+        ``wake`` interrupts that wait. None withdraws the request.
         """
-        dropped = self._inputs
-        if dropped:
-            assert self._queue is not None
-            kept = [item for item in self._queue if type(item) is not Input]
-            self._queue = deque(kept) if kept else None
-            self._inputs = 0
-            self._exempt -= dropped
-        if self._readers is not None:
-            self._readers.unpark_all()
-        return dropped
+        self._waker = wake
 
     def close(self) -> None:
         """Refuse further messages and discard what is queued (the actor has ended)."""
         self._closed = True
         self._queue = None
-        self._inputs = self._exempt = 0
-        for lot in (self._senders, self._readers):
-            if lot is not None:
-                lot.unpark_all()
+        self._exempt = 0
+        if self._senders is not None:
+            self._senders.unpark_all()
         self._wake_receiver()
 
     # ---- figures --------------------------------------------------------------------
 
     def __len__(self) -> int:
         return len(self._queue) if self._queue else 0
-
-    @property
-    def inputs_waiting(self) -> int:
-        """How many ``Input`` envelopes are queued, not yet received."""
-        return self._inputs
 
     def statistics(self) -> MailboxStatistics:
         """A snapshot: length, capacity, policy, counters."""
@@ -237,14 +201,14 @@ class Mailbox:
             overflow=self.overflow,
             received=self.received,
             dropped=self.dropped,
-            waiting_senders=len(self._senders or ()) + len(self._readers or ()),
+            waiting_senders=len(self._senders or ()),
             closed=self._closed,
         )
 
     # ---- inside -----------------------------------------------------------------------
 
     def _is_full(self) -> bool:
-        """Whether the messages under the capacity (all but inputs and notifications) fill it."""
+        """Whether the messages under the capacity (all but notifications) fill it."""
         return not self._closed and len(self) - self._exempt >= self.capacity
 
     def _append(self, item: Any) -> None:
@@ -255,7 +219,6 @@ class Mailbox:
         kind = type(item)
         if kind in _NEVER_EVICTED:
             self._exempt += 1
-            self._inputs += kind is Input
         self._wake_receiver()
 
     async def _append_at_checkpoint(self, item: Any) -> bool:
@@ -278,11 +241,7 @@ class Mailbox:
         kind = type(msg)
         if kind in _NEVER_EVICTED:
             self._exempt -= 1
-            if kind is Input:
-                self._inputs -= 1
-                if self._readers:
-                    self._readers.unpark()
-            elif kind is Revocable:
+            if kind is Revocable:
                 return REVOKED if msg.ref.revoked else msg.payload
             elif kind is _Notice:
                 return msg.message
@@ -298,6 +257,9 @@ class Mailbox:
         receiver, self._receiver = self._receiver, None
         if receiver is not None:
             trio.lowlevel.reschedule(receiver)
+        elif self._waker is not None:
+            wake, self._waker = self._waker, None
+            wake()
 
     def _overflowed(self, msg: Any) -> bool:
         if self.overflow is Overflow.DROP_OLDEST:
@@ -329,5 +291,5 @@ class _Notice:
     message: Any
 
 
-_NEVER_EVICTED = frozenset({Input, Revocable, Exit, _Notice})
-"""Queued outside the capacity, never evicted: inputs and the runtime's notifications."""
+_NEVER_EVICTED = frozenset({Revocable, Exit, _Notice})
+"""Queued outside the capacity, never evicted: the runtime's notifications."""

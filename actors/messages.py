@@ -70,13 +70,6 @@ class Revocable:
     payload: Any
 
 
-@attrs.frozen
-class Input:
-    """Mailbox envelope for what the actor's own reader task queued with ``put_input``."""
-
-    data: Any
-
-
 REVOKED: Any = object()
 """What ``unwrap`` gives for an envelope whose reference was revoked: drop the message."""
 

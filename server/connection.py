@@ -1,51 +1,41 @@
-"""One WebSocket connection, run as an actor: the handler's callbacks in order, and I/O apart.
+"""One WebSocket connection, run as an actor: the handler's callbacks in order, I/O kept thin.
 
-The loop reads one queue, the actor's mailbox, in arrival order: messages for
-``websocket_info``, and the client's messages, which small tasks beside it put there:
-- the *drain* (trio-websocket's own reader, through ``wire.MessageSink``) reads the client
-  ahead of the handler (up to 16 messages queued, as mailbox inputs), so control frames keep
-  flowing while a callback works; past that, backpressure reaches the client's TCP window,
-  as in Cowboy; frames waiting for the handler count as activity for the idle timeout,
-  which restarts when they are handled (Cowboy's rule);
-- the *writer* sends from a bounded outbox, so no other actor ever waits on a slow client;
-  a write stuck past the send timeout aborts TCP (a half-written stream is never reused);
-  it starts only when a write cannot go straight to the socket;
-- liveness checks (idle timeout, keepalive pings) run on the node's timer service.
-The loop calls the handler one event at a time and carries out the commands it returns.
-An idle connection is two waiting tasks: the loop and the drain.
+A connection is one task, the actor's own. It takes, in arrival order, the client's frames
+(parsed by ``Session``, the pure protocol state) and its mailbox's messages, and calls the
+handler one event at a time, Cowboy's way. With nothing to do it waits for the socket, a wait
+that a mailbox arrival interrupts, so a frame from an idle client is handled by the task the
+socket woke: no hop through a queue or another task.
+
+Writes go straight to the socket when it takes them at once (a non-blocking write, no task
+switch); what it does not take waits in a bounded ``Outbox`` that this task flushes before it
+reads again, so a slow client slows only its own connection: other actors pushing frames to
+it never wait, and its overflow policy applies when the outbox is full. A flush stuck past
+the send timeout aborts TCP. Liveness checks (idle timeout, pings) run on the node's timers.
+Reading only when the handler is done gives backpressure: the client's TCP window fills.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import struct
 import weakref
 from typing import Any
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed
 
 import actors
 from actors import Actor, TimerRef
-from actors.messages import Input
 
-from . import wire
-from .commands import (
-    Binary,
-    Close,
-    Commands,
-    Frame,
-    Ping,
-    Pong,
-    SetOptions,
-    Stop,
-    Text,
-    as_command_list,
-)
-from .handler import Upgrade, WebSocketHandler, call, unpack_result
+from .commands import Binary, Close, Commands, Ping, Pong, SetOptions, Stop, Text, as_command_list
+from .handler import WebSocketHandler, call, unpack_result
 from .http import Request
 from .liveness import Liveness, Verdict
 from .options import ConnectionOptions, OutboxOverflow
+from .outbox import Outbox
+from .session import NEED_DATA, Session, encode_message, encode_ping, encode_pong
 from .termination import (
     Crash,
     IdleTimeout,
@@ -56,9 +46,17 @@ from .termination import (
     Shutdown,
     TerminateReason,
 )
-from .upgrade import ReplayStream, accept_websocket, client_stream
 
 logger = logging.getLogger("corral.server")
+
+RECEIVE_SIZE = 64 * 1024
+"""Most bytes read from the client at once."""
+
+_EVENTS_PER_CHECKPOINT = 64
+"""Client messages handled back to back before other tasks get a turn."""
+
+_TLS_POLL_EVERY = 16
+"""Mailbox messages in a row between two looks at a TLS client's stream."""
 
 _live: weakref.WeakKeyDictionary[Actor, Connection] = weakref.WeakKeyDictionary()
 
@@ -70,26 +68,26 @@ def connection_of(actor: Actor) -> Connection | None:
 
 @attrs.frozen
 class EncodedFrame:
-    """A frame built once and pushed to many connections' outboxes (fan-out)."""
+    """A frame built once and pushed to many connections' outboxes (fan-out).
+
+    Uncompressed, so that it suits every connection: permessage-deflate lets a message go
+    uncompressed (RSV1 clear) without touching the compression context.
+    """
 
     message: str | bytes
     data: bytes
 
     @classmethod
     def of(cls, message: str | bytes) -> EncodedFrame:
-        """Encode ``message`` as one unmasked server frame."""
-        return cls(message, wire.encode_message(message))
+        """Encode ``message`` as one unmasked, uncompressed server frame."""
+        return cls(message, encode_message(message))
 
 
 @attrs.frozen
 class _Ended:
+    """Mailbox notice: something outside the loop ended the connection (see ``_failure``)."""
+
     reason: TerminateReason
-
-
-_FLUSH = EncodedFrame("", b"")
-"""Outbox marker: write the tail of a frame that ``_write_now`` started."""
-
-_Outgoing = Text | Binary | Ping | Pong | Close | EncodedFrame
 
 
 class Connection:
@@ -101,27 +99,24 @@ class Connection:
         "handler",
         "request",
         "options",
-        "websocket",
         "stream",
+        "session",
         "state",
         "started_at",
         "dropped",
         "close_code_sent",
-        "_closing",
+        "aborted",
+        "_fd",
         "_handling",
-        "_serving",
         "_handled_at",
+        "_received_at",
         "_failure",
-        "_raw_frames",
-        "_outbox_send",
         "_outbox",
-        "_tasks",
-        "_writer_done",
+        "_flushing",
+        "_close_pending",
+        "_waiting",
         "_liveness",
         "_liveness_timer",
-        "_writing",
-        "_queued",
-        "_fd",
     )
 
     def __init__(
@@ -130,105 +125,52 @@ class Connection:
         handler: WebSocketHandler[Any],
         request: Request,
         options: ConnectionOptions,
-        websocket: wire.CorralWebSocket,
+        stream: trio.abc.Stream,
+        session: Session,
         state: Any,
     ) -> None:
         self.actor = actor
         self.handler = handler
         self.request = request
         self.options = options
-        self.websocket = websocket
-        self.stream: ReplayStream = client_stream(websocket)
+        self.stream = stream
+        self.session = session
         self.state = state
         self.started_at = trio.current_time()
         self.dropped = 0
+        """Frames pushed by other actors and dropped because the outbox was full."""
         self.close_code_sent: int | None = None
-        self._closing = False
+        """The code of the close frame the client was sent in full, if one was."""
+        self.aborted = False
+        """Whether TCP was aborted (RST) rather than closed after a close frame."""
+        self._fd = _socket_fd(stream)
         self._handling = False
-        self._serving = True  # the loop still takes events
         self._handled_at = self.started_at
+        self._received_at = self.started_at
         self._failure: TerminateReason | None = None
-        self._raw_frames = not wire.is_compressed(websocket)
-        self._outbox_send: trio.MemorySendChannel[_Outgoing] | None = None
-        self._outbox: trio.MemoryReceiveChannel[_Outgoing] | None = None
-        self._tasks: trio.Nursery | None = None
-        self._writer_done: trio.Event | None = None  # made with the writer
+        self._outbox: Outbox | None = None  # made when the socket does not take a write
+        self._flushing = False
+        self._close_pending: int | None = None  # a close frame queued, not yet written
+        self._waiting: trio.CancelScope | None = None  # set while waiting for the client
         self._liveness = Liveness(
-            options.idle_timeout,
-            options.ping_interval,
-            options.pong_timeout,
-            self.stream.last_received,
+            options.idle_timeout, options.ping_interval, options.pong_timeout, self.started_at
         )
         self._liveness_timer: TimerRef | None = None
-        self._writing = False
-        self._queued = 0  # items in the outbox or handed to the writer, not yet taken
-        self._fd = wire.socket_fd(self.stream.inner) if self._raw_frames else None
 
     # ---- from other actors ----------------------------------------------------------
 
     def push(self, frame: EncodedFrame) -> bool:
         """Queue a pre-encoded frame without waiting; a full outbox applies the policy."""
-        if self._closing:
+        if self.session.closing or self._failure is not None:
             return False
-        if self._write_now(frame.data):
+        if self._write_nowait(frame.data):
             return True
-        try:
-            self._queue_nowait(frame)
-        except trio.WouldBlock:
-            self._outbox_full()
-            return False
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
-        return True
-
-    def _write_now(self, data: bytes) -> bool:
-        """Put a frame straight on the socket if nothing is queued or being written.
-
-        This skips the writer task's wake-up for each frame (most frames, on a healthy
-        connection); a tail the socket does not take at once is flushed by the writer.
-        """
-        if self._fd is None or self._writing or self._queued:
-            return False
-        if not wire.write_now(self.websocket, self._fd, data):
-            return False
-        if self.websocket.pending:
-            self._queue_nowait(_FLUSH)
-        return True
-
-    def _queue_nowait(self, item: _Outgoing) -> None:
-        """Put ``item`` in the outbox or raise trio.WouldBlock (or a closed-channel error)."""
-        self._writable_outbox().send_nowait(item)
-        self._queued += 1
-
-    async def _queue(self, item: _Outgoing) -> None:
-        """Put ``item`` in the outbox, waiting for room (counted before, so nothing overtakes)."""
-        outbox = self._writable_outbox()
-        self._queued += 1
-        try:
-            await outbox.send(item)
-        except BaseException:
-            self._queued -= 1
-            raise
-
-    def _writable_outbox(self) -> trio.MemorySendChannel[_Outgoing]:
-        """The outbox, its writer task started on first use: a connection whose frames all
-        went straight to the socket never needs either (most idle connections)."""
-        if self._outbox_send is None:
-            if self._tasks is None:
-                raise trio.ClosedResourceError("the connection has ended")
-            self._outbox_send, self._outbox = trio.open_memory_channel[_Outgoing](
-                self.options.outbox_capacity
-            )
-            self._writer_done = trio.Event()
-            self._tasks.start_soon(self._write, self._outbox, self._writer_done)
-        return self._outbox_send
-
-    def _outbox_full(self) -> None:
         self.dropped += 1
         policy = self.options.outbox_overflow
         if policy is not OutboxOverflow.DROP:
             code = 1013 if policy is OutboxOverflow.CLOSE_1013 else 1008
             self._fail(Overflow("outbox full: the client is not keeping up", code))
+        return False
 
     def _fail(self, reason: TerminateReason) -> None:
         """End the connection soon for ``reason`` (from a task other than the loop)."""
@@ -236,57 +178,137 @@ class Connection:
             self._failure = reason
             self.actor.mailbox.put_system(_Ended(reason))  # the loop checks _failure first
 
+    def _wake(self) -> None:
+        """Interrupt the loop's wait for the client: a message or a flush is due."""
+        if self._waiting is not None:
+            self._waiting.cancel()
+
     # ---- the connection's life ------------------------------------------------------
 
-    async def run(self, tasks: trio.Nursery) -> TerminateReason:
-        """Serve the connection until it ends; return why (terminate is the caller's).
+    async def run(self) -> TerminateReason:
+        """Serve the connection until it ends; close it properly; return why it ended.
 
-        The writer runs in ``tasks`` (the nursery of trio-websocket's reader); the caller
-        cancels it once this returns. The loop is inline, not a helper, because each
-        coroutine frame on an idle connection's stack is memory held per connection.
+        The loop is inline, not split into helpers, because each coroutine frame on an idle
+        connection's stack is memory held per connection.
         """
         _live[self.actor] = self
-        self._tasks = tasks
         self._schedule_liveness()
-        handler, mailbox = self.handler, self.actor.mailbox
+        handler, mailbox, session = self.handler, self.actor.mailbox, self.session
+        reason: TerminateReason | None = None
         try:
             try:
                 result = await call(handler.websocket_init, self.state)
                 reason = await self._apply(unpack_result("websocket_init", result))
+                handled = streak = 0  # client messages handled; mailbox messages in a row
                 while reason is None:
                     if self._failure is not None:
                         reason = self._failure
                         break
-                    event = await mailbox.get()
-                    kind = type(event)
-                    if kind is Input:
+                    event = session.next_event()
+                    if event is not NEED_DATA:
+                        self._write_protocol_data()
+                        if isinstance(event, TerminateReason):
+                            reason = event
+                            break
+                        handled += 1
+                        if handled % _EVENTS_PER_CHECKPOINT == 0:
+                            await trio.lowlevel.checkpoint()
                         self._handling = True
                         try:
-                            result = await call(
-                                handler.websocket_handle, _as_frame(event.data), self.state
-                            )
+                            result = await call(handler.websocket_handle, event, self.state)
                         finally:
                             self._handling = False
                             self._handled_at = trio.current_time()
                         reason = await self._apply(unpack_result("websocket_handle", result))
-                    elif kind is _Ended:
-                        reason = self._failure or event.reason
-                    elif _is_shutdown(event):
-                        reason = Shutdown()
-                    else:
-                        result = await call(handler.websocket_info, event, self.state)
-                        reason = await self._apply(unpack_result("websocket_info", result))
+                        continue
+                    self._write_protocol_data()
+                    if len(mailbox):
+                        streak += 1
+                        if streak > 1 and await self._poll(streak):
+                            continue  # the client's frames came first: they go first
+                        try:
+                            message = mailbox.get_nowait()
+                        except trio.WouldBlock:  # only revoked messages were waiting
+                            continue
+                        if type(message) is _Ended:
+                            reason = self._failure or message.reason
+                        elif _is_shutdown(message):
+                            reason = Shutdown()
+                        else:
+                            result = await call(handler.websocket_info, message, self.state)
+                            reason = await self._apply(unpack_result("websocket_info", result))
+                        continue
+                    if self._outbox is not None:
+                        await self._flush()
+                        continue
+                    await self._receive()
+                    streak = 0
             except Exception as exc:
                 reason = self._crashed(exc)
-            self._serving = False
-            # The drain may wait for room: it must go on, to read the client's close reply.
-            mailbox.discard_inputs()
             await self._close_for(reason)
         finally:
             _live.pop(self.actor, None)
             self._cancel_liveness()
-            self._tasks = None
         return reason
+
+    async def _receive(self) -> None:
+        """Wait for bytes from the client and feed them to the session, unless a mailbox
+        arrival (or a frame to flush) interrupts the wait first."""
+        scope = self._waiting = trio.CancelScope()
+        self.actor.mailbox.wake_on_arrival(self._wake)
+        try:
+            with scope:
+                if self._fd is None:
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                else:
+                    await trio.lowlevel.wait_readable(self._fd)
+                    data = os.read(self._fd, RECEIVE_SIZE)
+        except BlockingIOError:
+            return  # readable, then not (it happens): wait again
+        except (OSError, trio.BrokenResourceError):
+            data = b""  # reset by the peer: the same as its vanishing
+        finally:
+            self._waiting = None
+            self.actor.mailbox.wake_on_arrival(None)
+        if not scope.cancelled_caught:
+            self._take(data)
+
+    async def _poll(self, streak: int) -> bool:
+        """Take what the client already sent, without waiting; True if bytes came.
+
+        Called between mailbox messages, so that a busy mailbox never starves the client's
+        frames (its close, say). A TLS stream cannot be read without waiting: it is given
+        a millisecond every ``_TLS_POLL_EVERY`` messages instead.
+        """
+        data: bytes | bytearray
+        if self._fd is not None:
+            try:
+                data = os.read(self._fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                return False
+            except OSError:
+                data = b""
+        elif streak % _TLS_POLL_EVERY == 0:
+            data = b""
+            with trio.move_on_after(0.001) as timer:  # cancel-safe after the TLS handshake
+                try:
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                except trio.BrokenResourceError:
+                    pass  # as if it closed
+            if timer.cancelled_caught:
+                return False
+        else:
+            return False
+        self._take(data)
+        return True
+
+    def _take(self, data: bytes | bytearray) -> None:
+        """Bytes the client sent (``b""``: it closed TCP), for the session to parse."""
+        self._received_at = trio.current_time()
+        if data:
+            self.session.receive_data(bytes(data))
+        else:
+            self.session.receive_eof()
 
     def _crashed(self, exc: Exception) -> Crash:
         logger.error(
@@ -302,17 +324,14 @@ class Connection:
     async def _apply(self, result: tuple[Commands, Any]) -> TerminateReason | None:
         commands, self.state = result
         for command in as_command_list(commands):
-            if self._closing:
+            if self.session.closing:
                 break  # frames after a close are not sent
-            if isinstance(command, (Text, Binary, Ping, Pong)):
-                if self._write_now(_encode(command)):
-                    continue
-                try:
-                    await self._queue(command)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    # The writer is gone: it recorded why, or the drain is about to say how
-                    # the connection closed (a protocol error, the client leaving...).
-                    return self._failure
+            if isinstance(command, (Text, Binary)):
+                await self._send(self.session.encode(command))
+            elif isinstance(command, Ping):
+                await self._send(encode_ping(command.data))
+            elif isinstance(command, Pong):
+                await self._send(encode_pong(command.data))
             elif isinstance(command, Close):
                 self._queue_close(command.code, command.reason)
                 return Normal()
@@ -321,109 +340,136 @@ class Connection:
                 return Normal()
             elif isinstance(command, SetOptions):
                 self._set_options(command)
+            if self._failure is not None:
+                return self._failure
         return None
 
     def _set_options(self, command: SetOptions) -> None:
         changes = command.changes()
         self.options = attrs.evolve(self.options, **changes)
         if "max_message_size" in changes:
-            wire.set_max_message_size(self.websocket, self.options.max_message_size)
+            self.session.max_message_size = self.options.max_message_size
         if "idle_timeout" in changes:
             self._liveness.idle_timeout = self.options.idle_timeout
             self._cancel_liveness()
             self._schedule_liveness()
 
+    # ---- writing --------------------------------------------------------------------
+
+    def _write_nowait(self, data: bytes) -> bool:
+        """Write ``data`` now, or queue what the socket does not take; False if full.
+
+        Bytes go straight to the socket only when nothing is queued or being flushed, so
+        frames never interleave.
+        """
+        outbox = self._outbox
+        if outbox is None and not self._flushing:
+            if self._fd is not None:
+                try:
+                    sent = os.write(self._fd, data)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    return True  # the connection is broken; reading will say how it ended
+                if sent == len(data):
+                    return True
+                data = data[sent:]
+            outbox = self._outbox = Outbox(self.options.outbox_capacity, self.options.outbox_bytes)
+            outbox.append(data)
+            self._wake()
+            return True
+        if outbox is None:
+            outbox = self._outbox = Outbox(self.options.outbox_capacity, self.options.outbox_bytes)
+        if not outbox.has_room_for(len(data)):
+            return False
+        outbox.append(data)
+        return True
+
+    async def _send(self, data: bytes) -> None:
+        """Write one of the handler's frames, first waiting for room if the outbox is full."""
+        if not self._write_nowait(data):
+            await self._flush()
+            if self._failure is None:
+                self._write_nowait(data)
+
+    def _write_protocol_data(self) -> None:
+        """Write what the protocol owes the client (pongs, a close reply)."""
+        data = self.session.data_to_send()
+        if data:
+            outbox = self._outbox
+            if not self._write_nowait(data) and outbox is not None:
+                outbox.append(data)  # owed by the protocol: never dropped
+
+    async def _flush(self) -> None:
+        """Write everything queued; a client that takes nothing for send_timeout is aborted."""
+        outbox = self._outbox
+        if outbox is None or self._flushing:
+            return
+        self._flushing = True
+        try:
+            while outbox:
+                with trio.move_on_after(self.options.send_timeout) as timer:
+                    await self.stream.send_all(outbox.take(RECEIVE_SIZE))
+                if timer.cancelled_caught:
+                    self._fail(Overflow("send timed out: the client stopped reading", 1006))
+                    await self._abort()
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._fail(Remote(1006))
+            return
+        finally:
+            self._flushing = False
+            if not outbox or self.aborted or self._failure is not None:
+                self._outbox = None
+        if self._close_pending is not None:
+            self.close_code_sent, self._close_pending = self._close_pending, None
+
+    async def _abort(self) -> None:
+        """Drop TCP with a reset: the client gets no more bytes, and no close frame."""
+        self.aborted = True
+        self._outbox = None
+        if isinstance(self.stream, trio.SocketStream):
+            self.stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        await trio.aclose_forcefully(self.stream)
+
     # ---- closing --------------------------------------------------------------------
 
     def _queue_close(self, code: int, reason: str) -> None:
-        """Queue the close frame behind what is already queued (or alone, if full)."""
-        self._closing = True
-        close = Close(code, reason)
-        try:
-            self._queue_nowait(close)
-        except trio.WouldBlock:
-            if self._outbox is not None:
-                self._queued -= _discard_queued(self._outbox)
-            self._queue_nowait(close)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        """Queue the close frame behind what is queued (or alone, if the outbox is full)."""
+        data = self.session.close(code, reason)
+        if not data:
             return
+        outbox = self._outbox
+        if outbox is not None and not outbox.has_room_for(len(data)):
+            self.dropped += outbox.clear()
+        if self._write_nowait(data) and self._outbox is None and not self._flushing:
+            self.close_code_sent = code
+        else:
+            self._close_pending = code
 
     async def _close_for(self, reason: TerminateReason) -> None:
-        """Send the close frame ``reason`` calls for, then wait (bounded) for the writer."""
-        if not self._closing and _server_closes(reason):
-            self._queue_close(reason.close_code, "")
-        if self._closing and self._writer_done is not None:
-            with trio.move_on_after(self.options.send_timeout + self.options.close_timeout):
-                await self._writer_done.wait()
+        """Finish the connection the way ``reason`` calls for, within the close timeout.
 
-    # ---- the tasks around the loop --------------------------------------------------
-
-    async def _client_message(self, message: str | bytes) -> None:
-        """From trio-websocket's reader (our drain): a whole message, in order.
-
-        Once the loop has stopped, messages are dropped: they must not hold up the close.
+        Send the close frame the server owes (if any), flush, then wait for the client's
+        close reply; the caller closes TCP.
         """
-        if self._serving:
-            await self.actor.mailbox.put_input(message)
-
-    async def _client_side_ended(self) -> None:
-        """From trio-websocket's reader: its side closed; tell the loop how."""
-        self.actor.mailbox.put_system(_Ended(self._reason_for_close()))
-
-    async def _write(self, outbox: trio.MemoryReceiveChannel[_Outgoing], done: trio.Event) -> None:
-        """Send queued frames; abort TCP if the client accepts nothing for send_timeout."""
-        try:
-            async for item in outbox:
-                self._queued -= 1
-                if isinstance(item, Close):
-                    await self._send_close(item)
-                    return
-                self._writing = True
-                try:
-                    with trio.move_on_after(self.options.send_timeout) as timer:
-                        await self._send(item)
-                finally:
-                    self._writing = False
-                if timer.cancelled_caught:
-                    self._fail(Overflow("send timed out: the client stopped reading", 1006))
-                    await trio.aclose_forcefully(self.stream)
-                    return
-        except ConnectionClosed:
-            return  # the client is gone; the drain reports how
-        finally:
-            outbox.close()
-            done.set()
-
-    async def _send(self, item: _Outgoing) -> None:
-        if item is _FLUSH:
-            await wire.send_encoded(self.websocket, b"")
-        elif isinstance(item, EncodedFrame):
-            if self._raw_frames:
-                await wire.send_encoded(self.websocket, item.data)
-            else:
-                await self.websocket.send_message(item.message)
-        elif isinstance(item, Ping):
-            await wire.send_encoded(self.websocket, wire.encode_ping(item.data))
-        elif isinstance(item, Pong):
-            await self.websocket.pong(item.data)
-        elif isinstance(item, (Text, Binary)):
-            await self.websocket.send_message(item.data)
-
-    async def _send_close(self, close: Close) -> None:
-        self.close_code_sent = close.code
-        with trio.move_on_after(self.options.close_timeout) as timer:
-            await self.websocket.aclose(close.code, close.reason or None)
-        if timer.cancelled_caught:
-            await trio.aclose_forcefully(self.stream)
-
-    def _reason_for_close(self) -> TerminateReason:
-        error = self.websocket.protocol_error
-        if error is not None:
-            return ProtocolError(error.code, error.reason or "")
-        closed = self.websocket.closed
-        if closed is None or closed.code == 1006:
-            return Remote(1006, "")
-        return Remote(int(closed.code), closed.reason or "")
+        if self.aborted:
+            return
+        if _server_closes(reason):
+            self._queue_close(reason.close_code, "")
+        elif isinstance(reason, Overflow):
+            await self._abort()
+            return
+        self._write_protocol_data()
+        with trio.move_on_after(self.options.send_timeout + self.options.close_timeout):
+            await self._flush()
+            if self.aborted or self.session.transport_done or not self.session.closing:
+                return
+            with trio.move_on_after(self.options.close_timeout):
+                while not (self.session.transport_done or self.session.ended):
+                    await self._receive()
+                    while self.session.next_event() is not NEED_DATA:
+                        pass  # data after our close frame is discarded
 
     # ---- liveness -------------------------------------------------------------------
 
@@ -442,63 +488,30 @@ class Connection:
 
     def _check_liveness(self) -> None:
         now = trio.current_time()
-        if self._handling or self.actor.mailbox.inputs_waiting:
-            # Frames wait for the handler: the client is not idle, we are (Cowboy restarts
-            # its idle timer when a frame is handled, not when it arrives).
+        if self._handling:
+            # The client is not idle, we are (Cowboy restarts its idle timer when a frame
+            # is handled, not when it arrives).
             self._handled_at = now
-        self._liveness.last_received = max(self.stream.last_received, self._handled_at)
+        self._liveness.last_received = max(self._received_at, self._handled_at)
         verdict = self._liveness.check(now)
         if verdict is Verdict.IDLE or verdict is Verdict.NO_PONG:
             self._fail(IdleTimeout())
             return
         if verdict is Verdict.SEND_PING:
-            try:
-                self._queue_nowait(Ping(b"corral"))
-            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-                pass  # a full outbox is the send timeout's business
+            self._write_nowait(encode_ping(b"corral"))  # full: send_timeout's business
         self._schedule_liveness()
 
 
-async def serve_connection(
-    actor: Actor,
-    stream: trio.abc.Stream,
-    head_bytes: bytes,
-    request: Request,
-    handler: WebSocketHandler[Any],
-    upgrade: Upgrade,
-    options: ConnectionOptions,
-) -> TerminateReason:
-    """Accept the upgrade ``init`` chose and run the connection; then terminate, once."""
-    sink = wire.MessageSink()
+async def serve_connection(connection: Connection) -> TerminateReason:
+    """Run an upgraded connection; then close TCP and run terminate, once, on every path."""
     reason: TerminateReason = Shutdown()
-    connection: Connection | None = None
     try:
-        async with trio.open_nursery() as protocol:
-            try:
-                websocket = await accept_websocket(
-                    protocol,
-                    stream,
-                    head_bytes,
-                    subprotocol=upgrade.subprotocol,
-                    extra_headers=upgrade.headers,
-                    max_message_size=options.max_message_size,
-                    compression=options.compression,
-                    sink=sink,
-                )
-            except ConnectionClosed:  # not upgraded: no terminate, and nothing to report
-                logger.debug("%s left before the 101 for %s", _peer(request), request.path)
-                protocol.cancel_scope.cancel()
-                return Remote(1006)
-            connection = Connection(actor, handler, request, options, websocket, upgrade.state)
-            sink.bind(connection._client_message, connection._client_side_ended)
-            reason = await connection.run(protocol)
-            protocol.cancel_scope.cancel()
+        reason = await connection.run()
     finally:
         with trio.CancelScope(shield=True) as cleanup:
-            cleanup.deadline = trio.current_time() + options.close_timeout
-            await trio.aclose_forcefully(stream)
-            if connection is not None:
-                await _terminate(connection, reason)
+            cleanup.deadline = trio.current_time() + connection.options.close_timeout
+            await trio.aclose_forcefully(connection.stream)
+            await _terminate(connection, reason)
     return reason
 
 
@@ -506,12 +519,11 @@ async def _terminate(connection: Connection, reason: TerminateReason) -> None:
     """Run the handler's terminate once, log the close line, never raise."""
     request = connection.request
     duration = trio.current_time() - connection.started_at
-    code = connection.close_code_sent
     logger.info(
         "closed %s %s code=%s reason=%s after %.3f s",
         _peer(request),
         request.path,
-        code if code is not None else _code_on_the_wire(reason),
+        _close_summary(connection, reason),
         reason,
         duration,
     )
@@ -526,24 +538,24 @@ async def _terminate(connection: Connection, reason: TerminateReason) -> None:
         )
 
 
-def _encode(command: Text | Binary | Ping | Pong) -> bytes:
-    """The bytes of an unmasked, uncompressed server frame for ``command``."""
-    if isinstance(command, Ping):
-        return wire.encode_ping(command.data)
-    if isinstance(command, Pong):
-        return wire.encode_pong(command.data)
-    return wire.encode_message(command.data)
-
-
-def _code_on_the_wire(reason: TerminateReason) -> int:
-    """The close code that reached the client when the server sent no close frame itself."""
+def _close_summary(connection: Connection, reason: TerminateReason) -> str:
+    """What the client really got: the close frame's code, or how TCP ended without one."""
+    if connection.aborted:
+        return "1006 (TCP aborted)"
+    if connection.close_code_sent is not None:
+        return str(connection.close_code_sent)
     if isinstance(reason, (Remote, ProtocolError)):
-        return reason.close_code
-    return 1006  # killed or aborted: TCP closed without a close frame
+        return str(reason.close_code)
+    return "1006"  # cancelled before a close frame could go out
 
 
-def _as_frame(message: str | bytes) -> Frame:
-    return Text(message) if isinstance(message, str) else Binary(message)
+_LINGER_RESET = struct.pack("ii", 1, 0)
+"""SO_LINGER on, zero seconds: close() sends RST instead of FIN."""
+
+
+def _socket_fd(stream: trio.abc.Stream) -> int | None:
+    """The file descriptor of a plain TCP stream (None for TLS): written and read directly."""
+    return stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
 
 
 def _is_shutdown(message: Any) -> bool:
@@ -555,17 +567,6 @@ def _server_closes(reason: TerminateReason) -> bool:
     if isinstance(reason, (Remote, ProtocolError)):
         return False
     return not (isinstance(reason, Overflow) and reason.code == 1006)
-
-
-def _discard_queued(outbox: trio.MemoryReceiveChannel[_Outgoing]) -> int:
-    """Empty the outbox; return how many items were dropped."""
-    dropped = 0
-    while True:
-        try:
-            outbox.receive_nowait()
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel):
-            return dropped
-        dropped += 1
 
 
 def _peer(request: Request) -> str:

@@ -14,12 +14,13 @@ import actors
 
 from . import http
 from .app import WebSocketTarget
-from .connection import serve_connection
+from .connection import Connection, serve_connection
 from .handler import Upgrade, call
+from .handshake import accept
 from .options import ConnectionOptions
 from .router import Match
+from .session import Session
 from .termination import Crash
-from .upgrade import refuse
 
 logger = logging.getLogger("corral.server")
 
@@ -27,15 +28,16 @@ logger = logging.getLogger("corral.server")
 async def websocket_endpoint(
     stream: trio.abc.Stream,
     request: http.Request,
-    head_bytes: bytes,
+    rest: bytes,
     match: Match,
     *,
     default_options: ConnectionOptions,
 ) -> None:
-    """Run ``init``; refuse with its response, or upgrade and serve the connection.
+    """Run ``init``; refuse with its response, or answer 101 and serve the connection.
 
-    Runs in the connection's actor (the front door's ``on_websocket``); the route's own
-    options, if it has any, replace ``default_options``.
+    Runs in the connection's actor (the front door's ``on_websocket``); ``rest`` is what the
+    client sent after its request head: its first frames. The route's own options, if it
+    has any, replace ``default_options``.
     """
     actor = actors.current_actor()
     target = match.route.target
@@ -48,24 +50,39 @@ async def websocket_endpoint(
             raise TypeError(f"init must return Upgrade(...) or a Response, not {decision!r}")
     except Exception as exc:
         logger.error("%s: init crashed for %s", actor.address, request.path, exc_info=exc)
-        await refuse(stream, http.internal_error())
+        await http.refuse(stream, http.internal_error())
         return
     if isinstance(decision, http.Response):
-        await refuse(stream, decision)
-        return
-    if decision.subprotocol is not None and decision.subprotocol not in request.subprotocols:
-        logger.error(
-            "%s: init chose subprotocol %r, which the client did not offer (%s)",
-            actor.address,
-            decision.subprotocol,
-            request.subprotocols,
-        )
-        await refuse(stream, http.internal_error())
+        await http.refuse(stream, decision)
         return
     options = decision.options or target.options or default_options
+    try:
+        accepted = accept(
+            request,
+            subprotocol=decision.subprotocol,
+            extra_headers=decision.headers,
+            compression=options.compression,
+        )
+    except ValueError as exc:
+        logger.error("%s: init chose badly: %s", actor.address, exc)
+        await http.refuse(stream, http.internal_error())
+        return
+    try:
+        await stream.send_all(accepted.response)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        logger.debug("%s left before the 101 for %s", _peer(request), request.path)
+        return
     # From here a shutdown is a message (close with 1001, terminate); before, it cancels.
     actor.trap_exits = True
     actor.mailbox.overflow = options.mailbox_overflow
-    reason = await serve_connection(actor, stream, head_bytes, request, handler, decision, options)
+    session = Session(max_message_size=options.max_message_size, extensions=accepted.extensions)
+    if rest:
+        session.receive_data(rest)
+    connection = Connection(actor, handler, request, options, stream, session, decision.state)
+    reason = await serve_connection(connection)
     if isinstance(reason, Crash):
         actor.exit(actors.Crash(reason.exception))
+
+
+def _peer(request: http.Request) -> str:
+    return f"{request.peer[0]}:{request.peer[1]}" if request.peer else "?"

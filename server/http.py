@@ -23,7 +23,10 @@ from .router import Match
 logger = logging.getLogger("corral.server")
 
 DEFAULT_MAX_HEAD_BYTES = 16 * 1024
-"""Largest request head accepted; also the limit wsproto's own h11 parser applies to it."""
+"""Largest request head accepted."""
+
+DEFAULT_MAX_HEADERS = 100
+"""Most header fields a request head may carry (Cowboy's limit; websockets takes 128)."""
 
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 64 * 1024
@@ -42,7 +45,8 @@ class BadRequest(HttpError):
 
 
 class HeadTooLarge(HttpError):
-    """The request head is larger than ``max_head_bytes`` (answer 431)."""
+    """The request head is larger than ``max_head_bytes``, or has more than ``max_headers``
+    fields (answer 431)."""
 
     status = 431
 
@@ -198,16 +202,18 @@ async def read_request_head(
     stream: trio.abc.ReceiveStream,
     *,
     max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
+    max_headers: int = DEFAULT_MAX_HEADERS,
     peer: tuple[str, int] | None = None,
     secure: bool = False,
 ) -> tuple[Request, bytes]:
-    """Read one request head; return it and every byte read (the head and anything after it).
+    """Read one request head, parsed once by h11; return it and the bytes read after it.
 
-    The bytes are what a WebSocket upgrade replays to trio-websocket. ``secure`` picks the
-    scheme (``https``/``wss``). Raises BadRequest, HeadTooLarge or PeerClosed.
+    Those bytes are the start of whatever follows the head: a WebSocket client's first
+    frames. ``secure`` picks the scheme (``https``/``wss``). Raises BadRequest, HeadTooLarge
+    or PeerClosed.
     """
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
-    received = bytearray()
+    received = 0
     while True:
         try:
             event = connection.next_event()
@@ -216,13 +222,16 @@ async def read_request_head(
                 raise HeadTooLarge(f"request head over {max_head_bytes} bytes") from None
             raise BadRequest(str(exc)) from None
         if isinstance(event, h11.Request):
-            return _to_request(event, peer=peer, secure=secure), bytes(received)
+            if len(event.headers) > max_headers:
+                raise HeadTooLarge(f"request head with over {max_headers} header fields")
+            rest, _ = connection.trailing_data
+            return _to_request(event, peer=peer, secure=secure), bytes(rest)
         if event is not h11.NEED_DATA:
             raise BadRequest(f"unexpected {type(event).__name__} before a request head")
-        data = await stream.receive_some(max(1, max_head_bytes + 1 - len(received)))
+        data = await stream.receive_some(max(1, max_head_bytes + 1 - received))
         if not data:
             raise PeerClosed("connection closed before a complete request head")
-        received += data
+        received += len(data)
         connection.receive_data(bytes(data))
 
 
@@ -335,3 +344,13 @@ async def close_after_response(stream: trio.abc.Stream) -> None:
         logger.debug("peer went away while closing after a response")
     finally:
         await trio.aclose_forcefully(stream)
+
+
+async def refuse(stream: trio.abc.Stream, response: Response) -> None:
+    """Answer a request with ``response`` (an upgrade refused, say), then close the stream."""
+    try:
+        await send_response(stream, response)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        logger.debug("peer went away before hearing %d", response.status)
+    finally:
+        await close_after_response(stream)

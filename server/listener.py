@@ -17,8 +17,10 @@ from typing import TypeAlias, cast
 import attrs
 import trio
 
+from .handshake import handshake_problem
 from .http import (
     DEFAULT_MAX_HEAD_BYTES,
+    DEFAULT_MAX_HEADERS,
     HttpError,
     HttpHandler,
     PeerClosed,
@@ -36,12 +38,13 @@ from .http import (
     upgrade_required,
 )
 from .router import MalformedPath, Match, Router
-from .upgrade import handshake_problem
 
 logger = logging.getLogger("corral.server")
 
 OnWebSocket: TypeAlias = Callable[[trio.abc.Stream, Request, bytes, Match], Awaitable[None]]
-"""``on_websocket(stream, request, head_bytes, match)``: accept (or refuse) and run a WebSocket.
+"""``on_websocket(stream, request, rest, match)``: accept (or refuse) and run a WebSocket.
+
+``rest`` holds the bytes the client sent after its request head (its first frames).
 
 It owns ``stream`` until it returns and must return only when the connection is over: the
 connection counts against ``max_connections`` until then, and is closed right after.
@@ -119,6 +122,7 @@ class FrontDoor:
     handshake_timeout: float = 10.0
     max_connections: int = 10_000
     max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES
+    max_headers: int = DEFAULT_MAX_HEADERS
     allowed_origins: Collection[str] | None = None
     _active: int = attrs.field(default=0, init=False)
     _refused: int = attrs.field(default=0, init=False)
@@ -139,8 +143,8 @@ class FrontDoor:
             if upgrade is not None:
                 # Called here rather than from _serve, so that its frame and the unrouted
                 # request are gone while the WebSocket lives.
-                decision, head_bytes = upgrade
-                await self.on_websocket(stream, decision.request, head_bytes, decision.match)
+                decision, rest = upgrade
+                await self.on_websocket(stream, decision.request, rest, decision.match)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             logger.debug("connection from %s lost: %r", _peer(stream), exc)
         except Exception:
@@ -153,18 +157,18 @@ class FrontDoor:
     async def _serve(
         self, stream: trio.abc.Stream, admitted: bool
     ) -> tuple[UpgradeWebSocket, bytes] | None:
-        """Answer the request, or return the upgrade to run and the bytes read."""
+        """Answer the request, or return the upgrade to run and the bytes after its head."""
         head = await self._read_head(stream)
         if head is None:
             return None
-        request, head_bytes = head
+        request, rest = head
         if not admitted:
             logger.warning("refusing %s: at max_connections=%d", request.peer, self.max_connections)
             await self._reply(stream, request, service_unavailable())
             return None
         decision = dispatch(self.router, request, allowed_origins=self.allowed_origins)
         if isinstance(decision, UpgradeWebSocket):
-            return decision, head_bytes
+            return decision, rest
         if isinstance(decision, CallHttpHandler):
             with trio.move_on_after(self.handshake_timeout) as deadline:
                 await self._reply(stream, request, await _call_http_handler(decision))
@@ -180,13 +184,15 @@ class FrontDoor:
         return None
 
     async def _read_head(self, stream: trio.abc.Stream) -> tuple[Request, bytes] | None:
-        """The head and the bytes read, or None after answering/closing a bad or silent client."""
+        """The head and the bytes after it; None after answering or closing a bad or silent
+        client."""
         peer = _peer(stream)
         with trio.move_on_after(self.handshake_timeout):
             try:
                 return await read_request_head(
                     stream,
                     max_head_bytes=self.max_head_bytes,
+                    max_headers=self.max_headers,
                     peer=peer,
                     secure=isinstance(stream, trio.SSLStream),
                 )

@@ -51,6 +51,8 @@ class ConnectionOptions:
     """How long to wait for the client to answer our close frame."""
     outbox_capacity: int = attrs.field(default=256, validator=_positive)
     """Frames queued for the client before the outbox counts as full."""
+    outbox_bytes: int = attrs.field(default=4 * 2**20, validator=_positive)
+    """Bytes queued for the client before the outbox counts as full (one frame always fits)."""
     outbox_overflow: OutboxOverflow = OutboxOverflow.CLOSE_1013
     mailbox_capacity: int = attrs.field(default=1024, validator=_positive)
     mailbox_overflow: MailboxOverflow = MailboxOverflow.DROP_NEWEST
@@ -67,6 +69,9 @@ class ServerOptions:
     max_connections: int = attrs.field(default=10_000, validator=_positive)
     """Over this many open connections, new ones get HTTP 503 before the upgrade."""
     max_head_bytes: int = attrs.field(default=16 * 1024, validator=_positive)
+    """A larger request head gets 431."""
+    max_headers: int = attrs.field(default=100, validator=_positive)
+    """A request head with more header fields gets 431 (Cowboy's limit)."""
     drain_timeout: float = attrs.field(default=30.0, validator=_positive)
     """On shutdown, how long connections get to close (1001) and run terminate."""
     shutdown_batch: int = attrs.field(default=500, validator=_positive)

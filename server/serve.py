@@ -54,6 +54,7 @@ class Server:
             handshake_timeout=self.options.handshake_timeout,
             max_connections=self.options.max_connections,
             max_head_bytes=self.options.max_head_bytes,
+            max_headers=self.options.max_headers,
             allowed_origins=self.options.allowed_origins,
         )
         connection = self.options.connection

@@ -1,4 +1,4 @@
-"""The mailbox on its own: arrival order, the input lane's backpressure, one receiver, close."""
+"""The mailbox on its own: arrival order, notifications past the capacity, waking, close."""
 
 from __future__ import annotations
 
@@ -8,59 +8,53 @@ import trio.testing
 
 from actors.address import Address
 from actors.mailbox import Mailbox, Overflow
-from actors.messages import Exit, Input, Revocable, TimerRef
+from actors.messages import Exit, Revocable, TimerRef
 
 OWNER = Address("test", 1)
 
 
-def mailbox(capacity: int = 2, overflow: Overflow = Overflow.DROP_NEWEST, **kw: int) -> Mailbox:
-    return Mailbox(OWNER, capacity, overflow, lambda: None, **kw)
+def mailbox(capacity: int = 2, overflow: Overflow = Overflow.DROP_NEWEST) -> Mailbox:
+    return Mailbox(OWNER, capacity, overflow, lambda: None)
 
 
-async def test_inputs_and_messages_come_out_in_arrival_order() -> None:
+async def test_messages_and_notifications_come_out_in_arrival_order() -> None:
     box = mailbox()
     box.put_nowait("first")
-    await box.put_input(b"frame 1")
     box.put_system(Exit(None, "shutdown"))
-    await box.put_input(b"frame 2")
     box.put_nowait("second")
-    got = [await box.get() for _ in range(5)]
-    assert got == ["first", Input(b"frame 1"), Exit(None, "shutdown"), Input(b"frame 2"), "second"]
+    got = [await box.get() for _ in range(3)]
+    assert got == ["first", Exit(None, "shutdown"), "second"]
 
 
-async def test_inputs_and_notifications_are_outside_the_capacity() -> None:
+async def test_notifications_are_outside_the_capacity() -> None:
     box = mailbox(capacity=1)
-    await box.put_input(b"frame")
     box.put_system(Revocable(TimerRef(), "tick"))
     assert box.put_nowait("fits") is True
     assert box.put_nowait("does not") is False
-    assert (len(box), box.inputs_waiting, box.dropped) == (3, 1, 1)
+    assert (len(box), box.dropped) == (2, 1)
 
 
-async def test_put_input_waits_past_its_limit_until_the_actor_takes_one() -> None:
-    box = mailbox(input_limit=2)
-    queued: list[int] = []
+def test_wake_on_arrival_calls_back_once_at_the_next_arrival() -> None:
+    box = mailbox()
+    woken: list[int] = []
+    box.wake_on_arrival(lambda: woken.append(len(box)))
+    box.put_nowait("first")
+    box.put_system("second")
+    assert woken == [1]
 
-    async def reader() -> None:
-        for frame in range(3):
-            await box.put_input(frame)
-            queued.append(frame)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader)
-        await trio.testing.wait_all_tasks_blocked()
-        assert queued == [0, 1]
-        assert box.statistics().waiting_senders == 1
-        assert await box.get() == Input(0)
-        await trio.testing.wait_all_tasks_blocked()
-        assert queued == [0, 1, 2]
-    assert [await box.get(), await box.get()] == [Input(1), Input(2)]
+def test_a_withdrawn_wake_on_arrival_is_not_called() -> None:
+    box = mailbox()
+    woken: list[str] = []
+    box.wake_on_arrival(lambda: woken.append("woken"))
+    box.wake_on_arrival(None)
+    box.put_nowait("message")
+    assert woken == []
 
 
 async def test_put_waits_for_room_and_close_releases_every_waiting_sender() -> None:
-    box = mailbox(capacity=1, input_limit=1)
+    box = mailbox(capacity=1)
     box.put_nowait("full")
-    await box.put_input("full too")
     results: list[bool] = []
 
     async def put(method: str) -> None:
@@ -68,7 +62,7 @@ async def test_put_waits_for_room_and_close_releases_every_waiting_sender() -> N
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(put, "put")
-        nursery.start_soon(put, "put_input")
+        nursery.start_soon(put, "put")
         await trio.testing.wait_all_tasks_blocked()
         assert results == [] and box.statistics().waiting_senders == 2
         box.close()
@@ -120,15 +114,6 @@ async def test_revoked_messages_are_skipped_and_envelopes_opened() -> None:
         box.get_nowait()
 
 
-async def test_drop_oldest_evicts_a_plain_message_never_an_input() -> None:
-    box = mailbox(capacity=1, overflow=Overflow.DROP_OLDEST)
-    await box.put_input(b"frame")
-    box.put_nowait("old")
-    assert box.put_nowait("new") is True
-    assert [await box.get(), await box.get()] == [Input(b"frame"), "new"]
-    assert box.dropped == 1
-
-
 async def test_get_is_a_checkpoint_even_when_a_message_is_waiting() -> None:
     box = mailbox()
     box.put_nowait("ready")
@@ -144,22 +129,3 @@ async def test_a_notification_of_any_type_is_never_evicted() -> None:
     box.put_nowait("old")
     assert box.put_nowait("new") is True
     assert [await box.get(), await box.get()] == ["the client left", "new"]
-
-
-async def test_discarding_inputs_keeps_the_rest_and_releases_the_reader() -> None:
-    box = mailbox(input_limit=1)
-    await box.put_input(b"one")
-    box.put_nowait("message")
-    released: list[bool] = []
-
-    async def reader() -> None:
-        released.append(await box.put_input(b"two"))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader)
-        await trio.testing.wait_all_tasks_blocked()
-        assert released == []
-        assert box.discard_inputs() == 1
-    assert released == [True]
-    assert [await box.get(), await box.get()] == ["message", Input(b"two")]
-    assert box.inputs_waiting == 0

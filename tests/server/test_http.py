@@ -122,16 +122,23 @@ async def test_plain_request_gets_http_scheme() -> None:
     assert (plain.scheme, secure.scheme) == ("http", "https")
 
 
-async def test_every_byte_read_is_returned_including_bytes_after_the_head() -> None:
+async def test_bytes_read_after_the_head_are_returned_as_they_came() -> None:
     early_frame = b"\x81\x85\x00\x00\x00\x00hello"
-    _, head_bytes = await read(UPGRADE_HEAD + early_frame)
-    assert head_bytes == UPGRADE_HEAD + early_frame
+    request, rest = await read(UPGRADE_HEAD + early_frame[:3], early_frame[3:])
+    assert request.path == "/chat/lobby"
+    assert rest == early_frame[:3]  # what came with the head; the rest is the stream's
 
 
 async def test_head_dribbled_one_byte_at_a_time_is_parsed() -> None:
-    request, head_bytes = await read(*(bytes([b]) for b in UPGRADE_HEAD))
+    request, rest = await read(*(bytes([b]) for b in UPGRADE_HEAD))
     assert request.path == "/chat/lobby"
-    assert head_bytes == UPGRADE_HEAD
+    assert rest == b""
+
+
+async def test_a_head_with_more_header_fields_than_max_headers_is_refused_with_431() -> None:
+    fields = "".join(f"X-{number}: a\r\n" for number in range(101))
+    with pytest.raises(HeadTooLarge, match="100 header fields"):
+        await read(f"GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n".encode())
 
 
 async def test_absolute_form_target_yields_its_path_and_query() -> None:

@@ -13,13 +13,15 @@ import pytest
 import trio
 import trio.testing
 import trustme
-from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionRejected, open_websocket_url
 
+from server.handshake import accept
 from server.http import Request, Response
 from server.listener import FrontDoor, make_ssl_context, serve_tcp
 from server.router import Match, Route, Router
+from server.session import NEED_DATA, Session
 from server.static import health_check
-from server.upgrade import accept_websocket
+from server.termination import TerminateReason
 
 from .serving import get
 from .serving import http_exchange as exchange
@@ -37,16 +39,27 @@ class Echo:
     calls: list[tuple[Request, Match]] = attrs.Factory(list)
 
     async def __call__(
-        self, stream: trio.abc.Stream, request: Request, head_bytes: bytes, match: Match
+        self, stream: trio.abc.Stream, request: Request, rest: bytes, match: Match
     ) -> None:
         self.calls.append((request, match))
-        async with trio.open_nursery() as nursery:
-            ws = await accept_websocket(nursery, stream, head_bytes)
-            try:
-                while True:
-                    await ws.send_message(await ws.get_message())
-            except ConnectionClosed:
-                pass
+        await stream.send_all(accept(request).response)
+        session = Session(max_message_size=2**20)
+        session.receive_data(rest)
+        while True:
+            event = session.next_event()
+            owed = session.data_to_send()
+            if owed:
+                await stream.send_all(owed)
+            if isinstance(event, TerminateReason):
+                return
+            if event is NEED_DATA:
+                data = await stream.receive_some()
+                if data:
+                    session.receive_data(data)
+                else:
+                    session.receive_eof()
+                continue
+            await stream.send_all(session.encode(event))
 
 
 async def crashing_handler(request: Request) -> Response:

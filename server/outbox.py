@@ -1,0 +1,54 @@
+"""What waits to be written to one client, bounded in frames and in bytes (no I/O here)."""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class Outbox:
+    """Encoded frames (or frame tails) not yet written, oldest first.
+
+    Full means ``capacity`` frames, or ``max_bytes`` of them: one frame is always taken into
+    an empty outbox, whatever its size, so a large message can still go out.
+    """
+
+    __slots__ = ("capacity", "max_bytes", "size", "_chunks")
+
+    def __init__(self, capacity: int, max_bytes: int) -> None:
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.size = 0
+        """Bytes queued."""
+        self._chunks: deque[bytes] = deque()
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def has_room_for(self, size: int) -> bool:
+        """Whether a frame of ``size`` bytes fits now."""
+        if not self._chunks:
+            return True
+        return len(self._chunks) < self.capacity and self.size + size <= self.max_bytes
+
+    def append(self, data: bytes) -> None:
+        """Queue ``data`` (the caller checked ``has_room_for``, or must send it regardless)."""
+        self._chunks.append(data)
+        self.size += len(data)
+
+    def take(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of whole chunks (at least one chunk), joined for one write."""
+        chunks = self._chunks
+        taken = [chunks.popleft()]
+        total = len(taken[0])
+        while chunks and total + len(chunks[0]) <= limit:
+            total += len(chunks[0])
+            taken.append(chunks.popleft())
+        self.size -= total
+        return taken[0] if len(taken) == 1 else b"".join(taken)
+
+    def clear(self) -> int:
+        """Drop everything queued; return how many frames were dropped."""
+        dropped = len(self._chunks)
+        self._chunks.clear()
+        self.size = 0
+        return dropped
