@@ -130,9 +130,9 @@ class Session:
                     return NEED_DATA
                 length, start = int.from_bytes(buffer[2:10], "big"), 10
             if length > self._room():  # refused at the header, before any payload is read
-                return self._fail(
-                    1009, f"Exceeded maximum message size: {self.max_message_size} bytes"
-                )
+                self._buffer = b""
+                self._through_library(bytes(buffer[:start]))  # its verdict, its words
+                return self.ended or self._fail(1009, "message too big")
             end = start + (4 if second & _MASKED else 0) + length
             if size < end:
                 return NEED_DATA
@@ -203,6 +203,7 @@ class Session:
     def _through_library(self, frame: bytes) -> Text | Binary | None:
         """Let websockets parse one whole frame; return the message it completes, if any."""
         protocol = self._library()
+        protocol.max_message_size = self.max_message_size  # SetOptions may have changed it
         protocol.receive_data(frame)
         message = None
         for event in protocol.events_received():  # a server's Protocol gives frames only

@@ -99,12 +99,14 @@ async def client(url: str, **options: Any) -> AsyncIterator[WebSocketConnection]
     trio-websocket 0.12.2's client leaves the stream open (until garbage collection) when
     the server closed first: ``aclose`` returns early once a close reason is known.
     """
+    stream: trio.abc.Stream | None = None
     try:
         async with open_websocket_url(url, **options) as ws:
             stream = ws._stream
             yield ws
     finally:
-        await trio.aclose_forcefully(stream)
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
 
 
 async def expect_close(ws: WebSocketConnection) -> tuple[int, str | None]:

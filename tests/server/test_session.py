@@ -1,0 +1,216 @@
+"""The connection's protocol state without a socket: frames in, events and bytes out.
+
+The fast path (whole, unfragmented, uncompressed data frames decoded by corral) is checked
+against websockets' own parser on random frame streams: same messages, same end.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given, settings
+from websockets.extensions.permessage_deflate import PerMessageDeflate
+from websockets.frames import Opcode
+from websockets.protocol import OPEN, Protocol, Side
+
+from server.commands import Binary, Text
+from server.outbox import Outbox
+from server.session import NEED_DATA, Session, encode_message, encode_ping
+from server.termination import ProtocolError, Remote
+
+from .serving import frame
+
+
+def events(session: Session) -> list[object]:
+    """Every event the session has buffered, up to NEED_DATA or an end."""
+    found: list[object] = []
+    while (event := session.next_event()) is not NEED_DATA:
+        found.append(event)
+        if not isinstance(event, (Text, Binary)):
+            break
+    return found
+
+
+def test_a_whole_text_frame_is_one_message_and_needs_no_library() -> None:
+    session = Session(max_message_size=100)
+    session.receive_data(frame(0x1, "héllo".encode()))
+    assert events(session) == [Text("héllo")]
+    assert session.data_to_send() == b""
+
+
+def test_a_frame_split_anywhere_waits_for_its_last_byte() -> None:
+    whole = frame(0x2, b"x" * 300)  # a 16-bit length
+    session = Session(max_message_size=1000)
+    for cut in (1, 3, 7, len(whole) - 1):
+        session = Session(max_message_size=1000)
+        session.receive_data(whole[:cut])
+        assert session.next_event() is NEED_DATA
+        session.receive_data(whole[cut:])
+        assert events(session) == [Binary(b"x" * 300)]
+
+
+def test_fragments_make_one_message_and_a_ping_between_them_is_answered() -> None:
+    session = Session(max_message_size=100)
+    session.receive_data(
+        frame(0x1, b"con", fin=False) + frame(0x9, b"hi") + frame(0x0, b"cat", fin=True)
+    )
+    assert events(session) == [Text("concat")]
+    assert session.data_to_send() == bytes([0x8A, 2]) + b"hi"  # the pong
+
+
+def test_a_message_over_the_limit_is_refused_at_its_header_with_1009() -> None:
+    session = Session(max_message_size=10)
+    session.receive_data(frame(0x2, b"x" * 11)[:4])  # header and mask only: no payload yet
+    reason = session.next_event()
+    assert isinstance(reason, ProtocolError) and reason.code == 1009
+    assert session.data_to_send()[:4] == bytes([0x88, 2 + len(reason.detail)]) + b"\x03\xf1"
+    assert session.transport_done
+
+
+def test_fragments_count_toward_the_limit_together() -> None:
+    session = Session(max_message_size=10)
+    session.receive_data(frame(0x2, b"x" * 6, fin=False) + frame(0x0, b"y" * 6))
+    reason = events(session)[-1]
+    assert isinstance(reason, ProtocolError) and reason.code == 1009
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        frame(0x1, b"\xff"),  # the fast path
+        frame(0x1, b"ok", fin=False) + frame(0x0, b"\xc3"),  # fails fast, before the end
+    ],
+)
+def test_bad_utf8_in_text_ends_with_1007(data: bytes) -> None:
+    session = Session(max_message_size=100)
+    session.receive_data(data)
+    reason = events(session)[-1]
+    assert isinstance(reason, ProtocolError) and reason.code == 1007
+
+
+def test_a_close_after_a_message_ends_the_session_after_that_message() -> None:
+    session = Session(max_message_size=100)
+    session.receive_data(frame(0x1, b"last") + frame(0x8, b"\x03\xe8bye"))
+    assert session.next_event() == Text("last")
+    assert session.data_to_send() == b""  # not yet: the close is not parsed
+    assert session.next_event() == Remote(1000, "bye")
+    assert session.data_to_send() == bytes([0x88, 5]) + b"\x03\xe8bye"  # echoed
+    assert session.transport_done
+
+
+def test_server_close_then_client_reply_completes_the_handshake() -> None:
+    session = Session(max_message_size=100)
+    assert session.close(1001, "going") == bytes([0x88, 7]) + b"\x03\xe9going"
+    assert session.close(1000) == b""  # only one close frame
+    session.receive_data(frame(0x1, b"late") + frame(0x8, b"\x03\xe9"))
+    assert session.next_event() is NEED_DATA  # data after our close is discarded
+    assert session.close_received and session.transport_done and session.ended is None
+
+
+def test_eof_without_a_close_is_remote_1006() -> None:
+    session = Session(max_message_size=100)
+    session.receive_eof()
+    assert session.next_event() == Remote(1006)
+
+
+def test_an_unmasked_client_frame_is_a_protocol_error() -> None:
+    session = Session(max_message_size=100)
+    session.receive_data(frame(0x1, b"hi", masked=False))
+    reason = session.next_event()
+    assert isinstance(reason, ProtocolError) and reason.code == 1002
+
+
+def test_compressed_messages_are_inflated_by_the_library_within_the_limit() -> None:
+    def deflated(text: bytes) -> bytes:
+        compressor = zlib.compressobj(wbits=-15)
+        return (compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+    extension = PerMessageDeflate(False, False, 15, 15)
+    session = Session(max_message_size=1000, extensions=[extension])
+    session.receive_data(frame(0x1, deflated(b"a" * 1000), rsv=4))
+    assert events(session) == [Text("a" * 1000)]
+    session.receive_data(frame(0x1, deflated(b"a" * 1001), rsv=4))  # tiny on the wire
+    reason = events(session)[-1]
+    assert isinstance(reason, ProtocolError) and reason.code == 1009
+
+
+def test_encoded_frames_are_unmasked_server_frames() -> None:
+    assert encode_message("hi") == b"\x81\x02hi"
+    assert encode_message(b"\x00") == b"\x82\x01\x00"
+    assert encode_ping(b"p") == b"\x89\x01p"
+    assert Session(max_message_size=10).encode(Binary(b"ab")) == b"\x82\x02ab"
+
+
+# ---- the fast path against the library ----------------------------------------------------
+
+_data_frames = st.tuples(
+    st.sampled_from([0x0, 0x1, 0x2, 0x8, 0x9, 0xA, 0x3]),
+    st.binary(max_size=300) | st.text(max_size=100).map(str.encode),
+    st.booleans(),
+)
+
+
+def _library_messages(data: bytes, max_size: int) -> tuple[list[object], int | None]:
+    """What websockets alone makes of ``data``: assembled messages, and its close code."""
+    protocol = Protocol(Side.SERVER, state=OPEN, max_size=max_size)
+    protocol.receive_data(data)
+    messages: list[object] = []
+    parts: list[bytes] = []
+    text = False
+    for event in protocol.events_received():
+        if event.opcode in (Opcode.TEXT, Opcode.BINARY):
+            parts, text = [], event.opcode is Opcode.TEXT
+        if event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            parts.append(event.data)
+            if event.fin:
+                payload = b"".join(parts)
+                try:
+                    messages.append(Text(payload.decode()) if text else Binary(payload))
+                except UnicodeDecodeError:
+                    return messages, 1007
+    sent = protocol.close_sent
+    return messages, (sent.code if sent is not None and protocol.parser_exc else None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_data_frames, max_size=8), st.integers(min_value=1, max_value=400))
+def test_the_fast_path_agrees_with_websockets_on_random_frame_streams(
+    frames: list[tuple[int, bytes, bool]], max_size: int
+) -> None:
+    data = b"".join(frame(opcode, payload, fin=fin) for opcode, payload, fin in frames)
+    expected, code = _library_messages(data, max_size)
+    session = Session(max_message_size=max_size)
+    session.receive_data(data)
+    got = events(session)
+    messages = [event for event in got if isinstance(event, (Text, Binary))]
+    end = got[-1] if got and not isinstance(got[-1], (Text, Binary)) else None
+    if code == 1007 or (isinstance(end, ProtocolError) and end.code == 1007):
+        # corral fails bad UTF-8 fast (at the bad fragment); the library has no opinion
+        # until the message is whole: agree on the messages before it.
+        assert messages == expected[: len(messages)]
+        return
+    assert messages == expected
+    if code is not None:
+        assert isinstance(end, ProtocolError) and end.code == code
+    elif isinstance(end, Remote):
+        assert any(opcode == 0x8 for opcode, _, _ in frames)
+
+
+# ---- the outbox ---------------------------------------------------------------------------
+
+
+def test_outbox_is_full_by_frames_or_by_bytes_but_always_takes_one_frame() -> None:
+    outbox = Outbox(capacity=2, max_bytes=10)
+    assert outbox.has_room_for(1000)  # empty: a big frame still goes
+    outbox.append(b"x" * 1000)
+    assert not outbox.has_room_for(1)
+    assert outbox.take(4096) == b"x" * 1000 and outbox.size == 0
+    outbox.append(b"abc")
+    outbox.append(b"def")
+    assert not outbox.has_room_for(1)  # two frames: the frame count is reached
+    assert outbox.take(4) == b"abc" and outbox.take(4) == b"def"
+    outbox.append(b"12345")
+    assert outbox.has_room_for(5) and not outbox.has_room_for(6)
+    assert outbox.clear() == 1 and len(outbox) == 0
