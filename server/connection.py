@@ -157,6 +157,11 @@ class Connection:
         )
         self._liveness_timer: TimerRef | None = None
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting in the outbox for the client to take them."""
+        return self._outbox.size if self._outbox is not None else 0
+
     # ---- from other actors ----------------------------------------------------------
 
     def push(self, frame: EncodedFrame) -> bool:

@@ -148,6 +148,12 @@ class Session:
                 if message is not None:
                     return message
                 return self._fail(1007, "invalid UTF-8 in a text message")
+            if first & 0x0F == Opcode.CLOSE and self._fragments is not None and not self.closing:
+                # A close inside a fragmented message ends it (RFC 6455 §5.4: control frames
+                # may come between fragments): the unfinished message is dropped, and a fresh
+                # library, between messages, takes the close as a normal one.
+                self._fragments = self._utf8 = None
+                self._protocol = None
             message = self._through_library(bytes(frame))
             if message is not None:
                 return message

@@ -32,6 +32,7 @@ from server import (
     Text,
     websocket,
 )
+from server.connection import connection_of
 from server.liveness import Liveness, Verdict
 from server.serve import Server
 
@@ -44,6 +45,7 @@ from .serving import (
     factory,
     frame,
     raw_client,
+    running,
     serving,
 )
 
@@ -531,3 +533,24 @@ async def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
                         pass
         await echoes(steady, "still served")
     assert log.reasons[1:] == [Remote(1000)]
+
+
+async def test_a_client_sending_big_messages_and_never_reading_holds_one_outbox_of_bytes() -> None:
+    big = 2 * 2**20
+    options = ConnectionOptions(max_message_size=2 * big, outbox_bytes=2**20, send_timeout=30.0)
+    app = App([websocket("/", factory(Echo, Terminations()), options=options)])
+    async with running(app) as served, raw_client(served.port) as greedy:
+        assert served.server.node is not None
+        ((_, address),) = served.server.connections.which_children()
+        actor = served.server.node.actor(address)
+        assert actor is not None
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):  # 16 MiB of echoes owed; the client reads none of them
+                nursery.start_soon(greedy.send, ev.BytesMessage(b"x" * big))
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            connection = connection_of(actor)
+            assert connection is not None
+            # One frame always fits in an empty outbox; past outbox_bytes the handler waits,
+            # so the connection stops reading and the client's own writes block.
+            assert 0 < connection.queued_bytes <= big + 10
+            nursery.cancel_scope.cancel()
