@@ -38,48 +38,64 @@ def _run(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_quick_echo_throughput_prints_a_ratio_per_connection_count() -> None:
+def test_quick_echo_throughput_prints_every_server_and_the_targets() -> None:
     run = _run("echo_throughput.py", "--quick", timeout=280)
     assert run.returncode == 0, run.stderr
     for connections in (1, 50):
-        row = rf"^{connections}\s+{NUMBER}\s+{NUMBER}\s+\d+\.\d\dx\s.*\s(PASS|MISS)\s+\d+\.\d\dx\s"
-        assert re.search(row, run.stdout, re.MULTILINE), run.stdout
+        for server in ("corral", "websockets", "bare"):
+            row = rf"^{connections}\s+{server}\s+{NUMBER}(\s+\d+\.\d)(\s+\d+\.\d)\s+\d+%\s+\d+%"
+            assert re.search(row, run.stdout, re.MULTILINE), run.stdout
+        target = (
+            rf"^{connections} conns: corral/websockets rt/s \d+\.\d\dx .* target >= 1\.0x "
+            r"(PASS|MISS); server CPU/rt \d+\.\d\dx websockets' target <= 1\.0x (PASS|MISS); "
+        )
+        assert re.search(target, run.stdout, re.MULTILINE), run.stdout
+    assert re.search(r"^client CPU/rt at most \d+\.\d\dx the server's", run.stdout, re.M)
     assert re.search(r"^echoed: [\d,]+ round trips checked .*; 0 wrong or lost$", run.stdout, re.M)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_quick_idle_memory_prints_kb_per_connection_for_both_servers() -> None:
+def test_quick_idle_memory_prints_kb_per_connection_and_opens_per_second() -> None:
     run = _run("idle_memory.py", "--quick", timeout=580)
     assert run.returncode == 0, run.stderr
+    for server in ("corral", "websockets", "bare"):
+        row = rf"^{server}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+\S+\s+{NUMBER}\s+\d+\s+\d+\s+"
+        assert re.search(row, run.stdout, re.M), run.stdout
     assert re.search(
-        rf"^corral\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s.*KB\s+(PASS|MISS)\s", run.stdout, re.M
+        r"^corral memory per idle connection: \d+\.\d KB target <= 10 KB (PASS|MISS); ",
+        run.stdout,
+        re.M,
+    ), run.stdout
+    assert re.search(
+        r"^corral/websockets opens/s: \d+\.\d\dx target >= 1\.2x (PASS|MISS)$", run.stdout, re.M
     )
-    assert re.search(rf"^bare\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s", run.stdout, re.M), run.stdout
-    assert re.search(r"^corral/bare: \d+\.\d\dx .*all 1,000 connections open", run.stdout, re.M)
+    assert re.search(r"^all 1,000 connections open at every reading$", run.stdout, re.M)
 
 
-def test_client_frame_is_a_masked_binary_message_a_server_accepts() -> None:
-    common = _load("common")
+def test_client_frames_are_masked_messages_a_server_accepts() -> None:
+    client = _load("wsclient")
     server = WSConnection(ConnectionType.SERVER)
-    server.receive_data(common.handshake(9001))
+    server.receive_data(client.handshake(9001))
     request = next(server.events())
     assert isinstance(request, wsproto.events.Request) and request.target == "/"
     server.send(wsproto.events.AcceptConnection())
-    server.receive_data(common.client_frame(b"x" * 32) + common.PING)
-    message, ping = list(server.events())
-    assert isinstance(message, wsproto.events.BytesMessage) and message.data == b"x" * 32
+    long = "é" * 40_000
+    frames = client.client_frame(b"x" * 32) + client.client_frame(b"y" * 32, client.BINARY)
+    server.receive_data(frames + client.client_frame(long.encode()) + client.PING)
+    text, binary, big, ping = list(server.events())
+    assert isinstance(text, wsproto.events.TextMessage) and text.data == "x" * 32
+    assert isinstance(binary, wsproto.events.BytesMessage) and binary.data == b"y" * 32
+    assert isinstance(big, wsproto.events.TextMessage) and big.data == long
     assert isinstance(ping, wsproto.events.Ping) and ping.payload == b""
+    server.receive_data(client.CLOSE_1000)
+    (close,) = server.events()
+    assert isinstance(close, wsproto.events.CloseConnection) and close.code == 1000
 
 
 def test_server_frame_and_pong_are_what_wsproto_sends() -> None:
-    common = _load("common")
+    client = _load("wsclient")
     server = FrameProtocol(client=False, extensions=[])
-    assert common.server_frame(b"y" * 32) == server.send_data(b"y" * 32, fin=True)
-    assert common.PONG == server.pong(b"")
-
-
-def test_frames_refuse_payloads_needing_an_extended_length() -> None:
-    common = _load("common")
-    with pytest.raises(ValueError, match="<= 125 bytes"):
-        common.client_frame(b"z" * 126)
+    assert client.server_frame(b"y" * 32) == server.send_data("y" * 32, fin=True)
+    assert client.server_frame(b"z" * 300, client.BINARY) == server.send_data(b"z" * 300, fin=True)
+    assert client.PONG == server.pong(b"")
