@@ -23,7 +23,8 @@ def _load_bench() -> ModuleType:
     return load_bench(BENCH)
 
 
-def test_quick_run_prints_both_servers_the_ratio_and_zero_losses() -> None:
+@pytest.mark.slow
+def test_quick_run_prints_every_server_both_targets_and_zero_losses() -> None:
     run = subprocess.run(
         [sys.executable, str(BENCH), "--quick"],
         capture_output=True,
