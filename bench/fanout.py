@@ -50,6 +50,8 @@ TARGETS = {"corral": 2.0, "cowboy": 1.0}
 """Issue 9: deliveries/s against websockets' ``broadcast()``: corral's ``server.broadcast`` at
 least twice as fast, the Cowboy way (``actors.publish`` + ``websocket_info``) at least as fast."""
 BASELINE = "websockets"
+CLIENT_SHARE = 0.5
+"""The subscribers' CPU during a round must stay under this share of every server's."""
 PADDING = 40
 """Text in each message, so a frame is chat-sized (~110 bytes)."""
 CONNECTIONS_PER_PROCESS = 2500
@@ -69,6 +71,8 @@ class Sizes:
     processes: int
     interval: float = 0.0
     """Seconds between publishes (0: back to back)."""
+    coalesce: float = 0.002
+    """Seconds a subscriber process lets frames gather between passes over its sockets."""
 
     @property
     def timeout(self) -> float:
@@ -101,6 +105,7 @@ def _start_clients(port: int, sizes: Sizes) -> list[subprocess.Popen[str]]:
     counts = [min(share, sizes.connections - i * share) for i in range(sizes.processes)]
     command = [sys.executable, str(BENCH / "fanout_clients.py"), "--port", str(port)]
     command += ["--messages", str(sizes.messages), "--timeout", str(sizes.timeout)]
+    command += ["--coalesce", str(sizes.coalesce)]
     return [
         subprocess.Popen(command + ["--count", str(count)], stdout=subprocess.PIPE, text=True)
         for count in counts
@@ -230,7 +235,8 @@ def run(sizes: Sizes) -> int:
     print(
         f"fan-out: {sizes.connections:,} connections in one group, one publisher, "
         f"{sizes.messages} messages per round {pace}, {sizes.rounds} round(s), "
-        f"{sizes.processes} client process(es); {psutil.cpu_count()} CPUs, load {load}",
+        f"{sizes.processes} client process(es) reading every {sizes.coalesce * 1000:g} ms; "
+        f"{psutil.cpu_count()} CPUs, load {load}",
         flush=True,
     )
     limits = {"nofile": sizes.connections + 1024, "max_connections": sizes.connections + 64}
@@ -252,7 +258,14 @@ def run(sizes: Sizes) -> int:
             server.stop()
     for variant in VARIANTS:
         print(_row("median", _median(results[variant])))
-    baseline = _median(results[BASELINE])
+    print("\n".join(ratios(results)))
+    print(check_deliveries(results, sizes))
+    return 0
+
+
+def ratios(results: dict[str, list[Round]]) -> list[str]:
+    """Each server against websockets (medians), the targets, and the client's CPU check."""
+    baseline, lines = _median(results[BASELINE]), []
     for variant in VARIANTS:
         if variant == BASELINE:
             continue
@@ -261,12 +274,18 @@ def run(sizes: Sizes) -> int:
         per_cpu = baseline.server_cpu / mine.server_cpu if mine.server_cpu else math.nan
         target = TARGETS.get(variant)
         verdict = f"  target >= {target:.1f}x  {_verdict(ratio, target)}" if target else ""
-        print(
+        lines.append(
             f"{variant}/{BASELINE} deliveries/s (median): {ratio:.2f}x{verdict}; "
             f"per server CPU-second {per_cpu:.2f}x"
         )
-    print(check_deliveries(results, sizes))
-    return 0
+    share = max(
+        _median(rounds).client_cpu / _median(rounds).server_cpu for rounds in results.values()
+    )
+    lines.append(
+        f"client CPU at most {share:.2f}x the server's (must stay under {CLIENT_SHARE:.1f}x) "
+        f"{'PASS' if share < CLIENT_SHARE else 'MISS'}"
+    )
+    return lines
 
 
 def _verdict(ratio: float, target: float) -> str:
@@ -282,11 +301,21 @@ def parse_sizes(argv: list[str] | None) -> Sizes:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--client-processes", type=int, help="default: one per 2,500 connections")
     parser.add_argument("--interval", type=float, default=0.0, help="seconds between publishes")
+    parser.add_argument(
+        "--coalesce", type=float, default=0.002, help="subscribers' pause between reads (s)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.connections, args.rounds = 200, 1
     processes = args.client_processes or math.ceil(args.connections / CONNECTIONS_PER_PROCESS)
-    return Sizes(args.connections, args.messages, args.rounds, max(1, processes), args.interval)
+    return Sizes(
+        args.connections,
+        args.messages,
+        args.rounds,
+        max(1, processes),
+        args.interval,
+        args.coalesce,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

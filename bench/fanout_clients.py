@@ -2,7 +2,9 @@
 
 A subscriber process opens ``--count`` WebSocket connections to ``/sub`` (in batches, so the
 listen backlog never overflows), waits for each one's ``joined`` frame, prints ``ready``, then
-reads until every connection has ``--messages`` frames or ``--timeout`` passes. It notes the
+reads until every connection has ``--messages`` frames or ``--timeout`` passes, pausing
+``--coalesce`` seconds between passes over the ready sockets so that one read takes several
+frames (a read per frame would cost the client as much CPU as the server spends). It notes the
 monotonic time of each read (CLOCK_MONOTONIC is one clock for every process on the machine) and
 decodes the frames only afterwards, so little work falls inside the measurement. It prints one
 JSON line: frames per connection, whether each saw 0..M-1 in order, latencies in microseconds.
@@ -78,11 +80,16 @@ class Subscribers:
         self.socks[fd], self.buffers[fd], self.received[fd] = sock, bytearray(), []
         return fd
 
-    def wait_for(self, messages: int, timeout: float) -> None:
-        """Read until every connection has ``messages`` frames or ``timeout`` passes."""
-        self._read_until(lambda fd: len(self.received[fd]) >= messages, set(self.socks), timeout)
+    def wait_for(self, messages: int, timeout: float, coalesce: float = 0.0) -> None:
+        """Read until every connection has ``messages`` frames or ``timeout`` passes, pausing
+        ``coalesce`` seconds after each pass over the ready sockets."""
+        self._read_until(
+            lambda fd: len(self.received[fd]) >= messages, set(self.socks), timeout, coalesce
+        )
 
-    def _read_until(self, done: Any, pending: set[int], timeout: float) -> None:
+    def _read_until(
+        self, done: Any, pending: set[int], timeout: float, coalesce: float = 0.0
+    ) -> None:
         deadline = time.monotonic() + timeout
         pending = {fd for fd in pending if not done(fd)}
         while pending and (left := deadline - time.monotonic()) > 0:
@@ -91,6 +98,8 @@ class Subscribers:
                     pending.discard(fd)
                 elif done(fd):
                     pending.discard(fd)
+            if coalesce:
+                time.sleep(coalesce)
 
     def _read(self, fd: int) -> bool:
         """Read what is there; False if the connection closed."""
@@ -150,13 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--messages", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--coalesce", type=float, default=0.0, help="seconds to let frames gather between reads"
+    )
     args = parser.parse_args(argv)
     subscribers = Subscribers(args.port, args.count)
     try:
         subscribers.connect_all()
         print("ready", flush=True)
         cpu = time.process_time()
-        subscribers.wait_for(args.messages, args.timeout)
+        subscribers.wait_for(args.messages, args.timeout, args.coalesce)
         cpu = time.process_time() - cpu
         print(json.dumps(subscribers.report(args.messages, cpu)), flush=True)
     except (BenchError, OSError) as exc:

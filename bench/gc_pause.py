@@ -64,7 +64,7 @@ def churn(variant: str, connections: int, closing: int, interval: float) -> Chur
         run_clients("hold", server.port, shares) as (closers, stayers),
     ):
         for holder in (closers, stayers):
-            ready = holder.event("ready", 120.0 + connections / 50)
+            ready = holder.event("ready", 120.0 + connections / 20)
             if ready["failed"]:
                 raise BenchError(f"{variant}: {ready['failed']:,} connections not upgraded")
         server.wait_idle()

@@ -73,7 +73,7 @@ def _settled_rss(server: ServerProcess) -> int:
 def measure_one(variant: str, connections: int) -> Reading:
     """Start ``variant`` fresh, warm it up, and read its RSS before and after ``connections``."""
     limits = {"nofile": connections + 1024, "max_connections": connections + 100}
-    opening = 60.0 + connections / 50  # at worst 50 connections a second
+    opening = 120.0 + connections / 20  # at worst 20 connections a second
     with run_server(variant, **limits) as server:
         idle_fds = server.open_files()
         with run_clients("hold", server.port, [["--count", str(WARMUP_CONNECTIONS)]]) as warm:

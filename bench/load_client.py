@@ -50,6 +50,11 @@ BATCH = 250
 """Connections whose handshakes are in flight at once: well under any listen backlog."""
 KEEPALIVE = 20.0
 """Seconds between pings on held connections (corral's idle timeout is 60 s)."""
+HANDSHAKE_TIMEOUT = 30.0
+"""A connection not upgraded within this long counts as failed."""
+STALL_TIMEOUT = 120.0
+"""How long a held connection waits for an answer (an echo, a pong) before the run fails: a
+server on a busy machine answers thousands of pings slowly, and that is not a failure."""
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -169,7 +174,7 @@ class Holder:
         sent = []
         for _ in range(size):
             try:
-                sock = connect(self.port, source=self.source, timeout=10.0)
+                sock = connect(self.port, source=self.source, timeout=HANDSHAKE_TIMEOUT)
                 sock.sendall(request)
                 sent.append(sock)
             except OSError:
@@ -179,6 +184,7 @@ class Holder:
             try:
                 if read_upgrade(sock):
                     raise BenchError("the server sent a frame before the client did")
+                sock.settimeout(STALL_TIMEOUT)
                 upgraded.append(sock)
             except (OSError, BenchError):
                 abort(sock)

@@ -93,7 +93,7 @@ def hold(wanted: int | None, idle_seconds: float) -> Holding:
         baseline = _settled_rss(server)
         cpu, start = server.cpu_seconds(), time.monotonic()
         with run_clients("hold", server.port, _sources(count)) as holders:
-            ready = [holder.event("ready", 120.0 + count / 50) for holder in holders]
+            ready = [holder.event("ready", 120.0 + count / 20) for holder in holders]
             open_seconds, open_cpu = time.monotonic() - start, server.cpu_seconds() - cpu
             failed = sum(event["failed"] for event in ready)
             if failed:
