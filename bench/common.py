@@ -240,19 +240,27 @@ class ClientProcess:
         ready, _, _ = select.select([self.popen.stdout], [], [], timeout)
         line = self.popen.stdout.readline() if ready else ""
         if not line:
-            self._stderr.seek(0)
-            err = self._stderr.read().decode(errors="replace").strip()
-            raise BenchError(f"{self.role} client gave no {name!r} within {timeout:g} s: {err}")
+            raise BenchError(
+                f"{self.role} client gave no {name!r} within {timeout:g} s: {self.stderr_text()}"
+            )
         event: dict[str, Any] = json.loads(line)
         if event.get("event") != name:
             raise BenchError(f"{self.role} client said {event!r}, expected {name!r}")
         return event
 
     def send(self, command: str) -> None:
-        """One command line to the process."""
+        """One command line to the process; BenchError if it has exited."""
         assert self.popen.stdin is not None
-        self.popen.stdin.write(command + "\n")
-        self.popen.stdin.flush()
+        try:
+            self.popen.stdin.write(command + "\n")
+            self.popen.stdin.flush()
+        except BrokenPipeError:
+            raise BenchError(f"{self.role} client exited: {self.stderr_text()}") from None
+
+    def stderr_text(self) -> str:
+        """What the process has written to stderr so far."""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace").strip()
 
     def stop(self) -> None:
         """End of input (the process closes its connections and exits); killed after 10 s."""
