@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -197,6 +197,12 @@ class ServerProcess:
             before = now
         raise BenchError(f"{self.variant} server still busy {timeout:g} s after its load ended")
 
+    def settled_rss(self) -> int:
+        """The server's RSS once it is idle and has run ``gc.collect()``."""
+        self.wait_idle()
+        self.collect_garbage()
+        return self.rss()
+
     def collect_garbage(self, timeout: float = 10.0) -> None:
         """Make the server run ``gc.collect()`` and wait until it has."""
         assert self._popen is not None and self._popen.stdout is not None
@@ -216,6 +222,27 @@ def run_server(variant: str, **kwargs: Any) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+def bench_parser(doc: str | None, quick: str, connections: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every connection benchmark has: ``--quick``
+    (what the smoke run does) and ``--connections`` (what the default is)."""
+    parser = argparse.ArgumentParser(description=(doc or "a benchmark").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"a smoke run: {quick}")
+    parser.add_argument("--connections", type=int, help=f"connections (default: {connections})")
+    return parser
+
+
+def print_report(name: str, measure: Callable[[], str]) -> int:
+    """Run a benchmark's ``measure`` and print the report it returns: exit status 0, or 1
+    with the reason on stderr if the run broke (BenchError)."""
+    try:
+        text = measure()
+    except BenchError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
 
 
 # ---- the load client's processes -------------------------------------------------------

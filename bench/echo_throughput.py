@@ -29,7 +29,7 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import VARIANTS, ServerProcess, run_clients, run_server  # noqa: E402
+from common import VARIANTS, ServerProcess, print_report, run_clients, run_server  # noqa: E402
 from load_client import PAYLOAD  # noqa: E402
 from wsclient import BenchError  # noqa: E402
 
@@ -223,13 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds=args.seconds or preset.seconds,
         client_processes=args.client_processes,
     )
-    try:
-        results = measure(tuple(args.connections), sizes)
-    except BenchError as exc:
-        print(f"echo_throughput: {exc}", file=sys.stderr)
-        return 1
-    print(report(results, sizes))
-    return 0
+    return print_report(
+        "echo_throughput", lambda: report(measure(tuple(args.connections), sizes), sizes)
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Run: ``python bench/gc_pause.py [--quick] [--connections N] [--closing K]``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import raise_nofile, run_clients, run_server  # noqa: E402
+from common import bench_parser, print_report, raise_nofile, run_clients, run_server  # noqa: E402
 from wsclient import BenchError  # noqa: E402
 
 TARGET_P99_MS = 50.0
@@ -113,9 +112,7 @@ def report(runs: list[Churn], connections: int, interval: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the churn against each server, print the latencies; 0 unless something broke."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1,000 connections, 900 closing")
-    parser.add_argument("--connections", type=int, help="connections open (default 10000)")
+    parser = bench_parser(__doc__, "1,000 connections, 900 closing", "10,000")
     parser.add_argument("--closing", type=int, help="of which close at once (default 90%%)")
     parser.add_argument("--interval", type=float, default=0.005, help="seconds between echoes")
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
@@ -125,13 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     connections = args.connections or (1_000 if args.quick else 10_000)
     closing = args.closing or connections * 9 // 10
     raise_nofile(connections + 1024)
-    try:
+
+    def measure() -> str:
         runs = [churn(v, connections, closing, args.interval) for v in args.servers]
-    except BenchError as exc:
-        print(f"gc_pause: {exc}", file=sys.stderr)
-        return 1
-    print(report(runs, connections, args.interval))
-    return 0
+        return report(runs, connections, args.interval)
+
+    return print_report("gc_pause", measure)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Run: ``python bench/idle_memory.py [--quick] [--connections N] [--rounds R]``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import VARIANTS, ServerProcess, raise_nofile, run_clients, run_server  # noqa: E402
+from common import VARIANTS, bench_parser, print_report, raise_nofile, run_clients, run_server  # noqa: E402
 from wsclient import BenchError  # noqa: E402
 
 TARGET_KB = 10.0
@@ -64,12 +63,6 @@ class Reading:
         return self.connections / self.open_seconds
 
 
-def _settled_rss(server: ServerProcess) -> int:
-    server.wait_idle()
-    server.collect_garbage()
-    return server.rss()
-
-
 def measure_one(variant: str, connections: int) -> Reading:
     """Start ``variant`` fresh, warm it up, and read its RSS before and after ``connections``."""
     limits = {"nofile": connections + 1024, "max_connections": connections + 100}
@@ -79,14 +72,14 @@ def measure_one(variant: str, connections: int) -> Reading:
         with run_clients("hold", server.port, [["--count", str(WARMUP_CONNECTIONS)]]) as warm:
             warm[0].event("ready", opening)
         server.wait_open_files(idle_fds)  # the warm-up connections are gone, not just closing
-        baseline = _settled_rss(server)
+        baseline = server.settled_rss()
         cpu = server.cpu_seconds()
         with run_clients("hold", server.port, [["--count", str(connections)]]) as (holder,):
             opened = holder.event("ready", opening)
             server_cpu = server.cpu_seconds() - cpu
             if opened["opened"] != connections:
                 raise BenchError(f"{variant}: {opened['failed']} of {connections} not upgraded")
-            loaded = _settled_rss(server)
+            loaded = server.settled_rss()
             fds = server.open_files()
             holder.send("check")
             alive = holder.event("alive", 60.0)["alive"]
@@ -157,9 +150,7 @@ def report(readings: list[Reading], connections: int, rounds: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the sizes, measure every server, print the table; 0 unless something broke."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1,000 connections, for a smoke run")
-    parser.add_argument("--connections", type=int, help="idle connections (default 10000)")
+    parser = bench_parser(__doc__, "1,000 connections", "10,000")
     parser.add_argument("--rounds", type=int, default=1, help="readings per server (default 1)")
     args = parser.parse_args(argv)
     connections = args.connections or (1_000 if args.quick else 10_000)
@@ -169,13 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             f"idle_memory: open-files limit {limit} is too low for {connections:,}", file=sys.stderr
         )
         return 1
-    try:
-        readings = measure(connections, args.rounds)
-    except BenchError as exc:
-        print(f"idle_memory: {exc}", file=sys.stderr)
-        return 1
-    print(report(readings, connections, args.rounds))
-    return 0
+    return print_report(
+        "idle_memory", lambda: report(measure(connections, args.rounds), connections, args.rounds)
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Run: ``python bench/max_idle.py [--quick] [--connections N] [--idle-seconds S]``
 
 from __future__ import annotations
 
-import argparse
 import math
 import resource
 import sys
@@ -34,7 +33,7 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ServerProcess, run_clients, run_server  # noqa: E402
+from common import bench_parser, print_report, run_clients, run_server  # noqa: E402
 from wsclient import BenchError  # noqa: E402
 
 PER_CLIENT = 5_000
@@ -61,22 +60,12 @@ class Holding:
     idle_cpu: float
     client_cpu: float
 
-    @property
-    def rss_per_connection(self) -> float:
-        return (self.loaded_rss - self.baseline_rss) / self.connections
-
 
 def _sources(count: int) -> list[list[str]]:
     """Holder arguments: ``count`` connections over processes of at most ``PER_CLIENT``."""
     processes = max(1, math.ceil(count / PER_CLIENT))
     shares = [count // processes + (i < count % processes) for i in range(processes)]
     return [["--count", str(n), "--source", f"127.0.0.{2 + i}"] for i, n in enumerate(shares)]
-
-
-def _settled_rss(server: ServerProcess) -> int:
-    server.wait_idle()
-    server.collect_garbage()
-    return server.rss()
 
 
 def hold(wanted: int | None, idle_seconds: float) -> Holding:
@@ -90,7 +79,7 @@ def hold(wanted: int | None, idle_seconds: float) -> Holding:
         count = wanted or limit - idle_fds - MARGIN
         if idle_fds + count > limit:
             raise BenchError(f"{count:,} connections do not fit in {limit:,} descriptors")
-        baseline = _settled_rss(server)
+        baseline = server.settled_rss()
         cpu, start = server.cpu_seconds(), time.monotonic()
         with run_clients("hold", server.port, _sources(count)) as holders:
             ready = [holder.event("ready", 120.0 + count / 20) for holder in holders]
@@ -102,7 +91,7 @@ def hold(wanted: int | None, idle_seconds: float) -> Holding:
             cpu, start = server.cpu_seconds(), time.monotonic()
             time.sleep(idle_seconds)
             idle_cpu, idle_wall = server.cpu_seconds() - cpu, time.monotonic() - start
-            loaded = _settled_rss(server)
+            loaded = server.settled_rss()
             for holder in holders:
                 holder.send("check")
             alive = sum(holder.event("alive", 60.0)["alive"] for holder in holders)
@@ -126,12 +115,13 @@ def report(held: Holding) -> str:
     """The figures, per connection, and the projection to ``PROJECTED`` connections."""
     mib, n = 2**20, held.connections
     idle_share = held.idle_cpu / held.idle_seconds
-    projected_rss = held.baseline_rss + PROJECTED * held.rss_per_connection
+    rss_per_connection = (held.loaded_rss - held.baseline_rss) / n
+    projected_rss = held.baseline_rss + PROJECTED * rss_per_connection
     lines = [
         f"idle connections in one corral process: {n:,} held (open-files limit {held.limit:,}), "
         f"{len(_sources(n))} client process(es) from 127.0.0.2 up",
         f"RSS: {held.baseline_rss / mib:.1f} MiB before, {held.loaded_rss / mib:.1f} MiB with "
-        f"them: {held.rss_per_connection / 1000:.1f} KB per connection",
+        f"them: {rss_per_connection / 1000:.1f} KB per connection",
         f"opening: {held.open_seconds:.1f} s ({n / held.open_seconds:,.0f}/s), server CPU "
         f"{held.open_cpu:.1f} s: {1e6 * held.open_cpu / n:.0f} us per connection (client "
         f"handshakes {1e6 * held.client_cpu / n:.0f} us)",
@@ -148,20 +138,12 @@ def report(held: Holding) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Fill one corral process, print the figures; 0 unless something broke."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2,000 connections, for a smoke run")
-    parser.add_argument("--connections", type=int, help="default: as many as the limit allows")
+    parser = bench_parser(__doc__, "2,000 connections", "as many as the limit allows")
     parser.add_argument("--idle-seconds", type=float, help="idle CPU window (default 10, quick 2)")
     args = parser.parse_args(argv)
     wanted = args.connections or (2_000 if args.quick else None)
     idle_seconds = args.idle_seconds or (2.0 if args.quick else 10.0)
-    try:
-        held = hold(wanted, idle_seconds)
-    except BenchError as exc:
-        print(f"max_idle: {exc}", file=sys.stderr)
-        return 1
-    print(report(held))
-    return 0
+    return print_report("max_idle", lambda: report(hold(wanted, idle_seconds)))
 
 
 if __name__ == "__main__":
