@@ -1,16 +1,21 @@
-"""The load client's processes against a real (websockets) echo server: a small, fast check
-that opening, holding, checking, closing and probing work as the benches expect."""
+"""The load client's processes against a real (websockets) server: a small, fast check that
+opening, holding, checking, closing and probing work as the benches expect."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-from common import run_clients, run_server  # noqa: E402
+from common import free_port, run_clients, run_server  # noqa: E402
+from wsclient import abort, client_frame, open_websocket  # noqa: E402
 
 
 def test_holders_open_check_and_close_while_a_probe_echoes() -> None:
@@ -41,3 +46,27 @@ def test_echo_clients_count_round_trips_and_their_own_cpu() -> None:
         clients[0].send("go")
         done = clients[0].event("done", 30.0)
         assert done["trips"] > 0 and done["wall"] >= 0.2 and done["cpu"] > 0
+
+
+def test_websockets_idle_mode_upgrades_and_holds_without_answering() -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(BENCH / "websockets_server.py"), "idle", "--port", str(port)]
+    )
+    try:
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                sock = open_websocket(port)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "the idle server never listened"
+                time.sleep(0.05)
+        sock.sendall(client_frame(b"hello"))
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)  # idle: nothing comes back
+        abort(sock)
+    finally:
+        server.terminate()
+        assert server.wait(10.0) == 0
