@@ -215,11 +215,17 @@ class ServerProcess:
 
 @contextmanager
 def run_server(variant: str, **kwargs: Any) -> Iterator[ServerProcess]:
-    """A started echo server, stopped on the way out."""
+    """A started server, stopped on the way out; a BenchError raised meanwhile carries the
+    end of the server's stderr (what it logged about the failure)."""
     server = ServerProcess(variant, **kwargs)
     try:
         server.start()
         yield server
+    except BenchError as exc:
+        tail = server.stderr_text()[-3000:].strip()
+        if not tail:
+            raise
+        raise BenchError(f"{exc}\n{variant} server's stderr ends:\n{tail}") from exc
     finally:
         server.stop()
 

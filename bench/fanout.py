@@ -71,8 +71,6 @@ class Sizes:
     processes: int
     interval: float = 0.0
     """Seconds between publishes (0: back to back)."""
-    coalesce: float = 0.002
-    """Seconds a subscriber process lets frames gather between passes over its sockets."""
 
     @property
     def timeout(self) -> float:
@@ -105,7 +103,6 @@ def _start_clients(port: int, sizes: Sizes) -> list[subprocess.Popen[str]]:
     counts = [min(share, sizes.connections - i * share) for i in range(sizes.processes)]
     command = [sys.executable, str(BENCH / "fanout_clients.py"), "--port", str(port)]
     command += ["--messages", str(sizes.messages), "--timeout", str(sizes.timeout)]
-    command += ["--coalesce", str(sizes.coalesce)]
     return [
         subprocess.Popen(command + ["--count", str(count)], stdout=subprocess.PIPE, text=True)
         for count in counts
@@ -235,8 +232,7 @@ def run(sizes: Sizes) -> int:
     print(
         f"fan-out: {sizes.connections:,} connections in one group, one publisher, "
         f"{sizes.messages} messages per round {pace}, {sizes.rounds} round(s), "
-        f"{sizes.processes} client process(es) reading every {sizes.coalesce * 1000:g} ms; "
-        f"{psutil.cpu_count()} CPUs, load {load}",
+        f"{sizes.processes} client process(es); {psutil.cpu_count()} CPUs, load {load}",
         flush=True,
     )
     limits = {"nofile": sizes.connections + 1024, "max_connections": sizes.connections + 64}
@@ -301,21 +297,11 @@ def parse_sizes(argv: list[str] | None) -> Sizes:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--client-processes", type=int, help="default: one per 2,500 connections")
     parser.add_argument("--interval", type=float, default=0.0, help="seconds between publishes")
-    parser.add_argument(
-        "--coalesce", type=float, default=0.002, help="subscribers' pause between reads (s)"
-    )
     args = parser.parse_args(argv)
     if args.quick:
         args.connections, args.rounds = 200, 1
     processes = args.client_processes or math.ceil(args.connections / CONNECTIONS_PER_PROCESS)
-    return Sizes(
-        args.connections,
-        args.messages,
-        args.rounds,
-        max(1, processes),
-        args.interval,
-        args.coalesce,
-    )
+    return Sizes(args.connections, args.messages, args.rounds, max(1, processes), args.interval)
 
 
 def main(argv: list[str] | None = None) -> int:
