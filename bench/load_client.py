@@ -276,11 +276,12 @@ def _close_and_report(holder: Holder, timeout: float) -> None:
 
 
 def run_probe(args: argparse.Namespace) -> None:
-    sock = connect(args.port)
+    sock = connect(args.port, timeout=HANDSHAKE_TIMEOUT)
     try:
         sock.sendall(handshake(args.port))
         if read_upgrade(sock):
             raise BenchError("the server sent a frame before the client did")
+        sock.settimeout(STALL_TIMEOUT)  # a stall is what is measured, not a failure
         emit("ready")
         latencies: list[float] = []
         clock = time.perf_counter
