@@ -11,7 +11,8 @@ one-word commands on stdin.
 - ``hold``: opens ``--count`` connections in batches of 250 (each upgraded and echoing one
   message), optionally from a ``--source`` address, reports the handshakes' time and CPU, then
   holds them (a ping on each every 20 s, to stay under idle timeouts). Commands: ``check``
-  (how many are still open), ``close`` (a close frame on each, then wait for the server to
+  (how many are still open), ``ping`` (ping them all now: the next keepalive is 20 s off),
+  ``close`` (a close frame on each, then wait for the server to
   close them all), end of input (RST them all and exit).
 - ``probe``: one connection echoing one message every ``--interval`` s, latency of each round
   trip noted, until ``stop``; then reports the latencies.
@@ -253,6 +254,7 @@ def run_hold(args: argparse.Namespace) -> None:
         emit("ready", opened=len(holder.sockets), failed=holder.failed, seconds=seconds, cpu=cpu)
         actions: dict[str, Callable[[], None]] = {
             "check": lambda: emit("alive", alive=holder.still_open()),
+            "ping": lambda: (holder.ping(), emit("pinged")),
             "close": lambda: _close_and_report(holder, args.close_timeout),
         }
         while (line := command(max(1.0, KEEPALIVE - (time.monotonic() - holder.pinged)))) != "":
