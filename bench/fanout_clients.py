@@ -59,6 +59,7 @@ class Subscribers:
         self.received: dict[int, list[tuple[int, bytes]]] = {}
         self.poll = select.epoll()
         self._upgraded: set[int] = set()
+        self._reads: dict[int, list[tuple[int, bytes]]] = {}
 
     def connect_all(self) -> None:
         """Open every connection, ``BATCH`` handshakes at a time, each through ``joined``."""
@@ -78,6 +79,7 @@ class Subscribers:
         sock.setblocking(False)
         fd = sock.fileno()
         self.socks[fd], self.buffers[fd], self.received[fd] = sock, bytearray(), []
+        self._reads[fd] = []
         return fd
 
     def wait_for(self, messages: int, timeout: float) -> None:
@@ -85,11 +87,11 @@ class Subscribers:
 
         The loop does as little as it can per read: it keeps the bytes with their arrival
         time and counts text frames by their first byte (0x81: the payloads are ASCII JSON
-        under 126 bytes, so the byte appears nowhere else). The frames are split and
-        checked only after the round; a miscount could only end the wait early, and the
-        check would then report the missing frames.
+        under 126 bytes, so the byte appears nowhere else). ``split_reads`` splits them
+        after the round; a miscount could only end the wait early, and the check would then
+        report the missing frames.
         """
-        reads: dict[int, list[tuple[int, bytes]]] = {fd: [] for fd in self.socks}
+        reads = self._reads
         seen = dict.fromkeys(self.socks, 0)
         recv = {fd: sock.recv for fd, sock in self.socks.items()}
         pending, clock, poll = set(self.socks), time.monotonic_ns, self.poll.poll
@@ -110,10 +112,14 @@ class Subscribers:
                 seen[fd] += data.count(0x81)
                 if seen[fd] >= messages:
                     pending.discard(fd)
-        for fd, chunks in reads.items():
+
+    def split_reads(self) -> None:
+        """Split what ``wait_for`` read into frames, each with the time of its last read."""
+        for fd, chunks in self._reads.items():
             for arrived, data in chunks:
                 self.buffers[fd] += data
                 self.received[fd].extend((arrived, p) for p in split_frames(self.buffers[fd]))
+            chunks.clear()
 
     def _read_until(self, done: Any, pending: set[int], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -191,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu = time.process_time()
         subscribers.wait_for(args.messages, args.timeout)
         cpu = time.process_time() - cpu
+        subscribers.split_reads()
         print(json.dumps(subscribers.report(args.messages, cpu)), flush=True)
     except (BenchError, OSError) as exc:
         print(f"subscribers failed: {exc}", file=sys.stderr, flush=True)
