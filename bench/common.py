@@ -1,53 +1,43 @@
-"""What the echo benchmarks share: the two echo servers as subprocesses, and a raw client.
+"""The echo servers the benchmarks compare, each in its own process.
 
-The servers under test are corral's echo example (``examples.echo:app``) and the bare
-trio-websocket echo (``bench/bare_echo.py``). Each runs in its own process, started through
-this file (``python bench/common.py corral|bare --port N``), which first raises the process's
-open-files limit and installs a SIGUSR1 handler that runs ``gc.collect()`` and answers
-``gc\\n`` on stdout, so that a memory reading is taken after a collection.
+The servers are corral's echo example (``examples.echo:app``, as ``corral serve`` runs it),
+the bare trio-websocket echo (``bench/bare_echo.py``) and websockets on asyncio
+(``bench/websockets_server.py echo``). Each runs in its own process, started through this
+file (``python bench/common.py corral|bare|websockets --port N``), which first raises the
+process's open-files limit and installs a SIGUSR1 handler that runs ``gc.collect()`` and
+answers ``gc\\n`` on stdout, so that a memory reading is taken after a collection.
 
-The client side is plain sockets, no trio and no wsproto: a handshake sent as bytes, one
-pre-encoded masked frame sent over and over, replies checked byte for byte. It costs a few
-microseconds per message, so the server, not the load generator, is what gets measured.
-
-Connections are closed with an RST (SO_LINGER 0): thousands of runs' worth of TIME_WAIT
-sockets would otherwise use up the loopback's ephemeral ports.
+The clients are in ``wsclient`` (primitives) and ``load_client`` (client processes).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import gc
+import json
 import os
 import resource
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psutil
+from wsclient import HOST, BenchError
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-VARIANTS = ("corral", "bare")
-"""corral's echo example, and the bare trio-websocket echo it is compared with."""
-
-_KEY = base64.b64encode(b"corral-bench-key").decode()  # any 16 bytes will do
-_MASK = b"\x37\xfa\x21\x3d"
-_LINGER_RESET = struct.pack("ii", 1, 0)
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not run as intended (a server died, a reply was wrong...)."""
+VARIANTS = ("corral", "websockets", "bare")
+"""corral's echo example, and the websockets and bare trio-websocket echoes it is compared with."""
+FANOUT_VARIANTS = ("corral", "cowboy", "websockets", "naive")
+"""The fan-out servers (``fanout_server.py``; websockets' is ``websockets_server.py``)."""
+ROLES = ("echo", "fanout")
 
 
 # ---- file descriptors -----------------------------------------------------------------
@@ -82,15 +72,25 @@ def free_port() -> int:
 class ServerProcess:
     """One echo server in a subprocess; ``start``/``stop`` or use ``run_server``."""
 
-    def __init__(self, variant: str, *, nofile: int = 4096, max_connections: int = 10_000):
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
+    def __init__(
+        self,
+        variant: str,
+        *,
+        role: str = "echo",
+        nofile: int = 4096,
+        max_connections: int = 10_000,
+    ):
+        choices = VARIANTS if role == "echo" else FANOUT_VARIANTS
+        if variant not in choices:
+            raise ValueError(f"{role} variant must be one of {choices}, not {variant!r}")
         self.variant = variant
         self.port = free_port()
         self._command = [
             sys.executable,
             str(Path(__file__).resolve()),
             variant,
+            "--role",
+            role,
             "--port",
             str(self.port),
             "--nofile",
@@ -112,7 +112,7 @@ class ServerProcess:
         self.process = psutil.Process(self._popen.pid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             if self._listening():
                 return
             time.sleep(0.05)
@@ -149,7 +149,7 @@ class ServerProcess:
         self._stderr.seek(0)
         return self._stderr.read().decode(errors="replace")
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         assert self._popen is not None
         if self._popen.poll() is not None:
             raise BenchError(
@@ -164,13 +164,13 @@ class ServerProcess:
 
     def rss(self) -> int:
         """The server's resident set size, in bytes."""
-        self._check_alive()
+        self.check_alive()
         assert self.process is not None
         return int(self.process.memory_info().rss)
 
     def open_files(self) -> int:
         """How many file descriptors the server holds (sockets included)."""
-        self._check_alive()
+        self.check_alive()
         assert self.process is not None
         return int(self.process.num_fds())
 
@@ -197,10 +197,16 @@ class ServerProcess:
             before = now
         raise BenchError(f"{self.variant} server still busy {timeout:g} s after its load ended")
 
+    def settled_rss(self) -> int:
+        """The server's RSS once it is idle and has run ``gc.collect()``."""
+        self.wait_idle()
+        self.collect_garbage()
+        return self.rss()
+
     def collect_garbage(self, timeout: float = 10.0) -> None:
         """Make the server run ``gc.collect()`` and wait until it has."""
         assert self._popen is not None and self._popen.stdout is not None
-        self._check_alive()
+        self.check_alive()
         os.kill(self._popen.pid, signal.SIGUSR1)
         ready, _, _ = select.select([self._popen.stdout], [], [], timeout)
         if not ready or self._popen.stdout.readline() != b"gc\n":
@@ -208,105 +214,117 @@ class ServerProcess:
 
 
 @contextmanager
-def run_server(variant: str, **kwargs: int) -> Iterator[ServerProcess]:
-    """A started echo server, stopped on the way out."""
+def run_server(variant: str, **kwargs: Any) -> Iterator[ServerProcess]:
+    """A started server, stopped on the way out; a BenchError raised meanwhile carries the
+    end of the server's stderr (what it logged about the failure)."""
     server = ServerProcess(variant, **kwargs)
     try:
         server.start()
         yield server
+    except BenchError as exc:
+        tail = server.stderr_text()[-3000:].strip()
+        if not tail:
+            raise
+        raise BenchError(f"{exc}\n{variant} server's stderr ends:\n{tail}") from exc
     finally:
         server.stop()
 
 
-# ---- the raw client -------------------------------------------------------------------
+def bench_parser(doc: str | None, quick: str, connections: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every connection benchmark has: ``--quick``
+    (what the smoke run does) and ``--connections`` (what the default is)."""
+    parser = argparse.ArgumentParser(description=(doc or "a benchmark").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"a smoke run: {quick}")
+    parser.add_argument("--connections", type=int, help=f"connections (default: {connections})")
+    return parser
 
 
-def handshake(port: int, path: str = "/") -> bytes:
-    """The bytes of a WebSocket upgrade request (RFC 6455 §4.1)."""
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
-
-
-def client_frame(payload: bytes) -> bytes:
-    """One masked binary client frame (payload < 126 bytes) carrying ``payload``."""
-    if len(payload) > 125:
-        raise ValueError("client_frame builds short frames only (payload <= 125 bytes)")
-    masked = bytes(b ^ _MASK[i % 4] for i, b in enumerate(payload))
-    return bytes([0x82, 0x80 | len(payload)]) + _MASK + masked
-
-
-PING = bytes([0x89, 0x80]) + _MASK
-"""A masked client ping with no payload."""
-PONG = bytes([0x8A, 0x00])
-"""The server's answer to ``PING``."""
-
-
-def server_frame(payload: bytes) -> bytes:
-    """The unmasked binary server frame an echo of ``payload`` arrives as."""
-    if len(payload) > 125:
-        raise ValueError("server_frame builds short frames only (payload <= 125 bytes)")
-    return bytes([0x82, len(payload)]) + payload
-
-
-def open_websocket(port: int, timeout: float = 10.0) -> socket.socket:
-    """A connected, upgraded, blocking socket (TCP_NODELAY); BenchError unless 101."""
-    sock = socket.create_connection((HOST, port), timeout=timeout)
+def print_report(name: str, measure: Callable[[], str]) -> int:
+    """Run a benchmark's ``measure`` and print the report it returns: exit status 0, or 1
+    with the reason on stderr if the run broke (BenchError)."""
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(handshake(port))
-        read_upgrade(sock)
-    except BaseException:
-        abort(sock)
-        raise
-    return sock
+        text = measure()
+    except BenchError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
 
 
-def read_upgrade(sock: socket.socket) -> None:
-    """Read the server's answer to the handshake; BenchError unless it is a bare 101.
-
-    The echo servers send nothing after the 101 until the client does, so any byte past the
-    head is an error here, not a frame to keep.
-    """
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise BenchError(f"connection closed during the handshake after {head!r}")
-        head += chunk
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise BenchError(f"upgrade refused: {head.splitlines()[0]!r}")
-    extra = head.partition(b"\r\n\r\n")[2]
-    if extra:
-        raise BenchError(f"unexpected bytes after the 101: {extra!r}")
+# ---- the load client's processes -------------------------------------------------------
 
 
-def send_and_expect(sockets: Sequence[socket.socket], frame: bytes, reply: bytes) -> None:
-    """Send ``frame`` on every (blocking) socket, then check each answers exactly ``reply``.
+class ClientProcess:
+    """One ``load_client.py`` process: JSON events on its stdout, commands on its stdin."""
 
-    All frames go out before any answer is read, so the server works on them together.
-    """
-    for sock in sockets:
-        sock.sendall(frame)
-    for sock in sockets:
-        got = b""
-        while len(got) < len(reply):
-            chunk = sock.recv(len(reply) - len(got))
-            if not chunk:
-                raise BenchError("the server closed a connection instead of answering")
-            got += chunk
-        if got != reply:
-            raise BenchError(f"wrong answer: expected {reply!r}, got {got!r}")
+    def __init__(self, role: str, port: int, *args: str) -> None:
+        self.role = role
+        command = [sys.executable, str(ROOT / "bench" / "load_client.py"), role]
+        command += ["--port", str(port), *args]
+        self._stderr = tempfile.TemporaryFile()
+        self.popen = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True
+        )
+
+    def event(self, name: str, timeout: float) -> dict[str, Any]:
+        """Wait for the event ``name``; BenchError if the process says anything else, dies,
+        or stays silent for ``timeout`` seconds."""
+        assert self.popen.stdout is not None
+        ready, _, _ = select.select([self.popen.stdout], [], [], timeout)
+        line = self.popen.stdout.readline() if ready else ""
+        if not line:
+            raise BenchError(
+                f"{self.role} client gave no {name!r} within {timeout:g} s: {self.stderr_text()}"
+            )
+        event: dict[str, Any] = json.loads(line)
+        if event.get("event") != name:
+            raise BenchError(f"{self.role} client said {event!r}, expected {name!r}")
+        return event
+
+    def send(self, command: str) -> None:
+        """One command line to the process; BenchError if it has exited."""
+        assert self.popen.stdin is not None
+        try:
+            self.popen.stdin.write(command + "\n")
+            self.popen.stdin.flush()
+        except BrokenPipeError:
+            raise BenchError(f"{self.role} client exited: {self.stderr_text()}") from None
+
+    def stderr_text(self) -> str:
+        """What the process has written to stderr so far."""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace").strip()
+
+    def stop(self) -> None:
+        """End of input (the process closes its connections and exits); killed after 10 s."""
+        if self.popen.stdin is not None and not self.popen.stdin.closed:
+            try:
+                self.popen.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            self.popen.wait(10.0)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+        self._stderr.close()
 
 
-def abort(sock: socket.socket) -> None:
-    """Close with an RST: no TIME_WAIT left behind on the client's port."""
+@contextmanager
+def run_clients(
+    role: str, port: int, arguments: Sequence[Sequence[str]]
+) -> Iterator[list[ClientProcess]]:
+    """One client process per entry of ``arguments``, all stopped on the way out."""
+    clients: list[ClientProcess] = []
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    except OSError:
-        pass
-    sock.close()
+        for args in arguments:
+            clients.append(ClientProcess(role, port, *args))
+        yield clients
+    finally:
+        for client in clients:
+            client.stop()
 
 
 # ---- the server side of this file -----------------------------------------------------
@@ -317,17 +335,8 @@ def _answer_gc(signum: int, frame: object) -> None:
     os.write(sys.stdout.fileno(), b"gc\n")
 
 
-def _serve(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(description="run an echo server for the benchmarks")
-    parser.add_argument("variant", choices=VARIANTS)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--nofile", type=int, default=4096, help="RLIMIT_NOFILE to ask for")
-    parser.add_argument("--max-connections", type=int, default=10_000, help="corral's limit")
-    args = parser.parse_args(argv)
-    raise_nofile(args.nofile)
-    signal.signal(signal.SIGUSR1, _answer_gc)
-    sys.path.insert(0, str(ROOT))
-    if args.variant == "corral":
+def _serve_echo(variant: str, port: int, max_connections: int) -> int:
+    if variant == "corral":
         from server import cli
 
         return cli.main(
@@ -335,18 +344,48 @@ def _serve(argv: Sequence[str]) -> int:
                 "serve",
                 "examples.echo:app",
                 "--port",
-                str(args.port),
+                str(port),
                 "--log-level",
                 "warning",  # no log line per connection: logging is not what we measure
                 "--max-connections",
-                str(args.max_connections),
+                str(max_connections),
             ]
         )
-    sys.path.insert(0, str(ROOT / "bench"))
+    if variant == "websockets":
+        import websockets_server
+
+        return websockets_server.main(["echo", "--port", str(port)])
     import bare_echo
 
-    bare_echo.main(["--port", str(args.port)])
+    bare_echo.main(["--port", str(port)])
     return 0
+
+
+def _serve_fanout(variant: str, port: int, max_connections: int) -> int:
+    if variant == "websockets":
+        import websockets_server
+
+        return websockets_server.main(["broadcast", "--port", str(port)])
+    import fanout_server
+
+    fanout_server.main([variant, "--port", str(port), "--max-connections", str(max_connections)])
+    return 0
+
+
+def _serve(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(description="run a server for the benchmarks")
+    parser.add_argument("variant", choices=sorted(set(VARIANTS) | set(FANOUT_VARIANTS)))
+    parser.add_argument("--role", choices=ROLES, default="echo")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--nofile", type=int, default=4096, help="RLIMIT_NOFILE to ask for")
+    parser.add_argument("--max-connections", type=int, default=10_000, help="corral's limit")
+    args = parser.parse_args(argv)
+    raise_nofile(args.nofile)
+    signal.signal(signal.SIGUSR1, _answer_gc)
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "bench"))
+    serve = _serve_echo if args.role == "echo" else _serve_fanout
+    return serve(args.variant, args.port, args.max_connections)
 
 
 if __name__ == "__main__":

@@ -1,64 +1,65 @@
-"""Echo round trips per second: corral's echo example against a bare trio-websocket echo.
+"""Echo round trips per second: corral's echo example against websockets (asyncio) and bare
+trio-websocket, all measured in the same run.
 
-Both servers run for the whole benchmark, each in its own process on 127.0.0.1; this process
-is the load generator. For each connection count (1 and 50), every round opens that many
-connections to one server, lets them warm up, then counts round trips for a fixed time (or a
-fixed count, whichever comes first) and closes them; the other server takes its turn right
-after, and the order alternates from round to round. Each connection keeps exactly one
-32-byte binary message in flight: send, wait for the echo, check it byte for byte, send again.
+The three servers run for the whole benchmark, each in its own process on 127.0.0.1
+(``common.py``). For each connection count (1 and 50), every round has ``load_client.py echo``
+processes (one per 25 connections) open that many connections to one server, warm up, then
+count round trips for a fixed time; the other servers take their turn right after, and the
+order rotates from round to round. Each connection keeps exactly one 32-byte text message in
+flight: send, wait for the echo, check it byte for byte, send again.
 
-The client is plain sockets and epoll with pre-encoded frames (see ``common``), a few
-microseconds per round trip: the server is meant to be the bottleneck, and the table shows
-both processes' CPU use so that you can check it (a server near 100% is saturated; with
-one connection both sides mostly wait for each other). A wrong or missing echo is a crash
-(exit status 1); a missed target is only reported.
+Beside each rate the table gives the server's CPU per round trip (psutil, on the server
+process) and the client's own (all its processes): the client's must stay well under every
+server's, or the figure measures the client. A wrong or missing echo is a crash (exit status
+1); a missed target is only reported.
 
-Run: ``python bench/echo_throughput.py [--quick] [--rounds R] [--seconds S]``.
+Run: ``python bench/echo_throughput.py [--quick] [--rounds R] [--seconds S] [--connections N..]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import select
-import socket
 import statistics
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
-    BenchError,
-    ServerProcess,
-    abort,
-    client_frame,
-    open_websocket,
-    run_server,
-    server_frame,
-)
+from common import VARIANTS, ServerProcess, print_report, run_clients, run_server  # noqa: E402
+from load_client import PAYLOAD  # noqa: E402
+from wsclient import BenchError  # noqa: E402
 
-TARGET = 0.9
-"""Issue target: corral's round trips per second at least this fraction of the bare echo's."""
+TARGET = 1.0
+"""Issue 9: corral's round trips per second at least websockets-asyncio's."""
+BASELINE = "websockets"
+CLIENT_SHARE = 0.5
+"""The client's CPU per round trip must stay under this share of every server's."""
 
-MESSAGE_BYTES = 32
+MESSAGE_BYTES = len(PAYLOAD)
 CONNECTION_COUNTS = (1, 50)
 
 
 @attrs.frozen
 class Sizes:
-    """How long and how many times each round runs."""
+    """How long and how many times each round runs, and over how many client processes."""
 
     warmup: float
     seconds: float
-    max_trips: int
     rounds: int
+    client_processes: int | None = None
+    """None: one process per 25 connections (at least one)."""
+
+    def processes(self, connections: int) -> int:
+        wanted = self.client_processes or max(1, connections // 25)
+        return min(wanted, connections)
 
 
-FULL = Sizes(warmup=0.3, seconds=2.0, max_trips=2_000_000, rounds=7)
-QUICK = Sizes(warmup=0.05, seconds=0.3, max_trips=200_000, rounds=2)
+FULL = Sizes(warmup=0.3, seconds=2.0, rounds=7)
+QUICK = Sizes(warmup=0.1, seconds=0.3, rounds=1)
 
 
 @attrs.frozen
@@ -74,160 +75,126 @@ class Sample:
     def rate(self) -> float:
         return self.trips / self.wall
 
+    @property
+    def server_us(self) -> float:
+        """Server CPU microseconds per round trip."""
+        return 1e6 * self.server_cpu / self.trips
 
-class _Load:
-    """``connections`` upgraded sockets, each with one echo in flight, driven by epoll."""
-
-    def __init__(self, server: ServerProcess, connections: int) -> None:
-        payload = bytes(range(65, 65 + MESSAGE_BYTES))
-        self.frame = client_frame(payload)
-        self.reply = server_frame(payload)
-        self.sockets: dict[int, socket.socket] = {}
-        self.partial: dict[int, bytes] = {}
-        self.trips = 0
-        self.poller = select.epoll()
-        try:
-            for _ in range(connections):
-                sock = open_websocket(server.port)
-                sock.setblocking(False)
-                self.sockets[sock.fileno()] = sock
-                self.partial[sock.fileno()] = b""
-                self.poller.register(sock.fileno(), select.EPOLLIN)
-        except BaseException:
-            self.close()
-            raise
-
-    def run_until(self, deadline: float, max_trips: int) -> None:
-        """Echo until the clock reaches ``deadline`` or ``max_trips`` round trips are done."""
-        sockets, partial, poll = self.sockets, self.partial, self.poller.poll
-        frame, reply, size = self.frame, self.reply, len(self.reply)
-        clock = time.perf_counter
-        while clock() < deadline and self.trips < max_trips:
-            for fd, _ in poll(0.1):
-                data = sockets[fd].recv(4096)
-                if not data:
-                    raise BenchError("the server closed a connection in the middle of a round")
-                got = partial[fd] + data
-                if len(got) < size:
-                    partial[fd] = got
-                    continue
-                if got != reply:
-                    raise BenchError(f"wrong echo: expected {reply!r}, got {got!r}")
-                partial[fd] = b""
-                self.trips += 1
-                sockets[fd].send(frame)
-
-    def start(self) -> None:
-        """Put one message in flight on every connection."""
-        for sock in self.sockets.values():
-            sock.send(self.frame)
-
-    def close(self) -> None:
-        for sock in self.sockets.values():
-            abort(sock)
-        self.poller.close()
+    @property
+    def client_us(self) -> float:
+        """Client CPU microseconds per round trip (all its processes)."""
+        return 1e6 * self.client_cpu / self.trips
 
 
 def measure_round(server: ServerProcess, connections: int, sizes: Sizes) -> Sample:
-    """Warm up, then count round trips on ``connections`` connections for one round."""
-    load = _Load(server, connections)
-    try:
-        load.start()
-        load.run_until(time.perf_counter() + sizes.warmup, sizes.max_trips)
-        trips0, cpu0, client0 = load.trips, server.cpu_seconds(), time.process_time()
-        start = time.perf_counter()
-        load.run_until(start + sizes.seconds, load.trips + sizes.max_trips)
-        wall = time.perf_counter() - start
-        if load.trips == trips0:
-            raise BenchError(f"{server.variant}: no echo at all in {wall:.1f} s")
-        return Sample(
-            trips=load.trips - trips0,
-            wall=wall,
-            server_cpu=server.cpu_seconds() - cpu0,
-            client_cpu=time.process_time() - client0,
-        )
-    finally:
-        load.close()
+    """One round: client processes open ``connections`` in all, warm up, then count."""
+    processes = sizes.processes(connections)
+    shares = [connections // processes + (i < connections % processes) for i in range(processes)]
+    timing = ["--warmup", str(sizes.warmup), "--seconds", str(sizes.seconds)]
+    arguments = [["--connections", str(share), *timing] for share in shares]
+    with run_clients("echo", server.port, arguments) as clients:
+        for client in clients:
+            client.event("ready", 60.0)
+        for client in clients:
+            client.send("go")
+        time.sleep(sizes.warmup)
+        cpu0 = server.cpu_seconds()
+        done = [client.event("done", sizes.warmup + sizes.seconds + 30.0) for client in clients]
+        server_cpu = server.cpu_seconds() - cpu0
+    trips = sum(int(event["trips"]) for event in done)
+    if trips == 0:
+        raise BenchError(f"{server.variant}: no echo at all in {sizes.seconds:g} s")
+    return Sample(
+        trips=trips,
+        wall=max(float(event["wall"]) for event in done),
+        server_cpu=server_cpu,
+        client_cpu=sum(float(event["cpu"]) for event in done),
+    )
 
 
 @attrs.frozen
 class Result:
-    """Every round's samples for one connection count, both variants."""
+    """Every round's samples for one connection count, per server."""
 
     connections: int
-    corral: tuple[Sample, ...]
-    bare: tuple[Sample, ...]
+    samples: dict[str, tuple[Sample, ...]]
 
-    @property
-    def ratio(self) -> float:
-        return _median_rate(self.corral) / _median_rate(self.bare)
+    def rate(self, variant: str) -> float:
+        return statistics.median(s.rate for s in self.samples[variant])
 
-    @property
-    def cpu_ratio(self) -> float:
-        """The same ratio per server CPU-second: what a busy shared machine cannot skew."""
-        return _median_cpu_per_trip(self.bare) / _median_cpu_per_trip(self.corral)
+    def server_us(self, variant: str) -> float:
+        return statistics.median(s.server_us for s in self.samples[variant])
 
-    @property
-    def round_ratios(self) -> tuple[float, ...]:
-        return tuple(c.rate / b.rate for c, b in zip(self.corral, self.bare, strict=True))
+    def client_us(self, variant: str) -> float:
+        return statistics.median(s.client_us for s in self.samples[variant])
 
+    def cpu_share(self, variant: str, side: str) -> float:
+        """Median CPU use of the server or client side, as a fraction of one core."""
+        return statistics.median(getattr(s, f"{side}_cpu") / s.wall for s in self.samples[variant])
 
-def _median_rate(samples: tuple[Sample, ...]) -> float:
-    return statistics.median(s.rate for s in samples)
+    def ratio(self, variant: str, baseline: str) -> float:
+        return self.rate(variant) / self.rate(baseline)
 
-
-def _median_cpu(samples: tuple[Sample, ...], side: str) -> float:
-    """Median CPU use of the server or client side, as a fraction of one core."""
-    return statistics.median(getattr(s, f"{side}_cpu") / s.wall for s in samples)
-
-
-def _median_cpu_per_trip(samples: tuple[Sample, ...]) -> float:
-    """Median server CPU microseconds per round trip."""
-    return statistics.median(1e6 * s.server_cpu / s.trips for s in samples)
+    def round_ratios(self, variant: str, baseline: str) -> tuple[float, ...]:
+        pairs = zip(self.samples[variant], self.samples[baseline], strict=True)
+        return tuple(mine.rate / theirs.rate for mine, theirs in pairs)
 
 
 def measure(counts: tuple[int, ...], sizes: Sizes) -> list[Result]:
-    """Run both servers; interleave their rounds, alternating which one goes first."""
-    samples: dict[tuple[str, int], list[Sample]] = {
-        (v, n): [] for v in ("corral", "bare") for n in counts
-    }
-    with run_server("corral") as corral, run_server("bare") as bare:
-        servers = {"corral": corral, "bare": bare}
+    """Run every server; interleave their rounds, rotating which one goes first."""
+    samples: dict[tuple[str, int], list[Sample]] = {(v, n): [] for v in VARIANTS for n in counts}
+    with ExitStack() as stack:
+        servers = {v: stack.enter_context(run_server(v)) for v in VARIANTS}
         for n in counts:  # warm-up, not counted: imports, caches, first allocations
             for server in servers.values():
                 measure_round(server, n, attrs.evolve(sizes, seconds=sizes.warmup))
         for round_ in range(sizes.rounds):
-            order = ("bare", "corral") if round_ % 2 == 0 else ("corral", "bare")
+            shift = round_ % len(VARIANTS)
+            order = VARIANTS[shift:] + VARIANTS[:shift]
             for n in counts:
                 for variant in order:
                     samples[variant, n].append(measure_round(servers[variant], n, sizes))
-    return [Result(n, tuple(samples["corral", n]), tuple(samples["bare", n])) for n in counts]
+    return [Result(n, {v: tuple(samples[v, n]) for v in VARIANTS}) for n in counts]
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
 
 
 def report(results: list[Result], sizes: Sizes) -> str:
-    """The results table: one line per connection count, with CPU use to judge saturation."""
+    """One row per server and connection count, then the ratios and targets per count."""
     lines = [
-        f"corral echo (examples.echo:app) vs bare trio-websocket echo: {MESSAGE_BYTES}-byte "
-        "binary messages, one in flight per connection,",
-        f"{sizes.rounds} rounds of {sizes.seconds:g} s interleaved, medians. CPU: % of one core "
-        "(server: bare/corral, client: this process);",
-        "per-CPU: corral/bare in round trips per server CPU-second (steadier on a busy machine)",
-        f"{'connections':<11} {'bare rt/s':>9} {'corral rt/s':>11} {'corral/bare':>11} "
-        f"{'(rounds)':>10} {'target':>6}  {'result':<6} {'per-CPU':>7} {'server CPU':>10} "
-        f"{'us/trip':>8} {'client CPU':>10}",
+        f"echo: {MESSAGE_BYTES}-byte text messages, one in flight per connection, "
+        f"{sizes.rounds} round(s) of {sizes.seconds:g} s interleaved, medians;",
+        "CPU: server from psutil, client = all load_client processes (% of one core, us/trip)",
+        f"{'conns':<6}{'server':<11}{'rt/s':>9}{'server us/rt':>14}{'client us/rt':>14}"
+        f"{'server CPU':>12}{'client CPU':>12}{'clients':>9}",
     ]
+    trips = 0
     for r in results:
-        spread = f"{min(r.round_ratios):.2f}-{max(r.round_ratios):.2f}"
-        verdict = "PASS" if round(r.ratio, 2) >= TARGET else "MISS"  # judged as printed
-        server_cpu = f"{_median_cpu(r.bare, 'server'):.0%}/{_median_cpu(r.corral, 'server'):.0%}"
-        per_trip = f"{_median_cpu_per_trip(r.bare):.0f}/{_median_cpu_per_trip(r.corral):.0f}"
-        client_cpu = f"{_median_cpu(r.bare + r.corral, 'client'):.0%}"
+        for variant in VARIANTS:
+            trips += sum(s.trips for s in r.samples[variant])
+            lines.append(
+                f"{r.connections:<6}{variant:<11}{r.rate(variant):>9,.0f}"
+                f"{r.server_us(variant):>14.1f}{r.client_us(variant):>14.1f}"
+                f"{r.cpu_share(variant, 'server'):>12.0%}{r.cpu_share(variant, 'client'):>12.0%}"
+                f"{sizes.processes(r.connections):>9}"
+            )
+    for r in results:
+        ratio, spread = r.ratio("corral", BASELINE), r.round_ratios("corral", BASELINE)
+        cpu = r.server_us("corral") / r.server_us(BASELINE)
         lines.append(
-            f"{r.connections:<11} {_median_rate(r.bare):>9,.0f} {_median_rate(r.corral):>11,.0f} "
-            f"{r.ratio:>10.2f}x {spread:>10} {TARGET:>5.2f}x  {verdict:<6} "
-            f"{r.cpu_ratio:>6.2f}x {server_cpu:>10} {per_trip:>8} {client_cpu:>10}"
+            f"{r.connections} conns: corral/websockets rt/s {ratio:.2f}x "
+            f"({min(spread):.2f}-{max(spread):.2f}) target >= {TARGET:.1f}x "
+            f"{_verdict(round(ratio, 2) >= TARGET)}; server CPU/rt {cpu:.2f}x websockets' "
+            f"target <= 1.0x {_verdict(round(cpu, 2) <= 1.0)}; corral/bare rt/s "
+            f"{r.ratio('corral', 'bare'):.2f}x"
         )
-    trips = sum(s.trips for r in results for s in r.corral + r.bare)
+    share = max(r.client_us(v) / r.server_us(v) for r in results for v in VARIANTS)
+    lines.append(
+        f"client CPU/rt at most {share:.2f}x the server's (must stay under "
+        f"{CLIENT_SHARE:.1f}x) {_verdict(share < CLIENT_SHARE)}"
+    )
     lines.append(f"echoed: {trips:,} round trips checked byte for byte; 0 wrong or lost")
     return "\n".join(lines)
 
@@ -236,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the sizes, run the rounds, print the table; 0 unless something broke."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short rounds, for a smoke run")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 7, quick 2)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 7, quick 1)")
+    parser.add_argument(
+        "--client-processes", type=int, help="load processes (default: one per 25 connections)"
+    )
     parser.add_argument("--seconds", type=float, help="measured seconds per round (default 2)")
     parser.add_argument(
         "--connections",
@@ -248,15 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
     sizes = attrs.evolve(
-        preset, rounds=args.rounds or preset.rounds, seconds=args.seconds or preset.seconds
+        preset,
+        rounds=args.rounds or preset.rounds,
+        seconds=args.seconds or preset.seconds,
+        client_processes=args.client_processes,
     )
-    try:
-        results = measure(tuple(args.connections), sizes)
-    except BenchError as exc:
-        print(f"echo_throughput: {exc}", file=sys.stderr)
-        return 1
-    print(report(results, sizes))
-    return 0
+    return print_report(
+        "echo_throughput", lambda: report(measure(tuple(args.connections), sizes), sizes)
+    )
 
 
 if __name__ == "__main__":

@@ -1,20 +1,24 @@
-"""Fan-out: one publisher, N subscribers in one group; corral's broadcast against a naive loop.
+"""Fan-out: one publisher, N subscribers in one group; corral against websockets' broadcast().
 
-Both servers run for the whole benchmark, each in its own process on 127.0.0.1
-(``fanout_server.py``): corral, where subscribers join a group and each publish is one
-``server.broadcast`` (frame encoded once, pushed to every outbox); and a bare trio-websocket
-server that loops over its subscribers calling ``send_message`` for each publish. Each round
-connects N subscribers from separate client processes (``fanout_clients.py``, plain sockets),
-waits until all are subscribed, then one publisher sends M messages back to back, each stamped
-with the monotonic time just before it is sent. The clients note when each frame arrives.
+Four servers run for the whole benchmark, each in its own process on 127.0.0.1 (started by
+``common.py``): corral, where subscribers join a group and each publish is one
+``server.broadcast`` (frame encoded once, pushed to every outbox); ``cowboy``, the same group
+the Cowboy way (``actors.publish`` a message, each subscriber's ``websocket_info`` returns the
+``Text`` frame); websockets on asyncio with its ``broadcast()`` (``websockets_server.py``); and
+a naive trio-websocket loop of ``send_message`` per subscriber (``fanout_server.py``). Each
+round connects N subscribers from separate client processes (``fanout_clients.py``, plain
+sockets), waits until all are subscribed, then one publisher sends M messages back to back,
+each stamped with the monotonic time just before it is sent. The clients note when each frame
+arrives.
 
 Per round: deliveries per second (N*M over the time from the first send to the last arrival),
 p50/p99 delivery latency (arrival minus stamp), and the server's CPU seconds. Every connection
 must get all M messages, in order: a lost or reordered delivery is a failure (exit status 1).
-The target (corral >= 2x the naive deliveries/s, median of the rounds) is only reported.
+The targets (medians of the rounds, against websockets: corral >= 2x, cowboy >= 1x) are only
+reported.
 
 Run: ``python bench/fanout.py [--quick] [--connections N] [--messages M] [--rounds R]``; with
-``--connections 10000`` it raises RLIMIT_NOFILE (as root) and uses several client processes.
+``--connections 10000`` it uses several client processes.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import json
 import math
 import os
 import select
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,19 +40,21 @@ import psutil  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fanout_clients import HOST, Publisher  # noqa: E402
-from fanout_server import VARIANTS, raise_nofile  # noqa: E402
+from common import FANOUT_VARIANTS as VARIANTS  # noqa: E402
+from common import ServerProcess, raise_nofile  # noqa: E402
+from fanout_clients import Publisher  # noqa: E402
+from wsclient import BenchError  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-TARGET = 2.0
-"""Issue 4: corral's deliveries per second at least twice the naive loop's."""
+TARGETS = {"corral": 2.0, "cowboy": 1.0}
+"""Issue 9: deliveries/s against websockets' ``broadcast()``: corral's ``server.broadcast`` at
+least twice as fast, the Cowboy way (``actors.publish`` + ``websocket_info``) at least as fast."""
+BASELINE = "websockets"
+CLIENT_SHARE = 0.5
+"""The subscribers' CPU during a round must stay under this share of every server's."""
 PADDING = 40
 """Text in each message, so a frame is chat-sized (~110 bytes)."""
 CONNECTIONS_PER_PROCESS = 2500
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not run as intended (a process died, a client never got ready)."""
 
 
 class LostDelivery(AssertionError):
@@ -93,64 +98,6 @@ class Round:
         return self.expected - self.delivered
 
 
-class ServerProcess:
-    """One fan-out server in a subprocess."""
-
-    def __init__(self, variant: str, max_connections: int) -> None:
-        self.variant = variant
-        self.port = _free_port()
-        command = [sys.executable, str(BENCH / "fanout_server.py"), variant]
-        command += ["--port", str(self.port), "--max-connections", str(max_connections)]
-        self.popen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.process = psutil.Process(self.popen.pid)
-
-    def wait_listening(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                socket.create_connection((HOST, self.port), timeout=1.0).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise BenchError(f"{self.variant} server not listening after {timeout} s")
-
-    def check_alive(self) -> None:
-        if self.popen.poll() is not None:
-            err = self.popen.stderr.read().decode(errors="replace") if self.popen.stderr else ""
-            raise BenchError(f"{self.variant} server exited ({self.popen.returncode}):\n{err}")
-
-    def cpu_seconds(self) -> float:
-        times = self.process.cpu_times()
-        return float(times.user + times.system)
-
-    def settle(self, timeout: float = 20.0) -> None:
-        """Wait until the server is idle (it may still be closing the last round's clients)."""
-        deadline = time.monotonic() + timeout
-        before = self.cpu_seconds()
-        while time.monotonic() < deadline:
-            time.sleep(0.2)
-            now = self.cpu_seconds()
-            if now - before < 0.01:
-                return
-            before = now
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(5.0)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
 def _start_clients(port: int, sizes: Sizes) -> list[subprocess.Popen[str]]:
     share = math.ceil(sizes.connections / sizes.processes)
     counts = [min(share, sizes.connections - i * share) for i in range(sizes.processes)]
@@ -174,7 +121,7 @@ def _read_line(process: subprocess.Popen[str], timeout: float, what: str) -> str
 
 def run_round(server: ServerProcess, sizes: Sizes) -> Round:
     """Subscribe, publish M messages, collect what every client got."""
-    server.settle()
+    server.wait_idle()
     clients = _start_clients(server.port, sizes)
     try:
         for client in clients:
@@ -228,7 +175,7 @@ def _percentile(values: list[int], fraction: float) -> float:
 # ---- the printout -------------------------------------------------------------------------
 
 HEADER = (
-    f"{'round':<7}{'server':<8}{'delivered':>19}{'deliveries/s':>15}"
+    f"{'round':<7}{'server':<11}{'delivered':>19}{'deliveries/s':>15}"
     f"{'p50 ms':>9}{'p99 ms':>9}{'server CPU s':>14}{'client CPU s':>14}"
 )
 
@@ -236,7 +183,7 @@ HEADER = (
 def _row(label: str, result: Round) -> str:
     delivered = f"{result.delivered:,}/{result.expected:,}"
     return (
-        f"{label:<7}{result.variant:<8}{delivered:>19}{result.rate:>15,.0f}"
+        f"{label:<7}{result.variant:<11}{delivered:>19}{result.rate:>15,.0f}"
         f"{result.p50_ms:>9.1f}{result.p99_ms:>9.1f}{result.server_cpu:>14.2f}"
         f"{result.client_cpu:>14.2f}"
     )
@@ -288,14 +235,16 @@ def run(sizes: Sizes) -> int:
         f"{sizes.processes} client process(es); {psutil.cpu_count()} CPUs, load {load}",
         flush=True,
     )
-    servers = {variant: ServerProcess(variant, sizes.connections + 64) for variant in VARIANTS}
+    limits = {"nofile": sizes.connections + 1024, "max_connections": sizes.connections + 64}
+    servers = {v: ServerProcess(v, role="fanout", **limits) for v in VARIANTS}
     results: dict[str, list[Round]] = {variant: [] for variant in VARIANTS}
     try:
         for server in servers.values():
-            server.wait_listening()
+            server.start()
         print(HEADER, flush=True)
         for number in range(1, sizes.rounds + 1):
-            order = VARIANTS if number % 2 else VARIANTS[::-1]
+            shift = number % len(VARIANTS)
+            order = VARIANTS[shift:] + VARIANTS[:shift]
             for variant in order:
                 result = run_round(servers[variant], sizes)
                 results[variant].append(result)
@@ -305,14 +254,38 @@ def run(sizes: Sizes) -> int:
             server.stop()
     for variant in VARIANTS:
         print(_row("median", _median(results[variant])))
-    corral, naive = _median(results["corral"]), _median(results["naive"])
-    ratio = corral.rate / naive.rate
-    verdict = "PASS" if ratio >= TARGET else "MISS"
-    print(f"corral/naive deliveries/s (median): {ratio:.2f}x  target >= {TARGET:.1f}x  {verdict}")
-    per_cpu = naive.server_cpu / corral.server_cpu if corral.server_cpu else math.nan
-    print(f"corral/naive deliveries per server CPU-second (median): {per_cpu:.2f}x")
+    print("\n".join(ratios(results)))
     print(check_deliveries(results, sizes))
     return 0
+
+
+def ratios(results: dict[str, list[Round]]) -> list[str]:
+    """Each server against websockets (medians), the targets, and the client's CPU check."""
+    baseline, lines = _median(results[BASELINE]), []
+    for variant in VARIANTS:
+        if variant == BASELINE:
+            continue
+        mine = _median(results[variant])
+        ratio = mine.rate / baseline.rate
+        per_cpu = baseline.server_cpu / mine.server_cpu if mine.server_cpu else math.nan
+        target = TARGETS.get(variant)
+        verdict = f"  target >= {target:.1f}x  {_verdict(ratio, target)}" if target else ""
+        lines.append(
+            f"{variant}/{BASELINE} deliveries/s (median): {ratio:.2f}x{verdict}; "
+            f"per server CPU-second {per_cpu:.2f}x"
+        )
+    share = max(
+        _median(rounds).client_cpu / _median(rounds).server_cpu for rounds in results.values()
+    )
+    lines.append(
+        f"client CPU at most {share:.2f}x the server's (must stay under {CLIENT_SHARE:.1f}x) "
+        f"{'PASS' if share < CLIENT_SHARE else 'MISS'}"
+    )
+    return lines
+
+
+def _verdict(ratio: float, target: float) -> str:
+    return "PASS" if round(ratio, 2) >= target else "MISS"
 
 
 def parse_sizes(argv: list[str] | None) -> Sizes:

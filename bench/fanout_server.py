@@ -1,19 +1,22 @@
-"""The two servers the fan-out benchmark compares, each run as its own process.
+"""The trio fan-out servers the fan-out benchmark compares, each run as its own process.
 
 - ``corral``: subscribers at ``/sub`` join one group in ``websocket_init``; each text frame the
   publisher sends to ``/pub`` goes out with ``server.broadcast`` (encoded once, pushed to every
   member's outbox, written by each connection's own task).
+- ``cowboy``: the same group, done the Cowboy way: the publisher ``actors.publish``es each text
+  to the group as a plain message, and each subscriber's ``websocket_info`` returns it as a
+  ``Text`` frame (the path a handler takes for every personalised push).
 - ``naive``: a bare trio-websocket server that keeps a set of subscribers and, for each publish,
   loops over them calling ``await ws.send_message(text)``.
 
-Both answer a new subscriber with a ``joined`` text frame once it is subscribed, so the clients
-know when the publisher may start. Run: ``python bench/fanout_server.py corral|naive --port N``.
+(websockets' ``broadcast()`` is ``websockets_server.py broadcast``.) Each answers a new
+subscriber with a ``joined`` text frame once it is subscribed, so the clients know when the
+publisher may start. Run: ``python bench/fanout_server.py corral|cowboy|naive --port N``.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import raise_nofile  # noqa: E402
 
 import actors  # noqa: E402
 from server import (  # noqa: E402
@@ -37,7 +42,7 @@ from server import (  # noqa: E402
 from server.serve import Server  # noqa: E402
 
 GROUP = "bench"
-VARIANTS = ("corral", "naive")
+VARIANTS = ("corral", "cowboy", "naive")
 
 
 class Subscriber(WebSocketHandler[None]):
@@ -57,22 +62,42 @@ class Publisher(WebSocketHandler[None]):
         return None, None
 
 
-def corral_app(max_connections: int) -> App:
-    """The corral side: a publish route and a subscribe route.
+class CowboyPublisher(WebSocketHandler[None]):
+    """Publishes every text it receives to the group as a plain actor message."""
+
+    def websocket_handle(self, frame: Frame, state: Any) -> tuple[None, None]:
+        if isinstance(frame, Text):
+            actors.publish(GROUP, frame.data)
+        return None, None
+
+
+class CowboySubscriber(Subscriber):
+    """Turns each message from the group into a text frame, in ``websocket_info``."""
+
+    def websocket_info(self, message: Any, state: Any) -> tuple[Text, None]:
+        return Text(message), None
+
+
+def corral_app(max_connections: int, *, cowboy: bool = False) -> App:
+    """The corral side: a publish route and a subscribe route (``cowboy``: the actor path).
 
     Subscribers never send, so the idle timeout is off (the naive server has none either):
     a slow round must not turn into closed connections and lost deliveries.
     """
     quiet = ConnectionOptions(idle_timeout=None)
+    publisher, subscriber = (
+        (CowboyPublisher, CowboySubscriber) if cowboy else (Publisher, Subscriber)
+    )
     return App(
-        [websocket("/pub", Publisher, options=quiet), websocket("/sub", Subscriber, options=quiet)],
+        [websocket("/pub", publisher, options=quiet), websocket("/sub", subscriber, options=quiet)],
         options=ServerOptions(max_connections=max_connections, drain_timeout=5.0),
     )
 
 
-async def serve_corral(port: int, max_connections: int) -> None:
+async def serve_corral(port: int, max_connections: int, cowboy: bool) -> None:
     """Run the corral fan-out server until killed."""
-    await Server(corral_app(max_connections), host="127.0.0.1", port=port).run()
+    app = corral_app(max_connections, cowboy=cowboy)
+    await Server(app, host="127.0.0.1", port=port).run()
 
 
 class NaiveFanout:
@@ -117,27 +142,16 @@ async def serve_naive(port: int) -> None:
     await serve_websocket(NaiveFanout().handle, "127.0.0.1", port, ssl_context=None)
 
 
-def raise_nofile(wanted: int) -> None:
-    """Raise RLIMIT_NOFILE to ``wanted`` (the hard limit too when root, else up to it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= wanted:
-        return
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(wanted, hard)))
-    except (ValueError, PermissionError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
-
-
 def main(argv: list[str] | None = None) -> None:
-    """``fanout_server.py corral|naive --port N [--max-connections M]``."""
+    """``fanout_server.py corral|cowboy|naive --port N [--max-connections M]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variant", choices=VARIANTS)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--max-connections", type=int, default=20_000)
     args = parser.parse_args(argv)
     raise_nofile(args.max_connections + 1024)
-    if args.variant == "corral":
-        trio.run(serve_corral, args.port, args.max_connections)
+    if args.variant in ("corral", "cowboy"):
+        trio.run(serve_corral, args.port, args.max_connections, args.variant == "cowboy")
     else:
         trio.run(serve_naive, args.port)
 

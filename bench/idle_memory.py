@@ -1,76 +1,56 @@
-"""Memory per idle WebSocket connection: corral's echo example against a bare trio-websocket echo.
+"""Memory per idle WebSocket connection, and connections opened per second: corral's echo
+example against websockets (asyncio) and a bare trio-websocket echo, all in the same run.
 
-For each server (a fresh process every time, both in the same run, order alternating):
-warm up with a few hundred connections (imports, caches, allocator arenas) and close them,
-collect garbage in the server and read its RSS; then open N connections, each upgraded and
-echoing one 32-byte message (so every task and buffer of a live connection exists), leave
-them idle, collect garbage again and read the RSS again. Memory per connection is the RSS
-growth divided by N. Kernel socket buffers are not in a process's RSS, so this is the
-server's own cost: tasks, objects, protocol state.
+For each server (a fresh process every time, order rotating when ``--rounds`` > 1): a
+``load_client.py hold`` process opens a few hundred connections to warm the server up
+(imports, caches, allocator arenas) and closes them; the server collects garbage and its RSS
+is read; then another opens N connections in batches of 250 (each upgraded, then echoing one
+32-byte message, so every task and buffer of a live connection exists), holds them idle, and
+the RSS is read again after a collection. Memory per connection is the RSS growth over N
+(kernel socket buffers are not in a process's RSS: this is the server's own cost).
 
-This process is the client: plain sockets, opened in batches (connect and send the upgrade
-request, read the 101s, echo once); it raises its own open-files limit and starts the
-servers with a raised one. corral closes a connection after 60 s without data (its default
-idle timeout): while opening, the connections already open ping every 20 s, and the run
-checks that every connection is still open when the RSS is read.
+The same opening gives the connection rate: N over the time the batches' handshakes took
+(connect, request, 101), with the server's CPU per connection (handshake, one echo, one ping)
+and the client's for the handshakes beside it. corral closes a connection after 60 s
+without data: the holder pings every connection every 20 s, and every connection must still
+be open when the RSS has been read, or the run fails.
 
 Run: ``python bench/idle_memory.py [--quick] [--connections N] [--rounds R]``.
 """
 
 from __future__ import annotations
 
-import argparse
-import socket
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
-    HOST,
-    PING,
-    PONG,
-    BenchError,
-    ServerProcess,
-    abort,
-    client_frame,
-    handshake,
-    raise_nofile,
-    read_upgrade,
-    run_server,
-    send_and_expect,
-    server_frame,
-)
+from common import VARIANTS, bench_parser, print_report, raise_nofile, run_clients, run_server  # noqa: E402
+from wsclient import BenchError  # noqa: E402
 
-TARGET_KB = 25.0
-"""Issue target: corral's echo server grows by at most this many KB per idle connection."""
-
-IDLE_TIMEOUT = 60.0
-"""corral's default idle timeout: every connection must be read before it can pass."""
-
-KEEPALIVE = 20.0
-"""Seconds between pings on the connections opened so far, while more are being opened."""
+TARGET_KB = 10.0
+"""Issue 9: corral's echo server grows by at most this many KB per idle connection."""
+TARGET_OPENS = 1.2
+"""Issue 9: corral opens connections at least this many times as fast as websockets."""
+BASELINE = "websockets"
 WARMUP_CONNECTIONS = 200
-BATCH = 250
-"""Connections opened before their 101s are read: well under the listen backlog."""
-
-_PAYLOAD = bytes(range(65, 97))
-_FRAME, _REPLY = client_frame(_PAYLOAD), server_frame(_PAYLOAD)
 
 
 @attrs.frozen
 class Reading:
-    """One server's memory before and after N idle connections."""
+    """One server's memory before and after N idle connections, and what opening them took."""
 
     variant: str
     connections: int
     baseline: int
     loaded: int
     open_seconds: float
+    """Time the handshakes took, all batches together."""
+    server_cpu: float
+    client_cpu: float
     server_fds: int
 
     @property
@@ -78,137 +58,99 @@ class Reading:
         """Bytes of RSS growth per connection."""
         return (self.loaded - self.baseline) / self.connections
 
-
-def open_idle(port: int, count: int) -> list[socket.socket]:
-    """``count`` upgraded connections that have each echoed one message; BenchError if not.
-
-    Every KEEPALIVE seconds while opening, the connections already open send a ping (the
-    pong comes back at once), so none reaches the idle timeout however slow the opening is.
-    """
-    sockets: list[socket.socket] = []
-    request = handshake(port)
-    refreshed = time.monotonic()
-    try:
-        for first in range(0, count, BATCH):
-            fresh = []
-            for _ in range(min(BATCH, count - first)):
-                sock = socket.create_connection((HOST, port), timeout=30.0)
-                sockets.append(sock)
-                fresh.append(sock)
-                sock.sendall(request)
-            for sock in fresh:
-                read_upgrade(sock)
-            send_and_expect(fresh, _FRAME, _REPLY)
-            if time.monotonic() - refreshed > KEEPALIVE:
-                send_and_expect(sockets, PING, PONG)
-                refreshed = time.monotonic()
-    except BaseException:
-        close_all(sockets)
-        raise
-    return sockets
-
-
-def still_open(sockets: list[socket.socket]) -> int:
-    """How many of ``sockets`` the server has not closed (nothing readable, no EOF)."""
-    alive = 0
-    for sock in sockets:
-        sock.setblocking(False)
-        try:
-            data = sock.recv(1)
-        except BlockingIOError:
-            alive += 1
-        except OSError:
-            pass
-        else:
-            alive += 0 if not data else 1  # a byte (a ping?) still means open
-        finally:
-            sock.setblocking(True)
-    return alive
-
-
-def close_all(sockets: list[socket.socket]) -> None:
-    for sock in sockets:
-        abort(sock)
-
-
-def _settled_rss(server: ServerProcess) -> int:
-    server.wait_idle()
-    server.collect_garbage()
-    return server.rss()
+    @property
+    def opens_per_second(self) -> float:
+        return self.connections / self.open_seconds
 
 
 def measure_one(variant: str, connections: int) -> Reading:
     """Start ``variant`` fresh, warm it up, and read its RSS before and after ``connections``."""
     limits = {"nofile": connections + 1024, "max_connections": connections + 100}
+    opening = 120.0 + connections / 20  # at worst 20 connections a second
     with run_server(variant, **limits) as server:
         idle_fds = server.open_files()
-        close_all(open_idle(server.port, min(WARMUP_CONNECTIONS, connections)))
+        with run_clients("hold", server.port, [["--count", str(WARMUP_CONNECTIONS)]]) as warm:
+            warm[0].event("ready", opening)
         server.wait_open_files(idle_fds)  # the warm-up connections are gone, not just closing
-        baseline = _settled_rss(server)
-        start = time.monotonic()
-        sockets = open_idle(server.port, connections)
-        try:
-            open_seconds = time.monotonic() - start
-            loaded = _settled_rss(server)
+        baseline = server.settled_rss()
+        cpu = server.cpu_seconds()
+        with run_clients("hold", server.port, [["--count", str(connections)]]) as (holder,):
+            opened = holder.event("ready", opening)
+            server_cpu = server.cpu_seconds() - cpu
+            if opened["opened"] != connections:
+                raise BenchError(f"{variant}: {opened['failed']} of {connections} not upgraded")
+            loaded = server.settled_rss()
             fds = server.open_files()
-            alive = still_open(sockets)
+            holder.send("check")
+            alive = holder.event("alive", 60.0)["alive"]
             if alive != connections:
                 raise BenchError(
                     f"{variant}: only {alive} of {connections} connections still open when "
-                    f"the RSS was read ({time.monotonic() - start:.1f} s after the first one)"
+                    "the RSS was read"
                 )
-        finally:
-            close_all(sockets)
-    return Reading(variant, connections, baseline, loaded, open_seconds, fds)
+    return Reading(
+        variant, connections, baseline, loaded, opened["seconds"], server_cpu, opened["cpu"], fds
+    )
 
 
 def measure(connections: int, rounds: int) -> list[Reading]:
-    """Alternate the two servers, ``rounds`` readings each."""
+    """Every server ``rounds`` times, the order rotating."""
     readings = []
     for round_ in range(rounds):
-        order = ("corral", "bare") if round_ % 2 == 0 else ("bare", "corral")
-        for variant in order:
+        shift = round_ % len(VARIANTS)
+        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
             readings.append(measure_one(variant, connections))
     return readings
 
 
+def _median(readings: list[Reading], variant: str, figure: str) -> float:
+    return statistics.median(getattr(r, figure) for r in readings if r.variant == variant)
+
+
 def report(readings: list[Reading], connections: int, rounds: int) -> str:
-    """The results table: one line per server, medians over the rounds."""
+    """One line per server (medians over the rounds), then the targets."""
     mib = 2**20
     lines = [
-        f"memory per idle connection, {connections:,} connections, each upgraded and echoed "
-        f"once; server RSS after gc.collect(), {rounds} round(s), medians",
-        f"{'server':<7} {'baseline MiB':>12} {'loaded MiB':>10} {'KB/conn':>8} {'(rounds)':>11} "
-        f"{'target':>8}  {'result':<6} {'open s':>6} {'conn/s':>7} {'fds':>6}",
+        f"idle connections: {connections:,} per server, each upgraded and echoed once; "
+        f"RSS after gc.collect(), {rounds} round(s), medians;",
+        "opens/s: connections over the handshakes' time (batches of 250); CPU per connection "
+        "opened (server: handshake, one echo, one ping; client: handshakes)",
+        f"{'server':<11}{'baseline MiB':>13}{'loaded MiB':>11}{'KB/conn':>9}{'(rounds)':>12}"
+        f"{'opens/s':>9}{'server us/open':>16}{'client us/open':>16}{'fds':>7}",
     ]
-    per_kb: dict[str, float] = {}
-    for variant in ("corral", "bare"):
+    for variant in VARIANTS:
         mine = [r for r in readings if r.variant == variant]
         kb = [r.per_connection / 1000 for r in mine]
-        per_kb[variant] = statistics.median(kb)
-        opened = statistics.median(r.open_seconds for r in mine)
-        target, verdict = "-", ""
-        if variant == "corral":
-            target = f"<={TARGET_KB:g} KB"
-            verdict = "PASS" if per_kb[variant] <= TARGET_KB else "MISS"
         lines.append(
-            f"{variant:<7} {statistics.median(r.baseline for r in mine) / mib:>12.1f} "
-            f"{statistics.median(r.loaded for r in mine) / mib:>10.1f} {per_kb[variant]:>8.1f} "
-            f"{f'{min(kb):.1f}-{max(kb):.1f}':>11} {target:>8}  {verdict:<6} {opened:>6.1f} "
-            f"{connections / opened:>7,.0f} {max(r.server_fds for r in mine):>6,}"
+            f"{variant:<11}{_median(readings, variant, 'baseline') / mib:>13.1f}"
+            f"{_median(readings, variant, 'loaded') / mib:>11.1f}{statistics.median(kb):>9.1f}"
+            f"{f'{min(kb):.1f}-{max(kb):.1f}':>12}"
+            f"{_median(readings, variant, 'opens_per_second'):>9,.0f}"
+            f"{1e6 * _median(readings, variant, 'server_cpu') / connections:>16.0f}"
+            f"{1e6 * _median(readings, variant, 'client_cpu') / connections:>16.0f}"
+            f"{max(r.server_fds for r in mine):>7,}"
         )
-    lines.append(
-        f"corral/bare: {per_kb['corral'] / per_kb['bare']:.2f}x the memory per connection; "
-        f"all {connections:,} connections open at every reading"
+    kb = _median(readings, "corral", "per_connection") / 1000
+    memory = kb * 1000 / _median(readings, BASELINE, "per_connection")
+    opens = _median(readings, "corral", "opens_per_second") / _median(
+        readings, BASELINE, "opens_per_second"
     )
+    lines.append(
+        f"corral memory per idle connection: {kb:.1f} KB target <= {TARGET_KB:g} KB "
+        f"{'PASS' if round(kb, 1) <= TARGET_KB else 'MISS'}; {memory:.2f}x websockets', "
+        f"{kb * 1000 / _median(readings, 'bare', 'per_connection'):.2f}x bare's"
+    )
+    lines.append(
+        f"corral/websockets opens/s: {opens:.2f}x target >= {TARGET_OPENS:.1f}x "
+        f"{'PASS' if round(opens, 2) >= TARGET_OPENS else 'MISS'}"
+    )
+    lines.append(f"all {connections:,} connections open at every reading")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the sizes, measure both servers, print the table; 0 unless something broke."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1,000 connections, for a smoke run")
-    parser.add_argument("--connections", type=int, help="idle connections (default 10000)")
+    """Parse the sizes, measure every server, print the table; 0 unless something broke."""
+    parser = bench_parser(__doc__, "1,000 connections", "10,000")
     parser.add_argument("--rounds", type=int, default=1, help="readings per server (default 1)")
     args = parser.parse_args(argv)
     connections = args.connections or (1_000 if args.quick else 10_000)
@@ -218,13 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             f"idle_memory: open-files limit {limit} is too low for {connections:,}", file=sys.stderr
         )
         return 1
-    try:
-        readings = measure(connections, args.rounds)
-    except BenchError as exc:
-        print(f"idle_memory: {exc}", file=sys.stderr)
-        return 1
-    print(report(readings, connections, args.rounds))
-    return 0
+    return print_report(
+        "idle_memory", lambda: report(measure(connections, args.rounds), connections, args.rounds)
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ def _load_bench() -> ModuleType:
     return load_bench(BENCH)
 
 
-def test_quick_run_prints_both_servers_the_ratio_and_zero_losses() -> None:
+@pytest.mark.slow
+def test_quick_run_prints_every_server_both_targets_and_zero_losses() -> None:
     run = subprocess.run(
         [sys.executable, str(BENCH), "--quick"],
         capture_output=True,
@@ -32,19 +33,21 @@ def test_quick_run_prints_both_servers_the_ratio_and_zero_losses() -> None:
         check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    for server in ("corral", "naive"):
+    for server in ("corral", "cowboy", "websockets", "naive"):
         for label in ("1", "median"):
             row = re.search(ROW.format(label=label, server=server), run.stdout, re.MULTILINE)
             assert row, run.stdout
             assert row["got"] == row["expected"] == "4,000", run.stdout
+    for server, target in (("corral", "2.0"), ("cowboy", "1.0")):
+        assert re.search(
+            rf"^{server}/websockets deliveries/s \(median\): \d+\.\d\dx  "
+            rf"target >= {target}x  (PASS|MISS); per server CPU-second \d+\.\d\dx$",
+            run.stdout,
+            re.MULTILINE,
+        ), run.stdout
     assert re.search(
-        r"^corral/naive deliveries/s \(median\): \d+\.\d\dx  target >= 2\.0x  (PASS|MISS)$",
-        run.stdout,
-        re.MULTILINE,
-    ), run.stdout
-    assert re.search(
-        r"^delivered: every message to every connection, in order: "
-        r"corral 4,000/4,000, naive 4,000/4,000; 0 lost$",
+        r"^delivered: every message to every connection, in order: corral 4,000/4,000, "
+        r"cowboy 4,000/4,000, websockets 4,000/4,000, naive 4,000/4,000; 0 lost$",
         run.stdout,
         re.MULTILINE,
     ), run.stdout
@@ -71,8 +74,7 @@ def test_an_out_of_order_delivery_fails_the_run() -> None:
 
 
 def test_server_frames_are_split_whole_and_pings_are_not_counted() -> None:
-    sys.path.insert(0, str(BENCH.parent))
-    from fanout_clients import split_frames
+    split_frames = load_bench(BENCH.parent / "wsclient.py").split_frames
 
     long = b"y" * 300
     buffer = bytearray(b"\x81\x02hi" + b"\x89\x00" + b"\x81\x7e\x01\x2c" + long + b"\x81\x05ab")
