@@ -100,6 +100,8 @@ def as_command_list(commands: Commands) -> Sequence[Command]:
     """Normalise a callback's commands to a sequence, refusing what is not a command."""
     if commands is None:
         return ()
+    if type(commands) in _COMMAND_TYPES:  # the common case: one command, checked at once
+        return (commands,)  # type: ignore[return-value]
     listed = (commands,) if isinstance(commands, _COMMAND_TYPES) else commands
     if not isinstance(listed, Sequence) or isinstance(listed, (str, bytes)):
         raise TypeError(f"commands must be a command or a list of commands, not {commands!r}")

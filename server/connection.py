@@ -109,6 +109,7 @@ class Connection:
         "_fd",
         "_handling",
         "_handled_at",
+        "_checked_while_handling",
         "_received_at",
         "_failure",
         "_outbox",
@@ -146,6 +147,7 @@ class Connection:
         self._fd = _socket_fd(stream)
         self._handling = False
         self._handled_at = self.started_at
+        self._checked_while_handling = False
         self._received_at = self.started_at
         self._failure: TerminateReason | None = None
         self._outbox: Outbox | None = None  # made when the socket does not take a write
@@ -223,7 +225,9 @@ class Connection:
                             result = await call(handler.websocket_handle, event, self.state)
                         finally:
                             self._handling = False
-                            self._handled_at = trio.current_time()
+                            if self._checked_while_handling:  # a slow callback: it counts
+                                self._checked_while_handling = False
+                                self._handled_at = trio.current_time()
                         reason = await self._apply(unpack_result("websocket_handle", result))
                         continue
                     self._write_protocol_data()
@@ -495,8 +499,9 @@ class Connection:
         now = trio.current_time()
         if self._handling:
             # The client is not idle, we are (Cowboy restarts its idle timer when a frame
-            # is handled, not when it arrives).
+            # is handled, not when it arrives): the loop notes when this callback ends.
             self._handled_at = now
+            self._checked_while_handling = True
         self._liveness.last_received = max(self._received_at, self._handled_at)
         verdict = self._liveness.check(now)
         if verdict is Verdict.IDLE or verdict is Verdict.NO_PONG:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import struct
 from collections.abc import Sequence
 from typing import Final
 
@@ -293,8 +294,16 @@ def decode_simple_frame(frame: bytes | bytearray, start: int) -> Text | Binary |
 def encode_frame(
     opcode: Opcode, payload: bytes, extensions: Sequence[Extension] = _NO_EXTENSIONS
 ) -> bytes:
-    """One unmasked server frame, through websockets' serializer (and its extensions)."""
-    return Frame(opcode, payload).serialize(mask=False, extensions=extensions)
+    """One unmasked server frame: through websockets' serializer when an extension may
+    transform it, else its header packed here (the bytes are the same, without the copies)."""
+    if extensions:
+        return Frame(opcode, payload).serialize(mask=False, extensions=extensions)
+    length = len(payload)
+    if length < 126:
+        return bytes((0x80 | opcode, length)) + payload
+    if length < 65536:
+        return _HEADER_16.pack(0x80 | opcode, 126, length) + payload
+    return _HEADER_64.pack(0x80 | opcode, 127, length) + payload
 
 
 def encode_message(message: str | bytes) -> bytes:
@@ -302,6 +311,10 @@ def encode_message(message: str | bytes) -> bytes:
     if isinstance(message, str):
         return encode_frame(Opcode.TEXT, message.encode())
     return encode_frame(Opcode.BINARY, message)
+
+
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
 
 
 def encode_ping(payload: bytes) -> bytes:

@@ -12,12 +12,12 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import assume, given, settings
 from websockets.extensions.permessage_deflate import PerMessageDeflate
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
 
 from server.commands import Binary, Text
 from server.outbox import Outbox
-from server.session import NEED_DATA, Session, encode_message, encode_ping
+from server.session import NEED_DATA, Session, encode_frame, encode_message, encode_ping
 from server.termination import ProtocolError, Remote
 
 from .serving import frame
@@ -245,3 +245,16 @@ def test_outbox_is_full_by_frames_or_by_bytes_but_always_takes_one_frame() -> No
     outbox.append(b"12345")
     assert outbox.has_room_for(5) and not outbox.has_room_for(6)
     assert outbox.clear() == 1 and len(outbox) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([Opcode.TEXT, Opcode.BINARY, Opcode.PING, Opcode.PONG]),
+    st.binary(max_size=70_000) | st.binary(max_size=125),
+)
+def test_frames_packed_here_are_the_bytes_websockets_serializes(
+    opcode: Opcode, payload: bytes
+) -> None:
+    if opcode in (Opcode.PING, Opcode.PONG):
+        payload = payload[:125]
+    assert encode_frame(opcode, payload) == Frame(opcode, payload).serialize(mask=False)
