@@ -14,6 +14,7 @@ supervision), ``handler`` (one connection), ``app`` (routes and children).
 """
 
 from .app import app, make_app
+from .limits import ChatLimits
 from .room import RoomSettings
 
-__all__ = ["RoomSettings", "app", "make_app"]
+__all__ = ["ChatLimits", "RoomSettings", "app", "make_app"]

@@ -1,6 +1,9 @@
 """One chat connection: checks what the client sends and passes joins and says to its room.
 
-Bad input gets an ``error`` frame from the connection itself and goes no further. A ``join``
+Every client frame first passes the connection's ``Throttle`` (see ``limits``): past the rate
+it is dropped, the first of a run with an ``error``, and a client that keeps sending is closed
+with 1008, so a flood stops here and never reaches the room. Bad input gets an ``error`` frame
+from the connection itself and goes no further. A ``join``
 opens the room (starting it on first use) and sends it ``Join``; the room answers the client
 directly and tells the connection ``Joined``. The connection remembers its nick so that it can
 join again by itself when the room restarts.
@@ -12,14 +15,16 @@ import contextlib
 from typing import Any
 
 import attrs
+import trio
 
 import actors
 from actors import Address
-from server import Frame, Text, Upgrade, WebSocketHandler
+from server import Close, Frame, Text, Upgrade, WebSocketHandler
 from server.http import Request
 from server.termination import TerminateReason
 
 from . import protocol
+from .limits import ChatLimits, Throttle, Verdict
 from .protocol import BadInput, JoinRequest
 from .room import Join, Joined, Leave, RoomRestarted, Say
 from .rooms import Rooms, RoomUnavailable
@@ -30,6 +35,8 @@ class Session:
     """A connection's state: its room's name, and once it asked to join, the room's address."""
 
     room: str
+    throttle: Throttle
+    """The connection's inbound rate limit (mutable, owned by this connection alone)."""
     room_address: Address | None = None
     nick: str | None = None
     """Set when the room accepted the join."""
@@ -47,13 +54,25 @@ def _ended(address: Address) -> bool:
 class ChatHandler(WebSocketHandler[Session]):
     """The handler of ``/ws/:room``."""
 
-    def __init__(self, rooms: Rooms) -> None:
+    def __init__(self, rooms: Rooms, limits: ChatLimits | None = None) -> None:
         self.rooms = rooms
+        self.limits = limits or ChatLimits()
 
     def init(self, request: Request) -> Upgrade:
-        return Upgrade(Session(room=str(request.bindings["room"])))
+        room = str(request.bindings["room"])
+        return Upgrade(Session(room=room, throttle=Throttle.for_limits(self.limits)))
 
-    async def websocket_handle(self, frame: Frame, state: Session) -> tuple[Text | None, Session]:
+    async def websocket_handle(
+        self, frame: Frame, state: Session
+    ) -> tuple[Text | Close | None, Session]:
+        now = trio.current_time()
+        verdict = state.throttle.admit(now)
+        if verdict is Verdict.WARN:
+            return _error(state.throttle.slow_down(now)), state
+        if verdict is Verdict.DROP:
+            return None, state
+        if verdict is Verdict.CLOSE:
+            return Close(1008, "message rate limit exceeded"), state
         if not isinstance(frame, Text):
             return _error("binary frames are not supported: send JSON text"), state
         request = protocol.parse(frame.data)
