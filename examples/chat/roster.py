@@ -23,7 +23,7 @@ class Member:
 
 @attrs.define
 class Roster:
-    """Members by connection and by nick (case-insensitive), and the history, bounded."""
+    """Members by connection and by nick keys (case and look-alikes folded), and the history."""
 
     _by_address: dict[Address, Member] = attrs.field(factory=dict, init=False)
     _by_key: dict[str, Address] = attrs.field(factory=dict, init=False)
@@ -36,20 +36,22 @@ class Roster:
         current = self._by_address.get(address)
         if current is not None:
             return f"already joined as {current.nick}"
-        if protocol.nick_key(nick) in self._by_key:
+        if not protocol.nick_keys(nick).isdisjoint(self._by_key):
             return f"nick taken: {nick} is already in this room"
         return None
 
     def add(self, member: Member) -> None:
         """Record a member whose join was accepted."""
         self._by_address[member.address] = member
-        self._by_key[protocol.nick_key(member.nick)] = member.address
+        for key in protocol.nick_keys(member.nick):
+            self._by_key[key] = member.address
 
     def remove(self, address: Address) -> Member | None:
         """Forget the member at ``address``; return it, or None if it was not in."""
         member = self._by_address.pop(address, None)
         if member is not None:
-            del self._by_key[protocol.nick_key(member.nick)]
+            for key in protocol.nick_keys(member.nick):
+                del self._by_key[key]
         return member
 
     def get(self, address: Address) -> Member | None:
