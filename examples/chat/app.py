@@ -21,13 +21,12 @@ while a text between 4 KiB and that gets an ``error``."""
 
 def make_app(settings: RoomSettings | None = None, *, limits: ChatLimits | None = None) -> App:
     """A chat app with its own rooms (each call: independent rooms, for tests)."""
-    limits = limits or ChatLimits()
-    rooms = Rooms(settings, max_rooms=limits.max_rooms)
+    rooms = Rooms(settings, limits)
     return App(
         [
             websocket(
                 "/ws/:room",
-                lambda: ChatHandler(rooms, limits),
+                lambda: ChatHandler(rooms),
                 constraints={"room": room_name},
                 options=OPTIONS,
             ),

@@ -24,7 +24,7 @@ from server.http import Request
 from server.termination import TerminateReason
 
 from . import protocol
-from .limits import ChatLimits, Throttle, Verdict
+from .limits import Throttle, Verdict, peer_key
 from .protocol import BadInput, JoinRequest
 from .room import Join, Joined, Leave, RoomRestarted, Say
 from .rooms import Rooms, RoomUnavailable
@@ -37,6 +37,8 @@ class Session:
     room: str
     throttle: Throttle
     """The connection's inbound rate limit (mutable, owned by this connection alone)."""
+    peer: str = "unknown"
+    """Whom opening a new room is charged to (``limits.peer_key``)."""
     room_address: Address | None = None
     nick: str | None = None
     """Set when the room accepted the join."""
@@ -54,13 +56,13 @@ def _ended(address: Address) -> bool:
 class ChatHandler(WebSocketHandler[Session]):
     """The handler of ``/ws/:room``."""
 
-    def __init__(self, rooms: Rooms, limits: ChatLimits | None = None) -> None:
+    def __init__(self, rooms: Rooms) -> None:
         self.rooms = rooms
-        self.limits = limits or ChatLimits()
 
     def init(self, request: Request) -> Upgrade:
-        room = str(request.bindings["room"])
-        return Upgrade(Session(room=room, throttle=Throttle.for_limits(self.limits)))
+        throttle = Throttle.for_limits(self.rooms.limits)
+        room, peer = str(request.bindings["room"]), peer_key(request.peer)
+        return Upgrade(Session(room=room, throttle=throttle, peer=peer))
 
     async def websocket_handle(
         self, frame: Frame, state: Session
@@ -84,7 +86,7 @@ class ChatHandler(WebSocketHandler[Session]):
 
     async def _join(self, nick: str, state: Session) -> tuple[Text | None, Session]:
         try:
-            room = await self.rooms.open(state.room)
+            room = await self.rooms.open(state.room, state.peer)
         except RoomUnavailable as exc:
             return _error(str(exc)), state
         if not actors.send(room, Join(actors.self_address(), nick)):
@@ -100,7 +102,7 @@ class ChatHandler(WebSocketHandler[Session]):
             # The room ended for good (its supervisor gave up): open a new one, which asks
             # this connection (still in the room's group) to join again.
             with contextlib.suppress(RoomUnavailable):
-                await self.rooms.open(state.room)
+                await self.rooms.open(state.room, state.peer)
         return _error("message not sent: the room is busy or restarting, send it again"), state
 
     def websocket_info(self, message: Any, state: Session) -> tuple[None, Session]:

@@ -3,11 +3,13 @@
 ``ChatLimits`` holds every number. ``Throttle`` is one connection's inbound rate limit: a
 ``server.TokenBucket`` and the count of frames it dropped in a row, deciding for each client
 frame whether it is handled, dropped with a warning, dropped quietly, or ends the connection.
+``PeerQuota`` gives each peer address (an IPv6 client: its /64) a bucket of new rooms.
 """
 
 from __future__ import annotations
 
 import enum
+import ipaddress
 
 import attrs
 
@@ -82,3 +84,44 @@ class Throttle:
             f"messages are dropped for the next {wait:.1f} s, and a client that keeps "
             "sending is disconnected"
         )
+
+
+def peer_key(peer: tuple[str, int] | None) -> str:
+    """Whom a quota counts: the peer's IP address, or its /64 for IPv6 (one host's usual share)."""
+    if peer is None:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return peer[0]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network((address, 64), strict=False))
+    return str(address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else address)
+
+
+@attrs.define
+class PeerQuota:
+    """A token bucket per peer key, made on first use and forgotten once full again."""
+
+    rate: float
+    burst: float
+    _buckets: dict[str, TokenBucket] = attrs.field(factory=dict, init=False)
+    _prune_at: int = attrs.field(default=1024, init=False)
+
+    def take(self, key: str, now: float) -> bool:
+        """Whether ``key`` may have one more at ``now`` (and it is counted)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(rate=self.rate, burst=self.burst)
+        allowed = bucket.take(now)
+        if len(self._buckets) >= self._prune_at:
+            self._prune(now)
+        return allowed
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _prune(self, now: float) -> None:
+        """Forget full buckets (a new one says the same); next prune at twice what is left."""
+        self._buckets = {k: b for k, b in self._buckets.items() if not b.is_full(now)}
+        self._prune_at = max(1024, 2 * len(self._buckets))

@@ -27,6 +27,8 @@ MAX_TEXT_BYTES = 4096
 MAX_NICK_CHARS = 32
 MAX_ROOM_CHARS = 64
 HISTORY_SIZE = 50
+MESSAGE_OVERHEAD = 256
+"""What a message of history costs besides its text, nick and time (the objects holding them)."""
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
@@ -66,6 +68,11 @@ class Said:
     def as_dict(self) -> dict[str, str]:
         """The message's fields as they go on the wire."""
         return {"nick": self.nick, "text": self.text, "at": self.at}
+
+    def cost(self) -> int:
+        """The bytes this message holds in a room's history, roughly: its UTF-8 and objects."""
+        text = len(self.nick.encode()) + len(self.text.encode()) + len(self.at)
+        return text + MESSAGE_OVERHEAD
 
 
 # ---- client to server ---------------------------------------------------------------------

@@ -27,9 +27,9 @@ class Roster:
 
     _by_address: dict[Address, Member] = attrs.field(factory=dict, init=False)
     _by_key: dict[str, Address] = attrs.field(factory=dict, init=False)
-    _history: deque[Said] = attrs.field(
-        factory=lambda: deque(maxlen=protocol.HISTORY_SIZE), init=False
-    )
+    _history: deque[Said] = attrs.field(factory=deque, init=False)
+    history_bytes: int = attrs.field(default=0, init=False)
+    """What the history holds (``Said.cost`` summed)."""
 
     def join_problem(self, address: Address, nick: str) -> str | None:
         """Why ``address`` may not join as ``nick`` (already in, or nick taken), or None."""
@@ -69,7 +69,19 @@ class Roster:
         """Append a message to the history (the oldest goes past 50) and return it."""
         message = Said(nick, text, at)
         self._history.append(message)
+        self.history_bytes += message.cost()
+        if len(self._history) > protocol.HISTORY_SIZE:
+            self._drop_oldest()
         return message
+
+    def shed(self, size: int) -> None:
+        """Drop the oldest messages until ``size`` bytes are freed or the history is empty."""
+        goal = self.history_bytes - size
+        while self._history and self.history_bytes > goal:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        self.history_bytes -= self._history.popleft().cost()
 
     def history(self) -> list[Said]:
         """The last messages, oldest first."""
