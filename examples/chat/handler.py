@@ -3,8 +3,8 @@
 Every client frame first passes the connection's ``Throttle`` (see ``limits``): past the rate
 it is dropped, the first of a run with an ``error``, and a client that keeps sending is closed
 with 1008, so a flood stops here and never reaches the room. Bad input gets an ``error`` frame
-from the connection itself and goes no further. A ``join``
-opens the room (starting it on first use) and sends it ``Join``; the room answers the client
+from the connection itself and goes no further. A ``join`` opens the room (starting it on first
+use, charged to the client's peer address) and sends it ``Join``; the room answers the client
 directly and tells the connection ``Joined``. The connection remembers its nick so that it can
 join again by itself when the room restarts.
 """
