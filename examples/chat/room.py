@@ -224,16 +224,18 @@ class _Room:
             self.budget.update(self.name, self.roster.history_bytes)
 
     def _leave(self, address: Address, *, demonitor: bool) -> bool:
-        if address in self.settling:
+        settling = address in self.settling
+        if settling:
             self.settling.discard(address)
             if not self.settling:
                 self._announce_restart()
         member = self.roster.remove(address)
-        if member is not None:
-            if demonitor:
-                actors.demonitor(member.monitor)
-                actors.leave(self.group, address)
-            broadcast(self.group, protocol.left(member.nick))
+        if member is None:
+            return settling and self._emptied()  # else not a member: nothing changed
+        if demonitor:
+            actors.demonitor(member.monitor)
+            actors.leave(self.group, address)
+        broadcast(self.group, protocol.left(member.nick))
         return self._emptied()
 
     def _timeout(self, timeout: Timeout) -> bool:
