@@ -28,8 +28,10 @@ Limits, so that no one client can spoil the chat for the others (numbers in ``Ch
   ``max_rooms`` (10,000) the least recently used empty room makes way for a new one; only when
   every room has members does a newcomer get "too many rooms are open".
 - **Per peer address** (an IPv6 client counts by its /64): at most 20 new rooms at once and one
-  a second after that ("too many new rooms from your address"); joining a running room is never
-  limited this way.
+  a second after that ("too many new rooms from your address"; joining a running room is not
+  limited this way), and at most 256 connections in rooms at once (a connection counts from its
+  first ``join`` until it closes: "too many connections from your address are in rooms"). So one
+  address cannot hold ``max_rooms`` rooms open either.
 
 Modules, one job each: ``protocol`` (the wire format and its checks), ``confusables`` (Unicode's
 confusable skeleton), ``limits`` (the numbers, the per-connection throttle, per-peer quotas),

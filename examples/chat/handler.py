@@ -39,6 +39,8 @@ class Session:
     """The connection's inbound rate limit (mutable, owned by this connection alone)."""
     peer: str = "unknown"
     """Whom opening a new room is charged to (``limits.peer_key``)."""
+    counted: bool = False
+    """Whether this connection counts among its peer's ``Rooms.members`` (from its first join)."""
     room_address: Address | None = None
     nick: str | None = None
     """Set when the room accepted the join."""
@@ -85,6 +87,10 @@ class ChatHandler(WebSocketHandler[Session]):
         return await self._say(request.text, state)
 
     async def _join(self, nick: str, state: Session) -> tuple[Text | None, Session]:
+        if not state.counted:
+            if not self.rooms.members.acquire(state.peer):
+                return _error("too many connections from your address are in rooms"), state
+            state = attrs.evolve(state, counted=True)
         try:
             room = await self.rooms.open(state.room, state.peer)
         except RoomUnavailable as exc:
@@ -114,5 +120,7 @@ class ChatHandler(WebSocketHandler[Session]):
         return None, state
 
     def terminate(self, reason: TerminateReason, request: Request, state: Session) -> None:
+        if state.counted:
+            self.rooms.members.release(state.peer)
         if state.room_address is not None:
             actors.send(state.room_address, Leave(actors.self_address()))

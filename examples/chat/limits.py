@@ -3,7 +3,8 @@
 ``ChatLimits`` holds every number. ``Throttle`` is one connection's inbound rate limit: a
 ``server.TokenBucket`` and the count of frames it dropped in a row, deciding for each client
 frame whether it is handled, dropped with a warning, dropped quietly, or ends the connection.
-``PeerQuota`` gives each peer address (an IPv6 client: its /64) a bucket of new rooms.
+``PeerQuota`` gives each peer address (an IPv6 client: its /64) a bucket of new rooms, and
+``PeerCount`` caps how many of its connections are in rooms at once.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class ChatLimits:
     """New rooms one peer address may open per second, sustained."""
     room_creation_burst: int = 20
     """New rooms one peer address may open at once."""
+    max_members_per_peer: int = 256
+    """Connections from one peer address that may be in rooms (have asked to join) at once."""
 
 
 class Verdict(enum.Enum):
@@ -125,3 +128,29 @@ class PeerQuota:
         """Forget full buckets (a new one says the same); next prune at twice what is left."""
         self._buckets = {k: b for k, b in self._buckets.items() if not b.is_full(now)}
         self._prune_at = max(1024, 2 * len(self._buckets))
+
+
+@attrs.define
+class PeerCount:
+    """How many of something each peer key holds at once, at most ``limit``."""
+
+    limit: int
+    _counts: dict[str, int] = attrs.field(factory=dict, init=False)
+
+    def acquire(self, key: str) -> bool:
+        """Count one more for ``key`` if it is under the limit; False (nothing counted) if not."""
+        held = self._counts.get(key, 0)
+        if held >= self.limit:
+            return False
+        self._counts[key] = held + 1
+        return True
+
+    def release(self, key: str) -> None:
+        """One fewer for ``key``."""
+        held = self._counts.pop(key, 0) - 1
+        if held > 0:
+            self._counts[key] = held
+
+    def held(self, key: str) -> int:
+        """How many ``key`` holds."""
+        return self._counts.get(key, 0)

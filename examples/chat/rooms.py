@@ -6,7 +6,8 @@ own restart intensity; its members are asked to rejoin by the next room of that 
 found by their registered name ``room:<room>`` and started the first time someone joins.
 
 Limits (``ChatLimits``): each peer address may start ``room_creation_burst`` rooms at once and
-``room_creation_rate`` a second after that; at ``max_rooms`` the least recently used empty room
+``room_creation_rate`` a second after that, and have ``max_members_per_peer`` connections in
+rooms (``members``, counted by the handler); at ``max_rooms`` the least recently used empty room
 with history is evicted to make way (empty rooms without history stop at once, see ``room``),
 and only when every room has members is a newcomer told that there are too many rooms.
 """
@@ -30,7 +31,7 @@ from actors import (
 )
 
 from .budget import HistoryBudget
-from .limits import ChatLimits, PeerQuota
+from .limits import ChatLimits, PeerCount, PeerQuota
 from .room import RoomSettings, evict, room_actor, room_key, supervisor_key
 
 
@@ -53,6 +54,8 @@ class Rooms:
         self.open_timeout = open_timeout
         self.budget = HistoryBudget(limits.max_history_bytes)
         self.creations = PeerQuota(limits.room_creation_rate, limits.room_creation_burst)
+        self.members = PeerCount(limits.max_members_per_peer)
+        """Connections in rooms per peer address (counted by the handler, join to terminate)."""
         self._supervisor = DynamicSupervisor(max_children=limits.max_rooms)
 
     def child_spec(self, id: str = "rooms") -> ChildSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from examples.chat import ChatLimits
 from examples.chat.budget import HistoryBudget
-from examples.chat.limits import PeerQuota, Throttle, Verdict, peer_key
+from examples.chat.limits import PeerCount, PeerQuota, Throttle, Verdict, peer_key
 
 
 def throttle(rate: float = 1.0, burst: int = 3, close_after: int = 4) -> Throttle:
@@ -123,3 +123,13 @@ def test_peer_keys_are_addresses_and_ipv6_counts_by_its_64() -> None:
     assert peer_key(("2001:db8::1", 1)) == peer_key(("2001:db8::ffff:2", 2)) == "2001:db8::/64"
     assert peer_key(("::ffff:10.1.2.3", 1)) == "10.1.2.3"
     assert peer_key(None) == "unknown"
+
+
+def test_a_peer_count_caps_each_peer_and_frees_on_release() -> None:
+    count = PeerCount(limit=2)
+    assert [count.acquire("a"), count.acquire("a"), count.acquire("a")] == [True, True, False]
+    assert count.acquire("b")
+    count.release("a")
+    assert count.held("a") == 1 and count.acquire("a")
+    count.release("b")
+    assert count.held("b") == 0

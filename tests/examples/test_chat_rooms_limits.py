@@ -6,7 +6,7 @@ Over real sockets on 127.0.0.1 (a second client comes from 127.0.0.2, another pe
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import trio
@@ -146,3 +146,27 @@ async def test_when_every_room_is_occupied_the_speaking_room_sheds_its_oldest_hi
         kept = await history_of(server, "busy")
         assert 0 < len(kept) < 5 and kept[-1] == "0009"
         assert kept == [f"{n:04}" for n in range(10 - len(kept), 10)]
+
+
+async def test_one_peer_address_has_a_bounded_number_of_connections_in_rooms(
+    virtual_clock: trio.testing.MockClock,
+) -> None:
+    limits = ChatLimits(max_members_per_peer=3, room_creation_burst=LIFTED)
+    async with chat(limits) as server, AsyncExitStack() as stack:
+        watcher = await stack.enter_async_context(connect_from(server, "/ws/room-0", "127.0.0.2"))
+        await join(watcher, "watcher")
+        first = await stack.enter_async_context(member(server, "room-0", "hog-0"))
+        for number in range(1, 3):
+            await stack.enter_async_context(member(server, f"room-{number}", f"hog-{number}"))
+        async with connect(server, "/ws/room-3") as one_too_many:
+            await one_too_many.send(type="join", nick="hog-3")
+            assert await one_too_many.receive() == {
+                "type": "error",
+                "reason": "too many connections from your address are in rooms",
+            }
+        async with connect_from(server, "/ws/room-3", "127.0.0.2") as other:
+            await join(other, "elsewhere")  # other addresses are not affected
+        await first.ws.aclose()
+        assert await watcher.receive_type("left") == {"type": "left", "nick": "hog-0"}
+        async with member(server, "room-3", "hog-3"):  # a closed connection frees its place
+            pass
