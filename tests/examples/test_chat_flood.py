@@ -52,7 +52,8 @@ async def test_a_flooder_is_held_to_its_rate_then_closed_with_1008_and_readers_s
         heard = await said_by(reader, "bob", until={"type": "left", "nick": "bob"})
         assert 0 < heard <= limits.message_burst + limits.message_rate * elapsed
         errors = [frame["reason"] for frame in to_flooder if frame["type"] == "error"]
-        assert len(errors) == 1 and errors[0].startswith("slow down: at most 10 messages")
+        assert errors, to_flooder[:5]  # one per run of drops (a refill mid-flood starts a run)
+        assert all(error.startswith("slow down: at most 10 messages") for error in errors)
         await reader.send(type="say", text="still here")
         frame = await reader.receive()
         assert (frame["type"], frame["nick"], frame["text"]) == ("said", "ann", "still here")
