@@ -14,6 +14,7 @@ from .fanout import broadcast, send_frame, send_frames
 from .handler import HandlerFactory, InitResult, Result, Upgrade, WebSocketHandler
 from .http import Request, Response
 from .options import ConnectionOptions, OutboxOverflow, ServerOptions
+from .ratelimit import TokenBucket
 from .termination import (
     Crash,
     IdleTimeout,
@@ -53,6 +54,7 @@ __all__ = [
     "TerminateReason",
     "Text",
     "Timeout",
+    "TokenBucket",
     "Upgrade",
     "WebSocketHandler",
     "WebSocketTarget",

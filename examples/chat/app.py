@@ -7,6 +7,7 @@ from pathlib import Path
 from server import App, ConnectionOptions, static, websocket
 
 from .handler import ChatHandler
+from .limits import ChatLimits
 from .protocol import room_name
 from .room import RoomSettings
 from .rooms import Rooms
@@ -18,9 +19,9 @@ OPTIONS = ConnectionOptions(idle_timeout=90.0, ping_interval=30.0, max_message_s
 while a text between 4 KiB and that gets an ``error``."""
 
 
-def make_app(settings: RoomSettings | None = None, *, max_rooms: int = 10_000) -> App:
+def make_app(settings: RoomSettings | None = None, *, limits: ChatLimits | None = None) -> App:
     """A chat app with its own rooms (each call: independent rooms, for tests)."""
-    rooms = Rooms(settings, max_rooms=max_rooms)
+    rooms = Rooms(settings, limits)
     return App(
         [
             websocket(

@@ -1,7 +1,10 @@
 """One chat connection: checks what the client sends and passes joins and says to its room.
 
-Bad input gets an ``error`` frame from the connection itself and goes no further. A ``join``
-opens the room (starting it on first use) and sends it ``Join``; the room answers the client
+Every client frame first passes the connection's ``Throttle`` (see ``limits``): past the rate
+it is dropped, the first of a run with an ``error``, and a client that keeps sending is closed
+with 1008, so a flood stops here and never reaches the room. Bad input gets an ``error`` frame
+from the connection itself and goes no further. A ``join`` opens the room (starting it on first
+use, charged to the client's peer address) and sends it ``Join``; the room answers the client
 directly and tells the connection ``Joined``. The connection remembers its nick so that it can
 join again by itself when the room restarts.
 """
@@ -12,14 +15,16 @@ import contextlib
 from typing import Any
 
 import attrs
+import trio
 
 import actors
 from actors import Address
-from server import Frame, Text, Upgrade, WebSocketHandler
+from server import Close, Frame, Text, Upgrade, WebSocketHandler
 from server.http import Request
 from server.termination import TerminateReason
 
 from . import protocol
+from .limits import Throttle, Verdict, peer_key
 from .protocol import BadInput, JoinRequest
 from .room import Join, Joined, Leave, RoomRestarted, Say
 from .rooms import Rooms, RoomUnavailable
@@ -30,6 +35,12 @@ class Session:
     """A connection's state: its room's name, and once it asked to join, the room's address."""
 
     room: str
+    throttle: Throttle
+    """The connection's inbound rate limit (mutable, owned by this connection alone)."""
+    peer: str = "unknown"
+    """Whom opening a new room is charged to (``limits.peer_key``)."""
+    counted: bool = False
+    """Whether this connection counts among its peer's ``Rooms.members`` (from its first join)."""
     room_address: Address | None = None
     nick: str | None = None
     """Set when the room accepted the join."""
@@ -51,9 +62,21 @@ class ChatHandler(WebSocketHandler[Session]):
         self.rooms = rooms
 
     def init(self, request: Request) -> Upgrade:
-        return Upgrade(Session(room=str(request.bindings["room"])))
+        throttle = Throttle.for_limits(self.rooms.limits)
+        room, peer = str(request.bindings["room"]), peer_key(request.peer)
+        return Upgrade(Session(room=room, throttle=throttle, peer=peer))
 
-    async def websocket_handle(self, frame: Frame, state: Session) -> tuple[Text | None, Session]:
+    async def websocket_handle(
+        self, frame: Frame, state: Session
+    ) -> tuple[Text | Close | None, Session]:
+        now = trio.current_time()
+        verdict = state.throttle.admit(now)
+        if verdict is Verdict.WARN:
+            return _error(state.throttle.slow_down(now)), state
+        if verdict is Verdict.DROP:
+            return None, state
+        if verdict is Verdict.CLOSE:
+            return Close(1008, "message rate limit exceeded"), state
         if not isinstance(frame, Text):
             return _error("binary frames are not supported: send JSON text"), state
         request = protocol.parse(frame.data)
@@ -64,8 +87,12 @@ class ChatHandler(WebSocketHandler[Session]):
         return await self._say(request.text, state)
 
     async def _join(self, nick: str, state: Session) -> tuple[Text | None, Session]:
+        if not state.counted:
+            if not self.rooms.members.acquire(state.peer):
+                return _error("too many connections from your address are in rooms"), state
+            state = attrs.evolve(state, counted=True)
         try:
-            room = await self.rooms.open(state.room)
+            room = await self.rooms.open(state.room, state.peer)
         except RoomUnavailable as exc:
             return _error(str(exc)), state
         if not actors.send(room, Join(actors.self_address(), nick)):
@@ -81,7 +108,7 @@ class ChatHandler(WebSocketHandler[Session]):
             # The room ended for good (its supervisor gave up): open a new one, which asks
             # this connection (still in the room's group) to join again.
             with contextlib.suppress(RoomUnavailable):
-                await self.rooms.open(state.room)
+                await self.rooms.open(state.room, state.peer)
         return _error("message not sent: the room is busy or restarting, send it again"), state
 
     def websocket_info(self, message: Any, state: Session) -> tuple[None, Session]:
@@ -93,5 +120,7 @@ class ChatHandler(WebSocketHandler[Session]):
         return None, state
 
     def terminate(self, reason: TerminateReason, request: Request, state: Session) -> None:
+        if state.counted:
+            self.rooms.members.release(state.peer)
         if state.room_address is not None:
             actors.send(state.room_address, Leave(actors.self_address()))

@@ -4,10 +4,12 @@ Plain functions and records, no I/O. Client frames are JSON objects with a ``typ
 ``{"type": "join", "nick": str}`` and ``{"type": "say", "text": str}``. Server frames are
 ``history``, ``members``, ``joined``, ``left``, ``said`` and ``error`` (see the encoders below).
 
-Limits: a nick is 1 to 32 characters with no leading or trailing spaces and no control, format
-or unassigned characters, unique in its room regardless of case; a text is a non-blank string
-of at most 4096 bytes of UTF-8; a room name is 1 to 64 characters with the same character rules
-as a nick.
+Limits: a nick is 1 to 32 characters with no leading or trailing spaces (nor characters that
+look like spaces, such as U+2800) and no control, format, unassigned or default-ignorable
+characters (U+034F, U+FE0F, U+3164...); it is unique in its room regardless of case and of
+look-alike characters (Unicode's confusable skeleton: "аdmin" with a Cyrillic а is "admin").
+A text is a non-blank string of at most 4096 bytes of UTF-8; a room name is 1 to 64 characters
+with no leading or trailing spaces and the same forbidden characters as a nick.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ from typing import Any
 
 import attrs
 
+from .confusables import has_default_ignorable, skeleton
+
 MAX_TEXT_BYTES = 4096
 MAX_NICK_CHARS = 32
 MAX_ROOM_CHARS = 64
 HISTORY_SIZE = 50
+MESSAGE_OVERHEAD = 256
+"""What a message of history costs besides its text, nick and time (the objects holding them)."""
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
@@ -63,6 +69,11 @@ class Said:
         """The message's fields as they go on the wire."""
         return {"nick": self.nick, "text": self.text, "at": self.at}
 
+    def cost(self) -> int:
+        """The bytes this message holds in a room's history, roughly: its UTF-8 and objects."""
+        text = len(self.nick.encode()) + len(self.text.encode()) + len(self.at)
+        return text + MESSAGE_OVERHEAD
+
 
 # ---- client to server ---------------------------------------------------------------------
 
@@ -95,6 +106,11 @@ def nick_problem(nick: Any) -> str | None:
         return "bad nick: no leading or trailing spaces"
     if not _printable(nick):
         return "bad nick: no control or invisible characters"
+    shape = skeleton(nick)
+    if not shape.strip():
+        return "bad nick: it looks blank, use visible characters"
+    if shape != shape.strip():
+        return "bad nick: no leading or trailing spaces, nor characters that look like them"
     return None
 
 
@@ -119,12 +135,25 @@ def room_name(value: str) -> str:
 
 
 def nick_key(nick: str) -> str:
-    """What nick uniqueness compares: ``Ann`` and ``ann`` are the same nick."""
-    return unicodedata.normalize("NFKC", nick).casefold()
+    """The nick's confusable skeleton, case-folded: ``Ann``, ``ＡＮＮ`` and ``аnn`` (Cyrillic а)
+    share it, so they are the same nick."""
+    return skeleton(unicodedata.normalize("NFKC", nick).casefold())
+
+
+def nick_keys(nick: str) -> frozenset[str]:
+    """What nick uniqueness compares: two nicks clash when they share a key.
+
+    ``nick_key`` folds case before the skeleton; the skeleton of the nick as typed, folded
+    after, adds the look-alikes that only capitals have (``Ian`` clashes with ``lan``).
+    """
+    compatible = unicodedata.normalize("NFKC", nick)
+    return frozenset({nick_key(nick), skeleton(compatible).casefold()})
 
 
 def _printable(value: str) -> bool:
-    return not any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in value)
+    if any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in value):
+        return False
+    return not has_default_ignorable(value)
 
 
 def _short(value: Any) -> str:

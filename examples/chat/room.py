@@ -11,7 +11,11 @@ the new room finds the old members there, sends each ``RoomRestarted``, and they
 their nicks; once all have (or ``settle`` seconds have passed) every member gets a fresh
 ``members`` and ``{"type": "error", "reason": "room restarted: ..."}``. The history is lost.
 
-An empty room stops after ``empty_ttl`` seconds, and takes its supervisor with it.
+A room that becomes empty with no history stops at once (a new room waits ``settle`` seconds
+for its first join). An empty room with history stays ``empty_ttl`` seconds, parked in the
+app's ``HistoryBudget``: when all rooms' history passes the budget, the least recently used
+parked rooms are told to stop (``Evict``), and if that is not enough the speaking room sheds its
+own oldest messages. A room that stops takes its supervisor with it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from actors import Actor, Address, Down, Timeout, TimerRef
 from server import broadcast, send_frame
 
 from . import protocol
+from .budget import HistoryBudget
 from .roster import Member, Roster
 
 
@@ -68,13 +73,20 @@ class RoomRestarted:
 
 
 @attrs.frozen
+class Evict:
+    """To an empty room, from the history budget or a full ``Rooms``: stop if still empty."""
+
+
+@attrs.frozen
 class RoomSettings:
     """Timings and limits of every room."""
 
     settle: float = 1.0
-    """After a restart, how long old members get to rejoin before everyone is told."""
+    """After a restart, how long old members get to rejoin before everyone is told; how long
+    a new room waits for its first join."""
     empty_ttl: float = 300.0
-    """An empty room stops after this many seconds (its history goes with it)."""
+    """An empty room with history stops after this many seconds (its history goes with it);
+    one without history stops at once."""
     capacity: int = 4096
     """The room's mailbox; a connection whose message does not fit tells its client."""
 
@@ -101,23 +113,40 @@ _SETTLED = "settled"
 _EMPTY = "empty"
 
 
-async def room_actor(actor: Actor, name: str, settings: RoomSettings) -> None:
+def evict(room: str, budget: HistoryBudget) -> None:
+    """Tell ``room``, taken from the budget's parked rooms, to stop if it is still empty."""
+    address = actors.whereis(room_key(room))
+    if address is None:
+        budget.forget(room)  # it stopped already
+    elif not actors.send(address, Evict()):
+        budget.park(room)  # its mailbox is full: it is busy, so not the one to go
+
+
+async def room_actor(
+    actor: Actor, name: str, settings: RoomSettings, budget: HistoryBudget
+) -> None:
     """The body of the room ``name``: handle messages until it stops for being empty."""
-    room = _Room(actor, name, settings)
-    room.reclaim_members()
-    async for message in actor:
-        if room.handle(message):
-            return
+    room = _Room(actor, name, settings, budget)
+    try:
+        room.reclaim_members()
+        async for message in actor:
+            if room.handle(message):
+                return
+    finally:
+        budget.forget(name)
 
 
 class _Room:
     """What the room actor does with each message; ``handle`` returns True to stop."""
 
-    def __init__(self, actor: Actor, name: str, settings: RoomSettings) -> None:
+    def __init__(
+        self, actor: Actor, name: str, settings: RoomSettings, budget: HistoryBudget
+    ) -> None:
         self.actor = actor
         self.name = name
         self.group = group_of(name)
         self.settings = settings
+        self.budget = budget
         self.roster = Roster()
         self.settling: set[Address] = set()
         self.settle_timer: TimerRef | None = None
@@ -133,42 +162,47 @@ class _Room:
             self.settling = set(stale)
             self.settle_timer = actors.start_timer(self.settings.settle, _SETTLED)
         else:
-            self._stop_when_empty()
+            self.empty_timer = actors.start_timer(self.settings.settle, _EMPTY)
 
     def handle(self, message: Any) -> bool:
         """Act on one message; True means the room should stop now."""
         if isinstance(message, Say):
             self._say(message)
         elif isinstance(message, Join):
-            self._join(message)
+            return self._join(message)
         elif isinstance(message, Leave):
-            self._leave(message.address, demonitor=True)
+            return self._leave(message.address, demonitor=True)
         elif isinstance(message, Down):
-            self._leave(message.address, demonitor=False)
+            return self._leave(message.address, demonitor=False)
         elif isinstance(message, Timeout):
             return self._timeout(message)
+        elif isinstance(message, Evict):
+            return self._stop_if_still_empty()
         return False
 
-    def _join(self, join: Join) -> None:
+    def _join(self, join: Join) -> bool:
         problem = self.roster.join_problem(join.address, join.nick)
         if problem is not None:
             send_frame(join.address, protocol.error(problem))
-            return
+            return False
         if self.actor.node.actor(join.address) is None:
-            return  # the connection ended while its join was on the way
+            return self._emptied()  # the connection ended while its join was on the way
         monitor = actors.monitor(join.address)
         self.roster.add(Member(join.address, join.nick, monitor))
         actors.join(self.group, join.address)
         self._cancel(self.empty_timer)
+        self.empty_timer = None
+        self.budget.unpark(self.name)
         actors.send(join.address, Joined(self.actor.address, join.nick))
         if join.address in self.settling:
             self.settling.discard(join.address)
             if not self.settling:
                 self._announce_restart()
-            return
+            return False
         send_frame(join.address, protocol.history(self.roster.history()))
         send_frame(join.address, protocol.members(self.roster.nicks()))
         broadcast(self.group, protocol.joined(join.nick))
+        return False
 
     def _say(self, say: Say) -> None:
         member = self.roster.get(say.address)
@@ -176,26 +210,40 @@ class _Room:
             send_frame(say.address, protocol.error("join first: say is for members of the room"))
             return
         message = self.roster.record(member.nick, say.text, protocol.now())
+        self._account()
         broadcast(self.group, protocol.said(message))
 
-    def _leave(self, address: Address, *, demonitor: bool) -> None:
-        if address in self.settling:
+    def _account(self) -> None:
+        """Tell the budget the history's size; evict parked rooms, or shed, while over it."""
+        self.budget.update(self.name, self.roster.history_bytes)
+        for room in self.budget.evictions():
+            evict(room, self.budget)
+        excess = self.budget.excess()
+        if excess:
+            self.roster.shed(excess)
+            self.budget.update(self.name, self.roster.history_bytes)
+
+    def _leave(self, address: Address, *, demonitor: bool) -> bool:
+        settling = address in self.settling
+        if settling:
             self.settling.discard(address)
             if not self.settling:
                 self._announce_restart()
         member = self.roster.remove(address)
         if member is None:
-            return
+            return settling and self._emptied()  # else not a member: nothing changed
         if demonitor:
             actors.demonitor(member.monitor)
             actors.leave(self.group, address)
         broadcast(self.group, protocol.left(member.nick))
-        self._stop_when_empty()
+        return self._emptied()
 
     def _timeout(self, timeout: Timeout) -> bool:
         if timeout.ref is self.settle_timer:
             self._announce_restart()
-        elif timeout.ref is self.empty_timer:
+            return self._emptied()
+        if timeout.ref is self.empty_timer:
+            self.empty_timer = None
             return self._stop_if_still_empty()
         return False
 
@@ -206,21 +254,34 @@ class _Room:
         self.settle_timer = None
         broadcast(self.group, protocol.members(self.roster.nicks()))
         broadcast(self.group, protocol.error(RESTARTED))
-        self._stop_when_empty()
 
-    def _stop_when_empty(self) -> None:
-        if len(self.roster) == 0 and not self.settling:
-            self._cancel(self.empty_timer)
-            self.empty_timer = actors.start_timer(self.settings.empty_ttl, _EMPTY)
+    def _emptied(self) -> bool:
+        """Stop now if the room is empty and holds nothing; if it holds history, park it."""
+        if len(self.roster) > 0 or self.settling:
+            return False
+        if self.roster.history_bytes == 0 and len(self.actor.mailbox) == 0:
+            return self._stop()
+        if self.roster.history_bytes:
+            self.budget.park(self.name)
+        if self.empty_timer is None:
+            ttl = self.settings.empty_ttl if self.roster.history_bytes else self.settings.settle
+            self.empty_timer = actors.start_timer(ttl, _EMPTY)
+        return False
 
     def _stop_if_still_empty(self) -> bool:
         """Stop (with the room's supervisor) unless someone joined or a message waits."""
-        self.empty_timer = None
         if len(self.roster) > 0 or self.settling:
+            self.budget.unpark(self.name)
             return False
         if len(self.actor.mailbox) > 0:
-            self._stop_when_empty()  # a join may be waiting: look again later
+            self.budget.unpark(self.name)
+            self._cancel(self.empty_timer)
+            self.empty_timer = None
+            self._emptied()  # a join may be waiting: look again later
             return False
+        return self._stop()
+
+    def _stop(self) -> bool:
         supervisor = actors.whereis(supervisor_key(self.name))
         if supervisor is not None:
             actors.exit(supervisor, actors.NORMAL)

@@ -4,6 +4,12 @@ Each room runs under its own one-child supervisor (registered ``room-supervisor:
 a temporary child of the app's dynamic supervisor. A room that keeps crashing exhausts only its
 own restart intensity; its members are asked to rejoin by the next room of that name. Rooms are
 found by their registered name ``room:<room>`` and started the first time someone joins.
+
+Limits (``ChatLimits``): each peer address may start ``room_creation_burst`` rooms at once and
+``room_creation_rate`` a second after that, and have ``max_members_per_peer`` connections in
+rooms (``members``, counted by the handler); at ``max_rooms`` the least recently used empty room
+with history is evicted to make way (empty rooms without history stop at once, see ``room``),
+and only when every room has members is a newcomer told that there are too many rooms.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from actors import (
     TooManyChildren,
 )
 
-from .room import RoomSettings, room_actor, room_key, supervisor_key
+from .budget import HistoryBudget
+from .limits import ChatLimits, PeerCount, PeerQuota
+from .room import RoomSettings, evict, room_actor, room_key, supervisor_key
 
 
 class RoomUnavailable(Exception):
@@ -37,30 +45,44 @@ class Rooms:
     def __init__(
         self,
         settings: RoomSettings | None = None,
+        limits: ChatLimits | None = None,
         *,
-        max_rooms: int = 10_000,
         open_timeout: float = 2.0,
     ) -> None:
         self.settings = settings or RoomSettings()
+        self.limits = limits = limits or ChatLimits()
         self.open_timeout = open_timeout
-        self._supervisor = DynamicSupervisor(max_children=max_rooms)
+        self.budget = HistoryBudget(limits.max_history_bytes)
+        self.creations = PeerQuota(limits.room_creation_rate, limits.room_creation_burst)
+        self.members = PeerCount(limits.max_members_per_peer)
+        """Connections in rooms per peer address (counted by the handler, join to terminate)."""
+        self._supervisor = DynamicSupervisor(max_children=limits.max_rooms)
 
     def child_spec(self, id: str = "rooms") -> ChildSpec:
         """The spec that runs the rooms' dynamic supervisor under the server's root."""
         return self._supervisor.child_spec(id)
 
-    async def open(self, room: str) -> Address:
+    async def open(self, room: str, peer: str = "unknown") -> Address:
         """The address of ``room``, started (with its supervisor) if it is not running.
 
-        Waits while the room is being restarted; raises RoomUnavailable when there are too
-        many rooms or the room did not come up within ``open_timeout``.
+        ``peer`` (see ``limits.peer_key``) is charged if the room has to be started. Waits while
+        the room is being restarted or an evicted room makes way; raises RoomUnavailable when
+        the peer starts rooms too fast, when every room has members, or when the room did not
+        come up within ``open_timeout``.
         """
+        charged = False
         with trio.move_on_after(self.open_timeout):
             while True:
                 address = actors.whereis(room_key(room))
                 if address is not None:
                     return address
                 if actors.whereis(supervisor_key(room)) is None:
+                    if not charged and not self.creations.take(peer, trio.current_time()):
+                        raise RoomUnavailable(
+                            "too many new rooms from your address: join an open room, or try "
+                            "again in a few seconds"
+                        )
+                    charged = True
                     self._start(room)
                 with trio.move_on_after(0.05):
                     return await actors.wait_for(room_key(room))
@@ -76,7 +98,12 @@ class Rooms:
         except NameTaken:
             pass  # another connection started it just now
         except TooManyChildren:
-            raise RoomUnavailable("too many rooms are open: try again later") from None
+            if self.budget.evicting:
+                return  # an evicted room is making way
+            victim = self.budget.evict_one()
+            if victim is None:
+                raise RoomUnavailable("too many rooms are open: try again later") from None
+            evict(victim, self.budget)
         except SupervisorNotRunning:
             raise RoomUnavailable("the server is stopping") from None
 
@@ -85,7 +112,7 @@ class Rooms:
         room_spec = ChildSpec(
             "room",
             room_actor,
-            args=(room, settings),
+            args=(room, settings, self.budget),
             restart=Restart.TRANSIENT,
             shutdown=1.0,
             name=room_key(room),

@@ -23,33 +23,35 @@ class Member:
 
 @attrs.define
 class Roster:
-    """Members by connection and by nick (case-insensitive), and the history, bounded."""
+    """Members by connection and by nick keys (case and look-alikes folded), and the history."""
 
     _by_address: dict[Address, Member] = attrs.field(factory=dict, init=False)
     _by_key: dict[str, Address] = attrs.field(factory=dict, init=False)
-    _history: deque[Said] = attrs.field(
-        factory=lambda: deque(maxlen=protocol.HISTORY_SIZE), init=False
-    )
+    _history: deque[Said] = attrs.field(factory=deque, init=False)
+    history_bytes: int = attrs.field(default=0, init=False)
+    """What the history holds (``Said.cost`` summed)."""
 
     def join_problem(self, address: Address, nick: str) -> str | None:
         """Why ``address`` may not join as ``nick`` (already in, or nick taken), or None."""
         current = self._by_address.get(address)
         if current is not None:
             return f"already joined as {current.nick}"
-        if protocol.nick_key(nick) in self._by_key:
+        if not protocol.nick_keys(nick).isdisjoint(self._by_key):
             return f"nick taken: {nick} is already in this room"
         return None
 
     def add(self, member: Member) -> None:
         """Record a member whose join was accepted."""
         self._by_address[member.address] = member
-        self._by_key[protocol.nick_key(member.nick)] = member.address
+        for key in protocol.nick_keys(member.nick):
+            self._by_key[key] = member.address
 
     def remove(self, address: Address) -> Member | None:
         """Forget the member at ``address``; return it, or None if it was not in."""
         member = self._by_address.pop(address, None)
         if member is not None:
-            del self._by_key[protocol.nick_key(member.nick)]
+            for key in protocol.nick_keys(member.nick):
+                del self._by_key[key]
         return member
 
     def get(self, address: Address) -> Member | None:
@@ -67,7 +69,19 @@ class Roster:
         """Append a message to the history (the oldest goes past 50) and return it."""
         message = Said(nick, text, at)
         self._history.append(message)
+        self.history_bytes += message.cost()
+        if len(self._history) > protocol.HISTORY_SIZE:
+            self._drop_oldest()
         return message
+
+    def shed(self, size: int) -> None:
+        """Drop the oldest messages until ``size`` bytes are freed or the history is empty."""
+        goal = self.history_bytes - size
+        while self._history and self.history_bytes > goal:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        self.history_bytes -= self._history.popleft().cost()
 
     def history(self) -> list[Said]:
         """The last messages, oldest first."""
