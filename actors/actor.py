@@ -109,6 +109,19 @@ class Actor:
         while True:
             yield await self.mailbox.get()
 
+    def run_inline(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call synchronous ``fn(*args)`` as this actor, from the calling task.
+
+        For an actor that is idle and would otherwise be woken to do this one step (a
+        connection handing a message to its handler): inside ``fn``, ``current_actor()``
+        and everything built on it (timers, monitors, self) mean this actor.
+        """
+        token = _current_actor.set(self)
+        try:
+            return fn(*args)
+        finally:
+            _current_actor.reset(token)
+
     def send(self, dest: Destination, msg: Any) -> bool:
         """Send ``msg`` to an address or registered name (see Node.send)."""
         return self.node.send(dest, msg)

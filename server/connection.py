@@ -16,6 +16,7 @@ Reading only when the handler is done gives backpressure: the client's TCP windo
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import socket
@@ -116,6 +117,8 @@ class Connection:
         "_flushing",
         "_close_pending",
         "_waiting",
+        "_inline_info",
+        "_info_pending",
         "_liveness",
         "_liveness_timer",
     )
@@ -154,6 +157,9 @@ class Connection:
         self._flushing = False
         self._close_pending: int | None = None  # a close frame queued, not yet written
         self._waiting: trio.CancelScope | None = None  # set while waiting for the client
+        # A synchronous websocket_info can take a message in the sender's task (see _on_mail).
+        self._inline_info = not inspect.iscoroutinefunction(handler.websocket_info)
+        self._info_pending: Any = None  # an awaitable such a callback returned: the loop's
         self._liveness = Liveness(
             options.idle_timeout, options.ping_interval, options.pong_timeout, self.started_at
         )
@@ -190,6 +196,46 @@ class Connection:
         if self._waiting is not None:
             self._waiting.cancel()
 
+    def _on_mail(self) -> None:
+        """A message arrived while the loop waits for the client.
+
+        If websocket_info is synchronous and nothing else is pending, the message is handled
+        here, in the sender's task, as this connection's actor: the same call the loop would
+        make, in the same order (nothing is queued before it), without waking a task. Else,
+        or if more is left to do, the loop is woken.
+        """
+        if not (self._inline_info and self._outbox is None and self._failure is None):
+            self._wake()
+            return
+        mailbox = self.actor.mailbox
+        try:
+            message = mailbox.get_nowait()
+        except trio.WouldBlock:  # only revoked messages came
+            mailbox.wake_on_arrival(self._on_mail)
+            return
+        if type(message) is _Ended:
+            self._wake()  # _failure is set: the loop ends the connection
+            return
+        if _is_shutdown(message):
+            self._fail(Shutdown())
+            self._wake()
+            return
+        try:
+            result = self.actor.run_inline(self.handler.websocket_info, message, self.state)
+            if inspect.isawaitable(result):  # a plain function handing back a coroutine
+                self._info_pending = result
+                self._wake()
+                return
+            reason = self._apply_now(unpack_result("websocket_info", result))
+        except Exception as exc:
+            reason = self._crashed(exc)
+        if reason is not None:
+            self._fail(reason)
+        if reason is not None or len(mailbox) or self._outbox is not None:
+            self._wake()
+        else:
+            mailbox.wake_on_arrival(self._on_mail)
+
     # ---- the connection's life ------------------------------------------------------
 
     async def run(self) -> TerminateReason:
@@ -211,6 +257,10 @@ class Connection:
                     if self._failure is not None:
                         reason = self._failure
                         break
+                    if self._info_pending is not None:
+                        pending, self._info_pending = self._info_pending, None
+                        reason = await self._apply(unpack_result("websocket_info", await pending))
+                        continue
                     event = session.next_event()
                     if event is not NEED_DATA:
                         self._write_protocol_data()
@@ -264,7 +314,7 @@ class Connection:
         """Wait for bytes from the client and feed them to the session, unless a mailbox
         arrival (or a frame to flush) interrupts the wait first."""
         scope = self._waiting = trio.CancelScope()
-        self.actor.mailbox.wake_on_arrival(self._wake)
+        self.actor.mailbox.wake_on_arrival(self._on_mail)
         try:
             with scope:
                 if self._fd is None:
@@ -335,12 +385,8 @@ class Connection:
         for command in as_command_list(commands):
             if self.session.closing:
                 break  # frames after a close are not sent
-            if isinstance(command, (Text, Binary)):
-                await self._send(self.session.encode(command))
-            elif isinstance(command, Ping):
-                await self._send(encode_ping(command.data))
-            elif isinstance(command, Pong):
-                await self._send(encode_pong(command.data))
+            if isinstance(command, (Text, Binary, Ping, Pong)):
+                await self._send(self._encode(command))
             elif isinstance(command, Close):
                 self._queue_close(command.code, command.reason)
                 return Normal()
@@ -352,6 +398,34 @@ class Connection:
             if self._failure is not None:
                 return self._failure
         return None
+
+    def _apply_now(self, result: tuple[Commands, Any]) -> TerminateReason | None:
+        """``_apply`` without waiting, for ``_on_mail``: frames the socket does not take at
+        once join the outbox whatever its bounds (one callback's worth), flushed by the loop."""
+        commands, self.state = result
+        for command in as_command_list(commands):
+            if self.session.closing:
+                break
+            if isinstance(command, (Text, Binary, Ping, Pong)):
+                data = self._encode(command)
+                if not self._write_nowait(data) and self._outbox is not None:
+                    self._outbox.append(data)
+            elif isinstance(command, (Close, Stop)):
+                code, why = (
+                    (command.code, command.reason) if isinstance(command, Close) else (1000, "")
+                )
+                self._queue_close(code, why)
+                return Normal()
+            elif isinstance(command, SetOptions):
+                self._set_options(command)
+        return None
+
+    def _encode(self, command: Text | Binary | Ping | Pong) -> bytes:
+        if isinstance(command, Ping):
+            return encode_ping(command.data)
+        if isinstance(command, Pong):
+            return encode_pong(command.data)
+        return self.session.encode(command)
 
     def _set_options(self, command: SetOptions) -> None:
         changes = command.changes()
@@ -417,8 +491,10 @@ class Connection:
         self._flushing = True
         try:
             while outbox:
+                data = outbox.take(RECEIVE_SIZE)
                 with trio.move_on_after(self.options.send_timeout) as timer:
-                    await self.stream.send_all(outbox.take(RECEIVE_SIZE))
+                    await self.stream.send_all(data)
+                outbox.written(len(data))
                 if timer.cancelled_caught:
                     self._fail(Overflow("send timed out: the client stopped reading", 1006))
                     await self._abort()
@@ -462,6 +538,7 @@ class Connection:
         Send the close frame the server owes (if any), flush, then wait for the client's
         close reply; the caller closes TCP.
         """
+        self._inline_info = False  # the handler is done: no callback runs after this
         if self.aborted:
             return
         if _server_closes(reason):

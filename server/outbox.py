@@ -18,7 +18,7 @@ class Outbox:
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.size = 0
-        """Bytes queued."""
+        """Bytes queued, including those taken and not yet ``written``."""
         self._chunks: deque[bytes] = deque()
 
     def __len__(self) -> int:
@@ -36,15 +36,21 @@ class Outbox:
         self.size += len(data)
 
     def take(self, limit: int) -> bytes:
-        """Up to ``limit`` bytes of whole chunks (at least one chunk), joined for one write."""
+        """Up to ``limit`` bytes of whole chunks (at least one chunk), joined for one write.
+
+        They still count in ``size`` until ``written`` says they left.
+        """
         chunks = self._chunks
         taken = [chunks.popleft()]
         total = len(taken[0])
         while chunks and total + len(chunks[0]) <= limit:
             total += len(chunks[0])
             taken.append(chunks.popleft())
-        self.size -= total
         return taken[0] if len(taken) == 1 else b"".join(taken)
+
+    def written(self, size: int) -> None:
+        """``size`` bytes that ``take`` gave out have been written."""
+        self.size -= size
 
     def clear(self) -> int:
         """Drop everything queued; return how many frames were dropped."""
