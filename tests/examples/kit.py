@@ -1,4 +1,5 @@
-"""A kit for the example tests: a served app on a free port, and a JSON WebSocket client."""
+"""What the example tests add to the server kit (``tests.server.serving``, where their servers
+run): a client that speaks the examples' JSON, and the chat's join step."""
 
 from __future__ import annotations
 
@@ -9,27 +10,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
+from trio_websocket import WebSocketConnection, wrap_client_stream
 
-from server import App
-from server.serve import Server
-
-WAIT = 10.0
-"""Bound on every wait for the server: a bug fails the test instead of hanging it."""
-
-
-@asynccontextmanager
-async def serving(app: App) -> AsyncIterator[Server]:
-    """Run ``app`` on 127.0.0.1 (free port) for the block, then drain it."""
-    server = Server(app, host="127.0.0.1", port=0)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.run)
-        try:
-            yield server
-        finally:
-            with trio.CancelScope(shield=True), trio.fail_after(WAIT):
-                await server.shutdown()
-            nursery.cancel_scope.cancel()
+from tests.server.serving import HOST, WAIT, Served, client, tcp_client
 
 
 class Client:
@@ -78,9 +61,9 @@ class Client:
 
 
 @asynccontextmanager
-async def connect(server: Server, path: str) -> AsyncIterator[Client]:
-    """A client connected to ``path`` on ``server``."""
-    async with open_websocket_url(f"ws://127.0.0.1:{server.port}{path}") as ws:
+async def connect(served: Served, path: str) -> AsyncIterator[Client]:
+    """A client connected to ``path`` on the server."""
+    async with client(served.url(path)) as ws:
         yield Client(ws)
 
 
@@ -99,20 +82,19 @@ async def join(client: Client, nick: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def member(server: Server, room: str, nick: str) -> AsyncIterator[Client]:
+async def member(served: Served, room: str, nick: str) -> AsyncIterator[Client]:
     """A client that has joined ``room`` as ``nick``."""
-    async with connect(server, f"/ws/{room}") as client:
-        await join(client, nick)
-        yield client
+    async with connect(served, f"/ws/{room}") as joined:
+        await join(joined, nick)
+        yield joined
 
 
 @asynccontextmanager
 async def connect_over(
-    server: Server, path: str
+    served: Served, path: str
 ) -> AsyncIterator[tuple[Client, trio.SocketStream]]:
     """A client on a TCP stream the test holds, so that it can drop TCP without a close frame."""
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-    async with trio.open_nursery() as nursery:
-        ws = await wrap_client_stream(nursery, stream, "127.0.0.1", path)
+    async with tcp_client(served.port) as stream, trio.open_nursery() as nursery:
+        ws = await wrap_client_stream(nursery, stream, HOST, path)
         yield Client(ws), stream
         await trio.aclose_forcefully(stream)

@@ -14,7 +14,6 @@ import pytest
 import trio
 import trio.testing
 import wsproto.events as ev
-from trio_websocket import ConnectionRejected
 
 import actors
 from server import (
@@ -52,6 +51,7 @@ from .serving import (
     get,
     http_exchange,
     raw_client,
+    rejection,
     serving,
     tcp_client,
 )
@@ -380,16 +380,6 @@ class Gatekeeper(Recorded):
 def gate_app(log: Terminations, options: ServerOptions | None = None) -> App:
     routes = [websocket("/chat/:room", factory(Gatekeeper, log))]
     return App(routes, options=options or ServerOptions())
-
-
-async def rejection(url: str, **options: Any) -> ConnectionRejected:
-    """The refusal trio-websocket's client gets (a copy: the original's traceback holds
-    the client's socket, which trio-websocket 0.12.2 leaves open)."""
-    with trio.fail_after(WAIT), pytest.raises(ConnectionRejected) as rejected:
-        async with client(url, **options):
-            pass
-    refused = rejected.value
-    return ConnectionRejected(refused.status_code, refused.headers, refused.body)
 
 
 async def test_init_refusing_with_a_response_sends_its_status_headers_and_body() -> None:
