@@ -27,7 +27,6 @@ from typing import Any, NamedTuple
 
 import attrs
 import h11
-import psutil
 import pytest
 import trio
 import trio.testing
@@ -116,20 +115,63 @@ async def serving(app: App, options: ServerOptions | None = None) -> AsyncIterat
     """``running(app, options)``, then fail if a socket to or from the server is left open."""
     async with running(app, options) as served:
         yield served
-    server_side = [conn for conn in open_sockets(served.port) if conn.laddr.port == served.port]
+    left = open_sockets(served.port)
+    server_side = [sock for sock in left if sock.local[1] == served.port]
     assert not server_side, f"the server left sockets open: {server_side}"
-    gc.collect()  # trio-websocket's client drops a refused handshake's socket unclosed
-    client_side = open_sockets(served.port)
-    assert not client_side, f"clients left sockets open: {client_side}"
+    if left:
+        gc.collect()  # trio-websocket's client drops a refused handshake's socket unclosed
+        left = open_sockets(served.port)
+    assert not left, f"clients left sockets open: {left}"
 
 
-def open_sockets(port: int) -> list[Any]:
-    """This process's TCP sockets bound to or connected to ``port``."""
-    return [
-        conn
-        for conn in psutil.Process().net_connections(kind="tcp")
-        if (conn.laddr and conn.laddr.port == port) or (conn.raddr and conn.raddr.port == port)
-    ]
+class OpenSocket(NamedTuple):
+    """One of this process's TCP sockets: its address, and its peer's (None if unconnected)."""
+
+    local: tuple[Any, ...]
+    peer: tuple[Any, ...] | None
+
+
+def open_sockets(port: int) -> list[OpenSocket]:
+    """This process's open TCP sockets bound to or connected to ``port``.
+
+    Read from the process's own descriptors, not the system's connection table: on a machine
+    busy with other tests that table holds thousands of sockets and takes long to read.
+    """
+    found = []
+    for fd in _socket_descriptors():
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue  # closed meanwhile
+        try:
+            if sock.type != socket.SOCK_STREAM or sock.family not in (
+                socket.AF_INET,
+                socket.AF_INET6,
+            ):
+                continue
+            local = sock.getsockname()
+            try:
+                peer = sock.getpeername()
+            except OSError:
+                peer = None  # not connected (a listener), or reset
+        finally:
+            sock.detach()  # the descriptor stays its owner's
+        if local[1] == port or (peer is not None and peer[1] == port):
+            found.append(OpenSocket(local, peer))
+    return found
+
+
+def _socket_descriptors() -> list[int]:
+    """This process's file descriptors that are sockets (Linux: from /proc/self/fd)."""
+    descriptors = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # the listing's own descriptor, or one closed meanwhile
+        if target.startswith("socket:"):
+            descriptors.append(int(name))
+    return descriptors
 
 
 @asynccontextmanager

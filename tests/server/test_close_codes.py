@@ -106,7 +106,7 @@ async def test_client_dropping_tcp_is_remote_1006() -> None:
 
 
 async def test_idle_timeout_closes_with_1000_counting_from_the_last_data(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     async with serving(echo_app(log, ConnectionOptions(idle_timeout=5.0))) as served:
@@ -120,7 +120,7 @@ async def test_idle_timeout_closes_with_1000_counting_from_the_last_data(
 
 
 async def test_a_client_that_never_answers_pings_is_dropped_after_pong_timeout(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=None, ping_interval=2.0, pong_timeout=1.0)
@@ -146,7 +146,7 @@ def test_a_pong_in_the_same_clock_tick_as_its_ping_counts() -> None:
 
 
 async def test_a_client_answering_pings_stays_connected(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=None, ping_interval=2.0, pong_timeout=1.0)
@@ -401,7 +401,7 @@ class Stuck(Echo):
 
 
 async def test_a_handler_stuck_at_shutdown_is_killed_and_still_terminated_once(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     # The kill comes after the *server's* send_timeout + close_timeout: every connection
@@ -419,7 +419,7 @@ async def test_a_handler_stuck_at_shutdown_is_killed_and_still_terminated_once(
 
 
 async def test_past_the_drain_timeout_the_rest_is_cancelled_and_still_terminated(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    virtual_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     log = Terminations()
     slow = ConnectionOptions(send_timeout=60.0, close_timeout=60.0)
@@ -460,7 +460,7 @@ class Busy(Echo):
 
 
 async def test_shutdown_reaches_a_connection_whose_mailbox_is_full(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     Busy.release = trio.Event()
@@ -530,7 +530,7 @@ class Firehose(Echo):
 
 
 async def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(send_timeout=2.0, outbox_capacity=4)

@@ -198,7 +198,7 @@ async def test_set_options_max_message_size_applies_to_the_next_message() -> Non
 
 
 async def test_set_options_idle_timeout_starts_an_idle_timer(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=None)
@@ -214,7 +214,7 @@ async def test_set_options_idle_timeout_starts_an_idle_timer(
 
 
 async def test_set_options_idle_timeout_none_disables_it(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=2.0)
@@ -570,7 +570,7 @@ async def test_over_max_connections_a_new_client_gets_503_until_one_leaves() -> 
 
 
 async def test_handshake_timeout_closes_a_silent_client(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ServerOptions(handshake_timeout=3.0)
