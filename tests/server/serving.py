@@ -38,6 +38,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 from wsproto import ConnectionType, WSConnection
+from wsproto.extensions import Extension
 
 import actors
 from server import App, Request, ServerOptions, TerminateReason, WebSocketHandler
@@ -299,6 +300,10 @@ class RawClient:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.ws = WSConnection(ConnectionType.CLIENT)
+        self.accepted: ev.AcceptConnection | None = None
+        """The server's answer to the handshake (subprotocol, extensions), once upgraded."""
+        self.received_bytes = 0
+        """Bytes read off the wire so far (compressed ones, under permessage-deflate)."""
 
     async def send(self, event: ev.Event) -> None:
         """Send a wsproto event (a message, a ping, a close...)."""
@@ -316,7 +321,17 @@ class RawClient:
                     return event
                 data = await self.stream.receive_some()
                 assert data, "the server closed TCP"
-                self.ws.receive_data(data)
+                self._take(data)
+
+    async def message(self) -> str | bytes:
+        """The next whole message, however many frames it came in."""
+        parts: list[Any] = []
+        while True:
+            event = await self.next_event()
+            assert isinstance(event, (ev.TextMessage, ev.BytesMessage)), event
+            parts.append(event.data)
+            if event.message_finished:
+                return "".join(parts) if isinstance(event, ev.TextMessage) else b"".join(parts)
 
     async def close_event(self) -> ev.CloseConnection:
         """Read (ignoring messages) until the server's close frame."""
@@ -332,8 +347,12 @@ class RawClient:
         """
         with trio.fail_after(WAIT):
             while data := await _receive_or_reset(self.stream):
-                self.ws.receive_data(data)
+                self._take(data)
         return list(self.ws.events())
+
+    def _take(self, data: bytes) -> None:
+        self.received_bytes += len(data)
+        self.ws.receive_data(data)
 
     def reset(self) -> None:
         """Vanish: abort TCP with RST (SO_LINGER 0), no close frame."""
@@ -352,11 +371,13 @@ async def raw_client(
     *,
     headers: Iterable[tuple[str, str]] = (),
     subprotocols: Iterable[str] = (),
+    extensions: Iterable[Extension] = (),
     receive_buffer: int | None = None,
 ) -> AsyncIterator[RawClient]:
     """Connect and complete the opening handshake with a ``RawClient``.
 
-    ``receive_buffer`` shrinks the client's SO_RCVBUF before it connects (a slow reader).
+    ``extensions`` are offered (``PerMessageDeflate()``); ``receive_buffer`` shrinks the
+    client's SO_RCVBUF before it connects (a slow reader).
     """
     async with tcp_client(port, receive_buffer=receive_buffer) as stream:
         client = RawClient(stream)
@@ -364,11 +385,13 @@ async def raw_client(
             host=f"{HOST}:{port}",
             target=path,
             subprotocols=list(subprotocols),
+            extensions=list(extensions),
             extra_headers=[(name.encode(), value.encode()) for name, value in headers],
         )
         await client.send(request)
         accepted = await client.next_event()
         assert isinstance(accepted, ev.AcceptConnection), accepted
+        client.accepted = accepted
         yield client
 
 
