@@ -12,7 +12,7 @@ from typing import Any
 import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
-from tests.server.serving import HOST, WAIT, Served, client, tcp_client
+from tests.server.serving import HOST, WAIT, Served, client, tcp_client, until_quiet
 
 
 class Client:
@@ -45,19 +45,38 @@ class Client:
                 if message["type"] == kind:
                     return message
 
-    async def drain(self, seconds: float = 0.2) -> list[dict[str, Any]]:
-        """Every frame that arrives within ``seconds``, decoded."""
-        frames: list[dict[str, Any]] = []
-        with trio.move_on_after(seconds):
-            while True:
-                frames.append(json.loads(await self.ws.get_message()))
-        return frames
+    async def drain(self, seconds: float | None = None) -> list[dict[str, Any]]:
+        """Every frame that arrives until all is quiet (see ``until_quiet``: the server has
+        nothing more to send), decoded; or within ``seconds`` of the test's clock if given."""
+        return [json.loads(message) for message in await self._arriving(seconds)]
 
-    async def nothing_more(self, seconds: float = 0.2) -> None:
-        """Check that no frame arrives within ``seconds``."""
-        with trio.move_on_after(seconds):
-            message = await self.ws.get_message()
-            raise AssertionError(f"unexpected frame: {message!r}")
+    async def nothing_more(self, seconds: float | None = None) -> None:
+        """Check that no frame arrives before all is quiet (or within ``seconds``)."""
+        arrived = await self._arriving(seconds)
+        assert not arrived, f"unexpected frames: {arrived!r}"
+
+    async def _arriving(self, seconds: float | None) -> list[str | bytes]:
+        """The frames that arrive until all is quiet, or until ``seconds`` have passed."""
+        deadline = None if seconds is None else trio.current_time() + seconds
+        arrived: list[str | bytes] = []
+        while True:
+            message = None
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_when_done, nursery.cancel_scope, deadline)
+                message = await self.ws.get_message()  # cancelled when done waiting
+                nursery.cancel_scope.cancel()
+            if message is None:
+                return arrived
+            arrived.append(message)
+
+
+async def _cancel_when_done(scope: trio.CancelScope, deadline: float | None) -> None:
+    """Cancel ``scope`` once all is quiet, or at ``deadline`` (on the test's clock)."""
+    if deadline is None:
+        await until_quiet()
+    else:
+        await trio.sleep_until(deadline)
+    scope.cancel()
 
 
 @asynccontextmanager

@@ -1,5 +1,6 @@
-"""The one kit for testing whole servers over real sockets on 127.0.0.1 (every test package
-uses it; nothing here is copied elsewhere).
+"""The one kit for testing whole servers over real sockets on 127.0.0.1: every test package
+takes its servers, clients and recorders from here (one module, so one import, though it is
+longer than most).
 
 - ``running(app)`` runs ``Server(app)`` on a free port and yields a ``Served`` (its URLs,
   its actors); on exit it drains the server. Every in-process server in the tests starts here.
@@ -12,6 +13,7 @@ uses it; nothing here is copied elsewhere).
 - ``RawClient`` speaks WebSocket with wsproto over a plain TCP stream, and can also write
   hand-built frames (``frame``) for what a well-behaved client never sends, or vanish (``reset``).
 - ``http_exchange``, ``get`` and ``upgrade_request`` send hand-written HTTP and parse the answer.
+- ``until_quiet()`` waits until everything is blocked: bytes sent have been handled.
 """
 
 from __future__ import annotations
