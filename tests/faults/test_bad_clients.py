@@ -17,6 +17,7 @@ import pytest
 import trio
 import trio.testing
 import wsproto.events as ev
+from wsproto.frame_protocol import Opcode
 
 from server import (
     App,
@@ -42,7 +43,6 @@ from ..server.serving import (
     until_quiet,
 )
 
-OPCODE_CONTINUATION, OPCODE_TEXT, OPCODE_BINARY = 0x0, 0x1, 0x2
 MAX_MESSAGE = 4096
 FLOOD_FRAME = b"x" * 2**16
 FLOOD_FRAMES = 512
@@ -94,7 +94,7 @@ async def test_client_reset_mid_frame_ends_as_remote_1006(caplog: pytest.LogCapt
         async with raw_client(served.port, "/bad") as client:
             await client.send(ev.TextMessage("before"))
             assert await client.next_event() == ev.TextMessage("before")
-            whole = frame(OPCODE_BINARY, b"y" * 1000)
+            whole = frame(Opcode.BINARY, b"y" * 1000)
             await client.send_raw(whole[: len(whole) // 2])  # header and half the payload
             await until_quiet()  # the server has read the half and waits for the rest
             client.reset()
@@ -139,12 +139,12 @@ async def test_fragments_that_never_end_are_cut_at_max_message_size_with_1009(
     fragment = b"f" * 512
     async with running(recorded_app(log)) as served:
         async with raw_client(served.port, "/limited") as client:
-            await client.send_raw(frame(OPCODE_TEXT, fragment, fin=False))
+            await client.send_raw(frame(Opcode.TEXT, fragment, fin=False))
             sent = len(fragment)
             while sent <= MAX_MESSAGE:
                 await trio.sleep(IDLE_TIMEOUT / 5)  # slow, but never idle
                 try:
-                    await client.send_raw(frame(OPCODE_CONTINUATION, fragment, fin=False))
+                    await client.send_raw(frame(Opcode.CONTINUATION, fragment, fin=False))
                 except trio.BrokenResourceError:
                     break  # closed before the limit: the check below fails
                 sent += len(fragment)
@@ -163,7 +163,7 @@ async def test_a_fragment_then_silence_closes_at_the_idle_timeout_with_1000(
     async with running(recorded_app(log)) as served:
         async with raw_client(served.port, "/limited") as client:
             started = trio.current_time()
-            await client.send_raw(frame(OPCODE_TEXT, b"never finished", fin=False))
+            await client.send_raw(frame(Opcode.TEXT, b"never finished", fin=False))
             assert (await client.close_event()).code == 1000
             assert trio.current_time() - started == pytest.approx(IDLE_TIMEOUT, abs=0.01)
         assert (await log.one()).reason == IdleTimeout()
@@ -182,7 +182,7 @@ async def test_many_abrupt_clients_leave_no_connection_behind(
                 await stack.enter_async_context(raw_client(served.port, "/bad")) for _ in range(50)
             ]
             for client in clients[::2]:
-                await client.send_raw(frame(OPCODE_TEXT, b"half")[:5])
+                await client.send_raw(frame(Opcode.TEXT, b"half")[:5])
             for client in clients:
                 client.reset()
             await log.wait(len(clients))

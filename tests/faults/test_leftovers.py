@@ -12,6 +12,7 @@ import gc
 import logging
 
 import pytest
+from wsproto.frame_protocol import Opcode
 
 import actors
 from examples.echo import Echo
@@ -27,8 +28,6 @@ from ..server.serving import (
     until_quiet,
 )
 
-OPCODE_TEXT = 0x1
-
 CHURN = 60
 """Connections per test: enough to tell a leak from noise, cheap enough to run every time."""
 
@@ -43,7 +42,7 @@ async def churn(server: Served, count: int = CHURN) -> None:
     for index in range(count):
         if index % 3 == 0:
             async with raw_client(server.port) as client:
-                await client.send_raw(frame(OPCODE_TEXT, b"half a frame")[:6])
+                await client.send_raw(frame(Opcode.TEXT, b"half a frame")[:6])
                 client.reset()
         else:
             await assert_echoes(server.url(), f"hello {index}")
