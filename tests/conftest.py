@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio.testing
 
-QUIET_SECONDS = 0.005
+from .server.serving import QUIET_SECONDS
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ the cases that fail the gate. ``scripts/setup-wstest`` builds the wstest this mo
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import signal
@@ -22,6 +21,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 WSTEST = REPO / ".venv-wstest" / "bin" / "wstest"
+WSTEST_UNAVAILABLE = REPO / ".venv-wstest" / "UNAVAILABLE"
+"""Written by ``scripts/setup-wstest`` when CPython 2.7 cannot be had: the reason, in a line."""
 COMPRESSION_CASES = ("12.*", "13.*")
 
 BEHAVIORS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
@@ -65,41 +66,23 @@ class CaseResult:
 
 @dataclass(frozen=True)
 class Target:
-    """A server to test: its command line (``{port}`` stands for the port) and what it needs."""
+    """A server to test: its command line (``{port}`` stands for the port)."""
 
     name: str
     argv: tuple[str, ...]
-    needs_file: str | None = None  # repo-relative file that must exist
-    needs_name: str | None = None  # top-level name that file must define
 
     def command(self, port: int) -> list[str]:
         """The command line that serves this target on port."""
         return [arg.replace("{port}", str(port)) for arg in self.argv]
 
-    def missing(self) -> str | None:
-        """Why this target cannot run yet (a skip reason), or None when it can."""
-        if self.needs_file is None:
-            return None
-        path = REPO / self.needs_file
-        if not path.exists():
-            return f"{self.needs_file} does not exist yet"
-        if self.needs_name is not None and self.needs_name not in _top_level_names(path):
-            return f"{self.needs_file} does not define {self.needs_name} yet"
+
+def wstest_unavailable() -> str | None:
+    """Why wstest cannot run here (``scripts/setup-wstest``'s own words), or None when it can."""
+    if WSTEST.exists():
         return None
-
-
-def _top_level_names(path: Path) -> set[str]:
-    """Names a module binds at top level (assignments, defs, classes, imports); no import."""
-    names: set[str] = set()
-    for node in ast.parse(path.read_text(), str(path)).body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names.update(t.id for t in targets if isinstance(t, ast.Name))
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return names
+    if WSTEST_UNAVAILABLE.exists():
+        return " ".join(WSTEST_UNAVAILABLE.read_text().split())
+    return f"{WSTEST} is missing: run scripts/setup-wstest (./dev test does)"
 
 
 def free_port() -> int:

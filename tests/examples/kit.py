@@ -1,4 +1,5 @@
-"""A kit for the example tests: a served app on a free port, and a JSON WebSocket client."""
+"""What the example tests add to the server kit (``tests.server.serving``, where their servers
+run): a client that speaks the examples' JSON, and the chat's join step."""
 
 from __future__ import annotations
 
@@ -9,27 +10,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
+from trio_websocket import WebSocketConnection, wrap_client_stream
 
-from server import App
-from server.serve import Server
-
-WAIT = 10.0
-"""Bound on every wait for the server: a bug fails the test instead of hanging it."""
-
-
-@asynccontextmanager
-async def serving(app: App) -> AsyncIterator[Server]:
-    """Run ``app`` on 127.0.0.1 (free port) for the block, then drain it."""
-    server = Server(app, host="127.0.0.1", port=0)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.run)
-        try:
-            yield server
-        finally:
-            with trio.CancelScope(shield=True), trio.fail_after(WAIT):
-                await server.shutdown()
-            nursery.cancel_scope.cancel()
+from tests.server.serving import HOST, WAIT, Served, client, tcp_client, until_quiet
 
 
 class Client:
@@ -62,25 +45,44 @@ class Client:
                 if message["type"] == kind:
                     return message
 
-    async def drain(self, seconds: float = 0.2) -> list[dict[str, Any]]:
-        """Every frame that arrives within ``seconds``, decoded."""
-        frames: list[dict[str, Any]] = []
-        with trio.move_on_after(seconds):
-            while True:
-                frames.append(json.loads(await self.ws.get_message()))
-        return frames
+    async def drain(self, seconds: float | None = None) -> list[dict[str, Any]]:
+        """Every frame that arrives until all is quiet (see ``until_quiet``: the server has
+        nothing more to send), decoded; or within ``seconds`` of the test's clock if given."""
+        return [json.loads(message) for message in await self._arriving(seconds)]
 
-    async def nothing_more(self, seconds: float = 0.2) -> None:
-        """Check that no frame arrives within ``seconds``."""
-        with trio.move_on_after(seconds):
-            message = await self.ws.get_message()
-            raise AssertionError(f"unexpected frame: {message!r}")
+    async def nothing_more(self, seconds: float | None = None) -> None:
+        """Check that no frame arrives before all is quiet (or within ``seconds``)."""
+        arrived = await self._arriving(seconds)
+        assert not arrived, f"unexpected frames: {arrived!r}"
+
+    async def _arriving(self, seconds: float | None) -> list[str | bytes]:
+        """The frames that arrive until all is quiet, or until ``seconds`` have passed."""
+        deadline = None if seconds is None else trio.current_time() + seconds
+        arrived: list[str | bytes] = []
+        while True:
+            message = None
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_when_done, nursery.cancel_scope, deadline)
+                message = await self.ws.get_message()  # cancelled when done waiting
+                nursery.cancel_scope.cancel()
+            if message is None:
+                return arrived
+            arrived.append(message)
+
+
+async def _cancel_when_done(scope: trio.CancelScope, deadline: float | None) -> None:
+    """Cancel ``scope`` once all is quiet, or at ``deadline`` (on the test's clock)."""
+    if deadline is None:
+        await until_quiet()
+    else:
+        await trio.sleep_until(deadline)
+    scope.cancel()
 
 
 @asynccontextmanager
-async def connect(server: Server, path: str) -> AsyncIterator[Client]:
-    """A client connected to ``path`` on ``server``."""
-    async with open_websocket_url(f"ws://127.0.0.1:{server.port}{path}") as ws:
+async def connect(served: Served, path: str) -> AsyncIterator[Client]:
+    """A client connected to ``path`` on the server."""
+    async with client(served.url(path)) as ws:
         yield Client(ws)
 
 
@@ -99,20 +101,19 @@ async def join(client: Client, nick: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def member(server: Server, room: str, nick: str) -> AsyncIterator[Client]:
+async def member(served: Served, room: str, nick: str) -> AsyncIterator[Client]:
     """A client that has joined ``room`` as ``nick``."""
-    async with connect(server, f"/ws/{room}") as client:
-        await join(client, nick)
-        yield client
+    async with connect(served, f"/ws/{room}") as joined:
+        await join(joined, nick)
+        yield joined
 
 
 @asynccontextmanager
 async def connect_over(
-    server: Server, path: str
+    served: Served, path: str
 ) -> AsyncIterator[tuple[Client, trio.SocketStream]]:
     """A client on a TCP stream the test holds, so that it can drop TCP without a close frame."""
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-    async with trio.open_nursery() as nursery:
-        ws = await wrap_client_stream(nursery, stream, "127.0.0.1", path)
+    async with tcp_client(served.port) as stream, trio.open_nursery() as nursery:
+        ws = await wrap_client_stream(nursery, stream, HOST, path)
         yield Client(ws), stream
         await trio.aclose_forcefully(stream)

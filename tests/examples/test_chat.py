@@ -8,28 +8,28 @@ from datetime import datetime
 
 import pytest
 import trio
-from trio_websocket import ConnectionRejected
+import trio.testing
 
 import examples.chat.handler as chat_handler
 from actors import KILLED, Address, Crash, ExitReason
 from examples.chat import RoomSettings, make_app
-from server.serve import Server
-from tests.examples.kit import WAIT, connect, connect_over, join, member, serving
+from tests.examples.kit import connect, connect_over, join, member
+from tests.server.serving import WAIT, Served, get, http_exchange, rejection, serving
 
 
 @asynccontextmanager
-async def chat(settings: RoomSettings | None = None) -> AsyncIterator[Server]:
+async def chat(settings: RoomSettings | None = None) -> AsyncIterator[Served]:
     """A chat server with rooms of its own."""
     async with serving(make_app(settings)) as server:
         yield server
 
 
-def room_address(server: Server, room: str) -> Address | None:
+def room_address(server: Served, room: str) -> Address | None:
     assert server.node is not None
     return server.node.whereis(f"room:{room}")
 
 
-async def restarted(server: Server, room: str, old: Address) -> Address:
+async def restarted(server: Served, room: str, old: Address) -> Address:
     """Wait until ``room`` runs at an address other than ``old``."""
     with trio.fail_after(WAIT):
         while (address := room_address(server, room)) in (None, old):
@@ -217,7 +217,9 @@ async def test_a_room_that_keeps_crashing_gives_up_alone_and_reopens_on_use() ->
             assert (await ann.receive())["text"] == "red again"
 
 
-async def test_an_empty_room_stops_after_its_ttl_and_starts_afresh() -> None:
+async def test_an_empty_room_stops_after_its_ttl_and_starts_afresh(
+    virtual_clock: trio.testing.MockClock,
+) -> None:
     async with chat(RoomSettings(empty_ttl=0.2)) as server:
         async with member(server, "lobby", "ann") as ann:
             await ann.send(type="say", text="soon forgotten")
@@ -231,11 +233,11 @@ async def test_an_empty_room_stops_after_its_ttl_and_starts_afresh() -> None:
             assert await join(bob, "bob") == {"type": "history", "messages": []}
 
 
-async def test_a_room_with_members_does_not_stop() -> None:
+async def test_a_room_with_members_does_not_stop(virtual_clock: trio.testing.MockClock) -> None:
     async with chat(RoomSettings(empty_ttl=0.05)) as server:
         async with member(server, "lobby", "ann") as ann:
             address = room_address(server, "lobby")
-            await trio.sleep(0.3)
+            await trio.sleep(0.3)  # six TTLs, in virtual time
             assert room_address(server, "lobby") == address
             await ann.send(type="say", text="still here")
             assert (await ann.receive())["text"] == "still here"
@@ -251,31 +253,15 @@ async def test_room_names_are_percent_decoded_and_distinct() -> None:
 @pytest.mark.parametrize("path", ["/ws/" + "x" * 65, "/ws/a%0Ab", "/ws/", "/ws/%20pad"])
 async def test_a_bad_room_name_is_not_found(path: str) -> None:
     async with chat() as server:
-        with pytest.raises(ConnectionRejected) as rejected:
-            async with connect(server, path):
-                pass
-        assert rejected.value.status_code == 404
+        assert (await rejection(server.url(path))).status_code == 404
 
 
 async def test_the_page_and_its_files_are_served_at_the_root() -> None:
     async with chat() as server:
-        page = await http_get(server, "/")
-        assert page.startswith(b"HTTP/1.1 200 ") and b"text/html" in page
+        status, headers, page = await http_exchange(server.port, get("/", "Connection: close"))
+        assert status == 200 and "text/html" in headers["content-type"]
         assert b'<script src="chat.js"' in page
-        script = await http_get(server, "/chat.js")
-        assert script.startswith(b"HTTP/1.1 200 ") and b"javascript" in script
-        style = await http_get(server, "/chat.css")
-        assert style.startswith(b"HTTP/1.1 200 ") and b"text/css" in style
-
-
-async def http_get(server: Server, path: str) -> bytes:
-    """A whole HTTP/1.1 response to GET ``path`` (head and body)."""
-    with trio.fail_after(WAIT):
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        async with stream:
-            request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-            await stream.send_all(request.encode())
-            response = b""
-            while chunk := await stream.receive_some():
-                response += chunk
-    return response
+        status, headers, _ = await http_exchange(server.port, get("/chat.js", "Connection: close"))
+        assert status == 200 and "javascript" in headers["content-type"]
+        status, headers, _ = await http_exchange(server.port, get("/chat.css", "Connection: close"))
+        assert status == 200 and "text/css" in headers["content-type"]

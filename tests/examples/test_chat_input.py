@@ -13,12 +13,12 @@ from trio_websocket import ConnectionClosed
 
 from examples.chat import make_app
 from examples.chat.protocol import MAX_TEXT_BYTES, nick_key, room_name
-from server.serve import Server
-from tests.examples.kit import Client, connect, join, member, serving
+from tests.examples.kit import Client, connect, join, member
+from tests.server.serving import Served, serving
 
 
 @asynccontextmanager
-async def lobby_with_ann() -> AsyncIterator[tuple[Server, Client]]:
+async def lobby_with_ann() -> AsyncIterator[tuple[Served, Client]]:
     """A chat server with ``ann`` in the lobby, who must hear nothing of others' mistakes.
 
     On the way out, ann may still hear others come and go, but no error and no message.

@@ -12,7 +12,8 @@ import pytest
 import trio
 
 from examples.clock import app
-from tests.examples.kit import Client, connect, serving
+from tests.examples.kit import Client, connect
+from tests.server.serving import serving
 
 
 async def start(clock: Client, every: float) -> float:

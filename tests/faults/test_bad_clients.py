@@ -1,15 +1,22 @@
 """Clients that misbehave after the upgrade: each is dropped (or closed with the code it earned)
 and a second client is served all the while.
+
+Hand-built bad frames one at a time (1002, 1007, 1009) are in ``tests/server/test_close_codes``;
+here are the clients that misbehave over time: resets, floods, endless fragments, silence.
+Timers run on the ``virtual_clock``.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import AsyncExitStack
 from typing import Any
 
 import attrs
 import pytest
 import trio
+import trio.testing
+import wsproto.events as ev
 from wsproto.frame_protocol import Opcode
 
 from server import (
@@ -21,21 +28,19 @@ from server import (
     Overflow,
     ProtocolError,
     Remote,
-    Request,
-    TerminateReason,
     Text,
-    WebSocketHandler,
     websocket,
 )
 
-from ..server.serving import Served, running
-from .kit import (
-    STEP_TIMEOUT,
-    RawClient,
-    Recorder,
+from ..server.serving import (
+    Recorded,
+    Terminations,
     assert_echoes,
-    client_frame,
-    wait_until_no_connections,
+    factory,
+    frame,
+    raw_client,
+    running,
+    until_quiet,
 )
 
 MAX_MESSAGE = 4096
@@ -56,34 +61,24 @@ SLOW_READER = attrs.evolve(LIMITED, idle_timeout=None)
 """For the client that stops reading: only the send timeout may drop it."""
 
 
-class Recorded(WebSocketHandler[None]):
+class Flooder(Recorded):
     """Echoes; the text "flood" sends FLOOD_FRAMES binary frames back instead."""
-
-    def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
 
     def websocket_handle(self, frame: Frame, state: None) -> tuple[Any, None]:
         if isinstance(frame, Text) and frame.data == "flood":
             return [Binary(FLOOD_FRAME)] * FLOOD_FRAMES, state
         return frame, state
 
-    def terminate(self, reason: TerminateReason, request: Request, state: None) -> None:
-        self.recorder.terminated(reason)
 
-
-def recorded_app(recorder: Recorder) -> App:
-    """``/bad``, ``/limited`` and ``/slow`` report to ``recorder``; ``/`` is for the others."""
-    others = Recorder()
-
-    def factory() -> Recorded:
-        return Recorded(recorder)
-
+def recorded_app(log: Terminations) -> App:
+    """``/bad``, ``/limited`` and ``/slow`` report to ``log``; ``/`` is for the others."""
+    others = Terminations()
     return App(
         [
-            websocket("/", lambda: Recorded(others)),
-            websocket("/bad", factory),
-            websocket("/limited", factory, options=LIMITED),
-            websocket("/slow", factory, options=SLOW_READER),
+            websocket("/", factory(Flooder, others)),
+            websocket("/bad", factory(Flooder, log)),
+            websocket("/limited", factory(Flooder, log), options=LIMITED),
+            websocket("/slow", factory(Flooder, log), options=SLOW_READER),
         ]
     )
 
@@ -92,193 +87,107 @@ def unexpected_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-async def echo_raw(client: RawClient, text: str) -> None:
-    """One round trip on a raw client (proves it is upgraded and served)."""
-    await client.send(client_frame(Opcode.TEXT, text.encode()))
-    frame = await client.next_frame()
-    assert frame is not None and frame.opcode is Opcode.TEXT and frame.payload == text
-
-
 async def test_client_reset_mid_frame_ends_as_remote_1006(caplog: pytest.LogCaptureFixture) -> None:
-    recorder = Recorder()
-    async with running(recorded_app(recorder)) as server:
-        baseline = server.live_actors()
-        client = await RawClient.upgraded(server.port, "/bad")
-        await echo_raw(client, "before")
-        whole = client_frame(Opcode.BINARY, b"y" * 1000)
-        await client.send(whole[: len(whole) // 2])  # header and half the payload
-        await trio.sleep(0.05)
-        client.reset()
-        [reason] = await recorder.wait_for(1)
+    log = Terminations()
+    async with running(recorded_app(log)) as served:
+        baseline = served.live_actors()
+        async with raw_client(served.port, "/bad") as client:
+            await client.send(ev.TextMessage("before"))
+            assert await client.next_event() == ev.TextMessage("before")
+            whole = frame(Opcode.BINARY, b"y" * 1000)
+            await client.send_raw(whole[: len(whole) // 2])  # header and half the payload
+            await until_quiet()  # the server has read the half and waits for the rest
+            client.reset()
+            reason = (await log.one()).reason
         assert reason == Remote(1006) and reason.abrupt
-        await wait_until_no_connections(server)
-        assert server.live_actors() == baseline
-        await assert_echoes(server.url())
+        await served.until_no_connections()
+        assert served.live_actors() == baseline
+        await assert_echoes(served.url())
     assert unexpected_logs(caplog) == []
 
 
 async def test_client_that_stops_reading_is_dropped_after_send_timeout(
-    caplog: pytest.LogCaptureFixture,
+    virtual_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    recorder = Recorder()
-    async with running(recorded_app(recorder)) as server:
-        slow = await RawClient.upgraded(server.port, "/slow", receive_buffer=4096)
+    log = Terminations()
+    async with (
+        running(recorded_app(log)) as served,
+        raw_client(served.port, "/slow", receive_buffer=4096) as slow,
+    ):
         started = trio.current_time()
-        await slow.send(client_frame(Opcode.TEXT, b"flood"))
-        await trio.sleep(0.2)  # the server is now stuck writing to `slow`
-        await assert_echoes(server.url())  # ...and serves another client meanwhile
-        [reason] = await recorder.wait_for(1, timeout=SEND_TIMEOUT + STEP_TIMEOUT)
+        await slow.send(ev.TextMessage("flood"))
+        await until_quiet()  # the server is now stuck writing to `slow`...
+        await assert_echoes(served.url())  # ...and serves another client meanwhile
+        reason = (await log.one()).reason
         elapsed = trio.current_time() - started
         assert reason == Overflow("send timed out: the client stopped reading", 1006)
-        assert SEND_TIMEOUT <= elapsed < SEND_TIMEOUT + 2.0
+        assert SEND_TIMEOUT <= elapsed < SEND_TIMEOUT + 0.1
         # What the client sees once it reads again: some of the flood, then TCP ends, no close.
-        opcodes = set()
-        received = 0
-        while (frame := await slow.next_frame()) is not None:
-            opcodes.add(frame.opcode)
-            received += len(frame.payload)
-        assert opcodes == {Opcode.BINARY}  # no close frame: TCP was aborted
+        events = await slow.eof()
+        assert {type(event) for event in events} == {ev.BytesMessage}  # TCP was aborted
+        received = sum(len(event.data) for event in events if isinstance(event, ev.BytesMessage))
         assert 0 < received < len(FLOOD_FRAME) * FLOOD_FRAMES
-        await slow.aclose()
-        await assert_echoes(server.url())
-    assert unexpected_logs(caplog) == []
-
-
-async def test_message_over_the_size_limit_closes_with_1009(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    recorder = Recorder()
-    async with running(recorded_app(recorder)) as server:
-        client = await RawClient.upgraded(server.port, "/limited")
-        await client.send(client_frame(Opcode.BINARY, b"z" * (MAX_MESSAGE + 1)))
-        assert await client.close_code() == 1009
-        assert await client.closed_by_server()
-        [reason] = await recorder.wait_for(1)
-        assert isinstance(reason, ProtocolError) and reason.code == 1009
-        await assert_echoes(server.url())
-    assert unexpected_logs(caplog) == []
-
-
-async def test_invalid_utf8_in_a_text_frame_closes_with_1007(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    recorder = Recorder()
-    async with running(recorded_app(recorder)) as server:
-        client = await RawClient.upgraded(server.port, "/bad")
-        await client.send(client_frame(Opcode.TEXT, b"caf\xc3\x28 \xff"))
-        assert await client.close_code() == 1007
-        assert await client.closed_by_server()
-        [reason] = await recorder.wait_for(1)
-        assert isinstance(reason, ProtocolError) and reason.code == 1007
-        await assert_echoes(server.url())
+        await assert_echoes(served.url())
     assert unexpected_logs(caplog) == []
 
 
 async def test_fragments_that_never_end_are_cut_at_max_message_size_with_1009(
-    caplog: pytest.LogCaptureFixture,
+    virtual_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Fragments count as activity, so the idle timeout never fires: the size limit does."""
-    recorder = Recorder()
+    log = Terminations()
     fragment = b"f" * 512
-    async with running(recorded_app(recorder)) as server:
-        client = await RawClient.upgraded(server.port, "/limited")
-        await client.send(client_frame(Opcode.TEXT, fragment, fin=False))
-        sent = len(fragment)
-        code = None
-        with trio.fail_after(STEP_TIMEOUT):
-            for _ in range(4 * MAX_MESSAGE // len(fragment)):
+    async with running(recorded_app(log)) as served:
+        async with raw_client(served.port, "/limited") as client:
+            await client.send_raw(frame(Opcode.TEXT, fragment, fin=False))
+            sent = len(fragment)
+            while sent <= MAX_MESSAGE:
                 await trio.sleep(IDLE_TIMEOUT / 5)  # slow, but never idle
                 try:
-                    await client.send(client_frame(Opcode.CONTINUATION, fragment, fin=False))
+                    await client.send_raw(frame(Opcode.CONTINUATION, fragment, fin=False))
                 except trio.BrokenResourceError:
-                    break
+                    break  # closed before the limit: the check below fails
                 sent += len(fragment)
-                if sent > MAX_MESSAGE:
-                    break
-            code = await client.close_code()
-        assert code == 1009
+            assert (await client.close_event()).code == 1009
         assert sent > MAX_MESSAGE >= sent - len(fragment)  # cut at the limit, not before
-        [reason] = await recorder.wait_for(1)
+        reason = (await log.one()).reason
         assert isinstance(reason, ProtocolError) and reason.code == 1009
-        await assert_echoes(server.url())
+        await assert_echoes(served.url())
     assert unexpected_logs(caplog) == []
 
 
 async def test_a_fragment_then_silence_closes_at_the_idle_timeout_with_1000(
-    caplog: pytest.LogCaptureFixture,
+    virtual_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    recorder = Recorder()
-    async with running(recorded_app(recorder)) as server:
-        client = await RawClient.upgraded(server.port, "/limited")
-        started = trio.current_time()
-        await client.send(client_frame(Opcode.TEXT, b"never finished", fin=False))
-        assert await client.close_code() == 1000
-        elapsed = trio.current_time() - started
-        assert IDLE_TIMEOUT <= elapsed < IDLE_TIMEOUT + 1.0
-        [reason] = await recorder.wait_for(1)
-        assert reason == IdleTimeout()
-        await assert_echoes(server.url())
+    log = Terminations()
+    async with running(recorded_app(log)) as served:
+        async with raw_client(served.port, "/limited") as client:
+            started = trio.current_time()
+            await client.send_raw(frame(Opcode.TEXT, b"never finished", fin=False))
+            assert (await client.close_event()).code == 1000
+            assert trio.current_time() - started == pytest.approx(IDLE_TIMEOUT, abs=0.01)
+        assert (await log.one()).reason == IdleTimeout()
+        await assert_echoes(served.url())
     assert unexpected_logs(caplog) == []
 
 
 async def test_many_abrupt_clients_leave_no_connection_behind(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    recorder = Recorder()
-    async with running(recorded_app(recorder)) as server:
-        baseline = server.live_actors()
-        clients = [await RawClient.upgraded(server.port, "/bad") for _ in range(50)]
-        for client in clients[::2]:
-            await client.send(client_frame(Opcode.TEXT, b"half")[:5])
-        for client in clients:
-            client.reset()
-        reasons = await recorder.wait_for(len(clients))
-        assert set(reasons) == {Remote(1006)}
-        await _settled(server, baseline)
-        await assert_echoes(server.url())
-    assert unexpected_logs(caplog) == []
-
-
-async def _settled(server: Served, baseline: int) -> None:
-    await wait_until_no_connections(server)
-    assert server.live_actors() == baseline
-
-
-def _unmasked(opcode: Opcode, payload: bytes) -> bytes:
-    return bytes([0x80 | int(opcode), len(payload)]) + payload
-
-
-@pytest.mark.parametrize(
-    "frame",
-    [
-        pytest.param(_unmasked(Opcode.TEXT, b"no mask"), id="unmasked"),
-        pytest.param(bytes([0x83, 0x80]) + b"\x00\x00\x00\x00", id="reserved-opcode"),
-        pytest.param(bytes([0xC1, 0x80]) + b"\x00\x00\x00\x00", id="rsv1-without-extension"),
-        pytest.param(client_frame(Opcode.PING, b"p", fin=False), id="fragmented-ping"),
-        pytest.param(
-            bytes([0x89, 0x80 | 126]) + (200).to_bytes(2, "big") + bytes(4 + 200),
-            id="ping-over-125-bytes",
-        ),
-        pytest.param(client_frame(Opcode.CONTINUATION, b"orphan"), id="orphan-continuation"),
-        pytest.param(
-            client_frame(Opcode.TEXT, b"a", fin=False) + client_frame(Opcode.TEXT, b"b"),
-            id="new-message-inside-fragments",
-        ),
-        pytest.param(client_frame(Opcode.CLOSE, (999).to_bytes(2, "big")), id="close-code-999"),
-        pytest.param(client_frame(Opcode.CLOSE, (1005).to_bytes(2, "big")), id="close-code-1005"),
-        pytest.param(client_frame(Opcode.CLOSE, b"\x03"), id="close-one-byte"),
-    ],
-)
-async def test_protocol_violations_close_with_1002(
-    caplog: pytest.LogCaptureFixture, frame: bytes
-) -> None:
-    recorder = Recorder()
-    async with running(recorded_app(recorder)) as server:
-        client = await RawClient.upgraded(server.port, "/bad")
-        await client.send(frame)
-        assert await client.close_code() == 1002
-        assert await client.closed_by_server()
-        [reason] = await recorder.wait_for(1)
-        assert isinstance(reason, ProtocolError) and reason.code == 1002
-        await assert_echoes(server.url())
+    log = Terminations()
+    async with running(recorded_app(log)) as served:
+        baseline = served.live_actors()
+        async with AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(raw_client(served.port, "/bad")) for _ in range(50)
+            ]
+            for client in clients[::2]:
+                await client.send_raw(frame(Opcode.TEXT, b"half")[:5])
+            for client in clients:
+                client.reset()
+            await log.wait(len(clients))
+        assert set(log.reasons) == {Remote(1006)}
+        await served.until_no_connections()
+        assert served.live_actors() == baseline
+        await assert_echoes(served.url())
     assert unexpected_logs(caplog) == []

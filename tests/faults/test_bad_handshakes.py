@@ -1,5 +1,5 @@
 """Malformed or abusive handshakes get an HTTP answer (or a bounded wait and a close), never a
-WebSocket, and the server goes on upgrading everyone else.
+WebSocket, and the server goes on upgrading everyone else. Timers run on the ``virtual_clock``.
 """
 
 from __future__ import annotations
@@ -9,17 +9,21 @@ import os
 
 import pytest
 import trio
-from trio_websocket import open_websocket_url
+import trio.testing
 
 from examples.echo import app as echo_app
 from server import App, ServerOptions
 
-from ..server.serving import HOST, running
-from .kit import (
-    STEP_TIMEOUT,
-    RawClient,
+from ..server.serving import (
+    WAIT,
     assert_echoes,
+    client,
+    get,
     http_exchange,
+    receive_until_closed,
+    running,
+    tcp_client,
+    until_quiet,
     upgrade_request,
 )
 
@@ -73,9 +77,9 @@ async def test_missing_or_bad_handshake_headers_get_400(
 
 
 async def test_oversized_header_block_gets_431(caplog: pytest.LogCaptureFixture) -> None:
-    padding = "".join(f"X-Padding-{i}: {'p' * 100}\r\n" for i in range(64))  # ~7 KiB
+    padding = [f"X-Padding-{i}: {'p' * 100}" for i in range(64)]  # ~7 KiB
     async with running(app(), SMALL) as server:
-        answer = await http_exchange(server.port, upgrade_request(extra=padding))
+        answer = await http_exchange(server.port, upgrade_request("/", *padding))
         assert answer.status == 431
         await assert_echoes(server.url())
     assert server_errors(caplog) == []
@@ -90,50 +94,37 @@ async def test_oversized_header_block_gets_431(caplog: pytest.LogCaptureFixture)
         pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n", id="bad-header"),
     ],
 )
-async def test_garbage_gets_400_or_a_close(
-    caplog: pytest.LogCaptureFixture, garbage: bytes
-) -> None:
+async def test_garbage_gets_400(caplog: pytest.LogCaptureFixture, garbage: bytes) -> None:
     async with running(app()) as server:
-        client = await RawClient.connect(server.port)
-        await client.send(garbage)
-        data = await client.read_all()
-        await client.aclose()
-        assert data.startswith(b"HTTP/1.1 400 "), data[:80]
+        answer = await http_exchange(server.port, garbage)
+        assert answer.status == 400
         await assert_echoes(server.url())
     assert server_errors(caplog) == []
 
 
 async def test_silent_client_is_closed_after_the_handshake_timeout(
-    caplog: pytest.LogCaptureFixture,
+    virtual_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="corral.server")
-    async with running(app(), SMALL) as server:
+    async with running(app(), SMALL) as server, tcp_client(server.port) as silent:
         started = trio.current_time()
-        silent = await RawClient.connect(server.port)
-        await trio.sleep(HANDSHAKE_TIMEOUT / 2)
+        await until_quiet()  # the server has taken the connection and waits for its head
         await assert_echoes(server.url())  # served while the silent one waits
-        data = await silent.read_all(timeout=HANDSHAKE_TIMEOUT + STEP_TIMEOUT)
-        elapsed = trio.current_time() - started
-        await silent.aclose()
-        assert data == b""  # closed without an answer
-        assert HANDSHAKE_TIMEOUT <= elapsed < HANDSHAKE_TIMEOUT + 1.0
+        assert await receive_until_closed(silent) == b""  # closed without an answer
+        assert trio.current_time() - started == pytest.approx(HANDSHAKE_TIMEOUT, abs=0.01)
         await assert_echoes(server.url())
     assert any("no request head within" in r.getMessage() for r in caplog.records)
     assert server_errors(caplog) == []
 
 
 async def test_half_a_head_then_silence_is_closed_after_the_handshake_timeout(
-    caplog: pytest.LogCaptureFixture,
+    virtual_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with running(app(), SMALL) as server:
+    async with running(app(), SMALL) as server, tcp_client(server.port) as slow:
         started = trio.current_time()
-        client = await RawClient.connect(server.port)
-        await client.send(upgrade_request()[:40])
-        data = await client.read_all(timeout=HANDSHAKE_TIMEOUT + STEP_TIMEOUT)
-        elapsed = trio.current_time() - started
-        await client.aclose()
-        assert data == b""
-        assert HANDSHAKE_TIMEOUT <= elapsed < HANDSHAKE_TIMEOUT + 1.0
+        await slow.send_all(upgrade_request()[:40])
+        assert await receive_until_closed(slow) == b""
+        assert trio.current_time() - started == pytest.approx(HANDSHAKE_TIMEOUT, abs=0.01)
         await assert_echoes(server.url())
     assert server_errors(caplog) == []
 
@@ -142,15 +133,14 @@ async def test_connections_over_the_limit_get_503_and_the_others_stay_served(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with running(app(), SMALL) as server:
-        with trio.fail_after(STEP_TIMEOUT):
-            async with open_websocket_url(server.url()) as first:
-                async with open_websocket_url(server.url()) as second:
-                    answer = await http_exchange(server.port, upgrade_request())
-                    assert answer.status == 503
-                    assert answer.headers["retry-after"] == "1"
-                    for ws in (first, second):
-                        await ws.send_message("still served")
-                        assert await ws.get_message() == "still served"
+        with trio.fail_after(WAIT):
+            async with client(server.url()) as first, client(server.url()) as second:
+                answer = await http_exchange(server.port, upgrade_request())
+                assert answer.status == 503
+                assert answer.headers["retry-after"] == "1"
+                for ws in (first, second):
+                    await ws.send_message("still served")
+                    assert await ws.get_message() == "still served"
             assert server.server.front_door.statistics().refused_connections == 1
             while server.server.front_door.statistics().active_connections > 1:
                 await trio.sleep(0.01)
@@ -162,9 +152,7 @@ async def test_plain_http_on_the_websocket_route_gets_426(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with running(app()) as server:
-        answer = await http_exchange(
-            server.port, f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
-        )
+        answer = await http_exchange(server.port, get("/"))
         assert answer.status == 426
         assert answer.headers["upgrade"] == "websocket"
         await assert_echoes(server.url())

@@ -7,12 +7,14 @@ a second client still echoing on the same server.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
-from wsproto.frame_protocol import Opcode
+import trio.testing
+import wsproto.events as ev
 
 import actors
 from examples.echo import Echo
@@ -29,19 +31,21 @@ from server import (
     TerminateReason,
     Text,
     Upgrade,
-    WebSocketHandler,
     websocket,
 )
-from server.serve import Server
 
-from ..server.serving import HOST, running
-from .kit import (
-    STEP_TIMEOUT,
+from ..server.serving import (
     RawClient,
-    Recorder,
+    Recorded,
+    Served,
+    Terminations,
     assert_echoes,
-    client_frame,
+    client,
+    expect_close,
+    factory,
     http_exchange,
+    raw_client,
+    running,
     upgrade_request,
 )
 
@@ -50,16 +54,13 @@ class Boom(Exception):
     """The handler bug under test."""
 
 
-class Crashy(WebSocketHandler[None]):
+class Crashy(Recorded):
     """Echoes, but raises in the callback named by the route's ``:where`` binding.
 
     websocket_handle raises on the text "crash" and returns garbage on "bad return";
     websocket_info raises on any message, which the text "info" makes the connection send to
     itself.
     """
-
-    def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
 
     @property
     def where(self) -> object:
@@ -92,16 +93,15 @@ class Crashy(WebSocketHandler[None]):
         return None, state
 
     def terminate(self, reason: TerminateReason, request: Request, state: None) -> None:
-        self.recorder.terminated(reason)
+        super().terminate(reason, request, state)
         if self.where == "terminate":
             raise Boom("terminate")
 
 
-def crashy_app(recorder: Recorder) -> App:
-    def factory() -> Crashy:
-        return Crashy(recorder)
-
-    return App([websocket("/", factory), websocket("/crash/:where", factory)])
+def crashy_app(log: Terminations) -> App:
+    return App(
+        [websocket("/", factory(Crashy, log)), websocket("/crash/:where", factory(Crashy, log))]
+    )
 
 
 def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -110,25 +110,22 @@ def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 async def close_code_after(url: str, send: str | None) -> int:
     """Connect, optionally send ``send``, and return the close code the server sends."""
-    with trio.fail_after(STEP_TIMEOUT):
-        async with open_websocket_url(url) as ws:
-            if send is not None:
-                await ws.send_message(send)
-            with pytest.raises(ConnectionClosed) as closed:
-                await ws.get_message()
-            assert closed.value.reason is not None
-            return int(closed.value.reason.code)
+    async with client(url) as ws:
+        if send is not None:
+            await ws.send_message(send)
+        code, _ = await expect_close(ws)
+        return code
 
 
 async def test_init_raising_answers_500_and_logs_it(caplog: pytest.LogCaptureFixture) -> None:
-    recorder = Recorder()
-    async with running(crashy_app(recorder)) as server:
+    log = Terminations()
+    async with running(crashy_app(log)) as server:
         answer = await http_exchange(server.port, upgrade_request("/crash/init"))
         assert answer.status == 500
         assert b"Boom" not in answer.body  # details go to the log, not to the client
         await assert_echoes(server.url())
     assert any("init crashed" in message for message in errors(caplog))
-    assert recorder.reasons == [Remote(1000)]  # only the echo client was upgraded
+    assert log.reasons == [Remote(1000)]  # only the echo client was upgraded
 
 
 @pytest.mark.parametrize(
@@ -138,10 +135,10 @@ async def test_init_raising_answers_500_and_logs_it(caplog: pytest.LogCaptureFix
 async def test_callback_raising_closes_with_1011_and_terminate_gets_crash(
     caplog: pytest.LogCaptureFixture, where: str, send: str | None
 ) -> None:
-    recorder = Recorder()
-    async with running(crashy_app(recorder)) as server:
+    log = Terminations()
+    async with running(crashy_app(log)) as server:
         assert await close_code_after(server.url(f"/crash/{where}"), send) == 1011
-        [reason] = await recorder.wait_for(1)
+        reason = (await log.one()).reason
         assert isinstance(reason, Crash) and isinstance(reason.exception, Boom)
         assert str(reason.exception) == where
         await assert_echoes(server.url())
@@ -153,14 +150,13 @@ async def test_callback_raising_closes_with_1011_and_terminate_gets_crash(
 async def test_terminate_raising_is_logged_and_breaks_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    recorder = Recorder()
-    async with running(crashy_app(recorder)) as server:
-        with trio.fail_after(STEP_TIMEOUT):
-            async with open_websocket_url(server.url("/crash/terminate")) as ws:
-                await ws.send_message("hello")
-                assert await ws.get_message() == "hello"
-            assert ws.closed is not None and ws.closed.code == 1000  # the client's own close
-        [reason] = await recorder.wait_for(1)
+    log = Terminations()
+    async with running(crashy_app(log)) as server:
+        async with client(server.url("/crash/terminate")) as ws:
+            await ws.send_message("hello")
+            assert await ws.get_message() == "hello"
+        assert ws.closed is not None and ws.closed.code == 1000  # the client's own close
+        reason = (await log.one()).reason
         assert reason == Remote(1000)
         await assert_echoes(server.url())
         await assert_echoes(server.url("/crash/terminate"))  # the same route still works
@@ -172,27 +168,26 @@ async def test_terminate_raising_is_logged_and_breaks_nothing(
 async def test_callback_returning_garbage_closes_with_1011(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    recorder = Recorder()
-    async with running(crashy_app(recorder)) as server:
+    log = Terminations()
+    async with running(crashy_app(log)) as server:
         assert await close_code_after(server.url(), "bad return") == 1011
-        [reason] = await recorder.wait_for(1)
+        reason = (await log.one()).reason
         assert isinstance(reason, Crash) and isinstance(reason.exception, TypeError)
         await assert_echoes(server.url())
     assert any("must return (commands, state)" in repr(r.exc_info) for r in caplog.records)
 
 
-class Stuck(WebSocketHandler[None]):
-    """Never returns from websocket_handle."""
+class Stuck(Recorded):
+    """Never returns from websocket_handle; ``entered`` is set once it is stuck there."""
 
-    def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
+    def __init__(self, log: Terminations, entered: trio.Event) -> None:
+        super().__init__(log)
+        self.entered = entered
 
     async def websocket_handle(self, frame: Frame, state: None) -> tuple[Any, None]:
+        self.entered.set()
         await trio.sleep_forever()
         raise AssertionError("unreachable")
-
-    def terminate(self, reason: TerminateReason, request: Request, state: None) -> None:
-        self.recorder.terminated(reason)
 
 
 SHUTDOWN_TIME = 0.3 + 0.3
@@ -202,49 +197,47 @@ QUICK_SHUTDOWN = ServerOptions(
 )
 
 
-def stuck_app(recorder: Recorder) -> App:
-    return App(
-        [websocket("/", Echo), websocket("/stuck", lambda: Stuck(recorder))], options=QUICK_SHUTDOWN
-    )
+@asynccontextmanager
+async def stuck_connection(log: Terminations) -> AsyncIterator[tuple[Served, RawClient]]:
+    """A server (echo at ``/``) with one client whose handler is stuck in websocket_handle."""
+    entered = trio.Event()
+    app = App([websocket("/", Echo), websocket("/stuck", factory(Stuck, log, entered))])
+    async with running(app, QUICK_SHUTDOWN) as served, raw_client(served.port, "/stuck") as stuck:
+        await stuck.send(ev.TextMessage("hang"))
+        await entered.wait()
+        yield served, stuck
+
+
+async def shut_down(served: Served, stuck: RawClient) -> list[ev.Event]:
+    """Shut the server down; what the stuck client got before TCP ended."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(served.server.shutdown)
+        events = await stuck.eof()
+    assert served.server.stopped.is_set()
+    return events
 
 
 async def test_a_stuck_callback_does_not_hold_others_or_the_drain(
-    caplog: pytest.LogCaptureFixture,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     """A callback that never returns cannot answer the shutdown: the connection is killed
     after its shutdown time; the client gets no close frame (TCP closed: 1006), terminate
     still runs (with Shutdown), and the drain ends long before its timeout."""
-    recorder = Recorder()
-    async with trio.open_nursery() as nursery:
-        server = Server(stuck_app(recorder), host=HOST, port=0)
-        port = await nursery.start(server.run)
-        stuck = await RawClient.upgraded(port, "/stuck")
-        await stuck.send(client_frame(Opcode.TEXT, b"hang"))
-        await trio.sleep(0.1)
-        await assert_echoes(f"ws://{HOST}:{port}/")  # the others are served meanwhile
+    log = Terminations()
+    async with stuck_connection(log) as (served, stuck):
+        await assert_echoes(served.url())  # the others are served meanwhile
         started = trio.current_time()
-        nursery.start_soon(server.shutdown)
-        assert await stuck.next_frame() is None  # TCP closed, no close frame
-        with trio.fail_after(STEP_TIMEOUT):
-            await server.stopped.wait()
-        assert trio.current_time() - started < SHUTDOWN_TIME + 1.0
-        assert recorder.reasons == [Shutdown()]
+        assert await shut_down(served, stuck) == []  # TCP closed, no close frame
+        assert trio.current_time() - started == pytest.approx(SHUTDOWN_TIME, abs=0.01)
+        assert log.reasons == [Shutdown()]
 
 
 async def test_the_close_line_of_a_killed_connection_does_not_claim_1001(
-    caplog: pytest.LogCaptureFixture,
+    virtual_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="corral.server")
-    recorder = Recorder()
-    async with trio.open_nursery() as nursery:
-        server = Server(stuck_app(recorder), host=HOST, port=0)
-        port = await nursery.start(server.run)
-        stuck = await RawClient.upgraded(port, "/stuck")
-        await stuck.send(client_frame(Opcode.TEXT, b"hang"))
-        await trio.sleep(0.1)
-        nursery.start_soon(server.shutdown)
-        assert await stuck.next_frame() is None
-        with trio.fail_after(STEP_TIMEOUT):
-            await server.stopped.wait()
+    log = Terminations()
+    async with stuck_connection(log) as (served, stuck):
+        assert await shut_down(served, stuck) == []
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("closed ")]
     assert "code=1001" not in line, line

@@ -12,8 +12,6 @@ import gc
 import logging
 
 import pytest
-import trio
-from trio_websocket import open_websocket_url
 from wsproto.frame_protocol import Opcode
 
 import actors
@@ -21,8 +19,14 @@ from examples.echo import Echo
 from server import App, ConnectionOptions, websocket
 from server.connection import Connection
 
-from ..server.serving import Served, running
-from .kit import RawClient, assert_echoes, client_frame, wait_until_no_connections
+from ..server.serving import (
+    Served,
+    assert_echoes,
+    frame,
+    raw_client,
+    running,
+    until_quiet,
+)
 
 CHURN = 60
 """Connections per test: enough to tell a leak from noise, cheap enough to run every time."""
@@ -37,15 +41,12 @@ async def churn(server: Served, count: int = CHURN) -> None:
     """``count`` connections, every third reset mid-frame, the others closed cleanly."""
     for index in range(count):
         if index % 3 == 0:
-            client = await RawClient.upgraded(server.port)
-            await client.send(client_frame(Opcode.TEXT, b"half a frame")[:6])
-            client.reset()
+            async with raw_client(server.port) as client:
+                await client.send_raw(frame(Opcode.TEXT, b"half a frame")[:6])
+                client.reset()
         else:
-            with trio.fail_after(5):
-                async with open_websocket_url(server.url()) as ws:
-                    await ws.send_message(f"hello {index}")
-                    assert await ws.get_message() == f"hello {index}"
-    await wait_until_no_connections(server)
+            await assert_echoes(server.url(), f"hello {index}")
+    await server.until_no_connections()
 
 
 def echo_app(options: ConnectionOptions) -> App:
@@ -57,29 +58,22 @@ async def test_tasks_and_actors_return_to_baseline_after_churn(
 ) -> None:
     async with running(echo_app(ConnectionOptions())) as server:
         await assert_echoes(server.url())
-        await wait_until_no_connections(server)
+        await server.until_no_connections()
+        await until_quiet()
         tasks, actor_count = actors.live_tasks(), server.live_actors()
         await churn(server)
-        await trio.sleep(0.1)
+        await until_quiet()  # the server has finished with every closed connection
         assert (actors.live_tasks(), server.live_actors()) == (tasks, actor_count)
         await assert_echoes(server.url())
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
-async def test_a_closed_connection_is_freed_at_once() -> None:
-    async with running(echo_app(ConnectionOptions(idle_timeout=60.0))) as server:
+@pytest.mark.parametrize("idle_timeout", [60.0, None], ids=["idle-timer", "no-idle-timer"])
+async def test_a_closed_connection_is_freed_at_once(idle_timeout: float | None) -> None:
+    """Without a liveness timer too: the object graph goes (a timer would hold it)."""
+    async with running(echo_app(ConnectionOptions(idle_timeout=idle_timeout))) as server:
         await assert_echoes(server.url())
-        await wait_until_no_connections(server)
-        before = alive(Connection), alive(actors.Actor)
-        await churn(server)
-        assert (alive(Connection), alive(actors.Actor)) == before
-
-
-async def test_without_an_idle_timeout_closed_connections_are_freed_at_once() -> None:
-    """The same churn with no liveness timer: the object graph goes (the timer holds it)."""
-    async with running(echo_app(ConnectionOptions(idle_timeout=None))) as server:
-        await assert_echoes(server.url())
-        await wait_until_no_connections(server)
+        await server.until_no_connections()
         before = alive(Connection), alive(actors.Actor)
         await churn(server)
         assert (alive(Connection), alive(actors.Actor)) == before
@@ -88,7 +82,7 @@ async def test_without_an_idle_timeout_closed_connections_are_freed_at_once() ->
 async def test_the_supervisor_forgets_ended_connections() -> None:
     async with running(echo_app(ConnectionOptions(idle_timeout=None))) as server:
         await assert_echoes(server.url())
-        await wait_until_no_connections(server)
+        await server.until_no_connections()
         before = alive(actors.MonitorRef)
         await churn(server)
         assert alive(actors.MonitorRef) == before

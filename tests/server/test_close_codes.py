@@ -42,6 +42,7 @@ from .serving import (
     WAIT,
     Recorded,
     Terminations,
+    assert_echoes,
     client,
     expect_close,
     factory,
@@ -49,6 +50,7 @@ from .serving import (
     raw_client,
     running,
     serving,
+    until_quiet,
 )
 
 OPCODE_CONTINUATION, OPCODE_TEXT, OPCODE_RESERVED, OPCODE_CLOSE, OPCODE_PING = (
@@ -110,7 +112,7 @@ async def test_client_dropping_tcp_is_remote_1006() -> None:
 
 
 async def test_idle_timeout_closes_with_1000_counting_from_the_last_data(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     async with serving(echo_app(log, ConnectionOptions(idle_timeout=5.0))) as served:
@@ -124,7 +126,7 @@ async def test_idle_timeout_closes_with_1000_counting_from_the_last_data(
 
 
 async def test_a_client_that_never_answers_pings_is_dropped_after_pong_timeout(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=None, ping_interval=2.0, pong_timeout=1.0)
@@ -150,7 +152,7 @@ def test_a_pong_in_the_same_clock_tick_as_its_ping_counts() -> None:
 
 
 async def test_a_client_answering_pings_stays_connected(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=None, ping_interval=2.0, pong_timeout=1.0)
@@ -196,6 +198,10 @@ async def test_a_slow_handler_is_not_mistaken_for_an_idle_client(
         (frame(OPCODE_PING, b"p" * 126), 1002),
         (frame(OPCODE_PING, b"fragmented", fin=False), 1002),
         (frame(OPCODE_CLOSE, struct.pack("!H", 1005)), 1002),
+        (frame(OPCODE_TEXT, b"rsv1", rsv=0b100), 1002),
+        (frame(OPCODE_TEXT, b"a", fin=False) + frame(OPCODE_TEXT, b"b"), 1002),
+        (frame(OPCODE_CLOSE, struct.pack("!H", 999)), 1002),
+        (frame(OPCODE_CLOSE, b"\x03"), 1002),
         (frame(OPCODE_TEXT, b"caf\xc3"), 1007),
         (frame(OPCODE_TEXT, b"\xff\xfe"), 1007),
         (frame(OPCODE_CLOSE, struct.pack("!H", 1000) + b"\xff"), 1007),
@@ -208,12 +214,18 @@ async def test_a_slow_handler_is_not_mistaken_for_an_idle_client(
         "ping-over-125-bytes",
         "fragmented-ping",
         "close-code-1005",
+        "rsv1-without-extension",
+        "new-message-inside-fragments",
+        "close-code-999",
+        "close-one-byte",
         "truncated-utf8",
         "not-utf8",
         "close-reason-not-utf8",
     ],
 )
-async def test_a_bad_frame_closes_with_its_protocol_error_code(bad_frame: bytes, code: int) -> None:
+async def test_a_bad_frame_closes_with_its_protocol_error_code(
+    bad_frame: bytes, code: int, caplog: pytest.LogCaptureFixture
+) -> None:
     log = Terminations()
     async with serving(echo_app(log)) as served:
         async with raw_client(served.port) as raw:
@@ -224,8 +236,10 @@ async def test_a_bad_frame_closes_with_its_protocol_error_code(bad_frame: bytes,
             assert closing.code == code
             await raw.eof()
         reason = (await log.one()).reason
+        await assert_echoes(served.url())  # the others are served all the while
     assert isinstance(reason, ProtocolError) and reason.code == code
     assert reason.detail
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_a_message_over_max_message_size_closes_with_1009() -> None:
@@ -259,14 +273,19 @@ class Streamer(Echo):
         return [Binary(b"z" * 1000)] * 4, state
 
 
-@pytest.mark.parametrize("attempt", range(3))
-async def test_a_bad_frame_while_the_server_streams_is_still_a_protocol_error(
-    attempt: int,
-) -> None:
+WRITER_STATES = ["writer-busy", "writer-blocked"]
+"""The server's writer when the client ends it: busy sending (the client reads on), or blocked
+on a full socket (the client stopped reading: ``until_quiet`` waits until that is so)."""
+
+
+@pytest.mark.parametrize("writer", WRITER_STATES)
+async def test_a_bad_frame_while_the_server_streams_is_still_a_protocol_error(writer: str) -> None:
     log = Terminations()
     async with serving(App([websocket("/", factory(Streamer, log))])) as served:
         async with raw_client(served.port) as raw:
             assert isinstance(await raw.next_event(), ev.BytesMessage)
+            if writer == "writer-blocked":
+                await until_quiet()
             await raw.send_raw(frame(OPCODE_RESERVED, b"bad"))
             assert (await raw.close_event()).code == 1002
             await raw.eof()
@@ -274,15 +293,17 @@ async def test_a_bad_frame_while_the_server_streams_is_still_a_protocol_error(
     assert isinstance(reason, ProtocolError) and reason.code == 1002
 
 
-@pytest.mark.parametrize("attempt", range(3))
+@pytest.mark.parametrize("writer", WRITER_STATES)
 async def test_a_client_closing_while_the_server_streams_is_remote_with_its_code(
-    attempt: int,
+    writer: str,
 ) -> None:
     log = Terminations()
     async with serving(App([websocket("/", factory(Streamer, log))])) as served:
         async with client(served.url()) as ws:
             with trio.fail_after(WAIT):
                 assert await ws.get_message() == b"z" * 1000
+            if writer == "writer-blocked":
+                await until_quiet()
             await ws.aclose(4002, "enough")
         assert (await log.one()).reason == Remote(4002, "enough")
 
@@ -388,7 +409,7 @@ class Stuck(Echo):
 
 
 async def test_a_handler_stuck_at_shutdown_is_killed_and_still_terminated_once(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     # The kill comes after the *server's* send_timeout + close_timeout: every connection
@@ -406,7 +427,7 @@ async def test_a_handler_stuck_at_shutdown_is_killed_and_still_terminated_once(
 
 
 async def test_past_the_drain_timeout_the_rest_is_cancelled_and_still_terminated(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    virtual_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     log = Terminations()
     slow = ConnectionOptions(send_timeout=60.0, close_timeout=60.0)
@@ -447,7 +468,7 @@ class Busy(Echo):
 
 
 async def test_shutdown_reaches_a_connection_whose_mailbox_is_full(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     Busy.release = trio.Event()
@@ -518,7 +539,7 @@ class Firehose(Echo):
 
 
 async def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(send_timeout=2.0, outbox_capacity=4)

@@ -14,7 +14,6 @@ import pytest
 import trio
 import trio.testing
 import wsproto.events as ev
-from trio_websocket import ConnectionRejected
 
 import actors
 from server import (
@@ -52,6 +51,7 @@ from .serving import (
     get,
     http_exchange,
     raw_client,
+    rejection,
     serving,
     tcp_client,
 )
@@ -198,7 +198,7 @@ async def test_set_options_max_message_size_applies_to_the_next_message() -> Non
 
 
 async def test_set_options_idle_timeout_starts_an_idle_timer(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=None)
@@ -214,7 +214,7 @@ async def test_set_options_idle_timeout_starts_an_idle_timer(
 
 
 async def test_set_options_idle_timeout_none_disables_it(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=2.0)
@@ -380,16 +380,6 @@ class Gatekeeper(Recorded):
 def gate_app(log: Terminations, options: ServerOptions | None = None) -> App:
     routes = [websocket("/chat/:room", factory(Gatekeeper, log))]
     return App(routes, options=options or ServerOptions())
-
-
-async def rejection(url: str, **options: Any) -> ConnectionRejected:
-    """The refusal trio-websocket's client gets (a copy: the original's traceback holds
-    the client's socket, which trio-websocket 0.12.2 leaves open)."""
-    with trio.fail_after(WAIT), pytest.raises(ConnectionRejected) as rejected:
-        async with client(url, **options):
-            pass
-    refused = rejected.value
-    return ConnectionRejected(refused.status_code, refused.headers, refused.body)
 
 
 async def test_init_refusing_with_a_response_sends_its_status_headers_and_body() -> None:
@@ -582,7 +572,7 @@ async def test_over_max_connections_a_new_client_gets_503_until_one_leaves() -> 
 
 
 async def test_handshake_timeout_closes_a_silent_client(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     options = ServerOptions(handshake_timeout=3.0)

@@ -206,7 +206,7 @@ async def test_garbage_gets_400(nursery: trio.Nursery) -> None:
 
 
 async def test_silent_client_is_closed_after_handshake_timeout(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    nursery: trio.Nursery, virtual_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="corral.server")
     echo = Echo()
@@ -218,7 +218,7 @@ async def test_silent_client_is_closed_after_handshake_timeout(
 
 
 async def test_client_sending_half_a_head_is_closed_after_handshake_timeout(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, virtual_clock: trio.testing.MockClock
 ) -> None:
     port, _ = await start(nursery, handshake_timeout=5.0)
     async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
@@ -313,7 +313,7 @@ async def test_plaintext_client_on_tls_port_is_dropped_and_server_keeps_serving(
 
 
 async def test_http_handler_that_never_answers_is_closed_after_the_timeout(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    nursery: trio.Nursery, virtual_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def stuck(request: Request) -> Response:
         await trio.sleep_forever()

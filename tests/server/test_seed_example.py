@@ -30,7 +30,7 @@ async def messages_with_times(ws: Any, count: int, since: float) -> list[tuple[A
 
 
 async def test_hello_after_one_second_then_how_you_doin_every_second(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     async with serving(seed.app) as served, client(served.url()) as ws:
         connected = trio.current_time()
@@ -40,7 +40,7 @@ async def test_hello_after_one_second_then_how_you_doin_every_second(
 
 
 async def test_text_is_answered_at_once_and_binary_is_ignored(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     async with serving(seed.app) as served, client(served.url()) as ws:
         connected = trio.current_time()
@@ -55,7 +55,7 @@ async def test_text_is_answered_at_once_and_binary_is_ignored(
     ]
 
 
-async def test_replies_interleave_with_the_ticks(autojump_clock: trio.testing.MockClock) -> None:
+async def test_replies_interleave_with_the_ticks(virtual_clock: trio.testing.MockClock) -> None:
     async with serving(seed.app) as served, client(served.url()) as ws:
         connected = trio.current_time()
         assert await messages_with_times(ws, 1, connected) == [("Hello!", pytest.approx(1.0))]
@@ -69,7 +69,7 @@ async def test_replies_interleave_with_the_ticks(autojump_clock: trio.testing.Mo
 
 
 async def test_terminate_gets_the_state_and_the_timer_dies_with_the_connection(
-    autojump_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
     app = App([websocket("/", lambda: RecordedSeed(log))])
@@ -81,11 +81,8 @@ async def test_terminate_gets_the_state_and_the_timer_dies_with_the_connection(
             ]
         call = await log.one()
         assert (call.reason, call.state) == (Remote(1000), "undefined_state")
-        node = served.server.node
-        assert node is not None
-        with trio.fail_after(WAIT):
-            while served.connections():
-                await trio.sleep(0.01)
+        node = served.node
+        await served.until_no_connections()
         assert node.statistics().timers == 0
         await trio.sleep(10)  # no tick reaches anyone any more
         assert node.statistics().dead_letters == 0
