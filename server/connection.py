@@ -554,7 +554,7 @@ class Connection:
             with trio.move_on_after(self.options.close_timeout):
                 while not (self.session.transport_done or self.session.ended):
                     await self._receive()
-                    while self.session.next_event() is not NEED_DATA:
+                    while isinstance(self.session.next_event(), (Text, Binary)):
                         pass  # data after our close frame is discarded
 
     # ---- liveness -------------------------------------------------------------------

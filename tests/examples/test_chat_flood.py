@@ -10,7 +10,8 @@ import trio.testing
 from trio_websocket import ConnectionClosed
 
 from examples.chat import ChatLimits, make_app
-from tests.examples.kit import WAIT, Client, connect, join, member, serving
+from tests.examples.kit import Client, connect, join, member
+from tests.server.serving import WAIT, serving
 
 FLOOD = 5_000
 """Says the flooder tries to send, as fast as the socket takes them."""

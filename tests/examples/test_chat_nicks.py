@@ -12,7 +12,8 @@ import pytest
 from examples.chat import make_app
 from examples.chat.confusables import is_default_ignorable, skeleton
 from examples.chat.protocol import nick_keys, nick_problem
-from tests.examples.kit import connect, join, member, serving
+from tests.examples.kit import connect, join, member
+from tests.server.serving import serving
 
 CYRILLIC_A = "\u0430"
 

@@ -15,7 +15,8 @@ from trio_websocket import wrap_client_stream
 
 from examples.chat import ChatLimits, RoomSettings, make_app
 from server.serve import Server
-from tests.examples.kit import WAIT, Client, connect, join, member, serving
+from tests.examples.kit import Client, connect, join, member
+from tests.server.serving import WAIT, serving
 
 LIFTED = 1_000_000
 """A per-peer room quota no test reaches, for tests about something else."""

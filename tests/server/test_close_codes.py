@@ -4,9 +4,9 @@ gets, exactly once, over real sockets (hand-built frames for what clients never 
 from __future__ import annotations
 
 import contextlib
-import socket
 import logging
 import re
+import socket
 import struct
 from typing import Any
 
