@@ -86,6 +86,23 @@ class SetOptions:
         return {k: v for k, v in attrs.asdict(self).items() if v is not _UNSET}
 
 
+def wire_text(data: str) -> Text:
+    """A ``Text`` for data the server decoded itself: no checks (they cost on every message)."""
+    frame: Text = _new(Text)
+    _set(frame, "data", data)
+    return frame
+
+
+def wire_binary(data: bytes) -> Binary:
+    """A ``Binary`` for data the server decoded itself: no conversion, no checks."""
+    frame: Binary = _new(Binary)
+    _set(frame, "data", data)
+    return frame
+
+
+_new, _set = object.__new__, object.__setattr__
+
+
 Frame: TypeAlias = Text | Binary
 """What websocket_handle receives."""
 

@@ -263,7 +263,8 @@ class Connection:
                         continue
                     event = session.next_event()
                     if event is not NEED_DATA:
-                        self._write_protocol_data()
+                        if session.owes:
+                            self._write_protocol_data()
                         if isinstance(event, TerminateReason):
                             reason = event
                             break
@@ -272,7 +273,9 @@ class Connection:
                             await trio.lowlevel.checkpoint()
                         self._handling = True
                         try:
-                            result = await call(handler.websocket_handle, event, self.state)
+                            result = handler.websocket_handle(event, self.state)
+                            if type(result) is not tuple and inspect.isawaitable(result):
+                                result = await result
                         finally:
                             self._handling = False
                             if self._checked_while_handling:  # a slow callback: it counts
@@ -280,7 +283,8 @@ class Connection:
                                 self._handled_at = trio.current_time()
                         reason = await self._apply(unpack_result("websocket_handle", result))
                         continue
-                    self._write_protocol_data()
+                    if session.owes:
+                        self._write_protocol_data()
                     if len(mailbox):
                         streak += 1
                         if streak > 1 and await self._poll(streak):
@@ -382,6 +386,13 @@ class Connection:
 
     async def _apply(self, result: tuple[Commands, Any]) -> TerminateReason | None:
         commands, self.state = result
+        if commands is None:
+            return None
+        if type(commands) is Text and not self.session.closing:  # the common case, directly
+            data = self.session.encode_text(commands.data)
+            if not self._write_nowait(data):
+                await self._send(data)
+            return self._failure
         for command in as_command_list(commands):
             if self.session.closing:
                 break  # frames after a close are not sent

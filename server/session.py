@@ -25,7 +25,7 @@ from websockets.extensions import Extension
 from websockets.frames import Frame, Opcode
 from websockets.protocol import CLOSED, OPEN, Protocol, Side
 
-from .commands import Binary, Text
+from .commands import Binary, Text, wire_binary, wire_text
 from .termination import ProtocolError, Remote, TerminateReason
 
 try:
@@ -71,6 +71,7 @@ class Session:
         "_fragment_text",
         "_utf8",
         "_writes",
+        "owes",
     )
 
     def __init__(
@@ -89,6 +90,8 @@ class Session:
         self._fragment_text = False
         self._utf8: codecs.IncrementalDecoder | None = None
         self._writes: list[bytes] | None = None
+        self.owes = False
+        """Whether ``data_to_send`` has bytes (pongs, a close reply)."""
 
     # ---- in -------------------------------------------------------------------------
 
@@ -137,18 +140,19 @@ class Session:
             end = start + (4 if second & _MASKED else 0) + length
             if size < end:
                 return NEED_DATA
-            frame = buffer[:end]
-            self._buffer = buffer[end:] if size > end else b""
             if (
                 (first == _FIN_TEXT or first == _FIN_BINARY)
                 and second & _MASKED
                 and self._fragments is None
                 and not self.closing
             ):
-                message = decode_simple_frame(frame, start)
+                message = decode_simple_frame(buffer, start, end)
+                self._buffer = buffer[end:] if size > end else b""
                 if message is not None:
                     return message
                 return self._fail(1007, "invalid UTF-8 in a text message")
+            frame = buffer[:end]
+            self._buffer = buffer[end:] if size > end else b""
             if first & 0x0F == Opcode.CLOSE and self._fragments is not None and not self.closing:
                 # A close inside a fragmented message ends it (RFC 6455 §5.4: control frames
                 # may come between fragments): the unfinished message is dropped, and a fresh
@@ -168,6 +172,10 @@ class Session:
             return encode_frame(Opcode.TEXT, frame.data.encode(), self.extensions)
         return encode_frame(Opcode.BINARY, frame.data, self.extensions)
 
+    def encode_text(self, text: str) -> bytes:
+        """``encode(Text(text))`` without the ``Text``."""
+        return encode_frame(Opcode.TEXT, text.encode(), self.extensions)
+
     def close(self, code: int, reason: str = "") -> bytes:
         """Start the close handshake; return the close frame's bytes (b"" if it is too late)."""
         if self.closing or self.ended is not None:
@@ -181,6 +189,7 @@ class Session:
     def data_to_send(self) -> bytes:
         """What the protocol owes the client now (pongs, a close reply), once."""
         writes, self._writes = self._writes, None
+        self.owes = False
         return b"".join(writes) if writes else b""
 
     @property
@@ -251,6 +260,7 @@ class Session:
             for data in writes:
                 if data:
                     self._writes.append(data)
+                    self.owes = True
                 else:  # websockets' end-of-stream marker: the server closes TCP now
                     self.transport_done = True
         if protocol.state is CLOSED:
@@ -276,17 +286,19 @@ class Session:
         return self.ended
 
 
-def decode_simple_frame(frame: bytes | bytearray, start: int) -> Text | Binary | None:
-    """The message in a whole, masked, unfragmented, uncompressed data frame.
+def decode_simple_frame(
+    buffer: bytes | bytearray, start: int, end: int
+) -> Text | Binary | None:
+    """The message in the whole, masked, unfragmented, uncompressed data frame that begins
+    ``buffer`` and ends at ``end``; its masking key is at ``start`` (after the length).
 
-    ``start`` is where the masking key begins (after the length). None for a text frame
-    whose payload is not UTF-8.
+    None for a text frame whose payload is not UTF-8.
     """
-    payload = apply_mask(frame[start + 4 :], frame[start : start + 4])
-    if frame[0] == _FIN_BINARY:
-        return Binary(payload)
+    payload = apply_mask(buffer[start + 4 : end], buffer[start : start + 4])
+    if buffer[0] == _FIN_BINARY:
+        return wire_binary(payload)
     try:
-        return Text(payload.decode())
+        return wire_text(payload.decode())
     except UnicodeDecodeError:
         return None
 
@@ -300,7 +312,7 @@ def encode_frame(
         return Frame(opcode, payload).serialize(mask=False, extensions=extensions)
     length = len(payload)
     if length < 126:
-        return bytes((0x80 | opcode, length)) + payload
+        return _SHORT_HEADERS[opcode][length] + payload
     if length < 65536:
         return _HEADER_16.pack(0x80 | opcode, 126, length) + payload
     return _HEADER_64.pack(0x80 | opcode, 127, length) + payload
@@ -315,6 +327,10 @@ def encode_message(message: str | bytes) -> bytes:
 
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
+_SHORT_HEADERS = {
+    opcode: tuple(bytes((0x80 | opcode, length)) for length in range(126)) for opcode in Opcode
+}
+"""Every header of a final frame under 126 bytes, made once."""
 
 
 def encode_ping(payload: bytes) -> bytes:
