@@ -165,6 +165,8 @@ class Actor:
 
         If it has already ended, ``Down`` with reason noproc arrives at once.
         """
+        if target.node != self.node.name:
+            return self.node.monitor_remote(self.address, target)
         ref = MonitorRef()
         other = self.node.actor(target)
         if other is None:
@@ -178,7 +180,10 @@ class Actor:
         """Remove a monitor; a Down it already queued is never received."""
         ref.revoked = True
         target = self._watching.pop(ref, None)
-        other = self.node.actor(target) if target is not None else None
+        if target is None:
+            self.node.demonitor_remote(ref)
+            return
+        other = self.node.actor(target)
         if other is not None:
             other._watchers.pop(ref, None)
 
