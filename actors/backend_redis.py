@@ -139,16 +139,18 @@ class RedisBackend:
         return await self.view.wait_registered(name)
 
     def join(self, group: str, address: Address) -> None:
-        """Add a local actor to ``group`` cluster-wide."""
+        """Add an actor to ``group`` cluster-wide; this node keeps the membership (and renews
+        it), even for another node's actor (a chat room adding a connection, say)."""
         self.view.join(group, address)
-        if address.node == self._me and (group, address) not in self._owned_members:
+        if (group, address) not in self._owned_members:
             self._owned_members[(group, address)] = None
             self._queue(("join", group, address))
 
     def leave(self, group: str, address: Address) -> None:
-        """Remove a local actor from ``group`` cluster-wide."""
-        self.view.leave(group, address)
-        if self._owned_members.pop((group, address), 0) is None:
+        """Remove an actor from ``group`` cluster-wide (whichever node keeps the membership)."""
+        kept = self._owned_members.pop((group, address), 0) is None
+        if kept or address in self.view.members(group):
+            self.view.leave(group, address)
             self._queue(("leave", group, address))
 
     def members(self, group: str) -> list[Address]:
@@ -165,7 +167,7 @@ class RedisBackend:
             if self._owned_names.pop(name, None) is not None:
                 self._queue(("release", name, address))
         for group in self.view.groups_of(address):
-            self.leave(group, address)
+            self.leave(group, address)  # also tells the node keeping it, if not this one
         self.view.forget(address)
 
     # ---- the cluster -----------------------------------------------------------------------
@@ -284,7 +286,7 @@ class RedisBackend:
                 continue
             for member in await client.smembers(key):
                 group, address = wire.unpack(member)
-                if self.is_alive(address.node):
+                if self.is_alive(address.node) or address.node == self._me:
                     self.view.join(group, address)
         ops: list[_Op] = [("event", (wire.HELLO, self._me)), ("heartbeat",)]
         ops += [("claim", name, address) for name, address in self._owned_names.items()]
@@ -372,11 +374,15 @@ class RedisBackend:
             if address.node != self._me and self.view.whereis(name) == address:
                 self.view.unregister(name)
         elif kind == wire.JOINED:
-            if event[2].node != self._me and self.is_alive(event[2].node):
-                self.view.join(event[1], event[2])
+            _, group, address, keeper = event
+            if keeper != self._me and self.is_alive(address.node):
+                self.view.join(group, address)
         elif kind == wire.LEFT:
-            if event[2].node != self._me:
-                self.view.leave(event[1], event[2])
+            _, group, address, keeper = event
+            if keeper != self._me:
+                self.view.leave(group, address)
+                if self._owned_members.pop((group, address), 0) is None:
+                    self._queue(("leave", group, address))  # we kept it: drop our record
 
     def _learn_name(self, name: str, address: Address) -> None:
         if address.node == self._me or not self.is_alive(address.node):
@@ -398,6 +404,8 @@ class RedisBackend:
         logger.warning("node %s: node %s is down (%s)", self._me, peer, why)
         for address in self.view.addresses_on(peer):
             self.view.forget(address)
+        for group, address in [key for key in self._owned_members if key[1].node == peer]:
+            self.leave(group, address)
         if self._node is not None:
             self._node.node_down(peer)
 
@@ -517,7 +525,10 @@ class RedisBackend:
                 pipe.srem(key, [member])
                 pipe.pexpire(key, lease_ms)
             pipe.publish(
-                events, wire.encode((wire.JOINED if kind == "join" else wire.LEFT, group, address))
+                events,
+                wire.encode(
+                    (wire.JOINED if kind == "join" else wire.LEFT, group, address, self._me)
+                ),
             )
             return 3
         if kind == "heartbeat":

@@ -32,8 +32,8 @@ HEARTBEAT = "hb"  # (HEARTBEAT, node)
 BYE = "bye"  # (BYE, node): a node left cleanly
 NAME_CLAIMED = "name+"  # (NAME_CLAIMED, name, address)
 NAME_RELEASED = "name-"  # (NAME_RELEASED, name, address)
-JOINED = "join"  # (JOINED, group, address)
-LEFT = "leave"  # (LEFT, group, address)
+JOINED = "join"  # (JOINED, group, address, keeper): the keeper node holds the record
+LEFT = "leave"  # (LEFT, group, address, by): whoever keeps it drops it
 
 _LENGTH = struct.Struct(">I")
 

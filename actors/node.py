@@ -29,8 +29,9 @@ from .timers import TimerService
 
 logger = logging.getLogger("corral.actors")
 
-Fanout = Callable[["Node", str, Any], int]
-"""Delivers a payload published to a group to this node's members; returns how many took it."""
+Fanout = Callable[["Node", Any, Any], int]
+"""``fanout(node, to, payload)`` delivers what another node sent to ``to`` (a group, or an
+address) on this node; returns how many took it."""
 
 _fanouts: dict[str, Fanout] = {}
 
@@ -268,8 +269,11 @@ class Node:
     # ---- groups ---------------------------------------------------------------------
 
     def join(self, group: str, address: Address) -> None:
-        """Add a live actor to ``group``; it leaves by itself when it ends."""
-        if address not in self._actors:
+        """Add a live actor (of this node, or of a live node of the cluster) to ``group``;
+        it leaves by itself when it ends."""
+        if address not in self._actors and (
+            address.node == self.name or not self.backend.is_alive(address.node)
+        ):
             raise NoSuchActor(group, f" (cannot join: {address} has ended)")
         self.backend.join(group, address)
 
@@ -325,6 +329,10 @@ class Node:
         )
 
     # ---- other nodes ------------------------------------------------------------------
+
+    def send_remote(self, address: Address, fanout: str, payload: Any) -> bool:
+        """Have ``address``'s node deliver ``payload`` to it with ``fanout`` (never waits)."""
+        return self._route(address.node, (wire.PUBLISH, fanout, address, payload))
 
     def monitor_remote(self, watcher: Address, target: Address) -> MonitorRef:
         """Monitor an actor of another node: ``Down`` when it ends, or ``noconnection``
