@@ -96,7 +96,9 @@ class Server:
                     trio.open_nursery() as nursery,
                 ):
                     self.node = node
-                    self._root = await nursery.start(partial(actors.supervise, root, name="root"))
+                    # Names are cluster-wide on Redis: each node's root needs its own.
+                    name = "root" if node.backend.node_id is None else f"root:{node.name}"
+                    self._root = await nursery.start(partial(actors.supervise, root, name=name))
                     await self._listening.wait()
                     task_status.started(self.port)
         finally:
