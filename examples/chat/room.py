@@ -154,7 +154,8 @@ class _Room:
         if problem is not None:
             send_frame(join.address, protocol.error(problem))
             return
-        if self.actor.node.actor(join.address) is None:
+        node = self.actor.node
+        if join.address.node == node.name and node.actor(join.address) is None:
             return  # the connection ended while its join was on the way
         monitor = actors.monitor(join.address)
         self.roster.add(Member(join.address, join.nick, monitor))
