@@ -309,7 +309,10 @@ class Node:
 
     def local_members(self, group: str) -> list[Address]:
         """The members of ``group`` that live on this node."""
-        return [address for address in self.backend.members(group) if address.node == self.name]
+        members = self.backend.members(group)
+        if self.backend.node_id is None:
+            return members  # a one-process backend: every member is here
+        return [address for address in members if address.node == self.name]
 
     def publish_remote(self, group: str, fanout: str, payload: Any) -> int:
         """Send ``payload`` once to every other node with members of ``group``, where
