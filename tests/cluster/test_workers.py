@@ -14,7 +14,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from server.workers import Backoff
 from tests.server.serving import raw_client
@@ -85,17 +85,25 @@ async def _pid_of(ws: WebSocketConnection) -> int:
 
 async def _connections_on_distinct_workers(
     stack: AsyncExitStack, port: int, want: int
-) -> tuple[list[tuple[WebSocketConnection, int]], int]:
-    """Open connections until ``want`` different workers serve one each (bounded); return
-    one connection per worker with its pid, and how many connections are open."""
-    found: dict[int, WebSocketConnection] = {}
-    for opened in range(1, 201):
+) -> list[tuple[WebSocketConnection, int]]:
+    """Open connections until ``want`` different workers serve at least one (bounded);
+    return every connection opened with the pid of its worker, in order."""
+    opened: list[tuple[WebSocketConnection, int]] = []
+    for _ in range(200):
         ws = await stack.enter_async_context(open_websocket_url(f"ws://127.0.0.1:{port}/"))
-        pid = await _pid_of(ws)
-        found.setdefault(pid, ws)
-        if len(found) == want:
-            return [(ws, pid) for pid, ws in found.items()], opened
-    raise AssertionError(f"200 connections all went to {sorted(found)}")
+        opened.append((ws, await _pid_of(ws)))
+        if len({pid for _, pid in opened}) == want:
+            return opened
+    raise AssertionError(f"200 connections all went to {opened[0][1]}")
+
+
+def _first_per_worker(
+    opened: list[tuple[WebSocketConnection, int]],
+) -> list[tuple[WebSocketConnection, int]]:
+    first: dict[int, WebSocketConnection] = {}
+    for ws, pid in opened:
+        first.setdefault(pid, ws)
+    return [(ws, pid) for pid, ws in first.items()]
 
 
 def test_backoff_doubles_and_resets_after_a_stable_run() -> None:
@@ -110,8 +118,8 @@ async def test_workers_share_one_port_restart_when_killed_and_drain_on_sigterm(
 ) -> None:
     async with workers(tmp_path, 2) as parent:
         async with AsyncExitStack() as stack:
-            served, _ = await _connections_on_distinct_workers(stack, parent.port, 2)
-            assert sorted(pid for _, pid in served) == sorted(parent.worker_pids())
+            opened = await _connections_on_distinct_workers(stack, parent.port, 2)
+            assert {pid for _, pid in opened} == set(parent.worker_pids())
         victim = parent.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)
         await parent.wait_for_log(rf"\(pid {victim}\) exited with -9: restarting")
@@ -156,19 +164,32 @@ async def test_workers_on_redis_broadcast_to_connections_of_every_worker(
     async with workers(tmp_path, 2, "--redis", redis_url, "--cluster-prefix", prefix) as parent:
         await parent.wait_for_log(r"node \S+ is up", 2)  # each worker has heard the other
         async with AsyncExitStack() as stack:
-            [(first, _), (second, _)], opened = await _connections_on_distinct_workers(
-                stack, parent.port, 2
-            )
+            opened = await _connections_on_distinct_workers(stack, parent.port, 2)
+            [(first, first_pid), (second, second_pid)] = _first_per_worker(opened)
+            on_first = sum(pid == first_pid for _, pid in opened)
             with trio.fail_after(10):  # until the first worker has heard every join
                 while True:
                     await first.send_message("members")
-                    if await _next_text(first) == f"members {opened}":
+                    if await _next_text(first) == f"members {len(opened)}":
                         break
                     await trio.sleep(0.05)
             await first.send_message("broadcast hello, cluster")
             with trio.fail_after(10):
                 assert await _next_text(first) == "hello, cluster"
                 assert await _next_text(second) == "hello, cluster"
+            # Kill the second's worker: its client sees TCP close, and within the lease (5 s)
+            # its connections leave the group as the first worker sees it.
+            os.kill(second_pid, signal.SIGKILL)
+            with trio.fail_after(10):
+                with pytest.raises(ConnectionClosed):
+                    await second.get_message()
+            with trio.fail_after(20):
+                while True:
+                    await first.send_message("members")
+                    if await _next_text(first) == f"members {on_first}":
+                        break
+                    await trio.sleep(0.1)
+            assert "is down (no heartbeat" in parent.log
 
 
 async def _next_text(ws: WebSocketConnection) -> str:
