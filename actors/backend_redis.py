@@ -93,6 +93,7 @@ class RedisBackend:
         self._wakeup = trio.Event()
         self._in_flight: list[_Op] = []
         self._owned_names: dict[str, Address] = {}
+        self._pending: dict[str, trio.Event] = {}  # names claimed, Redis not heard yet
         self._owned_members: dict[tuple[str, Address], None] = {}
         self._peers: dict[str, float] = {}
         self._connected = False
@@ -117,6 +118,7 @@ class RedisBackend:
         self.view.register(name, address)
         if address.node == self._me:
             self._owned_names[name] = address
+            self._pending.setdefault(name, trio.Event())
             self._queue(("claim", name, address))
 
     def unregister(self, name: str) -> None:
@@ -135,8 +137,14 @@ class RedisBackend:
         return self.view.names_of(address)
 
     async def wait_registered(self, name: str) -> Address:
-        """Wait until ``name`` is registered on any node."""
-        return await self.view.wait_registered(name)
+        """Wait until ``name`` is registered on any node and, when this node is claiming
+        it, until Redis has answered (the address returned is the one the cluster agreed on)."""
+        while True:
+            address = await self.view.wait_registered(name)
+            pending = self._pending.get(name)
+            if pending is None:
+                return address
+            await pending.wait()
 
     def join(self, group: str, address: Address) -> None:
         """Add an actor to ``group`` cluster-wide; this node keeps the membership (and renews
@@ -438,6 +446,7 @@ class RedisBackend:
             self._in_flight = []
             for name, address, holder in claims:
                 self._claimed(name, address, holder)
+                self._answered(name)
             self._changes()
 
     async def _flush(
@@ -501,6 +510,7 @@ class RedisBackend:
         if kind == "claim":
             _, name, address = op
             if self._owned_names.get(name) != address:
+                self._answered(name)
                 return 0  # released (or lost) since it was queued
             event = wire.encode((wire.NAME_CLAIMED, name, address))
             claims.append((name, address, index))
@@ -556,6 +566,11 @@ class RedisBackend:
             pipe.publish(events, wire.encode((wire.BYE, self._me)))
             return 2
         raise AssertionError(f"unknown op {kind!r}")
+
+    def _answered(self, name: str) -> None:
+        pending = self._pending.pop(name, None)
+        if pending is not None:
+            pending.set()
 
     def _claimed(self, name: str, address: Address, holder: Address) -> None:
         """Redis answered a claim: a holder other than ``address`` won the name."""

@@ -88,8 +88,12 @@ def room_key(room: str) -> str:
 
 
 def supervisor_key(room: str) -> str:
-    """The name the room's own supervisor is registered under."""
-    return f"room-supervisor:{room}"
+    """The name the room's own supervisor is registered under (one per node in a cluster:
+    only the room itself is one actor cluster-wide)."""
+    node = actors.current_node()
+    if node.backend.node_id is None:
+        return f"room-supervisor:{room}"
+    return f"room-supervisor:{room}@{node.name}"
 
 
 def group_of(room: str) -> str:

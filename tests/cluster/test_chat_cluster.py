@@ -71,3 +71,28 @@ async def test_when_the_rooms_server_stops_the_room_starts_again_on_a_live_one(
         assert second.node is not None and room.node == second.node.name
         assert await bob.receive_type("members") == {"type": "members", "nicks": ["bob"]}
         assert "room restarted" in (await bob.receive_type("error"))["reason"]
+
+
+async def test_two_servers_opening_a_new_room_at_once_end_with_one_room(
+    redis_url: str, prefix: str
+) -> None:
+    async with (
+        chat_node(redis_url, prefix) as first,
+        chat_node(redis_url, prefix) as second,
+        connect(first, "/ws/race") as ann,
+        connect(second, "/ws/race") as bob,
+    ):
+        await ann.send(type="join", nick="ann")
+        await bob.send(type="join", nick="bob")
+        # Each gets its history and joined (the loser's join, if any, is retried by the client).
+        for client, nick in ((ann, "ann"), (bob, "bob")):
+            with trio.fail_after(WAIT):
+                while True:
+                    frame = await client.receive()
+                    if frame == {"type": "joined", "nick": nick}:
+                        break
+                    if frame["type"] == "error":
+                        await client.send(type="join", nick=nick)
+        assert await room_seen(first, "race") == await room_seen(second, "race")
+        await ann.send(type="say", text="one room")
+        assert (await bob.receive_type("said"))["text"] == "one room"
