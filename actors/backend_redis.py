@@ -38,6 +38,7 @@ import trio
 from . import backend_wire as wire
 from .address import Address
 from .backend import ClusterStatistics, LocalBackend, PeerInfo
+from .backend_batch import Command, Op, plan
 from .errors import NameTaken
 from .reasons import Crash
 
@@ -54,8 +55,6 @@ BROKER_ERRORS = (
     anyio.EndOfStream,
 )
 """What losing the broker looks like (connection refused or reset, timeouts, closed streams)."""
-
-_Op = tuple[Any, ...]
 
 
 def default_node_id() -> str:
@@ -89,9 +88,9 @@ class RedisBackend:
         self.view = LocalBackend()
         self._me = self.node_id
         self._node: Node | None = None
-        self._outbox: deque[_Op] = deque()
+        self._outbox: deque[Op] = deque()
         self._wakeup = trio.Event()
-        self._in_flight: list[_Op] = []
+        self._in_flight: list[Op] = []
         self._owned_names: dict[str, Address] = {}
         self._pending: dict[str, trio.Event] = {}  # names claimed, Redis not heard yet
         self._owned_members: dict[tuple[str, Address], None] = {}
@@ -296,7 +295,7 @@ class RedisBackend:
                 group, address = wire.unpack(member)
                 if self.is_alive(address.node) or address.node == self._me:
                     self.view.join(group, address)
-        ops: list[_Op] = [("event", (wire.HELLO, self._me)), ("heartbeat",)]
+        ops: list[Op] = [("event", (wire.HELLO, self._me)), ("heartbeat",)]
         ops += [("claim", name, address) for name, address in self._owned_names.items()]
         ops += [("join", group, address) for group, address in self._owned_members]
         self._outbox.extendleft(reversed(ops))
@@ -419,7 +418,7 @@ class RedisBackend:
 
     # ---- writing -------------------------------------------------------------------------
 
-    def _queue(self, op: _Op) -> None:
+    def _queue(self, op: Op) -> None:
         self._outbox.append(op)
         self._wakeup.set()
 
@@ -434,138 +433,45 @@ class RedisBackend:
         self._lost_in_outage += count
 
     async def _write(self, client: coredis.Redis[bytes]) -> None:
-        claim = client.register_script(wire.CLAIM)
-        release = client.register_script(wire.RELEASE)
+        scripts = {
+            "claim": client.register_script(wire.CLAIM),
+            "release": client.register_script(wire.RELEASE),
+        }
         while True:
             if not self._outbox:
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
             self._in_flight = list(self._outbox)
             self._outbox.clear()
-            claims = await self._flush(client, claim, release, self._in_flight)
+            batch = plan(
+                self._in_flight,
+                keys=self.keys,
+                node=self._me,
+                lease_ms=int(self.lease * 1000),
+                owned=self._owned_names,
+            )
+            results = await self._send(client, scripts, batch.commands)
             self._in_flight = []
-            for name, address, holder in claims:
-                self._claimed(name, address, holder)
+            self.sent += batch.messages
+            for name in batch.unsent_claims:
                 self._answered(name)
+            for name, address, index in batch.claims:
+                self._claimed(name, address, wire.unpack(results[index]))
+                self._answered(name)
+            if batch.goodbye and self._flushed is not None:
+                self._flushed.set()
             self._changes()
 
-    async def _flush(
-        self, client: coredis.Redis[bytes], claim: Any, release: Any, ops: list[_Op]
-    ) -> list[tuple[str, Address, Address]]:
-        """Send ``ops`` in one pipeline; return each claim with the holder Redis answered."""
-        if all(op[0] == "msg" and op[1] == ops[0][1] for op in ops):
-            # The common case, messages for one node: one PUBLISH, no pipeline to build.
-            await client.publish(self.keys.inbox(ops[0][1]), b"".join(op[2] for op in ops))
-            self.sent += len(ops)
-            return []
-        lease_ms = int(self.lease * 1000)
-        claims: list[tuple[str, Address, int]] = []
-        goodbye = False
+    async def _send(
+        self, client: coredis.Redis[bytes], scripts: dict[str, Any], commands: list[Command]
+    ) -> tuple[Any, ...]:
+        """Issue ``commands`` in one pipeline (one PUBLISH alone needs none); their results."""
+        if len(commands) == 1 and commands[0].name == "publish":
+            return (await client.publish(*commands[0].args),)
         async with client.pipeline(transaction=False) as pipe:
-            chunks: list[bytes] = []
-            target: str | None = None
-
-            def publish_chunks() -> None:
-                if chunks and target is not None:
-                    pipe.publish(self.keys.inbox(target), b"".join(chunks))
-                    self.sent += len(chunks)
-                    chunks.clear()
-
-            count = 0
-            for op in ops:
-                if op[0] == "msg":
-                    if op[1] != target:
-                        count += bool(chunks)
-                        publish_chunks()
-                        target = op[1]
-                    chunks.append(op[2])
-                    continue
-                count += bool(chunks)
-                publish_chunks()
-                count += self._command(pipe, claim, release, op, lease_ms, claims, count)
-                goodbye = goodbye or op[0] == "goodbye"
-            publish_chunks()
-        results = pipe.results or ()
-        answered = [(name, address, wire.unpack(results[index])) for name, address, index in claims]
-        if goodbye and self._flushed is not None:
-            self._flushed.set()
-        return answered
-
-    def _command(
-        self,
-        pipe: Any,
-        claim: Any,
-        release: Any,
-        op: _Op,
-        lease_ms: int,
-        claims: list[tuple[str, Address, int]],
-        index: int,
-    ) -> int:
-        """Queue the Redis commands for one op; return how many results they make."""
-        kind = op[0]
-        events = self.keys.events
-        if kind == "event":
-            pipe.publish(events, wire.encode(op[1]))
-            return 1
-        if kind == "claim":
-            _, name, address = op
-            if self._owned_names.get(name) != address:
-                self._answered(name)
-                return 0  # released (or lost) since it was queued
-            event = wire.encode((wire.NAME_CLAIMED, name, address))
-            claims.append((name, address, index))
-            claim(
-                keys=[self.keys.name(name), events],
-                args=[wire.pack_address(address), lease_ms, event],
-                client=pipe,
-            )
-            return 1
-        if kind == "release":
-            _, name, address = op
-            event = wire.encode((wire.NAME_RELEASED, name, address))
-            release(
-                keys=[self.keys.name(name), events],
-                args=[wire.pack_address(address), event],
-                client=pipe,
-            )
-            return 1
-        if kind in ("join", "leave"):
-            _, group, address = op
-            member = wire.pack_address((group, address))
-            key = self.keys.members(self._me)
-            if kind == "join":
-                pipe.sadd(key, [member])
-                pipe.pexpire(key, lease_ms)
-            else:
-                pipe.srem(key, [member])
-                pipe.pexpire(key, lease_ms)
-            pipe.publish(
-                events,
-                wire.encode(
-                    (wire.JOINED if kind == "join" else wire.LEFT, group, address, self._me)
-                ),
-            )
-            return 3
-        if kind == "heartbeat":
-            pipe.set(self.keys.alive(self._me), b"1", px=lease_ms)
-            pipe.pexpire(self.keys.members(self._me), lease_ms)
-            pipe.publish(events, wire.encode((wire.HEARTBEAT, self._me)))
-            made = 3
-            for name, address in self._owned_names.items():
-                event = wire.encode((wire.NAME_CLAIMED, name, address))
-                claims.append((name, address, index + made))
-                claim(
-                    keys=[self.keys.name(name), events],
-                    args=[wire.pack_address(address), lease_ms, event],
-                    client=pipe,
-                )
-                made += 1
-            return made
-        if kind == "goodbye":
-            pipe.delete([self.keys.members(self._me), self.keys.alive(self._me)])
-            pipe.publish(events, wire.encode((wire.BYE, self._me)))
-            return 2
-        raise AssertionError(f"unknown op {kind!r}")
+            for command in commands:
+                _issue(pipe, scripts, command)
+        return pipe.results or ()
 
     def _answered(self, name: str) -> None:
         pending = self._pending.pop(name, None)
@@ -595,6 +501,27 @@ class RedisBackend:
                 if now - heard > self.lease:
                     self._node_down(peer, f"no heartbeat for {now - heard:.1f} s")
                     self._changes()
+
+
+def _issue(pipe: Any, scripts: dict[str, Any], command: Command) -> None:
+    """Queue one planned command on a pipeline."""
+    name, args = command.name, command.args
+    if name == "publish":
+        pipe.publish(*args)
+    elif name in scripts:  # claim, release: keys first, then arguments
+        scripts[name](keys=args[:2], args=args[2:], client=pipe)
+    elif name == "sadd":
+        pipe.sadd(args[0], [args[1]])
+    elif name == "srem":
+        pipe.srem(args[0], [args[1]])
+    elif name == "pexpire":
+        pipe.pexpire(*args)
+    elif name == "set_px":
+        pipe.set(args[0], args[1], px=args[2])
+    elif name == "delete":
+        pipe.delete(list(args))
+    else:
+        raise AssertionError(f"unknown command {name!r}")
 
 
 def _first(error: BaseException) -> BaseException:
