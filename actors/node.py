@@ -23,8 +23,9 @@ from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend
 from .errors import MailboxFull, NoNode, NoSuchActor
 from .mailbox import Overflow
-from .messages import REVOKED, Down, MonitorRef, Revocable, unwrap
-from .reasons import KILLED, NOCONNECTION, NOPROC, ExitReason
+from .messages import REVOKED, MonitorRef, unwrap
+from .reasons import KILLED, NOPROC, ExitReason
+from .remote import RemoteMonitors
 from .timers import TimerService
 
 logger = logging.getLogger("corral.actors")
@@ -94,9 +95,7 @@ class Node:
         self.dead_letters = 0
         self._actors: dict[Address, Actor] = {}
         self._serials = itertools.count(1)
-        # Monitors across nodes: ours of remote actors (by ref serial), theirs of ours.
-        self._remote_watching: dict[int, tuple[MonitorRef, Address, Address]] = {}
-        self._remote_watchers: dict[Address, dict[tuple[str, int], Address]] = {}
+        self.remote_monitors = RemoteMonitors(self._route_quietly, self.notify)
         self.backend.attach(self)
 
     # ---- actors ---------------------------------------------------------------------
@@ -163,11 +162,7 @@ class Node:
         """Remove an ended actor from the table, its names and its groups."""
         self._actors.pop(actor.address, None)
         self.backend.forget(actor.address)
-        watchers = self._remote_watchers.pop(actor.address, None)
-        if watchers:
-            reason = wire.portable(actor.exit_reason or NOPROC)
-            for (node, serial), watcher in watchers.items():
-                self._route(node, (wire.DOWN, serial, watcher, actor.address, reason))
+        self.remote_monitors.ended(actor.address, actor.exit_reason or NOPROC)
 
     # ---- messages -------------------------------------------------------------------
 
@@ -243,6 +238,9 @@ class Node:
                 return False
             raise
         return self.backend.route(node, payload)
+
+    def _route_quietly(self, node: str, envelope: tuple[Any, ...]) -> bool:
+        return self._route(node, envelope, quiet=True)
 
     # ---- names ----------------------------------------------------------------------
 
@@ -340,18 +338,11 @@ class Node:
     def monitor_remote(self, watcher: Address, target: Address) -> MonitorRef:
         """Monitor an actor of another node: ``Down`` when it ends, or ``noconnection``
         when its node stops heartbeating (or cannot be reached now)."""
-        ref = MonitorRef()
-        self._remote_watching[ref.serial] = (ref, watcher, target)
-        if not self._route(target.node, (wire.MONITOR, ref.serial, watcher, target)):
-            self._remote_down(ref.serial, NOCONNECTION)
-        return ref
+        return self.remote_monitors.monitor(watcher, target)
 
     def demonitor_remote(self, ref: MonitorRef) -> None:
         """Drop a monitor of another node's actor (a no-op for any other ref)."""
-        entry = self._remote_watching.pop(ref.serial, None)
-        if entry is not None:
-            _, watcher, target = entry
-            self._route(target.node, (wire.DEMONITOR, ref.serial, watcher, target), quiet=True)
+        self.remote_monitors.demonitor(ref)
 
     def receive_remote(self, envelope: tuple[Any, ...]) -> None:
         """Act on an envelope another node sent this one (called by the backend)."""
@@ -372,32 +363,17 @@ class Node:
             _fanouts[fanout](self, group, payload)
         elif kind == wire.MONITOR:
             _, serial, watcher, target = envelope
-            if target in self._actors:
-                self._remote_watchers.setdefault(target, {})[(watcher.node, serial)] = watcher
-            else:
-                self._route(watcher.node, (wire.DOWN, serial, watcher, target, NOPROC))
+            self.remote_monitors.watch(serial, watcher, target, alive=target in self._actors)
         elif kind == wire.DEMONITOR:
-            _, serial, watcher, target = envelope
-            self._remote_watchers.get(target, {}).pop((watcher.node, serial), None)
+            self.remote_monitors.unwatch(*envelope[1:])
         elif kind == wire.DOWN:
-            self._remote_down(envelope[1], envelope[4])
+            self.remote_monitors.down(envelope[1], envelope[4])
         elif kind == wire.EXIT:
             self.exit(envelope[1], envelope[2])
 
     def node_down(self, node: str) -> None:
         """Another node stopped heartbeating: its monitored actors are down (noconnection)."""
-        for serial, (_, _, target) in list(self._remote_watching.items()):
-            if target.node == node:
-                self._remote_down(serial, NOCONNECTION)
-        for watchers in self._remote_watchers.values():
-            for key in [key for key in watchers if key[0] == node]:
-                del watchers[key]
-
-    def _remote_down(self, serial: int, reason: ExitReason) -> None:
-        entry = self._remote_watching.pop(serial, None)
-        if entry is not None:
-            ref, watcher, target = entry
-            self.notify(watcher, Revocable(ref, Down(ref, target, reason)))
+        self.remote_monitors.node_down(node)
 
     def cluster(self) -> ClusterStatistics:
         """The nodes this one knows, whether they are alive, and the cross-node figures."""

@@ -130,7 +130,7 @@ async def test_monitoring_an_actor_on_another_node_gives_down_with_its_reason(re
         watcher = Recorder()
         watching = a.spawn(nursery, watcher)
         ref = a.actor(watching).monitor(target)  # type: ignore[union-attr]
-        await backend_of(b).wait_until(lambda: target in b._remote_watchers)
+        await backend_of(b).wait_until(lambda: b.remote_monitors.watched(target))
         b.exit(target, actors.SHUTDOWN)
         [down] = await watcher.wait_for_count(1)
         assert down == actors.Down(ref, target, actors.SHUTDOWN)
