@@ -38,7 +38,7 @@ async def test_redis_restart_loses_only_cross_node_messages_and_the_nodes_come_b
         private_redis.start()
         await backend_of(a).wait_until(lambda: a.cluster().connected)
         await backend_of(b).wait_until(lambda: b.cluster().connected)
-        assert a.cluster().reconnects == 1
+        assert a.cluster().reconnects >= 1
         resubscribed = a.cluster().last_resubscribe
         assert resubscribed is not None and resubscribed > 0
         # Both nodes re-claimed their names in the new (empty) Redis and hear each other.
