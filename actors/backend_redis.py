@@ -63,7 +63,15 @@ def default_node_id() -> str:
 
 
 class RedisBackend:
-    """Names, groups and remote delivery over Redis (see the module docstring)."""
+    """Names, groups and remote delivery over Redis (see the module docstring).
+
+    ``url`` is a ``redis://`` URL; nodes with the same Redis and ``prefix`` form one cluster.
+    ``node_id`` defaults to ``host:pid:random``. Every ``heartbeat`` seconds the node renews its
+    leases and says it is alive; a node not heard for ``lease`` seconds is down, and its names
+    expire. While Redis is unreachable the node retries with backoff up to ``max_backoff``
+    seconds; past ``max_queued`` unsent messages, new cross-node sends are lost (counted).
+    Pass it to ``open_node(backend=...)``; the server does with ``ServerOptions.redis_url``.
+    """
 
     def __init__(
         self,

@@ -273,7 +273,7 @@ def fanout_round(
             poller.register(fd, select.EPOLLIN)
         latencies: list[float] = []
         expected = messages * len(sockets)
-        cpu0 = workers.cpu_seconds()
+        cpu0, client0 = workers.cpu_seconds(), time.process_time()
         start = time.perf_counter()
         for seq in range(messages):
             stamp = f"{seq} {time.perf_counter():.6f}".encode()
@@ -288,7 +288,9 @@ def fanout_round(
                     latencies.append(now - float(payload.split()[1]))
                     last = now
         cpu = 1e6 * (workers.cpu_seconds() - cpu0) / max(1, len(latencies))
-        return len(latencies) / (last - start), latencies, expected - len(latencies), cpu
+        client = (time.process_time() - client0) / (last - start)
+        rate = len(latencies) / (last - start)
+        return rate, latencies, expected - len(latencies), cpu, client
     finally:
         for sock in sockets.values():
             _abort(sock)
@@ -317,27 +319,32 @@ def bench_fanout(rounds: int, redis: str, connections: int = 1000, messages: int
     latencies: dict[int, list[float]] = {1: [], 2: []}
     lost = {1: 0, 2: 0}
     cpu: dict[int, list[float]] = {1: [], 2: []}
+    client: dict[int, list[float]] = {1: [], 2: []}
     with running(1, redis) as one, running(2, redis) as two:
         servers = {1: one, 2: two}
         for round_ in range(rounds):
             for count in (1, 2) if round_ % 2 == 0 else (2, 1):
-                rate, times, missing, per = fanout_round(servers[count], connections, messages)
+                rate, times, missing, per, load = fanout_round(
+                    servers[count], connections, messages
+                )
                 rates[count].append(rate)
                 cpu[count].append(per)
+                client[count].append(load)
                 latencies[count] += times
                 lost[count] += missing
     lines = [
         f"fan-out: {connections} connections + the publisher, {messages} messages back to back, "
         f"{rounds} rounds interleaved; Redis {redis}",
         f"{'workers':<8} {'deliveries/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} "
-        f"{'server CPU us/delivery':>22}",
+        f"{'server CPU us/delivery':>22} {'client CPU':>10}",
     ]
     for n in (1, 2):
         ordered = sorted(latencies[n]) or [0.0]
         p50, p99 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99)]
         lines.append(
             f"{n:<8} {statistics.median(rates[n]):>12,.0f} {1e3 * p50:>7.1f} {1e3 * p99:>7.1f} "
-            f"{lost[n]:>5} {statistics.median(cpu[n]):>22.1f}"
+            f"{lost[n]:>5} {statistics.median(cpu[n]):>22.1f} "
+            f"{statistics.median(client[n]):>10.0%}"
         )
     ratio = statistics.median(rates[2]) / statistics.median(rates[1])
     verdict = "PASS" if round(ratio, 2) >= 1.0 and not any(lost.values()) else "MISS"
