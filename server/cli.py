@@ -25,7 +25,7 @@ from .app import App
 from .listener import make_ssl_context
 from .options import ServerOptions
 from .serve import Server
-from .workers import Workers, worker_command
+from .workers import Workers, drain_when_orphaned, worker_command
 
 logger = logging.getLogger("corral.server")
 
@@ -106,8 +106,9 @@ def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int
     return trio.run(Workers(worker_command(argv), args.workers).run)
 
 
-async def _run(server: Server) -> int:
-    """Serve until a signal; drain on the first, exit at once on the second."""
+async def _run(server: Server, worker: bool = False) -> int:
+    """Serve until a signal; drain on the first, exit at once on the second (a worker also
+    drains when its parent is gone)."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.run)
@@ -123,6 +124,8 @@ async def _run(server: Server) -> int:
                     nursery.start_soon(server.shutdown)
 
             nursery.start_soon(watch_signals)
+            if worker:
+                nursery.start_soon(drain_when_orphaned, server.shutdown)
             await server.stopped.wait()
             nursery.cancel_scope.cancel()
     return 0
@@ -160,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     status = 1
     try:
-        status = trio.run(_run, server)
+        status = trio.run(_run, server, args.worker)
     except* actors.RestartIntensityExceeded as gave_up:  # the log already has each crash
         print(f"corral: {_innermost(gave_up)}", file=sys.stderr)
     return status

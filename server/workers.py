@@ -11,8 +11,9 @@ SO_REUSEPORT, so the kernel spreads new connections over them. The parent only w
   130 too.
 
 Workers run in their own process group, so a terminal's Ctrl-C reaches the parent only and
-each worker sees exactly one signal per signal the parent gets. The restart arithmetic is
-``Backoff``, a plain class; the trio loop around it stays thin.
+each worker sees exactly one signal per signal the parent gets. A worker whose parent dies
+without a word (SIGKILL) notices within a second and drains (``drain_when_orphaned``). The
+restart arithmetic is ``Backoff``, a plain class; the trio loop around it stays thin.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 import trio
@@ -49,6 +50,16 @@ class Backoff:
         else:
             self.current = min(self.current * 2, self.most)
         return self.current
+
+
+async def drain_when_orphaned(shutdown: Callable[[], Awaitable[None]]) -> None:
+    """In a worker: when the parent process is gone, run ``shutdown`` (checked every second:
+    an orphan is adopted by another process, so its parent pid changes)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await trio.sleep(1.0)
+    logger.warning("the parent (pid %d) is gone: draining", parent)
+    await shutdown()
 
 
 def worker_command(argv: Sequence[str]) -> list[str]:

@@ -176,6 +176,19 @@ async def _close_code(stream: trio.SocketStream) -> int:
             data = data[2 + size :]
 
 
+@pytest.mark.slow
+async def test_workers_whose_parent_is_killed_drain_and_exit(tmp_path: Path) -> None:
+    async with workers(tmp_path, 2) as parent:
+        pids = parent.worker_pids()
+        parent.process.kill()
+        for pid in pids:
+            with trio.fail_after(STARTUP):
+                while _alive(pid):
+                    await trio.sleep(0.05)
+        assert parent.log.count("is gone: draining") == 2
+        assert parent.log.count("drained") == 2
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
