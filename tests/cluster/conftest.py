@@ -47,11 +47,15 @@ def private_redis() -> Iterator[RedisServer]:
 
 
 @asynccontextmanager
-async def cluster_node(url: str, prefix: str, node_id: str) -> AsyncIterator[actors.Node]:
-    """A node on Redis with short heartbeats (a dead node is noticed within half a second)."""
+async def cluster_node(
+    url: str, prefix: str, node_id: str, *, connected: bool = True
+) -> AsyncIterator[actors.Node]:
+    """A node on Redis with short heartbeats (a dead node is noticed within half a second);
+    ``connected=False`` does not wait for Redis (which may be down)."""
     backend = RedisBackend(url, prefix=prefix, node_id=node_id, heartbeat=HEARTBEAT, lease=LEASE)
     async with actors.open_node(backend=backend) as node:
-        await backend.wait_connected()
+        if connected:
+            await backend.wait_connected()
         yield node
 
 

@@ -53,7 +53,10 @@ async def test_a_node_starts_while_redis_is_down_and_joins_when_it_comes_up(
     prefix: str,
 ) -> None:
     server = RedisServer()  # not started yet
-    async with cluster_node_unconnected(server.url, prefix) as a, trio.open_nursery() as nursery:
+    async with (
+        cluster_node(server.url, prefix, "early", connected=False) as a,
+        trio.open_nursery() as nursery,
+    ):
         recorder = Recorder()
         address = a.spawn(nursery, recorder, name="early")
         assert a.send("early", "works alone")
@@ -66,13 +69,3 @@ async def test_a_node_starts_while_redis_is_down_and_joins_when_it_comes_up(
         finally:
             nursery.cancel_scope.cancel()
             server.stop()
-
-
-def cluster_node_unconnected(url: str, prefix: str):  # type: ignore[no-untyped-def]
-    import actors
-    from actors.backend_redis import RedisBackend
-
-    from .conftest import HEARTBEAT, LEASE
-
-    backend = RedisBackend(url, prefix=prefix, node_id="early", heartbeat=HEARTBEAT, lease=LEASE)
-    return actors.open_node(backend=backend)
