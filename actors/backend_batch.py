@@ -38,6 +38,9 @@ class Plan:
     """Each claim sent: the name, the claimant, and the index of Redis' answer."""
     unsent_claims: list[str] = attrs.Factory(list)
     """Claims dropped because the name was released since it was queued."""
+    deliveries: list[tuple[int, int]] = attrs.Factory(list)
+    """Each PUBLISH of messages: the index of its answer (how many subscribers got it: 0
+    means the node is not listening, and its messages are lost) and how many it carried."""
     messages: int = 0
     goodbye: bool = False
 
@@ -52,6 +55,7 @@ def plan(
 
     def publish_chunks() -> None:
         if chunks and target is not None:
+            result.deliveries.append((len(result.commands), len(chunks)))
             result.commands.append(Command("publish", (keys.inbox(target), b"".join(chunks))))
             result.messages += len(chunks)
             chunks.clear()

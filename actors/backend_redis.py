@@ -22,6 +22,7 @@ re-claims its names and re-announces its memberships.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import socket
@@ -112,6 +113,7 @@ class RedisBackend:
         self._stopped = trio.Event()
         self._lost_since: float | None = None
         self._lost_in_outage = 0
+        self._last_loss_logged = -math.inf
         self.sent = 0
         self.received = 0
         self.lost = 0
@@ -430,15 +432,23 @@ class RedisBackend:
         self._outbox.append(op)
         self._wakeup.set()
 
-    def _count_lost(self, count: int) -> None:
+    def _count_lost(self, count: int, why: str | None = None) -> None:
+        """Count lost messages: while Redis is unreachable (``why`` None: logged once per
+        outage, summed when it is back), or for ``why`` (logged at most once a second)."""
         if not count:
             return
-        if self._lost_in_outage == 0:
-            logger.warning(
-                "node %s: cross-node messages are being lost (Redis unreachable)", self._me
-            )
         self.lost += count
-        self._lost_in_outage += count
+        if why is None:
+            if self._lost_in_outage == 0:
+                logger.warning(
+                    "node %s: cross-node messages are being lost (Redis unreachable)", self._me
+                )
+            self._lost_in_outage += count
+            return
+        now = trio.current_time()
+        if now - self._last_loss_logged >= 1.0:
+            self._last_loss_logged = now
+            logger.warning("node %s: %d cross-node messages lost (%s)", self._me, count, why)
 
     async def _write(self, client: coredis.Redis[bytes]) -> None:
         scripts = {
@@ -461,6 +471,10 @@ class RedisBackend:
             results = await self._send(client, scripts, batch.commands)
             self._in_flight = []
             self.sent += batch.messages
+            unheard = sum(count for index, count in batch.deliveries if results[index] == 0)
+            if unheard:  # the node is not subscribed (its own link to Redis is down)
+                self.sent -= unheard
+                self._count_lost(unheard, "the receiving node is not listening")
             for name in batch.unsent_claims:
                 self._answered(name)
             for name, address, index in batch.claims:

@@ -3,8 +3,11 @@ nodes reconnect, resubscribe and re-claim their names (a private redis-server pe
 
 from __future__ import annotations
 
+import coredis
 import trio
 
+import actors
+from actors import backend_wire as wire
 from tests.actors.kit import Recorder, idle
 
 from .conftest import backend_of, cluster_node
@@ -69,3 +72,19 @@ async def test_a_node_starts_while_redis_is_down_and_joins_when_it_comes_up(
         finally:
             nursery.cancel_scope.cancel()
             server.stop()
+
+
+async def test_messages_for_a_node_that_is_not_listening_are_counted_lost(
+    redis_url: str, prefix: str
+) -> None:
+    async with cluster_node(redis_url, prefix, "a") as a:
+        # A node that heartbeats but whose subscription is gone (its own link to Redis broke).
+        backend = backend_of(a)
+        client = coredis.Redis.from_url(redis_url)
+        async with client:
+            await client.publish(f"{prefix}:events", wire.encode((wire.HEARTBEAT, "deaf")))
+            await backend.wait_until(lambda: backend.is_alive("deaf"))
+            for i in range(3):
+                assert a.send(actors.Address("deaf", 1), i)  # queued: the loss is found later
+            await backend.wait_until(lambda: a.cluster().lost == 3)
+        assert a.cluster().sent == 0
