@@ -25,6 +25,9 @@ MONITOR = "monitor"  # (MONITOR, serial, watcher, target)
 DEMONITOR = "demonitor"  # (DEMONITOR, serial, watcher, target)
 DOWN = "down"  # (DOWN, serial, watcher, target, reason)
 EXIT = "exit"  # (EXIT, target, reason)
+LINK = "link"  # (LINK, linker, target)
+UNLINK = "unlink"  # (UNLINK, linker, target)
+LINKED_EXIT = "linked-exit"  # (LINKED_EXIT, ended, target, reason): a linked actor ended
 
 # Events every node hears on the cluster channel.
 HELLO = "hello"  # (HELLO, node): a node (re)connected

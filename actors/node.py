@@ -24,8 +24,8 @@ from .backend import Backend, ClusterStatistics, LocalBackend
 from .errors import MailboxFull, NoNode, NoSuchActor
 from .mailbox import Overflow
 from .messages import REVOKED, MonitorRef, unwrap
-from .reasons import KILLED, NOPROC, ExitReason
-from .remote import RemoteMonitors
+from .reasons import KILLED, NOCONNECTION, NOPROC, ExitReason
+from .remote import RemoteLinks, RemoteMonitors
 from .timers import TimerService
 
 logger = logging.getLogger("corral.actors")
@@ -96,6 +96,7 @@ class Node:
         self._actors: dict[Address, Actor] = {}
         self._serials = itertools.count(1)
         self.remote_monitors = RemoteMonitors(self._route_quietly, self.notify)
+        self.remote_links = RemoteLinks()
         self.backend.attach(self)
 
     # ---- actors ---------------------------------------------------------------------
@@ -344,6 +345,31 @@ class Node:
         """Drop a monitor of another node's actor (a no-op for any other ref)."""
         self.remote_monitors.demonitor(ref)
 
+    def link_remote(self, local: Address, remote: Address) -> None:
+        """``local`` linked itself to another node's ``remote``: tell that node (if it cannot
+        be reached, ``local`` gets the exit signal noconnection)."""
+        self.remote_links.add(local, remote)
+        if not self._route_quietly(remote.node, (wire.LINK, local, remote)):
+            self._linked_exit(remote, local, NOCONNECTION)
+
+    def unlink_remote(self, local: Address, remote: Address) -> None:
+        """``local`` removed its link to another node's ``remote``."""
+        self.remote_links.discard(local, remote)
+        self._route_quietly(remote.node, (wire.UNLINK, local, remote))
+
+    def exit_linked_remote(self, ended: Address, remote: Address, reason: ExitReason) -> None:
+        """Our ``ended`` actor was linked to another node's ``remote``: pass the exit on."""
+        self.remote_links.discard(ended, remote)
+        self._route_quietly(remote.node, (wire.LINKED_EXIT, ended, remote, wire.portable(reason)))
+
+    def _linked_exit(self, ended: Address, target: Address, reason: ExitReason) -> None:
+        """The exit signal of a linked actor of another node reaches our ``target``."""
+        actor = self._actors.get(target)
+        self.remote_links.discard(target, ended)
+        if actor is not None:
+            actor._drop_link(ended)
+            actor.signal_exit(ended, reason)
+
     def receive_remote(self, envelope: tuple[Any, ...]) -> None:
         """Act on an envelope another node sent this one (called by the backend)."""
         kind = envelope[0]
@@ -370,10 +396,30 @@ class Node:
             self.remote_monitors.down(envelope[1], envelope[4])
         elif kind == wire.EXIT:
             self.exit(envelope[1], envelope[2])
+        elif kind == wire.LINK:
+            _, linker, target = envelope
+            actor = self._actors.get(target)
+            if actor is None:
+                self._route_quietly(linker.node, (wire.LINKED_EXIT, target, linker, NOPROC))
+            else:
+                actor._add_link(linker)
+                self.remote_links.add(target, linker)
+        elif kind == wire.UNLINK:
+            _, linker, target = envelope
+            actor = self._actors.get(target)
+            self.remote_links.discard(target, linker)
+            if actor is not None:
+                actor._drop_link(linker)
+        elif kind == wire.LINKED_EXIT:
+            _, ended, target, reason = envelope
+            self._linked_exit(ended, target, reason)
 
     def node_down(self, node: str) -> None:
-        """Another node stopped heartbeating: its monitored actors are down (noconnection)."""
+        """Another node stopped heartbeating: its monitored actors are down, and its linked
+        actors exit, with reason noconnection."""
         self.remote_monitors.node_down(node)
+        for local, remote in self.remote_links.node_down(node):
+            self._linked_exit(remote, local, NOCONNECTION)
 
     def cluster(self) -> ClusterStatistics:
         """The nodes this one knows, whether they are alive, and the cross-node figures."""

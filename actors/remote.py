@@ -1,9 +1,11 @@
-"""Monitors that cross nodes: the bookkeeping on each side, and the envelopes it sends.
+"""Monitors and links that cross nodes: the bookkeeping on each side, and what it sends.
 
-A node keeps two tables: the monitors its own actors hold on other nodes' actors (by the
-monitor's serial, so that the answer becomes a ``Down`` carrying the right ref), and the
-monitors other nodes' actors hold on its own (so that a ``Down`` goes out when one ends).
-A node that stops heartbeating turns every monitor of its actors into ``Down(noconnection)``.
+A node keeps two tables of monitors: the ones its own actors hold on other nodes' actors (by
+the monitor's serial, so that the answer becomes a ``Down`` carrying the right ref), and the
+ones other nodes' actors hold on its own (so that a ``Down`` goes out when one ends). A link is
+kept by both actors (as a local one is); ``RemoteLinks`` only remembers which links reach which
+node. A node that stops heartbeating turns every monitor of its actors into
+``Down(noconnection)`` and every link to them into the exit signal ``noconnection``.
 """
 
 from __future__ import annotations
@@ -85,3 +87,26 @@ class RemoteMonitors:
     def watched(self, target: Address) -> bool:
         """Whether another node monitors ``target``."""
         return bool(self._watchers.get(target))
+
+
+class RemoteLinks:
+    """Which of our actors are linked to which actors of other nodes."""
+
+    def __init__(self) -> None:
+        self._by_node: dict[str, set[tuple[Address, Address]]] = {}
+
+    def add(self, local: Address, remote: Address) -> None:
+        """``local`` (here) and ``remote`` (on another node) are linked."""
+        self._by_node.setdefault(remote.node, set()).add((local, remote))
+
+    def discard(self, local: Address, remote: Address) -> None:
+        """The link between ``local`` and ``remote`` is gone."""
+        links = self._by_node.get(remote.node)
+        if links is not None:
+            links.discard((local, remote))
+            if not links:
+                del self._by_node[remote.node]
+
+    def node_down(self, node: str) -> list[tuple[Address, Address]]:
+        """Forget and return every ``(local, remote)`` link to ``node``."""
+        return sorted(self._by_node.pop(node, ()), key=lambda pair: pair[0].serial)

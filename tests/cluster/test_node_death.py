@@ -16,7 +16,7 @@ from .conftest import backend_of, cluster_node
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def test_a_killed_node_gives_noconnection_and_frees_its_names_and_memberships(
+async def test_a_killed_node_gives_noconnection_to_monitors_and_links_and_frees_its_names(
     redis_url: str, prefix: str
 ) -> None:
     async with cluster_node(redis_url, prefix, "watcher") as node, trio.open_nursery() as nursery:
@@ -34,10 +34,14 @@ async def test_a_killed_node_gives_noconnection_and_frees_its_names_and_membersh
             watcher = Recorder()
             watching = node.spawn(nursery, watcher)
             ref = node.actor(watching).monitor(victim)  # type: ignore[union-attr]
+            linked = Recorder()
+            linking = node.spawn(nursery, linked, trap_exits=True)
+            node.actor(linking).link(victim)  # type: ignore[union-attr]
             assert node.cluster().peers[1].node == "doomed"
             process.kill()
             [down] = await watcher.wait_for_count(1)
             assert down == actors.Down(ref, victim, actors.NOCONNECTION)
+            assert await linked.wait_for_count(1) == [actors.Exit(victim, actors.NOCONNECTION)]
             assert node.whereis("victim") is None
             assert node.members("victims") == []
             assert [peer.node for peer in node.cluster().peers] == ["watcher"]

@@ -163,3 +163,46 @@ async def test_cluster_lists_live_nodes(redis_url, prefix):
         assert [peer.node for peer in view.peers] == ["a", "b"]
         assert all(peer.alive for peer in view.peers)
         del b
+
+
+async def test_links_span_nodes_both_ways(redis_url, prefix):
+    async with (
+        cluster_node(redis_url, prefix, "a") as a,
+        cluster_node(redis_url, prefix, "b") as b,
+        trio.open_nursery() as nursery,
+    ):
+        await backend_of(a).wait_until(lambda: a.backend.is_alive("b"))
+        here, there = Recorder(), Recorder()
+        near = a.spawn(nursery, here, trap_exits=True)
+        far = b.spawn(nursery, there, trap_exits=True)
+        a.actor(near).link(far)  # type: ignore[union-attr]
+        a.send(far, "linked")  # after the link, in order: once it is here, so is the link
+        assert await there.wait_for_count(1) == ["linked"]
+        b.exit(far, actors.KILLED)
+        assert await here.wait_for_count(1) == [actors.Exit(far, actors.KILLED)]
+        # The other way: an actor of a that ends tells the actor on b linked to it.
+        other_recorder = Recorder()
+        other = b.spawn(nursery, other_recorder, trap_exits=True)
+        doomed = a.spawn(nursery, here)
+        b.actor(other).link(doomed)  # type: ignore[union-attr]
+        b.send(doomed, "linked")
+        assert await here.wait_for_count(2) == [actors.Exit(far, actors.KILLED), "linked"]
+        a.exit(doomed, actors.SHUTDOWN)
+        assert await other_recorder.wait_for_count(1) == [actors.Exit(doomed, actors.SHUTDOWN)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_linking_to_an_ended_remote_actor_exits_with_noproc(redis_url, prefix):
+    async with (
+        cluster_node(redis_url, prefix, "a") as a,
+        cluster_node(redis_url, prefix, "b") as b,
+        trio.open_nursery() as nursery,
+    ):
+        await backend_of(a).wait_until(lambda: a.backend.is_alive("b"))
+        recorder = Recorder()
+        linker = a.spawn(nursery, recorder, trap_exits=True)
+        gone = actors.Address("b", 999_999)
+        a.actor(linker).link(gone)  # type: ignore[union-attr]
+        assert await recorder.wait_for_count(1) == [actors.Exit(gone, actors.NOPROC)]
+        del b
+        nursery.cancel_scope.cancel()
