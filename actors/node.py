@@ -24,7 +24,7 @@ from .backend import Backend, ClusterStatistics, LocalBackend
 from .errors import MailboxFull, NoNode, NoSuchActor
 from .mailbox import Overflow
 from .messages import REVOKED, MonitorRef, unwrap
-from .reasons import KILLED, NOCONNECTION, NOPROC, ExitReason
+from .reasons import KILLED, NOPROC, ExitReason
 from .remote import RemoteLinks, RemoteMonitors
 from .timers import TimerService
 
@@ -96,7 +96,7 @@ class Node:
         self._actors: dict[Address, Actor] = {}
         self._serials = itertools.count(1)
         self.remote_monitors = RemoteMonitors(self._route_quietly, self.notify)
-        self.remote_links = RemoteLinks()
+        self.remote_links = RemoteLinks(self._route_quietly, self._actors.get)
         self.backend.attach(self)
 
     # ---- actors ---------------------------------------------------------------------
@@ -346,29 +346,16 @@ class Node:
         self.remote_monitors.demonitor(ref)
 
     def link_remote(self, local: Address, remote: Address) -> None:
-        """``local`` linked itself to another node's ``remote``: tell that node (if it cannot
-        be reached, ``local`` gets the exit signal noconnection)."""
-        self.remote_links.add(local, remote)
-        if not self._route_quietly(remote.node, (wire.LINK, local, remote)):
-            self._linked_exit(remote, local, NOCONNECTION)
+        """``local`` linked itself to another node's ``remote`` (see RemoteLinks.link)."""
+        self.remote_links.link(local, remote)
 
     def unlink_remote(self, local: Address, remote: Address) -> None:
         """``local`` removed its link to another node's ``remote``."""
-        self.remote_links.discard(local, remote)
-        self._route_quietly(remote.node, (wire.UNLINK, local, remote))
+        self.remote_links.unlink(local, remote)
 
     def exit_linked_remote(self, ended: Address, remote: Address, reason: ExitReason) -> None:
         """Our ``ended`` actor was linked to another node's ``remote``: pass the exit on."""
-        self.remote_links.discard(ended, remote)
-        self._route_quietly(remote.node, (wire.LINKED_EXIT, ended, remote, wire.portable(reason)))
-
-    def _linked_exit(self, ended: Address, target: Address, reason: ExitReason) -> None:
-        """The exit signal of a linked actor of another node reaches our ``target``."""
-        actor = self._actors.get(target)
-        self.remote_links.discard(target, ended)
-        if actor is not None:
-            actor._drop_link(ended)
-            actor.signal_exit(ended, reason)
+        self.remote_links.ended(ended, remote, reason)
 
     def receive_remote(self, envelope: tuple[Any, ...]) -> None:
         """Act on an envelope another node sent this one (called by the backend)."""
@@ -397,29 +384,17 @@ class Node:
         elif kind == wire.EXIT:
             self.exit(envelope[1], envelope[2])
         elif kind == wire.LINK:
-            _, linker, target = envelope
-            actor = self._actors.get(target)
-            if actor is None:
-                self._route_quietly(linker.node, (wire.LINKED_EXIT, target, linker, NOPROC))
-            else:
-                actor._add_link(linker)
-                self.remote_links.add(target, linker)
+            self.remote_links.linked(*envelope[1:])
         elif kind == wire.UNLINK:
-            _, linker, target = envelope
-            actor = self._actors.get(target)
-            self.remote_links.discard(target, linker)
-            if actor is not None:
-                actor._drop_link(linker)
+            self.remote_links.unlinked(*envelope[1:])
         elif kind == wire.LINKED_EXIT:
-            _, ended, target, reason = envelope
-            self._linked_exit(ended, target, reason)
+            self.remote_links.exit_signal(*envelope[1:])
 
     def node_down(self, node: str) -> None:
         """Another node stopped heartbeating: its monitored actors are down, and its linked
         actors exit, with reason noconnection."""
         self.remote_monitors.node_down(node)
-        for local, remote in self.remote_links.node_down(node):
-            self._linked_exit(remote, local, NOCONNECTION)
+        self.remote_links.node_down(node)
 
     def cluster(self) -> ClusterStatistics:
         """The nodes this one knows, whether they are alive, and the cross-node figures."""

@@ -11,12 +11,15 @@ node. A node that stops heartbeating turns every monitor of its actors into
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import backend_wire as wire
 from .address import Address
 from .messages import Down, MonitorRef, Revocable
 from .reasons import NOCONNECTION, NOPROC, ExitReason
+
+if TYPE_CHECKING:
+    from .actor import Actor
 
 Route = Callable[[str, tuple[Any, ...]], bool]
 """Send an envelope to a node; False if it cannot go."""
@@ -90,23 +93,66 @@ class RemoteMonitors:
 
 
 class RemoteLinks:
-    """Which of our actors are linked to which actors of other nodes."""
+    """Links between our actors and other nodes' actors: each actor keeps its links as a local
+    one does; this remembers which reach which node, and sends what links send."""
 
-    def __init__(self) -> None:
+    def __init__(self, route: Route, lookup: Callable[[Address], Actor | None]) -> None:
+        self._route = route
+        self._lookup = lookup
         self._by_node: dict[str, set[tuple[Address, Address]]] = {}
 
-    def add(self, local: Address, remote: Address) -> None:
-        """``local`` (here) and ``remote`` (on another node) are linked."""
+    def link(self, local: Address, remote: Address) -> None:
+        """``local`` linked itself to ``remote``: tell its node (if that node cannot be
+        reached, ``local`` gets the exit signal noconnection)."""
+        self._add(local, remote)
+        if not self._route(remote.node, (wire.LINK, local, remote)):
+            self.exit_signal(remote, local, NOCONNECTION)
+
+    def unlink(self, local: Address, remote: Address) -> None:
+        """``local`` removed its link to ``remote``."""
+        self._discard(local, remote)
+        self._route(remote.node, (wire.UNLINK, local, remote))
+
+    def ended(self, local: Address, remote: Address, reason: ExitReason) -> None:
+        """Our ``local`` actor, linked to ``remote``, ended: pass its exit on."""
+        self._discard(local, remote)
+        self._route(remote.node, (wire.LINKED_EXIT, local, remote, wire.portable(reason)))
+
+    def linked(self, remote: Address, local: Address) -> None:
+        """Another node's ``remote`` linked itself to our ``local`` (noproc if it has ended)."""
+        actor = self._lookup(local)
+        if actor is None:
+            self._route(remote.node, (wire.LINKED_EXIT, local, remote, NOPROC))
+        else:
+            actor._add_link(remote)
+            self._add(local, remote)
+
+    def unlinked(self, remote: Address, local: Address) -> None:
+        """Another node's ``remote`` removed its link to our ``local``."""
+        self._discard(local, remote)
+        actor = self._lookup(local)
+        if actor is not None:
+            actor._drop_link(remote)
+
+    def exit_signal(self, remote: Address, local: Address, reason: ExitReason) -> None:
+        """``remote``, linked to our ``local``, ended (or its node went away)."""
+        self._discard(local, remote)
+        actor = self._lookup(local)
+        if actor is not None:
+            actor._drop_link(remote)
+            actor.signal_exit(remote, reason)
+
+    def node_down(self, node: str) -> None:
+        """``node`` stopped heartbeating: every actor linked to one of its gets noconnection."""
+        for local, remote in sorted(self._by_node.pop(node, ()), key=lambda p: p[0].serial):
+            self.exit_signal(remote, local, NOCONNECTION)
+
+    def _add(self, local: Address, remote: Address) -> None:
         self._by_node.setdefault(remote.node, set()).add((local, remote))
 
-    def discard(self, local: Address, remote: Address) -> None:
-        """The link between ``local`` and ``remote`` is gone."""
+    def _discard(self, local: Address, remote: Address) -> None:
         links = self._by_node.get(remote.node)
         if links is not None:
             links.discard((local, remote))
             if not links:
                 del self._by_node[remote.node]
-
-    def node_down(self, node: str) -> list[tuple[Address, Address]]:
-        """Forget and return every ``(local, remote)`` link to ``node``."""
-        return sorted(self._by_node.pop(node, ()), key=lambda pair: pair[0].serial)
