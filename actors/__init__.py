@@ -14,7 +14,8 @@ import trio
 
 from .actor import Actor, ActorFunction, current_actor
 from .address import Address
-from .backend import Backend, LocalBackend
+from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
+from .backend_wire import NotPortable
 from .diagnostics import live_tasks
 from .dynamic import DynamicSupervisor, SupervisorNotRunning, TooManyChildren
 from .errors import (
@@ -37,10 +38,12 @@ from .node import (
     NodeStatistics,
     current_node,
     open_node,
+    register_fanout,
 )
 from .reasons import (
     KILLED,
     MAILBOX_OVERFLOW,
+    NOCONNECTION,
     NOPROC,
     NORMAL,
     SHUTDOWN,
@@ -48,6 +51,7 @@ from .reasons import (
     ExitReason,
     Killed,
     MailboxOverflow,
+    NoConnection,
     NoProc,
     Normal,
     Shutdown,
@@ -121,6 +125,11 @@ def publish(group: str, msg: Any) -> int:
     return current_node().publish(group, msg)
 
 
+def cluster() -> ClusterStatistics:
+    """The cluster as this node sees it: nodes, liveness, cross-node traffic and losses."""
+    return current_node().cluster()
+
+
 def exit(address: Address, reason: ExitReason) -> None:  # noqa: A001 - Erlang's exit/2
     """Send an exit signal to ``address`` (``KILLED`` cannot be trapped)."""
     current_node().exit(address, reason)
@@ -170,6 +179,7 @@ __all__ = [
     "DEFAULT_CAPACITY",
     "KILLED",
     "MAILBOX_OVERFLOW",
+    "NOCONNECTION",
     "NOPROC",
     "NORMAL",
     "SHUTDOWN",
@@ -181,6 +191,7 @@ __all__ = [
     "Address",
     "Backend",
     "ChildSpec",
+    "ClusterStatistics",
     "Crash",
     "Destination",
     "Down",
@@ -195,6 +206,7 @@ __all__ = [
     "MailboxStatistics",
     "MonitorRef",
     "NameTaken",
+    "NoConnection",
     "NoNode",
     "NoProc",
     "NoSuchActor",
@@ -202,7 +214,9 @@ __all__ = [
     "NodeStatistics",
     "Normal",
     "NotInActor",
+    "NotPortable",
     "Overflow",
+    "PeerInfo",
     "Ref",
     "Restart",
     "RestartIntensity",
@@ -215,6 +229,7 @@ __all__ = [
     "TimerRef",
     "TooManyChildren",
     "cancel_timer",
+    "cluster",
     "current_actor",
     "current_node",
     "demonitor",
@@ -229,6 +244,7 @@ __all__ = [
     "publish",
     "read_timer",
     "register",
+    "register_fanout",
     "send",
     "send_after",
     "send_wait",

@@ -178,6 +178,8 @@ class Actor:
 
         If it has already ended, ``Down`` with reason noproc arrives at once.
         """
+        if target.node != self.node.name:
+            return self.node.monitor_remote(self.address, target)
         ref = MonitorRef()
         other = self.node.actor(target)
         if other is None:
@@ -191,12 +193,20 @@ class Actor:
         """Remove a monitor; a Down it already queued is never received."""
         ref.revoked = True
         target = self._watching.pop(ref, None)
-        other = self.node.actor(target) if target is not None else None
+        if target is None:
+            self.node.demonitor_remote(ref)
+            return
+        other = self.node.actor(target)
         if other is not None:
             other._watchers.pop(ref, None)
 
     def link(self, target: Address) -> None:
-        """Tie this actor's fate to ``target``'s, both ways (Erlang's link)."""
+        """Tie this actor's fate to ``target``'s, both ways (Erlang's link); ``target`` may
+        live on another node (its node going away is exit reason noconnection)."""
+        if target.node != self.node.name:
+            self._add_link(target)
+            self.node.link_remote(self.address, target)
+            return
         other = self.node.actor(target)
         if other is None:
             self.signal_exit(target, NOPROC)
@@ -207,6 +217,9 @@ class Actor:
     def unlink(self, target: Address) -> None:
         """Undo link(target)."""
         self._drop_link(target)
+        if target.node != self.node.name:
+            self.node.unlink_remote(self.address, target)
+            return
         other = self.node.actor(target)
         if other is not None:
             other._drop_link(self.address)
@@ -300,6 +313,8 @@ class Actor:
             if other is not None:
                 other._drop_link(self.address)
                 other.signal_exit(self.address, reason)
+            elif linked.node != self.node.name:
+                self.node.exit_linked_remote(self.address, linked, reason)
         if self._finished is not None:
             self._finished.set()
 

@@ -1,21 +1,80 @@
-"""Names and groups behind one small interface; the in-process backend is the default.
+"""Names, groups and other nodes behind one small interface; in-process is the default.
 
-A distributed backend (Redis, in a later change) implements the same protocol, keeping a
-local view for the synchronous reads so that ``send`` never waits on the network.
+A distributed backend (``RedisBackend`` in ``backend_redis``) implements the same protocol,
+keeping a local view for the synchronous reads so that ``send`` never waits on the network.
+The node hands it what leaves the process (``route``) and it hands the node what arrives
+(``Node.receive_remote``).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+import attrs
 import trio
 
 from .address import Address
 from .errors import NameTaken
 
+if TYPE_CHECKING:
+    from .node import Node
+
+
+@attrs.frozen
+class PeerInfo:
+    """One node of the cluster as this node sees it."""
+
+    node: str
+    alive: bool
+    last_seen: float
+    """Seconds since this node last heard from it (0 for itself)."""
+
+
+@attrs.frozen
+class ClusterStatistics:
+    """What crossed the broker, what was lost, and how the link to it is doing."""
+
+    node: str
+    connected: bool
+    peers: tuple[PeerInfo, ...]
+    sent: int
+    received: int
+    lost: int
+    """Cross-node messages dropped because the broker was unreachable (never silently)."""
+    reconnects: int
+    last_resubscribe: float | None
+    """Seconds from losing the broker to being subscribed again, for the last outage."""
+
 
 class Backend(Protocol):
-    """Registry (unique names) and process groups (pubsub membership)."""
+    """Registry (unique names), process groups (pubsub membership) and the other nodes."""
+
+    node_id: str | None
+    """The node's id in the cluster (None: a one-process backend, the node keeps its name)."""
+
+    def attach(self, node: Node) -> None:
+        """Called once by the node that owns this backend."""
+        ...
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the backend's own tasks until cancelled (started once it can be used)."""
+        ...
+
+    async def leave_cluster(self) -> None:
+        """Say goodbye before the node stops: flush, release names and memberships."""
+        ...
+
+    def route(self, node: str, payload: bytes) -> bool:
+        """Queue an encoded envelope for another node, never waiting; False if it is lost."""
+        ...
+
+    def is_alive(self, node: str) -> bool:
+        """Whether ``node`` is this node or a live member of the cluster."""
+        ...
+
+    def cluster(self) -> ClusterStatistics:
+        """Membership, liveness and traffic figures."""
+        ...
 
     def register(self, name: str, address: Address) -> None: ...
     def unregister(self, name: str) -> None: ...
@@ -34,7 +93,10 @@ class Backend(Protocol):
 class LocalBackend:
     """The embedded default: plain dicts, consistent at once, for one process."""
 
+    node_id: str | None = None
+
     def __init__(self) -> None:
+        self._node_name = "local"
         self._names: dict[str, Address] = {}
         self._names_of: dict[Address, set[str]] = {}
         self._groups: dict[str, dict[Address, None]] = {}
@@ -97,12 +159,47 @@ class LocalBackend:
         """Every group with at least one member."""
         return list(self._groups)
 
+    def groups_of(self, address: Address) -> list[str]:
+        """Every group ``address`` is a member of."""
+        return sorted(self._groups_of.get(address, ()))
+
     def forget(self, address: Address) -> None:
         """Drop every name and membership of an ended actor."""
         for name in self._names_of.pop(address, ()):
             self._names.pop(name, None)
         for group in list(self._groups_of.get(address, ())):
             self.leave(group, address)
+
+    # ---- the cluster: just this node ------------------------------------------------------
+
+    def attach(self, node: Node) -> None:
+        """Remember the node's name (for ``cluster``)."""
+        self._node_name = node.name
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Nothing to run: ready at once."""
+        task_status.started()
+
+    async def leave_cluster(self) -> None:
+        """Nothing to say goodbye to."""
+
+    def route(self, node: str, payload: bytes) -> bool:
+        """There is no other node: the envelope is lost (counted as a dead letter)."""
+        return False
+
+    def is_alive(self, node: str) -> bool:
+        """Only this node exists."""
+        return node == self._node_name
+
+    def cluster(self) -> ClusterStatistics:
+        """A cluster of one."""
+        me = PeerInfo(self._node_name, True, 0.0)
+        return ClusterStatistics(self._node_name, True, (me,), 0, 0, 0, 0, None)
+
+    def addresses_on(self, node: str) -> list[Address]:
+        """Every address of ``node`` that holds a name or a membership."""
+        known = set(self._names_of) | set(self._groups_of)
+        return [address for address in known if address.node == node]
 
 
 def _discard(index: dict[Address, set[str]], address: Address, key: str) -> None:

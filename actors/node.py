@@ -8,21 +8,43 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 import trio
 
+from . import backend_wire as wire
 from .actor import Actor, ActorFunction, current_actor
 from .address import Address
-from .backend import Backend, LocalBackend
-from .errors import NoNode, NoSuchActor
+from .backend import Backend, ClusterStatistics, LocalBackend
+from .errors import MailboxFull, NoNode, NoSuchActor
 from .mailbox import Overflow
+from .messages import REVOKED, MonitorRef, unwrap
 from .reasons import KILLED, NOPROC, ExitReason
+from .remote import RemoteLinks, RemoteMonitors
 from .timers import TimerService
+
+logger = logging.getLogger("corral.actors")
+
+Fanout = Callable[["Node", Any, Any], int]
+"""``fanout(node, to, payload)`` delivers what another node sent to ``to`` (a group, or an
+address) on this node; returns how many took it."""
+
+_fanouts: dict[str, Fanout] = {}
+
+
+def register_fanout(kind: str, fanout: Fanout) -> None:
+    """Name a way to deliver group payloads that other nodes can ask for (``publish_remote``).
+
+    ``"message"`` (offer the payload to each member's mailbox) is built in; the server adds
+    ``"frames"`` so that ``broadcast`` encodes a frame once per node.
+    """
+    _fanouts[kind] = fanout
+
 
 Destination = Address | str
 """Where a message goes: an actor's address, or a registered name."""
@@ -67,12 +89,15 @@ class Node:
     """Holds every live actor of this process and routes messages between them."""
 
     def __init__(self, name: str = "local", backend: Backend | None = None) -> None:
-        self.name = name
         self.backend: Backend = backend if backend is not None else LocalBackend()
+        self.name = self.backend.node_id or name
         self.timers = TimerService()
         self.dead_letters = 0
         self._actors: dict[Address, Actor] = {}
         self._serials = itertools.count(1)
+        self.remote_monitors = RemoteMonitors(self._route_quietly, self.notify)
+        self.remote_links = RemoteLinks(self._route_quietly, self._actors.get)
+        self.backend.attach(self)
 
     # ---- actors ---------------------------------------------------------------------
 
@@ -119,6 +144,8 @@ class Node:
         """Send an exit signal (Erlang's exit/2); ``killed`` cannot be trapped."""
         actor = self._actors.get(address)
         if actor is None:
+            if address.node != self.name:
+                self._route(address.node, (wire.EXIT, address, wire.portable(reason)))
             return
         if reason == KILLED:
             actor.terminate(KILLED)
@@ -136,6 +163,7 @@ class Node:
         """Remove an ended actor from the table, its names and its groups."""
         self._actors.pop(actor.address, None)
         self.backend.forget(actor.address)
+        self.remote_monitors.ended(actor.address, actor.exit_reason or NOPROC)
 
     # ---- messages -------------------------------------------------------------------
 
@@ -146,16 +174,28 @@ class Node:
         ``fail`` raises MailboxFull). An ended address is a counted no-op; an unknown
         name raises NoSuchActor.
         """
-        actor = self._actors.get(dest) if type(dest) is Address else self._named(dest)
+        address = dest if type(dest) is Address else self._resolve(dest)
+        actor = self._actors.get(address)
         if actor is None:
+            if address.node != self.name:
+                return self._route(address.node, (wire.SEND, address, msg))
             self.dead_letters += 1
             return False
         return actor.mailbox.put_nowait(msg)
 
     async def send_wait(self, dest: Destination, msg: Any) -> bool:
-        """Queue ``msg`` for ``dest``, waiting for room in its mailbox (backpressure)."""
-        actor = self._actors.get(dest) if type(dest) is Address else self._named(dest)
-        if actor is None or not await actor.mailbox.put(msg):
+        """Queue ``msg`` for ``dest``, waiting for room in its mailbox (backpressure).
+
+        Another node's actor gets it as with ``send``: backpressure stops at the node.
+        """
+        address = dest if type(dest) is Address else self._resolve(dest)
+        actor = self._actors.get(address)
+        if actor is None:
+            if address.node != self.name:
+                return self._route(address.node, (wire.SEND, address, msg))
+            self.dead_letters += 1
+            return False
+        if not await actor.mailbox.put(msg):
             self.dead_letters += 1
             return False
         return True
@@ -163,21 +203,45 @@ class Node:
     def notify(self, dest: Destination, msg: Any) -> bool:
         """Deliver a runtime notification (timer, Down): never dropped, never raises."""
         try:
-            actor = self._actors.get(dest) if type(dest) is Address else self._named(dest)
+            address = dest if type(dest) is Address else self._resolve(dest)
         except NoSuchActor:
-            actor = None
+            self.dead_letters += 1
+            return False
+        actor = self._actors.get(address)
+        if actor is None and address.node != self.name:
+            payload = unwrap(msg)
+            return payload is not REVOKED and self._route(
+                address.node, (wire.NOTIFY, address, payload), quiet=True
+            )
         if actor is None or not actor.mailbox.put_system(msg):
             self.dead_letters += 1
             return False
         return True
 
-    def _named(self, dest: Destination) -> Actor | None:
+    def _resolve(self, dest: Destination) -> Address:
         if not isinstance(dest, str):
             raise TypeError(f"send to an Address or a registered name, not {dest!r}")
         address = self.backend.whereis(dest)
         if address is None:
             raise NoSuchActor(dest)
-        return self._actors.get(address)
+        return address
+
+    def _route(self, node: str, envelope: tuple[Any, ...], *, quiet: bool = False) -> bool:
+        """Hand an envelope to the backend for another node; False (counted) if it cannot go."""
+        if not self.backend.is_alive(node):
+            self.dead_letters += 1
+            return False
+        try:
+            payload = wire.encode(envelope)
+        except wire.NotPortable:
+            if quiet:
+                logger.exception("a notification for %s cannot travel", node)
+                return False
+            raise
+        return self.backend.route(node, payload)
+
+    def _route_quietly(self, node: str, envelope: tuple[Any, ...]) -> bool:
+        return self._route(node, envelope, quiet=True)
 
     # ---- names ----------------------------------------------------------------------
 
@@ -204,8 +268,11 @@ class Node:
     # ---- groups ---------------------------------------------------------------------
 
     def join(self, group: str, address: Address) -> None:
-        """Add a live actor to ``group``; it leaves by itself when it ends."""
-        if address not in self._actors:
+        """Add a live actor (of this node, or of a live node of the cluster) to ``group``;
+        it leaves by itself when it ends."""
+        if address not in self._actors and (
+            address.node == self.name or not self.backend.is_alive(address.node)
+        ):
             raise NoSuchActor(group, f" (cannot join: {address} has ended)")
         self.backend.join(group, address)
 
@@ -228,11 +295,110 @@ class Node:
         policy applies, so one slow member costs the others nothing.
         """
         taken = 0
+        remote = False
         for address in self.backend.members(group):
             actor = self._actors.get(address)
-            if actor is not None and actor.mailbox.offer(msg):
-                taken += 1
+            if actor is not None:
+                taken += actor.mailbox.offer(msg)
+            elif address.node != self.name:
+                remote = True
+        if remote:
+            taken += self.publish_remote(group, "message", msg)
         return taken
+
+    def local_members(self, group: str) -> list[Address]:
+        """The members of ``group`` that live on this node."""
+        members = self.backend.members(group)
+        if self.backend.node_id is None:
+            return members  # a one-process backend: every member is here
+        return [address for address in members if address.node == self.name]
+
+    def publish_remote(self, group: str, fanout: str, payload: Any) -> int:
+        """Send ``payload`` once to every other node with members of ``group``, where
+        ``fanout`` (see ``register_fanout``) delivers it; return how many remote members
+        it went out for (they are not waited on)."""
+        counts: dict[str, int] = {}
+        for address in self.backend.members(group):
+            if address.node != self.name:
+                counts[address.node] = counts.get(address.node, 0) + 1
+        if not counts:
+            return 0
+        encoded = wire.encode((wire.PUBLISH, fanout, group, payload))
+        return sum(
+            count
+            for node, count in counts.items()
+            if self.backend.is_alive(node) and self.backend.route(node, encoded)
+        )
+
+    # ---- other nodes ------------------------------------------------------------------
+
+    def send_remote(self, address: Address, fanout: str, payload: Any) -> bool:
+        """Have ``address``'s node deliver ``payload`` to it with ``fanout`` (never waits)."""
+        return self._route(address.node, (wire.PUBLISH, fanout, address, payload))
+
+    def monitor_remote(self, watcher: Address, target: Address) -> MonitorRef:
+        """Monitor an actor of another node: ``Down`` when it ends, or ``noconnection``
+        when its node stops heartbeating (or cannot be reached now)."""
+        return self.remote_monitors.monitor(watcher, target)
+
+    def demonitor_remote(self, ref: MonitorRef) -> None:
+        """Drop a monitor of another node's actor (a no-op for any other ref)."""
+        self.remote_monitors.demonitor(ref)
+
+    def link_remote(self, local: Address, remote: Address) -> None:
+        """``local`` linked itself to another node's ``remote`` (see RemoteLinks.link)."""
+        self.remote_links.link(local, remote)
+
+    def unlink_remote(self, local: Address, remote: Address) -> None:
+        """``local`` removed its link to another node's ``remote``."""
+        self.remote_links.unlink(local, remote)
+
+    def exit_linked_remote(self, ended: Address, remote: Address, reason: ExitReason) -> None:
+        """Our ``ended`` actor was linked to another node's ``remote``: pass the exit on."""
+        self.remote_links.ended(ended, remote, reason)
+
+    def receive_remote(self, envelope: tuple[Any, ...]) -> None:
+        """Act on an envelope another node sent this one (called by the backend)."""
+        kind = envelope[0]
+        if kind == wire.SEND:
+            actor = self._actors.get(envelope[1])
+            if actor is None:
+                self.dead_letters += 1
+                return
+            try:
+                actor.mailbox.put_nowait(envelope[2])
+            except MailboxFull:
+                pass  # counted by the mailbox; the sender is not here to be told
+        elif kind == wire.NOTIFY:
+            self.notify(envelope[1], envelope[2])
+        elif kind == wire.PUBLISH:
+            _, fanout, group, payload = envelope
+            _fanouts[fanout](self, group, payload)
+        elif kind == wire.MONITOR:
+            _, serial, watcher, target = envelope
+            self.remote_monitors.watch(serial, watcher, target, alive=target in self._actors)
+        elif kind == wire.DEMONITOR:
+            self.remote_monitors.unwatch(*envelope[1:])
+        elif kind == wire.DOWN:
+            self.remote_monitors.down(envelope[1], envelope[4])
+        elif kind == wire.EXIT:
+            self.exit(envelope[1], envelope[2])
+        elif kind == wire.LINK:
+            self.remote_links.linked(*envelope[1:])
+        elif kind == wire.UNLINK:
+            self.remote_links.unlinked(*envelope[1:])
+        elif kind == wire.LINKED_EXIT:
+            self.remote_links.exit_signal(*envelope[1:])
+
+    def node_down(self, node: str) -> None:
+        """Another node stopped heartbeating: its monitored actors are down, and its linked
+        actors exit, with reason noconnection."""
+        self.remote_monitors.node_down(node)
+        self.remote_links.node_down(node)
+
+    def cluster(self) -> ClusterStatistics:
+        """The nodes this one knows, whether they are alive, and the cross-node figures."""
+        return self.backend.cluster()
 
     # ---- introspection ----------------------------------------------------------------
 
@@ -272,7 +438,21 @@ async def open_node(name: str = "local", backend: Backend | None = None) -> Asyn
     try:
         async with trio.open_nursery() as system:
             system.start_soon(node.timers.run, name="corral timer service")
+            await system.start(node.backend.serve)
             yield node
+            await node.backend.leave_cluster()
             system.cancel_scope.cancel()
     finally:
         _current_node.reset(token)
+
+
+def _deliver_message(node: Node, group: str, msg: Any) -> int:
+    taken = 0
+    for address in node.local_members(group):
+        actor = node.actor(address)
+        if actor is not None:
+            taken += actor.mailbox.offer(msg)
+    return taken
+
+
+register_fanout("message", _deliver_message)

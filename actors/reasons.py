@@ -47,6 +47,11 @@ class NoProc(ExitReason):
 
 
 @attrs.frozen(str=False)
+class NoConnection(ExitReason):
+    """The actor's node stopped answering (it died, or the network or broker failed)."""
+
+
+@attrs.frozen(str=False)
 class Crash(ExitReason):
     """An exception escaped the actor's function."""
 
@@ -61,3 +66,4 @@ SHUTDOWN = Shutdown()
 KILLED = Killed()
 MAILBOX_OVERFLOW = MailboxOverflow()
 NOPROC = NoProc()
+NOCONNECTION = NoConnection()

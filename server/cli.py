@@ -25,6 +25,7 @@ from .app import App
 from .listener import make_ssl_context
 from .options import ServerOptions
 from .serve import Server
+from .workers import Workers, drain_when_orphaned, worker_command
 
 logger = logging.getLogger("corral.server")
 
@@ -64,20 +65,50 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-connections", type=int)
     serve.add_argument("--handshake-timeout", type=float)
     serve.add_argument("--drain-timeout", type=float)
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("CORRAL_REDIS_URL"),
+        help="join the cluster on this Redis: names, groups and sends span every server on it "
+        "(default: $CORRAL_REDIS_URL; none: this process alone)",
+    )
+    serve.add_argument("--cluster-prefix", help="Redis key prefix of the cluster (corral)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="run N worker processes sharing the port (SO_REUSEPORT) under a parent that "
+        "restarts them; without --redis each worker has its own names and groups",
+    )
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
 def _options(app: App, args: argparse.Namespace) -> ServerOptions:
     overrides = {
         name: getattr(args, name)
-        for name in ("max_connections", "handshake_timeout", "drain_timeout")
+        for name in ("max_connections", "handshake_timeout", "drain_timeout", "cluster_prefix")
         if getattr(args, name) is not None
     }
+    if args.redis:
+        overrides["redis_url"] = args.redis
     return attrs.evolve(app.options, **overrides)
 
 
-async def _run(server: Server) -> int:
-    """Serve until a signal; drain on the first, exit at once on the second."""
+def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """The parent of ``--workers N``: start them, restart them, pass signals on."""
+    if _options(app, args).redis_url is None and args.workers > 1:
+        logger.warning(
+            "--workers %d without --redis: each worker has its own names, groups and app "
+            "actors (a broadcast or a chat room reaches only that worker's connections)",
+            args.workers,
+        )
+    logger.info("%d workers on %s:%d (SO_REUSEPORT)", args.workers, args.host, args.port)
+    return trio.run(Workers(worker_command(argv), args.workers).run)
+
+
+async def _run(server: Server, worker: bool = False) -> int:
+    """Serve until a signal; drain on the first, exit at once on the second (a worker also
+    drains when its parent is gone)."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.run)
@@ -93,6 +124,8 @@ async def _run(server: Server) -> int:
                     nursery.start_soon(server.shutdown)
 
             nursery.start_soon(watch_signals)
+            if worker:
+                nursery.start_soon(drain_when_orphaned, server.shutdown)
             await server.stopped.wait()
             nursery.cancel_scope.cancel()
     return 0
@@ -100,6 +133,7 @@ async def _run(server: Server) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``corral`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -110,15 +144,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.keyfile and not args.certfile:
             raise ValueError("--keyfile needs --certfile")
         ssl_context = make_ssl_context(args.certfile, args.keyfile) if args.certfile else None
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers must be >= 1, not {args.workers}")
+        if args.workers is not None and args.port == 0:
+            raise ValueError("--workers needs a fixed --port (workers share it)")
     except (AppNotFound, ValueError, OSError) as exc:
         print(f"corral: {exc}", file=sys.stderr)
         return 2
+    if args.workers is not None:
+        return _run_workers(app, args, argv)
     server = Server(
-        app, host=args.host, port=args.port, options=_options(app, args), ssl_context=ssl_context
+        app,
+        host=args.host,
+        port=args.port,
+        options=_options(app, args),
+        ssl_context=ssl_context,
+        reuse_port=args.worker,
     )
     status = 1
     try:
-        status = trio.run(_run, server)
+        status = trio.run(_run, server, args.worker)
     except* actors.RestartIntensityExceeded as gave_up:  # the log already has each crash
         print(f"corral: {_innermost(gave_up)}", file=sys.stderr)
     return status

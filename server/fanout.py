@@ -4,6 +4,10 @@ Server frames are unmasked, so the same bytes serve every client: ``broadcast`` 
 them once and pushes them into each member connection's outbox, where that connection's
 overflow policy applies if it is full. Members that are plain actors (not connections)
 get the message itself in their mailbox. Works from any code under the server's node.
+
+In a cluster (``ServerOptions.redis_url``) members on other nodes are reached with one message
+per node, which encodes the frame once there and fans it out to its own members; a frame for
+one connection on another node travels the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from .connection import EncodedFrame, connection_of
 def broadcast(group: str, message: str | bytes, *, node: Node | None = None) -> int:
     """Send ``message`` as a frame to every member of ``group``; return how many took it."""
     node = node or actors.current_node()
-    return _deliver(node, node.members(group), EncodedFrame.of(message))
+    taken = _deliver(node, node.local_members(group), EncodedFrame.of(message))
+    return taken + node.publish_remote(group, _FRAMES, message)
 
 
 def send_frame(dest: Destination, message: str | bytes, *, node: Node | None = None) -> bool:
@@ -31,6 +36,8 @@ def send_frame(dest: Destination, message: str | bytes, *, node: Node | None = N
     address = dest if isinstance(dest, Address) else node.whereis(dest)
     if address is None:
         raise actors.NoSuchActor(str(dest))
+    if address.node != node.name:
+        return node.send_remote(address, _FRAME, message)
     return _deliver(node, (address,), EncodedFrame.of(message)) == 1
 
 
@@ -39,7 +46,30 @@ def send_frames(
 ) -> int:
     """Send ``message`` as a frame to each address (a batch); return how many took it."""
     node = node or actors.current_node()
-    return _deliver(node, addresses, EncodedFrame.of(message))
+    local: list[Address] = []
+    taken = 0
+    for address in addresses:
+        if address.node == node.name:
+            local.append(address)
+        else:
+            taken += node.send_remote(address, _FRAME, message)
+    return taken + _deliver(node, local, EncodedFrame.of(message))
+
+
+_FRAMES = "corral.frames"
+_FRAME = "corral.frame"
+
+
+def _frames_to_group(node: Node, group: str, message: str | bytes) -> int:
+    return _deliver(node, node.local_members(group), EncodedFrame.of(message))
+
+
+def _frame_to_one(node: Node, address: Address, message: str | bytes) -> int:
+    return _deliver(node, (address,), EncodedFrame.of(message))
+
+
+actors.register_fanout(_FRAMES, _frames_to_group)
+actors.register_fanout(_FRAME, _frame_to_one)
 
 
 def _deliver(node: Node, addresses: Iterable[Address], frame: EncodedFrame) -> int:

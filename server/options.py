@@ -79,3 +79,8 @@ class ServerOptions:
     allowed_origins: Collection[str] | None = None
     """Browser origins allowed to connect (403 for others); None allows all."""
     connection: ConnectionOptions = ConnectionOptions()
+    redis_url: str | None = None
+    """A Redis (``redis://host:port/db``) shared by every server of a cluster: names, groups,
+    sends and monitors then span them. None: this process alone, no service needed."""
+    cluster_prefix: str = "corral"
+    """The Redis key prefix of the cluster (servers with the same URL and prefix meet)."""

@@ -10,6 +10,7 @@ app's actors stop; whatever is left when the drain timeout ends is cancelled.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from functools import partial
 
@@ -39,6 +40,7 @@ class Server:
         options: ServerOptions | None = None,
         ssl_context: ssl.SSLContext | None = None,
         node_name: str = "local",
+        reuse_port: bool = False,
     ) -> None:
         self.app = app
         self.host = host
@@ -46,6 +48,7 @@ class Server:
         self.options = options or app.options
         self.ssl_context = ssl_context
         self.node_name = node_name
+        self.reuse_port = reuse_port
         self.connections = DynamicSupervisor(shutdown_batch=self.options.shutdown_batch)
         self.stopped = trio.Event()
         self.front_door = FrontDoor(
@@ -89,13 +92,26 @@ class Server:
         )
         try:
             with self._scope:
-                async with actors.open_node(self.node_name) as node, trio.open_nursery() as nursery:
+                async with (
+                    actors.open_node(self.node_name, self._backend()) as node,
+                    trio.open_nursery() as nursery,
+                ):
                     self.node = node
-                    self._root = await nursery.start(partial(actors.supervise, root, name="root"))
+                    # Names are cluster-wide on Redis: each node's root needs its own.
+                    name = "root" if node.backend.node_id is None else f"root:{node.name}"
+                    self._root = await nursery.start(partial(actors.supervise, root, name=name))
                     await self._listening.wait()
                     task_status.started(self.port)
         finally:
             self.stopped.set()
+
+    def _backend(self) -> actors.Backend | None:
+        """Redis when the options name one, else the node's embedded default."""
+        if self.options.redis_url is None:
+            return None
+        from actors.backend_redis import RedisBackend  # coredis loads only for a cluster
+
+        return RedisBackend(self.options.redis_url, prefix=self.options.cluster_prefix)
 
     async def shutdown(self) -> None:
         """Drain: stop accepting, close connections with 1001, stop the app's actors.
@@ -119,7 +135,10 @@ class Server:
         await self.stopped.wait()  # cancelled connections still run terminate (bounded)
 
     async def _listen(self, actor: actors.Actor) -> None:
-        listeners = await open_listeners(self.host, self.port, self.ssl_context)
+        if self.reuse_port:
+            listeners = await _shared_port_listeners(self.host, self.port, self.ssl_context)
+        else:
+            listeners = await open_listeners(self.host, self.port, self.ssl_context)
         self.port = _bound_port(listeners[0])
         async with trio.open_nursery() as nursery:
             await nursery.start(accept_into, listeners, self._hand_off)
@@ -139,6 +158,35 @@ class Server:
 
     async def _connection_actor(self, actor: actors.Actor, stream: trio.abc.Stream) -> None:
         await self.front_door.handle(stream)
+
+
+async def _shared_port_listeners(
+    host: str, port: int, ssl_context: ssl.SSLContext | None
+) -> list[trio.abc.Listener[trio.abc.Stream]]:
+    """Listeners on ``host:port`` with SO_REUSEPORT: several processes share the port and
+    the kernel spreads new connections over them (``--workers``)."""
+    listeners: list[trio.abc.Listener[trio.abc.Stream]] = []
+    for family, kind, proto, _, address in await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        sock = trio.socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            await sock.bind(address)
+            sock.listen(socket.SOMAXCONN)
+        except BaseException:
+            sock.close()
+            raise
+        tcp = trio.SocketListener(sock)
+        listeners.append(
+            tcp
+            if ssl_context is None
+            else trio.SSLListener(tcp, ssl_context, https_compatible=True)
+        )
+    return listeners
 
 
 def _bound_port(listener: trio.abc.Listener[trio.abc.Stream]) -> int:

@@ -100,8 +100,12 @@ def room_key(room: str) -> str:
 
 
 def supervisor_key(room: str) -> str:
-    """The name the room's own supervisor is registered under."""
-    return f"room-supervisor:{room}"
+    """The name the room's own supervisor is registered under (one per node in a cluster:
+    only the room itself is one actor cluster-wide)."""
+    node = actors.current_node()
+    if node.backend.node_id is None:
+        return f"room-supervisor:{room}"
+    return f"room-supervisor:{room}@{node.name}"
 
 
 def group_of(room: str) -> str:
@@ -185,7 +189,8 @@ class _Room:
         if problem is not None:
             send_frame(join.address, protocol.error(problem))
             return False
-        if self.actor.node.actor(join.address) is None:
+        node = self.actor.node
+        if join.address.node == node.name and node.actor(join.address) is None:
             return self._emptied()  # the connection ended while its join was on the way
         monitor = actors.monitor(join.address)
         self.roster.add(Member(join.address, join.nick, monitor))

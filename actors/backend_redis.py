@@ -1,0 +1,552 @@
+"""The Redis backend: names, groups and messages that span processes and machines.
+
+Each node keeps a local view of the whole cluster (names, groups, live nodes), so reads and
+``send`` never wait on the network; what changes goes out through one writer task, in order:
+
+- a message for another node is published on that node's channel (``<prefix>:node:<id>``),
+  batched per flush, so messages from one sender arrive in the order they were sent;
+- a name is claimed atomically with a Lua script (SET if absent) under a lease that the node
+  renews with every heartbeat; if another node won the race, the local claimant is stopped
+  with ``Crash(NameTaken)`` (as Erlang's ``global`` resolves a clash), and a dead node's names
+  expire with their lease;
+- group memberships live in one set per node (a lease too), and every change, claim and
+  heartbeat is announced on ``<prefix>:events``; a node not heard for ``lease`` seconds is
+  down: its names and memberships leave the view, and monitors of its actors get
+  ``Down(reason=noconnection)``.
+
+When Redis is unreachable, local delivery carries on; cross-node messages are counted as
+lost (``cluster().lost``) and logged; the node reconnects with backoff, resubscribes,
+re-claims its names and re-announces its memberships.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import coredis
+import coredis.exceptions
+import coredis.retry
+import trio
+
+from . import backend_wire as wire
+from .address import Address
+from .backend import ClusterStatistics, LocalBackend, PeerInfo
+from .backend_batch import Command, Op, plan
+from .errors import NameTaken
+from .reasons import Crash
+
+if TYPE_CHECKING:
+    from .node import Node
+
+logger = logging.getLogger("corral.cluster")
+
+BROKER_ERRORS = (
+    coredis.exceptions.RedisError,
+    OSError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+)
+"""What losing the broker looks like (connection refused or reset, timeouts, closed streams)."""
+
+
+def default_node_id() -> str:
+    """``host:pid:random``: unique for every process, readable in logs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class RedisBackend:
+    """Names, groups and remote delivery over Redis (see the module docstring).
+
+    ``url`` is a ``redis://`` URL; nodes with the same Redis and ``prefix`` form one cluster.
+    ``node_id`` defaults to ``host:pid:random``. Every ``heartbeat`` seconds the node renews its
+    leases and says it is alive; a node not heard for ``lease`` seconds is down, and its names
+    expire. While Redis is unreachable the node retries with backoff up to ``max_backoff``
+    seconds; past ``max_queued`` unsent messages, new cross-node sends are lost (counted).
+    Pass it to ``open_node(backend=...)``; the server does with ``ServerOptions.redis_url``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "corral",
+        node_id: str | None = None,
+        heartbeat: float = 1.0,
+        lease: float = 5.0,
+        max_backoff: float = 0.5,
+        max_queued: int = 100_000,
+    ) -> None:
+        if not lease > heartbeat > 0:
+            raise ValueError(f"need lease > heartbeat > 0, not {lease=} {heartbeat=}")
+        self.url = url
+        self.keys = wire.Keys(prefix)
+        self.node_id: str | None = node_id or default_node_id()
+        self.heartbeat = heartbeat
+        self.lease = lease
+        self.max_backoff = max_backoff
+        self.max_queued = max_queued
+        self.view = LocalBackend()
+        self._me = self.node_id
+        self._node: Node | None = None
+        self._outbox: deque[Op] = deque()
+        self._wakeup = trio.Event()
+        self._in_flight: list[Op] = []
+        self._owned_names: dict[str, Address] = {}
+        self._pending: dict[str, trio.Event] = {}  # names claimed, Redis not heard yet
+        self._owned_members: dict[tuple[str, Address], None] = {}
+        self._peers: dict[str, float] = {}
+        self._connected = False
+        self._connected_event = trio.Event()
+        self._flushed: trio.Event | None = None
+        self._task_status: trio.TaskStatus[None] | None = None
+        self._changed = trio.Event()
+        self._said_goodbye = False
+        self._stopped = trio.Event()
+        self._lost_since: float | None = None
+        self._lost_in_outage = 0
+        self._last_loss_logged = -math.inf
+        self.sent = 0
+        self.received = 0
+        self.lost = 0
+        self.reconnects = 0
+        self.last_resubscribe: float | None = None
+
+    # ---- the registry (local view first, then the broker) ---------------------------------
+
+    def register(self, name: str, address: Address) -> None:
+        """Bind ``name`` here at once and claim it cluster-wide (a lost race stops the actor)."""
+        self.view.register(name, address)
+        if address.node == self._me:
+            self._owned_names[name] = address
+            self._pending.setdefault(name, trio.Event())
+            self._queue(("claim", name, address))
+
+    def unregister(self, name: str) -> None:
+        """Release a name held by an actor of this node (another node's names stay)."""
+        address = self._owned_names.pop(name, None)
+        if address is not None:
+            self.view.unregister(name)
+            self._queue(("release", name, address))
+
+    def whereis(self, name: str) -> Address | None:
+        """The address registered as ``name`` anywhere in the cluster, as this node knows it."""
+        return self.view.whereis(name)
+
+    def names_of(self, address: Address) -> list[str]:
+        """Every name registered to ``address``."""
+        return self.view.names_of(address)
+
+    async def wait_registered(self, name: str) -> Address:
+        """Wait until ``name`` is registered on any node and, when this node is claiming
+        it, until Redis has answered (the address returned is the one the cluster agreed on)."""
+        while True:
+            address = await self.view.wait_registered(name)
+            pending = self._pending.get(name)
+            if pending is None:
+                return address
+            await pending.wait()
+
+    def join(self, group: str, address: Address) -> None:
+        """Add an actor to ``group`` cluster-wide; this node keeps the membership (and renews
+        it), even for another node's actor (a chat room adding a connection, say)."""
+        self.view.join(group, address)
+        if (group, address) not in self._owned_members:
+            self._owned_members[(group, address)] = None
+            self._queue(("join", group, address))
+
+    def leave(self, group: str, address: Address) -> None:
+        """Remove an actor from ``group`` cluster-wide (whichever node keeps the membership)."""
+        kept = self._owned_members.pop((group, address), 0) is None
+        if kept or address in self.view.members(group):
+            self.view.leave(group, address)
+            self._queue(("leave", group, address))
+
+    def members(self, group: str) -> list[Address]:
+        """Members of ``group`` on every live node (this node's view)."""
+        return self.view.members(group)
+
+    def which_groups(self) -> list[str]:
+        """Every group with members anywhere."""
+        return self.view.which_groups()
+
+    def forget(self, address: Address) -> None:
+        """An actor of this node ended: release its names and memberships everywhere."""
+        for name in self.view.names_of(address):
+            if self._owned_names.pop(name, None) is not None:
+                self._queue(("release", name, address))
+        for group in self.view.groups_of(address):
+            self.leave(group, address)  # also tells the node keeping it, if not this one
+        self.view.forget(address)
+
+    # ---- the cluster -----------------------------------------------------------------------
+
+    def attach(self, node: Node) -> None:
+        """Deliver what arrives for ``node``."""
+        self._node = node
+        self.view.attach(node)
+
+    def route(self, node: str, payload: bytes) -> bool:
+        """Queue an envelope for ``node``; while Redis is unreachable it is lost (counted)."""
+        if not self._connected or len(self._outbox) >= self.max_queued:
+            self._count_lost(1)
+            return False
+        self._queue(("msg", node, payload))
+        return True
+
+    def is_alive(self, node: str) -> bool:
+        """This node, or a node heard from within the lease."""
+        return node == self._me or node in self._peers
+
+    def cluster(self) -> ClusterStatistics:
+        """Live nodes, traffic, losses and the state of the link to Redis."""
+        now = trio.current_time()
+        peers = [PeerInfo(self._me, True, 0.0)] + [
+            PeerInfo(node, True, now - heard) for node, heard in sorted(self._peers.items())
+        ]
+        return ClusterStatistics(
+            node=self._me,
+            connected=self._connected,
+            peers=tuple(peers),
+            sent=self.sent,
+            received=self.received,
+            lost=self.lost,
+            reconnects=self.reconnects,
+            last_resubscribe=self.last_resubscribe,
+        )
+
+    async def wait_connected(self) -> None:
+        """Wait until the node is subscribed and announced (for tests and start-up)."""
+        while not self._connected:
+            await self._connected_event.wait()
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition()`` holds, checking it after every change Redis brings
+        (an event, a message, a heartbeat, the link going up or down)."""
+        while not condition():
+            await self._changed.wait()
+
+    def _changes(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # ---- the service: connect, then read, write and heartbeat until the link breaks -------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Stay connected to Redis, reconnecting with backoff; started after the first try."""
+        first = min(0.05, self.max_backoff)
+        backoff = first
+        self._task_status = task_status
+        while True:
+            try:
+                await self._session()
+                if self._said_goodbye:
+                    self._stopped.set()
+                    return
+            except* BROKER_ERRORS as failure:
+                if self._connected:
+                    backoff = first
+                self._disconnected(failure)
+            self._started()  # unreachable at start-up: serve anyway, and keep trying
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+
+    def _started(self) -> None:
+        if self._task_status is not None:
+            self._task_status.started()
+            self._task_status = None
+
+    async def _session(self) -> None:
+        client = coredis.Redis.from_url(
+            self.url, connect_timeout=2.0, retry_policy=coredis.retry.NoRetryPolicy()
+        )
+        async with client:
+            channels = [self.keys.inbox(self._me), self.keys.events]
+            async with client.pubsub(
+                channels=channels, retry_policy=None, ignore_subscribe_messages=True
+            ) as subscription:
+                await self._announce(client)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write, client)
+                    nursery.start_soon(self._beat)
+                    self._started()
+                    async for message in subscription:
+                        self._arrived(message)
+                        if self._said_goodbye:
+                            nursery.cancel_scope.cancel()
+                            return  # leave the subscription while its connection is up
+                    raise coredis.exceptions.ConnectionError("Redis closed the subscription")
+
+    async def _announce(self, client: coredis.Redis[bytes]) -> None:
+        """Just (re)connected: learn the cluster, re-claim names, re-join groups, say hello."""
+        now = trio.current_time()
+        async for key in client.scan_iter(match=f"{self.keys.alive('*')}"):
+            peer = self.keys.node_of(key, "alive")
+            if peer != self._me:
+                self._heard(peer, now)
+        for peer in list(self._peers):
+            self._peers[peer] = now  # nobody could be heard while we were away
+        async for key in client.scan_iter(match=self.keys.name("*")):
+            value = await client.get(key)
+            if value is not None:
+                self._learn_name(key.decode()[len(self.keys.name("")) :], wire.unpack(value))
+        async for key in client.scan_iter(match=self.keys.members("*")):
+            if self.keys.node_of(key, "members") == self._me:
+                continue
+            for member in await client.smembers(key):
+                group, address = wire.unpack(member)
+                if self.is_alive(address.node) or address.node == self._me:
+                    self.view.join(group, address)
+        ops: list[Op] = [("event", (wire.HELLO, self._me)), ("heartbeat",)]
+        ops += [("claim", name, address) for name, address in self._owned_names.items()]
+        ops += [("join", group, address) for group, address in self._owned_members]
+        self._outbox.extendleft(reversed(ops))
+        self._wakeup.set()
+        self._connected = True
+        self._connected_event.set()
+        self._changes()
+        if self._lost_since is not None:
+            self.reconnects += 1
+            self.last_resubscribe = trio.current_time() - self._lost_since
+            logger.warning(
+                "node %s: Redis is back after %.3f s (resubscribed); %d cross-node "
+                "messages were lost meanwhile",
+                self._me,
+                self.last_resubscribe,
+                self._lost_in_outage,
+            )
+            self._lost_since = None
+        else:
+            logger.info(
+                "node %s joined the cluster at %s (%d peers)", self._me, self.url, len(self._peers)
+            )
+
+    def _disconnected(self, failure: BaseExceptionGroup[BaseException]) -> None:
+        if self._lost_since is None:
+            self._lost_since = trio.current_time()
+            self._lost_in_outage = 0
+            logger.error(
+                "node %s: Redis at %s unreachable (%s); local delivery carries on, reconnecting",
+                self._me,
+                self.url,
+                _first(failure),
+            )
+        self._connected = False
+        self._connected_event = trio.Event()
+        unsent = [op for op in (*self._in_flight, *self._outbox) if op[0] == "msg"]
+        self._count_lost(len(unsent))
+        self._in_flight = []
+        self._outbox.clear()  # names and memberships are re-announced from what we own
+        self._changes()
+
+    async def leave_cluster(self) -> None:
+        """Release this node's names and memberships and say goodbye (within a second)."""
+        if not self._connected:
+            return
+        flushed = self._flushed = trio.Event()
+        for name, address in self._owned_names.items():
+            self._queue(("release", name, address))
+        self._queue(("goodbye",))
+        with trio.move_on_after(1.0):
+            await flushed.wait()
+            await self._stopped.wait()  # our own goodbye, heard back, ends the subscription
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def _arrived(self, message: Any) -> None:
+        data = message["data"]
+        if not isinstance(data, bytes):
+            return
+        events = message["channel"] == self.keys.events.encode()
+        for envelope in wire.decode(data):
+            if events:
+                self._event(envelope)
+            elif self._node is not None:
+                self.received += 1
+                self._node.receive_remote(envelope)
+        self._changes()
+
+    def _event(self, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind in (wire.HELLO, wire.HEARTBEAT):
+            if event[1] != self._me:
+                self._heard(event[1], trio.current_time())
+        elif kind == wire.BYE:
+            if event[1] != self._me:
+                self._node_down(event[1], "left the cluster")
+            else:
+                self._said_goodbye = True
+        elif kind == wire.NAME_CLAIMED:
+            self._learn_name(event[1], event[2])
+        elif kind == wire.NAME_RELEASED:
+            name, address = event[1], event[2]
+            if address.node != self._me and self.view.whereis(name) == address:
+                self.view.unregister(name)
+        elif kind == wire.JOINED:
+            _, group, address, keeper = event
+            if keeper != self._me and self.is_alive(address.node):
+                self.view.join(group, address)
+        elif kind == wire.LEFT:
+            _, group, address, keeper = event
+            if keeper != self._me:
+                self.view.leave(group, address)
+                if self._owned_members.pop((group, address), 0) is None:
+                    self._queue(("leave", group, address))  # we kept it: drop our record
+
+    def _learn_name(self, name: str, address: Address) -> None:
+        if address.node == self._me or not self.is_alive(address.node):
+            return
+        holder = self.view.whereis(name)
+        if holder != address:
+            if holder is not None:
+                self.view.unregister(name)  # ours lost the race: the claim's answer says so
+            self.view.register(name, address)
+
+    def _heard(self, peer: str, now: float) -> None:
+        if peer not in self._peers:
+            logger.info("node %s: node %s is up", self._me, peer)
+        self._peers[peer] = now
+
+    def _node_down(self, peer: str, why: str) -> None:
+        if self._peers.pop(peer, None) is None:
+            return
+        logger.warning("node %s: node %s is down (%s)", self._me, peer, why)
+        for address in self.view.addresses_on(peer):
+            self.view.forget(address)
+        for group, address in [key for key in self._owned_members if key[1].node == peer]:
+            self.leave(group, address)
+        if self._node is not None:
+            self._node.node_down(peer)
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def _queue(self, op: Op) -> None:
+        self._outbox.append(op)
+        self._wakeup.set()
+
+    def _count_lost(self, count: int, why: str | None = None) -> None:
+        """Count lost messages: while Redis is unreachable (``why`` None: logged once per
+        outage, summed when it is back), or for ``why`` (logged at most once a second)."""
+        if not count:
+            return
+        self.lost += count
+        if why is None:
+            if self._lost_in_outage == 0:
+                logger.warning(
+                    "node %s: cross-node messages are being lost (Redis unreachable)", self._me
+                )
+            self._lost_in_outage += count
+            return
+        now = trio.current_time()
+        if now - self._last_loss_logged >= 1.0:
+            self._last_loss_logged = now
+            logger.warning("node %s: %d cross-node messages lost (%s)", self._me, count, why)
+
+    async def _write(self, client: coredis.Redis[bytes]) -> None:
+        scripts = {
+            "claim": client.register_script(wire.CLAIM),
+            "release": client.register_script(wire.RELEASE),
+        }
+        while True:
+            if not self._outbox:
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
+            self._in_flight = list(self._outbox)
+            self._outbox.clear()
+            batch = plan(
+                self._in_flight,
+                keys=self.keys,
+                node=self._me,
+                lease_ms=int(self.lease * 1000),
+                owned=self._owned_names,
+            )
+            results = await self._send(client, scripts, batch.commands)
+            self._in_flight = []
+            self.sent += batch.messages
+            unheard = sum(count for index, count in batch.deliveries if results[index] == 0)
+            if unheard:  # the node is not subscribed (its own link to Redis is down)
+                self.sent -= unheard
+                self._count_lost(unheard, "the receiving node is not listening")
+            for name in batch.unsent_claims:
+                self._answered(name)
+            for name, address, index in batch.claims:
+                self._claimed(name, address, wire.unpack(results[index]))
+                self._answered(name)
+            if batch.goodbye and self._flushed is not None:
+                self._flushed.set()
+            self._changes()
+
+    async def _send(
+        self, client: coredis.Redis[bytes], scripts: dict[str, Any], commands: list[Command]
+    ) -> tuple[Any, ...]:
+        """Issue ``commands`` in one pipeline (one PUBLISH alone needs none); their results."""
+        if len(commands) == 1 and commands[0].name == "publish":
+            return (await client.publish(*commands[0].args),)
+        async with client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                _issue(pipe, scripts, command)
+        return pipe.results or ()
+
+    def _answered(self, name: str) -> None:
+        pending = self._pending.pop(name, None)
+        if pending is not None:
+            pending.set()
+
+    def _claimed(self, name: str, address: Address, holder: Address) -> None:
+        """Redis answered a claim: a holder other than ``address`` won the name."""
+        if holder == address or self._owned_names.get(name) != address:
+            return
+        del self._owned_names[name]
+        self.view.unregister(name)
+        if self.is_alive(holder.node):
+            self.view.register(name, holder)
+        error = NameTaken(name, holder)
+        logger.warning("node %s: %s lost a name race: %s", self._me, address, error)
+        actor = self._node.actor(address) if self._node is not None else None
+        if actor is not None:
+            actor.terminate(Crash(error))
+
+    async def _beat(self) -> None:
+        while True:
+            await trio.sleep(self.heartbeat)
+            self._queue(("heartbeat",))
+            now = trio.current_time()
+            for peer, heard in list(self._peers.items()):
+                if now - heard > self.lease:
+                    self._node_down(peer, f"no heartbeat for {now - heard:.1f} s")
+                    self._changes()
+
+
+def _issue(pipe: Any, scripts: dict[str, Any], command: Command) -> None:
+    """Queue one planned command on a pipeline."""
+    name, args = command.name, command.args
+    if name == "publish":
+        pipe.publish(*args)
+    elif name in scripts:  # claim, release: keys first, then arguments
+        scripts[name](keys=args[:2], args=args[2:], client=pipe)
+    elif name == "sadd":
+        pipe.sadd(args[0], [args[1]])
+    elif name == "srem":
+        pipe.srem(args[0], [args[1]])
+    elif name == "pexpire":
+        pipe.pexpire(*args)
+    elif name == "set_px":
+        pipe.set(args[0], args[1], px=args[2])
+    elif name == "delete":
+        pipe.delete(list(args))
+    else:
+        raise AssertionError(f"unknown command {name!r}")
+
+
+def _first(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

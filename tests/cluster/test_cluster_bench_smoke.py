@@ -1,0 +1,53 @@
+"""The cluster benchmarks run and print their figures; no timing is checked (smoke runs)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _run(script: str, *args: str) -> str:
+    run = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=BENCH.parent,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+@pytest.mark.slow
+def test_echo_quick_run_prints_both_ratios() -> None:
+    out = _run("cluster_load.py", "echo", "--quick")
+    assert re.search(r"round trips/s 2/1: \d+\.\d\dx .*(PASS|MISS)", out), out
+    assert re.search(r"CPU per round trip 2/1: \d+\.\d\dx .*(PASS|MISS)", out), out
+
+
+@pytest.mark.slow
+def test_fanout_quick_run_loses_nothing(redis_url: str) -> None:
+    out = _run("cluster_load.py", "fanout", "--quick", "--redis", redis_url)
+    for workers in (1, 2):
+        row = re.search(rf"^{workers}\s+[\d,]+\s+[\d.]+\s+[\d.]+\s+(\d+)\s", out, re.MULTILINE)
+        assert row is not None and row.group(1) == "0", out
+
+
+def test_latency_run_reports_same_and_cross_node(redis_url: str) -> None:
+    out = _run("cluster_nodes.py", "latency", "--redis", redis_url, "--count", "50")
+    assert re.search(r"^same node\s+[\d.]+\s+[\d.]+$", out, re.MULTILINE), out
+    assert re.search(r"^cross node\s+[\d.]+\s+[\d.]+$", out, re.MULTILINE), out
+
+
+@pytest.mark.slow
+def test_restart_run_counts_every_lost_message() -> None:
+    out = _run("cluster_nodes.py", "restart")
+    assert "lost without being counted 0" in out, out
+    assert re.search(r"resubscribed after Redis was back: node a \d+ ms", out), out
