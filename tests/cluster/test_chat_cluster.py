@@ -13,7 +13,8 @@ from actors import Address
 from actors.backend_redis import RedisBackend
 from examples.chat import RoomSettings, make_app
 from server.serve import Server
-from tests.examples.kit import WAIT, connect, join, member, serving
+from tests.examples.kit import connect, join, member
+from tests.server.serving import WAIT, serving
 
 
 @asynccontextmanager
