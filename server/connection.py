@@ -239,7 +239,8 @@ class Connection:
     # ---- the connection's life ------------------------------------------------------
 
     async def run(self) -> TerminateReason:
-        """Serve the connection until it ends; close it properly; return why it ended.
+        """Serve the connection until it ends, close it properly and run ``terminate``, once,
+        on every path; return why it ended.
 
         The loop is inline, not split into helpers, because each coroutine frame on an idle
         connection's stack is memory held per connection.
@@ -312,6 +313,10 @@ class Connection:
         finally:
             _live.pop(self.actor, None)
             self._cancel_liveness()
+            with trio.CancelScope(shield=True) as cleanup:
+                cleanup.deadline = trio.current_time() + self.options.close_timeout
+                await trio.aclose_forcefully(self.stream)
+                await _terminate(self, reason or Shutdown())  # None: cancelled by shutdown
         return reason
 
     async def _receive(self) -> None:
@@ -598,19 +603,6 @@ class Connection:
         if verdict is Verdict.SEND_PING:
             self._write_nowait(encode_ping(b"corral"))  # full: send_timeout's business
         self._schedule_liveness()
-
-
-async def serve_connection(connection: Connection) -> TerminateReason:
-    """Run an upgraded connection; then close TCP and run terminate, once, on every path."""
-    reason: TerminateReason = Shutdown()
-    try:
-        reason = await connection.run()
-    finally:
-        with trio.CancelScope(shield=True) as cleanup:
-            cleanup.deadline = trio.current_time() + connection.options.close_timeout
-            await trio.aclose_forcefully(connection.stream)
-            await _terminate(connection, reason)
-    return reason
 
 
 async def _terminate(connection: Connection, reason: TerminateReason) -> None:

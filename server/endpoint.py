@@ -14,7 +14,7 @@ import actors
 
 from . import http
 from .app import WebSocketTarget
-from .connection import Connection, serve_connection
+from .connection import Connection
 from .handler import Upgrade, call
 from .handshake import accept
 from .options import ConnectionOptions
@@ -79,7 +79,7 @@ async def websocket_endpoint(
     if rest:
         session.receive_data(rest)
     connection = Connection(actor, handler, request, options, stream, session, decision.state)
-    reason = await serve_connection(connection)
+    reason = await connection.run()
     if isinstance(reason, Crash):
         actor.exit(actors.Crash(reason.exception))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Awaitable
 from functools import partial
 
 import trio
@@ -156,8 +157,10 @@ class Server:
             logger.warning("dropping a new connection: %s", exc)
             _close_now(stream)
 
-    async def _connection_actor(self, actor: actors.Actor, stream: trio.abc.Stream) -> None:
-        await self.front_door.handle(stream)
+    def _connection_actor(self, actor: actors.Actor, stream: trio.abc.Stream) -> Awaitable[None]:
+        """The actor's body is the front door's coroutine itself (returned, not awaited here:
+        one coroutine frame fewer on every idle connection's stack)."""
+        return self.front_door.handle(stream)
 
 
 async def _shared_port_listeners(

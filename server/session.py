@@ -226,6 +226,13 @@ class Session:
             if isinstance(event, Frame) and event.opcode <= Opcode.BINARY:
                 message = self._assemble(event)
         self._collect(protocol)
+        if (
+            protocol.state is OPEN
+            and protocol.current_size is None
+            and not self.closing
+            and self.ended is None
+        ):
+            self._protocol = None  # between messages it holds nothing: made again on need
         return message if self.ended is None else None
 
     def _assemble(self, frame: Frame) -> Text | Binary | None:
