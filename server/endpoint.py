@@ -79,6 +79,8 @@ async def websocket_endpoint(
     if rest:
         session.receive_data(rest)
     connection = Connection(actor, handler, request, options, stream, session, decision.state)
+    # This frame lives as long as the connection: keep only what it still needs.
+    del accepted, decision, rest, session, handler, target
     reason = await connection.run()
     if isinstance(reason, Crash):
         actor.exit(actors.Crash(reason.exception))
