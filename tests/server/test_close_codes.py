@@ -539,8 +539,9 @@ class Firehose(Echo):
 
 
 async def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
-    virtual_clock: trio.testing.MockClock,
+    virtual_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="corral.server")
     log = Terminations()
     options = ConnectionOptions(send_timeout=2.0, outbox_capacity=4)
     app = App([websocket("/", factory(Firehose, log), options=options)])
@@ -556,6 +557,8 @@ async def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
                         pass
         await echoes(steady, "still served")
     assert log.reasons[1:] == [Remote(1000)]
+    closes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("closed ")]
+    assert "code=1006 (TCP aborted) reason=overflow 1006" in closes[0]  # not a claimed 1000
 
 
 async def test_a_client_sending_big_messages_and_never_reading_holds_one_outbox_of_bytes() -> None:
