@@ -85,8 +85,9 @@ class Actor:
         self._stop_reason: ExitReason | None = None
         self._finished: trio.Event | None = None  # made by the first wait()
         self._links: set[Address] | None = None
-        self._watchers: dict[MonitorRef, Address] = {}
-        self._watching: dict[MonitorRef, Address] = {}
+        # Made on first use: most actors (every connection) never monitor or get monitored.
+        self._watchers: dict[MonitorRef, Address] | None = None
+        self._watching: dict[MonitorRef, Address] | None = None
         self._timers: set[TimerRef] | None = None
 
     def __repr__(self) -> str:
@@ -185,19 +186,23 @@ class Actor:
         if other is None:
             self.mailbox.put_system(Revocable(ref, Down(ref, target, NOPROC)))
             return ref
+        if other._watchers is None:
+            other._watchers = {}
         other._watchers[ref] = self.address
+        if self._watching is None:
+            self._watching = {}
         self._watching[ref] = target
         return ref
 
     def demonitor(self, ref: MonitorRef) -> None:
         """Remove a monitor; a Down it already queued is never received."""
         ref.revoked = True
-        target = self._watching.pop(ref, None)
+        target = self._watching.pop(ref, None) if self._watching else None
         if target is None:
             self.node.demonitor_remote(ref)
             return
         other = self.node.actor(target)
-        if other is not None:
+        if other is not None and other._watchers:
             other._watchers.pop(ref, None)
 
     def link(self, target: Address) -> None:
@@ -299,13 +304,13 @@ class Actor:
             self.node.timers.cancel(timer)
         self._timers = None
         self.node.forget(self)
-        for ref, target in self._watching.items():
+        for ref, target in (self._watching or {}).items():
             other = self.node.actor(target)
-            if other is not None:
+            if other is not None and other._watchers:
                 other._watchers.pop(ref, None)
-        for ref, watcher in self._watchers.items():
+        for ref, watcher in (self._watchers or {}).items():
             watching = self.node.actor(watcher)
-            if watching is not None:
+            if watching is not None and watching._watching:
                 watching._watching.pop(ref, None)  # a monitor ends with its Down
             self.node.notify(watcher, Revocable(ref, Down(ref, self.address, reason)))
         for linked in self._links or ():
