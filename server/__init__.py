@@ -10,6 +10,7 @@ from actors import Timeout
 
 from .app import App, WebSocketTarget, http_route, static, websocket
 from .commands import Binary, Close, Command, Frame, Ping, Pong, SetOptions, Stop, Text
+from .embed import Running, serving
 from .fanout import broadcast, send_frame, send_frames
 from .handler import HandlerFactory, InitResult, Result, Upgrade, WebSocketHandler
 from .http import Request, Response
@@ -47,6 +48,7 @@ __all__ = [
     "Request",
     "Response",
     "Result",
+    "Running",
     "ServerOptions",
     "SetOptions",
     "Shutdown",
@@ -61,6 +63,7 @@ __all__ = [
     "broadcast",
     "send_frame",
     "send_frames",
+    "serving",
     "http_route",
     "static",
     "websocket",
