@@ -1,71 +1,36 @@
-"""Testing your handlers: in-process, on virtual time, or over a real socket.
+"""The in-process driver: one handler's whole life on the real connection loop, no socket.
 
-- ``drive(Handler, "/path?q=1", headers=..., bindings=...)`` runs one handler through its
-  whole life without a socket, on the server's own code: ``init`` with a built ``Request``,
-  then the real connection loop as an actor, fed client frames through an in-memory stream.
-  Timers run on trio's clock, so under a ``MockClock`` (pytest-trio's ``autojump_clock``)
-  a test of a one-second tick takes no real time. Out come what the handler sent, the close
-  code, the ``terminate`` reason and its latest state.
-- ``connect(app, "/path")`` runs the app on a free port (``server.serving``) and connects a
-  trio-websocket client; ``open_client(url)`` connects one to a server already running.
-
-Both sides offer the same assertions, each failing with ``AssertionError`` saying what
-came instead: ``receive``/``receive_json`` (the next push), ``assert_push(match)`` (a push
-matching ``match`` arrives in time; others stay queued), ``refute_push()`` (nothing arrives
-for a while) and ``assert_closed(code)``. A ``match`` is a ``Text``/``Binary``, a ``str``
-(a text push equal to it), ``bytes``, a ``dict`` (a JSON object holding those keys with
-those values), or a predicate on the push.
+``init`` runs on a built ``Request`` inside the connection's actor, as the server's endpoint
+runs it; then the real ``Connection`` serves a ``trio.testing.memory_stream_pair()`` (the loop
+reads a stream without a file descriptor as it reads TLS), and the test is the client on the
+other end: websockets' Sans-I/O client protocol masks its frames, parses the server's, answers
+pings and the close handshake. Timers are the node's, on trio's clock: virtual under a MockClock.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
-from typing import Any, TypeAlias
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import trio
 import trio.testing
-from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side
 
 import actors
 
-from .app import App
-from .commands import Binary, Text
-from .connection import Connection, serve_connection
-from .embed import Running, serving
-from .handler import HandlerFactory, Upgrade, WebSocketHandler, call
-from .handshake import accept
-from .http import Request, Response
-from .options import ConnectionOptions
-from .session import Session
-from .termination import TerminateReason
-
-__all__ = [
-    "Client",
-    "Driven",
-    "Match",
-    "Refused",
-    "build_request",
-    "connect",
-    "drive",
-    "frame",
-    "open_client",
-]
-
-Match: TypeAlias = (
-    Text | Binary | str | bytes | Mapping[str, Any] | Callable[[Text | Binary], bool]
-)
-"""What ``assert_push``/``refute_push`` look for (see the module's docstring)."""
-
-ASSERT_TIMEOUT = 5.0
-"""Default seconds ``receive``/``assert_push``/``assert_closed`` wait (virtual ones under a
-MockClock: a failure costs no real time)."""
-REFUTE_TIMEOUT = 0.1
-"""Default seconds ``refute_push`` watches for a push (ExUnit's ``refute_receive`` default)."""
+from ..commands import Binary, Text
+from ..connection import Connection, serve_connection
+from ..handler import HandlerFactory, Upgrade, WebSocketHandler, call
+from ..handshake import accept
+from ..http import Request, Response
+from ..options import ConnectionOptions
+from ..session import Session
+from ..termination import TerminateReason
+from .pushes import ASSERT_TIMEOUT, Pushes
 
 _KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample Sec-WebSocket-Key
 
@@ -120,90 +85,7 @@ def build_request(
     )
 
 
-# ---- what both sides share: the pushes a client got, and assertions on them ---------------
-
-
-class _Pushes:
-    """Pushes received and not yet taken, and the assertions on them."""
-
-    def __init__(self) -> None:
-        self._queued: list[Text | Binary] = []
-
-    async def _more(self) -> bool:
-        """Wait until one more push is queued; False once none can come (the server closed)."""
-        raise NotImplementedError
-
-    def _closed_as(self) -> str:
-        raise NotImplementedError
-
-    async def receive(self, timeout: float = ASSERT_TIMEOUT) -> Text | Binary:
-        """The next push (``Text`` or ``Binary``), waiting up to ``timeout`` seconds."""
-        return await self.assert_push(None, timeout)
-
-    async def receive_json(self, timeout: float = ASSERT_TIMEOUT) -> Any:
-        """The next push, a text frame, decoded as JSON."""
-        push = await self.receive(timeout)
-        assert isinstance(push, Text), f"expected a JSON text frame, got {push!r}"
-        return json.loads(push.data)
-
-    async def assert_push(
-        self, match: Match | None = None, timeout: float = ASSERT_TIMEOUT
-    ) -> Text | Binary:
-        """The first push matching ``match`` (any push if None), taken from the queue.
-
-        Pushes that do not match stay queued for later assertions. Raises AssertionError,
-        listing what did arrive, if none matches within ``timeout`` seconds.
-        """
-        with trio.move_on_after(timeout):
-            while True:
-                for index, push in enumerate(self._queued):
-                    if _matches(match, push):
-                        return self._queued.pop(index)
-                if not await self._more():
-                    break
-        wanted = "a push" if match is None else f"a push matching {match!r}"
-        why = f"the connection closed ({self._closed_as()})" if self._closed_as() else "timeout"
-        raise AssertionError(f"{wanted} within {timeout} s: {why}; queued: {self._queued!r}")
-
-    async def refute_push(
-        self, match: Match | None = None, timeout: float = REFUTE_TIMEOUT
-    ) -> None:
-        """Raise AssertionError if a push (matching ``match``, if given) is queued or arrives
-        within ``timeout`` seconds."""
-        with trio.move_on_after(timeout):
-            while not any(_matches(match, push) for push in self._queued):
-                if not await self._more():
-                    break
-        found = [push for push in self._queued if _matches(match, push)]
-        assert not found, f"expected no push within {timeout} s, got {found!r}"
-
-
-def _matches(match: Match | None, push: Text | Binary) -> bool:
-    if match is None:
-        return True
-    if isinstance(match, (Text, Binary)):
-        return push == match
-    if isinstance(match, str):
-        return push == Text(match)
-    if isinstance(match, bytes):
-        return push == Binary(match)
-    if isinstance(match, Mapping):
-        if not isinstance(push, Text):
-            return False
-        try:
-            value = json.loads(push.data)
-        except ValueError:
-            return False
-        return isinstance(value, dict) and all(
-            key in value and value[key] == wanted for key, wanted in match.items()
-        )
-    return bool(match(push))
-
-
-# ---- in process: one handler, no socket ---------------------------------------------------
-
-
-class Driven(_Pushes):
+class Driven(Pushes):
     """A handler's connection run by ``drive``: act as its client, watch its end."""
 
     def __init__(self, request: Request, node: actors.Node, stream: trio.abc.Stream) -> None:
@@ -487,116 +369,3 @@ async def drive(
         raise driven._refusal
     if failed is not None:
         raise failed
-
-
-# ---- over a real socket -----------------------------------------------------------------
-
-
-class Client(_Pushes):
-    """A trio-websocket client with the kit's assertions; ``ws`` is the connection itself."""
-
-    def __init__(self, ws: WebSocketConnection, running: Running | None = None) -> None:
-        super().__init__()
-        self.ws = ws
-        self.running = running
-        """The server ``connect`` started (None for ``open_client``)."""
-        self._closed: tuple[int, str | None] | None = None
-
-    async def send_text(self, text: str) -> None:
-        """Send a text message."""
-        await self.ws.send_message(text)
-
-    async def send_binary(self, data: bytes) -> None:
-        """Send a binary message."""
-        await self.ws.send_message(data)
-
-    async def send_json(self, value: Any) -> None:
-        """Send ``value`` encoded as JSON in a text message."""
-        await self.ws.send_message(json.dumps(value))
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close as a client does (waits for the server's answer)."""
-        await self.ws.aclose(code, reason)
-
-    async def assert_closed(
-        self, code: int | None = None, timeout: float = ASSERT_TIMEOUT
-    ) -> tuple[int, str | None]:
-        """Wait for the server to close (with ``code``, if given); its code and reason.
-
-        Pushes queued or still arriving before the close are kept for later assertions.
-        """
-        with trio.move_on_after(timeout):
-            while await self._more():
-                pass
-        assert self._closed is not None, f"the connection is still open after {timeout} s"
-        if code is not None:
-            assert self._closed[0] == code, f"expected close code {code}, got {self._closed}"
-        return self._closed
-
-    async def _more(self) -> bool:
-        if self._closed is not None:
-            return False
-        try:
-            message = await self.ws.get_message()
-        except ConnectionClosed as closed:
-            reason = closed.reason
-            self._closed = (reason.code, reason.reason) if reason is not None else (1006, None)
-            return False
-        self._queued.append(Text(message) if isinstance(message, str) else Binary(message))
-        return True
-
-    def _closed_as(self) -> str:
-        return "" if self._closed is None else f"{self._closed[0]} {self._closed[1] or ''}"
-
-
-@asynccontextmanager
-async def open_client(
-    url: str, *, subprotocols: Iterable[str] = (), headers: Iterable[tuple[str, str]] = ()
-) -> AsyncIterator[Client]:
-    """Connect a ``Client`` to ``url`` (``ws://`` only); close it and its socket on exit."""
-    parts = urlsplit(url)
-    assert parts.scheme == "ws" and parts.hostname and parts.port, f"not a ws:// URL: {url}"
-    resource = parts.path or "/"
-    if parts.query:
-        resource += f"?{parts.query}"
-    extra = [(name.encode(), value.encode()) for name, value in headers]
-    failed: BaseException | None = None  # raised as it is once the nursery is done
-    async with trio.open_nursery() as nursery:
-        stream = await trio.open_tcp_stream(parts.hostname, parts.port)
-        try:
-            ws = await wrap_client_stream(
-                nursery,
-                stream,
-                f"{parts.hostname}:{parts.port}",
-                resource,
-                subprotocols=list(subprotocols) or None,
-                extra_headers=extra,
-            )
-            try:
-                yield Client(ws)
-            except BaseException as exc:
-                failed = exc
-            finally:
-                await ws.aclose()
-        finally:
-            await trio.aclose_forcefully(stream)
-    if failed is not None:
-        raise failed
-
-
-@asynccontextmanager
-async def connect(
-    app: App,
-    path: str = "/",
-    *,
-    subprotocols: Iterable[str] = (),
-    headers: Iterable[tuple[str, str]] = (),
-) -> AsyncIterator[Client]:
-    """Run ``app`` on a free port (``server.serving``) and connect a ``Client`` to ``path``;
-    on exit the client closes and the server drains. ``client.running`` is the server."""
-    async with serving(app, port=0) as running:
-        async with open_client(
-            running.url(path), subprotocols=subprotocols, headers=headers
-        ) as client:
-            client.running = running
-            yield client
