@@ -3,7 +3,9 @@
 Every connection is an actor.
 
 A handler subclasses ``WebSocketHandler``; an ``App`` maps routes to handlers; ``corral
-serve module:app`` runs it under a supervisor and drains it on SIGTERM.
+serve module:app`` runs it under a supervisor and drains it on SIGTERM, and
+``async with serving(app, port=0) as running`` runs it inside your own trio program.
+``server.testing`` tests handlers, in process on virtual time or over a real socket.
 """
 
 from actors import Timeout

@@ -9,6 +9,7 @@ import trio
 import trio.testing
 from websockets.frames import Opcode
 
+import actors
 from examples import seed
 from examples.echo import app as echo_app
 from server import (
@@ -142,6 +143,46 @@ async def test_an_error_in_the_block_is_raised_as_it_is(autojump_clock: Any) -> 
     with pytest.raises(LookupError):
         async with drive(Talker):
             raise LookupError
+
+
+async def test_a_bad_init_answer_is_raised_as_it_is() -> None:
+    class BadInit(WebSocketHandler[None]):
+        def init(self, request: Request) -> Any:
+            return "yes"
+
+    class Unoffered(WebSocketHandler[None]):
+        def init(self, request: Request) -> Upgrade:
+            return Upgrade(subprotocol="chat")
+
+    with pytest.raises(TypeError, match="init must return Upgrade"):
+        async with drive(BadInit):
+            pass
+    with pytest.raises(ValueError, match="subprotocol 'chat' was not proposed"):
+        async with drive(Unoffered):
+            pass
+    async with drive(Unoffered, headers=[("Sec-WebSocket-Protocol", "chat")]) as conn:
+        assert conn.upgrade is not None and conn.upgrade.subprotocol == "chat"
+
+
+async def test_the_handler_reaches_the_tests_own_actors(autojump_clock: Any) -> None:
+    class Reporter(WebSocketHandler[None]):
+        def websocket_handle(self, frame: Any, state: None) -> tuple[None, None]:
+            actors.send("listener", (actors.self_address(), frame))
+            return None, state
+
+    heard: list[Any] = []
+
+    async def listener(actor: actors.Actor) -> None:
+        heard.append(await actor.receive())
+
+    async with actors.open_node() as node, trio.open_nursery() as nursery:
+        node.spawn(nursery, listener, name="listener")
+        async with drive(Reporter) as conn:
+            await conn.send_text("hello")
+            with trio.fail_after(1):
+                while not heard:
+                    await trio.sleep(0.01)
+        assert heard == [(conn.address, Text("hello"))]
 
 
 # ---- the assertions fail when they should ------------------------------------------------
