@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -21,13 +22,16 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side
 
 import actors
+from actors import Supervisor
 
+from ..app import App, WebSocketTarget
 from ..commands import Binary, Text
 from ..connection import Connection, serve_connection
 from ..handler import HandlerFactory, Upgrade, WebSocketHandler, call
 from ..handshake import accept
 from ..http import Request, Response
 from ..options import ConnectionOptions
+from ..router import Match, Router
 from ..session import Session
 from ..termination import TerminateReason
 from .pushes import ASSERT_TIMEOUT, Pushes
@@ -312,7 +316,7 @@ def frame(opcode: Opcode, payload: bytes = b"", *, fin: bool = True) -> bytes:
 
 @asynccontextmanager
 async def drive(
-    handler: HandlerFactory | WebSocketHandler[Any],
+    handler: App | HandlerFactory | WebSocketHandler[Any],
     path: str = "/",
     *,
     query: Mapping[str, str | Sequence[str]] | None = None,
@@ -323,18 +327,26 @@ async def drive(
 ) -> AsyncIterator[Driven]:
     """Run one handler's connection for the block, in process, and be its client.
 
-    ``handler`` is a handler class (or factory), or an instance. ``init`` gets
-    ``build_request(path, query=, headers=, bindings=, peer=)``; a refusal raises ``Refused``
-    and an exception in ``init`` is raised as it is. ``options`` are the route's (``init``'s
-    ``Upgrade(options=)`` replaces them); permessage-deflate is not offered.
+    ``handler`` is a handler class (or factory), or an instance; or an ``App``, whose
+    WebSocket route for ``path`` gives the handler, its bindings and options, and whose own
+    actors (``children``) run for the block. ``init`` gets ``build_request(path, query=,
+    headers=, bindings=, peer=)``; a refusal raises ``Refused`` and an exception in ``init``
+    is raised as it is. ``options`` are the route's (``init``'s ``Upgrade(options=)``
+    replaces them); permessage-deflate is not offered.
 
     The connection is an actor on the current node if there is one (so the handler reaches
     the test's own actors), else on a node of its own. Leaving the block ends the connection
     as a stopping server does (1001, ``Shutdown()``) if it still runs.
     """
+    request = build_request(path, query=query, headers=headers, bindings=bindings, peer=peer)
+    children: tuple[actors.ChildSpec, ...] = ()
+    if isinstance(handler, App):
+        target, match = _route(handler, request.path)
+        request = request.with_match(match)
+        options = options or target.options or handler.options.connection
+        children, handler = handler.children, target.factory
     made = handler if isinstance(handler, WebSocketHandler) else handler()
     options = options or ConnectionOptions()
-    request = build_request(path, query=query, headers=headers, bindings=bindings, peer=peer)
     client_stream, server_stream = trio.testing.memory_stream_pair()
     try:
         node: actors.Node | None = actors.current_node()
@@ -344,6 +356,11 @@ async def drive(
     async with actors.open_node("test") if node is None else nullcontext(node) as node:
         driven = Driven(request, node, client_stream)
         async with trio.open_nursery() as nursery:
+            app_actors: actors.Address | None = None
+            if children:  # the app's own actors, up before the connection as on a server
+                app_actors = await nursery.start(
+                    partial(actors.supervise, Supervisor(children), name="app")
+                )
             driven._address = node.spawn(
                 nursery,
                 driven._run,
@@ -362,6 +379,10 @@ async def drive(
                     failed = exc
                 finally:
                     await driven._shut_down()
+            if app_actors is not None:  # they stop as a server's do: in reverse start order
+                node.exit(app_actors, actors.SHUTDOWN)
+                with trio.CancelScope(shield=True), trio.move_on_after(ASSERT_TIMEOUT):
+                    await node.wait(app_actors)
             nursery.cancel_scope.cancel()
     if isinstance(driven._refusal, Response):
         raise Refused(driven._refusal)
@@ -369,3 +390,11 @@ async def drive(
         raise driven._refusal
     if failed is not None:
         raise failed
+
+
+def _route(app: App, path: str) -> tuple[WebSocketTarget, Match]:
+    """The WebSocket route of ``app`` that ``path`` leads to (LookupError if none)."""
+    match = Router(app.routes).match(path)
+    if match is None or not isinstance(match.route.target, WebSocketTarget):
+        raise LookupError(f"no WebSocket route of the app matches {path!r}")
+    return match.route.target, match

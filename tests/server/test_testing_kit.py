@@ -11,6 +11,7 @@ from websockets.frames import Opcode
 
 import actors
 from examples import seed
+from examples.chat import make_app
 from examples.echo import app as echo_app
 from server import (
     App,
@@ -275,3 +276,22 @@ async def test_the_client_sees_the_server_close(virtual_clock: trio.testing.Mock
         assert await client.assert_closed(4000) == (4000, "asked")
         with pytest.raises(AssertionError, match="expected close code 1000"):
             await client.assert_closed(1000)
+
+
+# ---- driving an app's route --------------------------------------------------------------
+
+
+async def test_drive_an_app_routes_the_path_and_runs_the_apps_actors(autojump_clock: Any) -> None:
+    async with drive(make_app(), "/ws/lobby") as ann:
+        assert ann.request.bindings == {"room": "lobby"}
+        await ann.send_json({"type": "join", "nick": "ann"})
+        assert await ann.assert_push({"type": "joined", "nick": "ann"})
+        await ann.send_json({"type": "say", "text": "hi"})
+        said = await ann.assert_push({"type": "said"})
+        assert isinstance(said, Text) and '"hi"' in said.data
+
+
+async def test_drive_an_app_refuses_a_path_no_websocket_route_takes() -> None:
+    with pytest.raises(LookupError, match="no WebSocket route of the app matches '/nope'"):
+        async with drive(App([websocket("/", Talker)]), "/nope"):
+            pass
