@@ -17,6 +17,7 @@ from server import (
     App,
     Binary,
     Close,
+    ConnectionOptions,
     Crash,
     IdleTimeout,
     Normal,
@@ -184,6 +185,36 @@ async def test_the_handler_reaches_the_tests_own_actors(autojump_clock: Any) -> 
                 while not heard:
                     await trio.sleep(0.01)
         assert heard == [(conn.address, Text("hello"))]
+
+
+async def test_coroutine_callbacks_run_as_on_a_server(autojump_clock: Any) -> None:
+    class Slow(WebSocketHandler[int]):
+        async def init(self, request: Request) -> Upgrade:
+            return Upgrade(0)
+
+        async def websocket_handle(self, frame: Any, state: int) -> tuple[Any, int]:
+            await trio.sleep(1)
+            return Text(f"{frame.data} after 1 s"), state + 1
+
+        async def websocket_info(self, message: Any, state: int) -> tuple[Any, int]:
+            return Text(f"told {message}"), state + 1
+
+    async with drive(Slow) as conn:
+        start = trio.current_time()
+        await conn.send_text("a")
+        conn.tell("b")  # waits in the mailbox while the handler is busy
+        assert await conn.receive() == Text("a after 1 s")
+        assert await conn.receive() == Text("told b")
+        assert trio.current_time() - start == pytest.approx(1.0)
+        assert conn.state == 2
+
+
+async def test_the_driven_client_answers_pings_so_it_never_looks_idle(autojump_clock: Any) -> None:
+    options = ConnectionOptions(idle_timeout=10, ping_interval=3, pong_timeout=1)
+    async with drive(Talker, options=options) as conn:
+        await trio.sleep(60)
+        assert conn.terminate_reason is None
+    assert conn.terminate_reason == Shutdown()
 
 
 # ---- the assertions fail when they should ------------------------------------------------
