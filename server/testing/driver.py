@@ -10,6 +10,7 @@ pings and the close handshake. Timers are the node's, on trio's clock: virtual u
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from functools import partial
@@ -335,11 +336,14 @@ async def drive(
     replaces them); permessage-deflate is not offered.
 
     The connection is an actor on the current node if there is one (so the handler reaches
-    the test's own actors), else on a node of its own. Leaving the block ends the connection
-    as a stopping server does (1001, ``Shutdown()``) if it still runs.
+    the test's own actors), else on a node of its own, which is current inside the block: a
+    ``drive`` nested in it runs on the same node, and shares the app's actors (a second chat
+    member in the same room). Leaving the block ends the connection as a stopping server does
+    (1001, ``Shutdown()``) if it still runs.
     """
     request = build_request(path, query=query, headers=headers, bindings=bindings, peer=peer)
     children: tuple[actors.ChildSpec, ...] = ()
+    app = handler
     if isinstance(handler, App):
         target, match = _route(handler, request.path)
         request = request.with_match(match)
@@ -357,10 +361,12 @@ async def drive(
         driven = Driven(request, node, client_stream)
         async with trio.open_nursery() as nursery:
             app_actors: actors.Address | None = None
-            if children:  # the app's own actors, up before the connection as on a server
+            apps_up = _apps_up.setdefault(node, set())
+            if children and id(app) not in apps_up:  # the app's actors, up before the connection
                 app_actors = await nursery.start(
                     partial(actors.supervise, Supervisor(children), name="app")
                 )
+                apps_up.add(id(app))
             driven._address = node.spawn(
                 nursery,
                 driven._run,
@@ -380,6 +386,7 @@ async def drive(
                 finally:
                     await driven._shut_down()
             if app_actors is not None:  # they stop as a server's do: in reverse start order
+                apps_up.discard(id(app))
                 node.exit(app_actors, actors.SHUTDOWN)
                 with trio.CancelScope(shield=True), trio.move_on_after(ASSERT_TIMEOUT):
                     await node.wait(app_actors)
@@ -390,6 +397,10 @@ async def drive(
         raise driven._refusal
     if failed is not None:
         raise failed
+
+
+_apps_up: weakref.WeakKeyDictionary[actors.Node, set[int]] = weakref.WeakKeyDictionary()
+"""The apps (by id) whose actors a ``drive`` block runs on each node: nested blocks share them."""
 
 
 def _route(app: App, path: str) -> tuple[WebSocketTarget, Match]:

@@ -322,6 +322,18 @@ async def test_drive_an_app_routes_the_path_and_runs_the_apps_actors(autojump_cl
         assert isinstance(said, Text) and '"hi"' in said.data
 
 
+async def test_nested_drives_share_the_node_and_the_apps_actors(autojump_clock: Any) -> None:
+    chat = make_app()
+    async with drive(chat, "/ws/lobby") as ann, drive(chat, "/ws/lobby") as bob:
+        assert ann.node is bob.node
+        await ann.send_json({"type": "join", "nick": "ann"})
+        await bob.send_json({"type": "join", "nick": "bob"})
+        await ann.assert_push({"type": "joined", "nick": "bob"})
+        await bob.send_json({"type": "say", "text": "hello ann"})
+        assert await ann.assert_push({"type": "said", "text": "hello ann"})
+    assert (ann.terminate_reason, bob.terminate_reason) == (Shutdown(), Shutdown())
+
+
 async def test_drive_an_app_refuses_a_path_no_websocket_route_takes() -> None:
     with pytest.raises(LookupError, match="no WebSocket route of the app matches '/nope'"):
         async with drive(App([websocket("/", Talker)]), "/nope"):
