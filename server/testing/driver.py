@@ -342,14 +342,14 @@ async def drive(
     (1001, ``Shutdown()``) if it still runs.
     """
     request = build_request(path, query=query, headers=headers, bindings=bindings, peer=peer)
-    children: tuple[actors.ChildSpec, ...] = ()
-    app = handler
+    app: App | None = None
     if isinstance(handler, App):
-        target, match = _route(handler, request.path)
+        app, (target, match) = handler, _route(handler, request.path)
         request = request.with_match(match)
-        options = options or target.options or handler.options.connection
-        children, handler = handler.children, target.factory
-    made = handler if isinstance(handler, WebSocketHandler) else handler()
+        options = options or target.options or app.options.connection
+        made = target.factory()
+    else:
+        made = handler if isinstance(handler, WebSocketHandler) else handler()
     options = options or ConnectionOptions()
     client_stream, server_stream = trio.testing.memory_stream_pair()
     try:
@@ -359,14 +359,7 @@ async def drive(
     failed: BaseException | None = None  # raised as it is once the nursery is done
     async with actors.open_node("test") if node is None else nullcontext(node) as node:
         driven = Driven(request, node, client_stream)
-        async with trio.open_nursery() as nursery:
-            app_actors: actors.Address | None = None
-            apps_up = _apps_up.setdefault(node, set())
-            if children and id(app) not in apps_up:  # the app's actors, up before the connection
-                app_actors = await nursery.start(
-                    partial(actors.supervise, Supervisor(children), name="app")
-                )
-                apps_up.add(id(app))
+        async with _app_actors(node, app), trio.open_nursery() as nursery:
             driven._address = node.spawn(
                 nursery,
                 driven._run,
@@ -385,11 +378,6 @@ async def drive(
                     failed = exc
                 finally:
                     await driven._shut_down()
-            if app_actors is not None:  # they stop as a server's do: in reverse start order
-                apps_up.discard(id(app))
-                node.exit(app_actors, actors.SHUTDOWN)
-                with trio.CancelScope(shield=True), trio.move_on_after(ASSERT_TIMEOUT):
-                    await node.wait(app_actors)
             nursery.cancel_scope.cancel()
     if isinstance(driven._refusal, Response):
         raise Refused(driven._refusal)
@@ -397,6 +385,28 @@ async def drive(
         raise driven._refusal
     if failed is not None:
         raise failed
+
+
+@asynccontextmanager
+async def _app_actors(node: actors.Node, app: App | None) -> AsyncIterator[None]:
+    """Run ``app``'s own actors for the block, up before its connection as on a server,
+    unless an enclosing ``drive`` runs them already; they stop as a server's do."""
+    apps_up = _apps_up.setdefault(node, set())
+    if app is None or not app.children or id(app) in apps_up:
+        yield
+        return
+    async with trio.open_nursery() as nursery:
+        supervisor = partial(actors.supervise, Supervisor(app.children), name="app")
+        address = await nursery.start(supervisor)
+        apps_up.add(id(app))
+        try:
+            yield
+        finally:
+            apps_up.discard(id(app))
+            node.exit(address, actors.SHUTDOWN)
+            with trio.CancelScope(shield=True), trio.move_on_after(ASSERT_TIMEOUT):
+                await node.wait(address)
+            nursery.cancel_scope.cancel()
 
 
 _apps_up: weakref.WeakKeyDictionary[actors.Node, set[int]] = weakref.WeakKeyDictionary()

@@ -327,6 +327,7 @@ async def test_nested_drives_share_the_node_and_the_apps_actors(autojump_clock: 
     async with drive(chat, "/ws/lobby") as ann, drive(chat, "/ws/lobby") as bob:
         assert ann.node is bob.node
         await ann.send_json({"type": "join", "nick": "ann"})
+        await ann.assert_push({"type": "joined", "nick": "ann"})
         await bob.send_json({"type": "join", "nick": "bob"})
         await ann.assert_push({"type": "joined", "nick": "bob"})
         await bob.send_json({"type": "say", "text": "hello ann"})
