@@ -3,13 +3,16 @@
 Every connection is an actor.
 
 A handler subclasses ``WebSocketHandler``; an ``App`` maps routes to handlers; ``corral
-serve module:app`` runs it under a supervisor and drains it on SIGTERM.
+serve module:app`` runs it under a supervisor and drains it on SIGTERM, and
+``async with serving(app, port=0) as running`` runs it inside your own trio program.
+``server.testing`` tests handlers, in process on virtual time or over a real socket.
 """
 
 from actors import Timeout
 
 from .app import App, WebSocketTarget, http_route, static, websocket
 from .commands import Binary, Close, Command, Frame, Ping, Pong, SetOptions, Stop, Text
+from .embed import Running, serving
 from .fanout import broadcast, send_frame, send_frames
 from .handler import HandlerFactory, InitResult, Result, Upgrade, WebSocketHandler
 from .http import Request, Response
@@ -47,6 +50,7 @@ __all__ = [
     "Request",
     "Response",
     "Result",
+    "Running",
     "ServerOptions",
     "SetOptions",
     "Shutdown",
@@ -61,6 +65,7 @@ __all__ = [
     "broadcast",
     "send_frame",
     "send_frames",
+    "serving",
     "http_route",
     "static",
     "websocket",

@@ -47,25 +47,77 @@ def load_app(spec: str) -> App:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise AppNotFound(f"cannot import {module_name!r}: {exc}") from exc
-    app = getattr(module, attribute, None)
+    if not hasattr(module, attribute):
+        raise AppNotFound(f"module {module_name} has no attribute {attribute!r}")
+    app = getattr(module, attribute)
     if not isinstance(app, App):
         raise AppNotFound(f"{spec} is {type(app).__name__}, not a corral App")
     return app
 
 
+_DESCRIPTION = """\
+Run an app under a supervisor until SIGINT or SIGTERM.
+
+The first signal drains: the server stops accepting, closes every connection with
+1001, waits for every terminate (up to the drain timeout) and exits 0. A second
+signal exits at once with status 130. A bad module:attribute exits 2; a server
+that cannot run (the port is taken, say) exits 1 and says why."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="corral", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run an app")
-    serve.add_argument("app", help="module:attribute naming a corral App")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
-    serve.add_argument("--keyfile", help="TLS private key (PEM)")
-    serve.add_argument("--max-connections", type=int)
-    serve.add_argument("--handshake-timeout", type=float)
-    serve.add_argument("--drain-timeout", type=float)
+    defaults = ServerOptions()
+    parser = argparse.ArgumentParser(
+        prog="corral", description="corral: Erlang/Cowboy-style WebSocket servers on trio."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run an app (corral serve --help)",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "app", metavar="module:attribute", help="the App to run, like examples.chat:app"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8080, help="TCP port to listen on (default: 8080)"
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log lines written (default: info)",
+    )
+    serve.add_argument(
+        "--certfile", metavar="PEM", help="TLS certificate: serve wss:// (default: plain ws://)"
+    )
+    serve.add_argument(
+        "--keyfile", metavar="PEM", help="TLS private key (default: read from --certfile)"
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="open connections past which new ones get HTTP 503 "
+        f"(default: the app's; {defaults.max_connections} unless it sets one)",
+    )
+    serve.add_argument(
+        "--handshake-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time a client gets to send its whole request head "
+        f"(default: the app's; {defaults.handshake_timeout:g} unless it sets one)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time connections get to close on shutdown before the rest is cancelled "
+        f"(default: the app's; {defaults.drain_timeout:g} unless it sets one)",
+    )
     serve.add_argument(
         "--redis",
         metavar="URL",
@@ -73,12 +125,17 @@ def _parser() -> argparse.ArgumentParser:
         help="join the cluster on this Redis: names, groups and sends span every server on it "
         "(default: $CORRAL_REDIS_URL; none: this process alone)",
     )
-    serve.add_argument("--cluster-prefix", help="Redis key prefix of the cluster (corral)")
+    serve.add_argument(
+        "--cluster-prefix",
+        metavar="PREFIX",
+        help="Redis key prefix of the cluster (default: corral)",
+    )
     serve.add_argument(
         "--workers",
         type=int,
+        metavar="N",
         help="run N worker processes sharing the port (SO_REUSEPORT) under a parent that "
-        "restarts them; without --redis each worker has its own names and groups",
+        "restarts them; without --redis each worker has its own names and groups (default: 1)",
     )
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser

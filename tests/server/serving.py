@@ -2,8 +2,9 @@
 takes its servers, clients and recorders from here (one module, so one import, though it is
 longer than most).
 
-- ``running(app)`` runs ``Server(app)`` on a free port and yields a ``Served`` (its URLs,
-  its actors); on exit it drains the server. Every in-process server in the tests starts here.
+- ``running(app)`` runs ``app`` with ``server.serving`` on a free port and yields a
+  ``Served`` (its URLs, its actors); on exit it drains the server. Every in-process server
+  in the tests starts here.
 - ``serving(app)`` is ``running(app)`` that also checks, on exit, that no socket to or from
   the server is left open.
 - ``client(url)`` is trio-websocket's client; ``assert_echoes(url)`` is the well-behaved
@@ -43,7 +44,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.extensions import Extension
 
 import actors
-from server import App, Request, ServerOptions, TerminateReason, WebSocketHandler
+from server import App, Request, ServerOptions, TerminateReason, WebSocketHandler, embed
 from server.serve import Server
 
 HOST = "127.0.0.1"
@@ -101,16 +102,10 @@ class Served:
 
 @asynccontextmanager
 async def running(app: App, options: ServerOptions | None = None) -> AsyncIterator[Served]:
-    """Run ``app`` on 127.0.0.1 (free port) until the block ends, then drain it."""
-    server = Server(app, host=HOST, port=0, options=options)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(server.run)
-        try:
-            yield Served(server, port)
-        finally:
-            with trio.CancelScope(shield=True), trio.fail_after(WAIT + 30):
-                await server.shutdown()
-            nursery.cancel_scope.cancel()
+    """Run ``app`` on 127.0.0.1 (free port) until the block ends, then drain it: the
+    exported ``server.serving``, the one way to run a server inside a trio program."""
+    async with embed.serving(app, host=HOST, port=0, options=options) as embedded:
+        yield Served(embedded.server, embedded.port)
 
 
 @asynccontextmanager

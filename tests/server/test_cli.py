@@ -19,7 +19,7 @@ import attrs
 import pytest
 import trio
 
-from server.cli import EXIT_AT_ONCE
+from server.cli import EXIT_AT_ONCE, AppNotFound, load_app, main
 
 from .serving import client, expect_close, raw_client
 
@@ -119,7 +119,7 @@ async def test_a_second_sigterm_during_the_drain_exits_at_once(tmp_path: Path) -
     ("spec", "message"),
     [
         ("no_such_module:app", "corral: cannot import 'no_such_module'"),
-        ("examples.echo:nothing", "corral: examples.echo:nothing is NoneType, not a corral App"),
+        ("examples.echo:nothing", "corral: module examples.echo has no attribute 'nothing'"),
         ("examples.echo:Echo", "corral: examples.echo:Echo is type, not a corral App"),
         ("examples.echo", "corral: expected module:attribute (like examples.chat:app)"),
     ],
@@ -155,3 +155,44 @@ async def test_a_port_in_use_exits_1_naming_the_error() -> None:
     last_line = result.stderr.decode().splitlines()[-1]
     assert last_line.startswith("corral: supervisor <actor local.1 'root'> gave up")
     assert "Address already in use" in last_line
+
+
+def test_serve_help_says_what_each_option_means_and_its_default(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each option's meaning and default, in plain words (no docstring markup)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert "``" not in shown
+    options = {
+        "--host HOST": "address to listen on (default: 127.0.0.1)",
+        "--port PORT": "TCP port to listen on (default: 8080)",
+        "--log-level": "(default: info)",
+        "--certfile PEM": "serve wss:// (default: plain ws://)",
+        "--keyfile PEM": "(default: read from --certfile)",
+        "--max-connections N": "HTTP 503 (default: the app's; 10000 unless it sets one)",
+        "--handshake-timeout SECONDS": "(default: the app's; 10 unless it sets one)",
+        "--drain-timeout SECONDS": "(default: the app's; 30 unless it sets one)",
+    }
+    entries = [" ".join(entry.split()) for entry in re.split(r"\n(?=  -)", shown)]
+    for option, meaning in options.items():
+        entry = next((entry for entry in entries if entry.startswith(option)), "")
+        assert meaning in entry, f"{option}: {entry!r}"
+    assert "the App to run, like examples.chat:app" in shown
+    assert "A second\nsignal exits at once with status 130" in shown  # as written, unwrapped
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("examples.seed:nope", "module examples.seed has no attribute 'nope'"),
+        ("examples.seed:MyWsHandler", "examples.seed:MyWsHandler is type, not a corral App"),
+    ],
+)
+def test_load_app_names_what_is_wrong(spec: str, message: str) -> None:
+    with pytest.raises(AppNotFound) as not_found:
+        load_app(spec)
+    assert str(not_found.value) == message

@@ -1,0 +1,37 @@
+"""Testing your handlers: in-process, on virtual time, or over a real socket.
+
+- ``drive(Handler, "/path?q=1", headers=..., bindings=...)`` runs one handler through its
+  whole life without a socket, on the server's own code: ``init`` with a built ``Request``,
+  then the real connection loop as an actor, fed client frames through an in-memory stream.
+  Timers run on trio's clock, so under a ``MockClock`` (pytest-trio's ``autojump_clock``)
+  a test of a one-second tick takes no real time. Out come what the handler sent, the close
+  code, the ``terminate`` reason and its latest state.
+- ``connect(app, "/path")`` runs the app on a free port (``server.serving``) and connects a
+  trio-websocket client; ``open_client(url)`` connects one to a server already running.
+
+Both sides offer the same assertions, each failing with ``AssertionError`` saying what
+came instead: ``receive``/``receive_json`` (the next push), ``assert_push(match)`` (a push
+matching ``match`` arrives in time; others stay queued), ``refute_push()`` (nothing arrives
+for a while) and ``assert_closed(code)``. A ``match`` is a ``Text``/``Binary``, a ``str``
+(a text push equal to it), ``bytes``, a ``dict`` (a JSON object holding those keys with
+those values), or a predicate on the push.
+"""
+
+from .client import Client, connect, open_client
+from .driver import Driven, Refused, build_request, drive, frame
+from .pushes import ASSERT_TIMEOUT, REFUTE_TIMEOUT, Match, Pushes
+
+__all__ = [
+    "ASSERT_TIMEOUT",
+    "REFUTE_TIMEOUT",
+    "Client",
+    "Driven",
+    "Match",
+    "Pushes",
+    "Refused",
+    "build_request",
+    "connect",
+    "drive",
+    "frame",
+    "open_client",
+]
