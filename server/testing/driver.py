@@ -27,7 +27,7 @@ from actors import Supervisor
 
 from ..app import App, WebSocketTarget
 from ..commands import Binary, Text
-from ..connection import Connection, serve_connection
+from ..connection import Connection
 from ..handler import HandlerFactory, Upgrade, WebSocketHandler, call
 from ..handshake import accept
 from ..http import Request, Response
@@ -301,7 +301,7 @@ class Driven(Pushes):
             actor, handler, request, options, server_stream, session, decision.state
         )
         try:
-            self.terminate_reason = await serve_connection(self._connection)
+            self.terminate_reason = await self._connection.run()
         finally:
             self._ended.set()
             self._notify()
