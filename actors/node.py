@@ -71,6 +71,8 @@ class Node:
         self.backend: Backend = backend if backend is not None else LocalBackend()
         self.timers = TimerService()
         self.dead_letters = 0
+        self.restarts = 0
+        """Children restarted by this node's supervisors (each restart, for metrics)."""
         self._actors: dict[Address, Actor] = {}
         self._serials = itertools.count(1)
 

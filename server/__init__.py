@@ -13,6 +13,7 @@ from .commands import Binary, Close, Command, Frame, Ping, Pong, SetOptions, Sto
 from .fanout import broadcast, send_frame, send_frames
 from .handler import HandlerFactory, InitResult, Result, Upgrade, WebSocketHandler
 from .http import Request, Response
+from .metrics import metrics_route
 from .options import ConnectionOptions, OutboxOverflow, ServerOptions
 from .ratelimit import TokenBucket
 from .termination import (
@@ -62,6 +63,7 @@ __all__ = [
     "send_frame",
     "send_frames",
     "http_route",
+    "metrics_route",
     "static",
     "websocket",
 ]

@@ -21,8 +21,10 @@ import trio
 
 import actors
 
+from . import logformat
 from .app import App
 from .listener import make_ssl_context
+from .metrics import metrics_route
 from .options import ServerOptions
 from .serve import Server
 
@@ -64,6 +66,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-connections", type=int)
     serve.add_argument("--handshake-timeout", type=float)
     serve.add_argument("--drain-timeout", type=float)
+    serve.add_argument("--log-format", default="text", choices=logformat.FORMATS)
+    serve.add_argument(
+        "--metrics", action="store_true", help="serve Prometheus metrics at /metrics"
+    )
+    watchdog = serve.add_mutually_exclusive_group()
+    watchdog.add_argument(
+        "--block-threshold",
+        type=float,
+        metavar="S",
+        help="log a task step that holds the loop this long (default 0.1 s)",
+    )
+    watchdog.add_argument(
+        "--no-block-watchdog", action="store_true", help="do not watch for a blocked loop"
+    )
     return parser
 
 
@@ -73,7 +89,16 @@ def _options(app: App, args: argparse.Namespace) -> ServerOptions:
         for name in ("max_connections", "handshake_timeout", "drain_timeout")
         if getattr(args, name) is not None
     }
+    if args.block_threshold is not None:
+        overrides["block_threshold"] = args.block_threshold
+    if args.no_block_watchdog:
+        overrides["block_threshold"] = None
     return attrs.evolve(app.options, **overrides)
+
+
+def _with_metrics(app: App) -> App:
+    """``app`` with ``/metrics`` first among its routes."""
+    return attrs.evolve(app, routes=(metrics_route("/metrics"), *app.routes))
 
 
 async def _run(server: Server) -> int:
@@ -101,12 +126,11 @@ async def _run(server: Server) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``corral`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logformat.configure(args.log_level, args.log_format)
     try:
         app = load_app(args.app)
+        if args.metrics:
+            app = _with_metrics(app)
         if args.keyfile and not args.certfile:
             raise ValueError("--keyfile needs --certfile")
         ssl_context = make_ssl_context(args.certfile, args.keyfile) if args.certfile else None
