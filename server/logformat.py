@@ -33,4 +33,4 @@ def configure(level: str, log_format: str = "text") -> None:
     """Send every record at ``level`` and above to stderr in ``log_format``."""
     handler = logging.StreamHandler()
     handler.setFormatter(formatter(log_format))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.basicConfig(level=level.upper(), handlers=[handler])
