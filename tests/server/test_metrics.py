@@ -199,3 +199,30 @@ async def test_the_watchdog_is_off_when_its_threshold_is_none(
     assert ("corral_loop_blocked_seconds_count", frozenset()) in samples
     assert value(samples, "corral_loop_blocked_seconds_count") == 0
     assert "loop blocked" not in caplog.text
+
+
+async def test_supervisor_restarts_dead_letters_and_pending_timers_are_exported() -> None:
+    started = 0
+    restarted = trio.Event()
+
+    async def flaky(actor: actors.Actor) -> None:
+        nonlocal started
+        started += 1
+        if started == 1:
+            raise RuntimeError("first start fails")
+        actor.start_timer(3600, "later")  # one pending timer
+        restarted.set()
+        await trio.sleep_forever()
+
+    app = App([metrics_route()], children=[actors.ChildSpec("flaky", flaky, name="flaky")])
+    async with running(app) as served:
+        with trio.fail_after(10):
+            await restarted.wait()
+        ended = actors.Address(served.node.name, 10_000)  # never spawned: no such actor
+        served.node.send(ended, "lost")
+        samples = await scrape(served.port)
+    # The root supervisor is rest_for_one: the crash restarts flaky and the two after it
+    # (the connections' supervisor and the listener).
+    assert value(samples, "corral_supervisor_restarts_total") == 3
+    assert value(samples, "corral_dead_letters_total") == 1
+    assert value(samples, "corral_timers_pending") >= 1
