@@ -16,11 +16,14 @@ import actors
 from server import (
     App,
     Close,
+    ConnectionOptions,
     Frame,
+    OutboxOverflow,
     Request,
     Response,
     ServerOptions,
     Text,
+    broadcast,
     metrics_route,
     websocket,
 )
@@ -33,6 +36,7 @@ from .serving import (
     factory,
     get,
     http_exchange,
+    raw_client,
     rejection,
     running,
 )
@@ -226,3 +230,27 @@ async def test_supervisor_restarts_dead_letters_and_pending_timers_are_exported(
     assert value(samples, "corral_supervisor_restarts_total") == 3
     assert value(samples, "corral_dead_letters_total") == 1
     assert value(samples, "corral_timers_pending") >= 1
+
+
+class Subscriber(Recorded):
+    def websocket_init(self, state: Any) -> tuple[Any, Any]:
+        actors.join("all")
+        return Text("joined"), state
+
+
+async def test_frames_broadcast_to_a_full_outbox_are_counted_as_dropped() -> None:
+    options = ConnectionOptions(
+        outbox_capacity=2, outbox_overflow=OutboxOverflow.DROP, idle_timeout=None
+    )
+    log = Terminations()
+    app = App([metrics_route(), websocket("/sub", factory(Subscriber, log), options=options)])
+    big = "x" * 256 * 1024
+    async with running(app) as served:
+        async with raw_client(served.port, "/sub", receive_buffer=4096) as reader:
+            assert await reader.message() == "joined"  # then it reads no more
+            taken = sum(broadcast("all", big, node=served.node) for _ in range(100))
+            samples = await scrape(served.port)
+            reader.reset()
+    assert taken < 100
+    assert value(samples, "corral_outbox_dropped_total") == 100 - taken
+    assert value(samples, "corral_frames_sent_total") == 1 + taken
