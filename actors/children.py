@@ -56,6 +56,7 @@ def restart(
     counts as one more restart and is tried again, as OTP retries a failed restart.
     """
     logger.info("%s restarting child %r", supervisor.address, child.spec.id)
+    supervisor.node.restarts += 1
     while True:
         try:
             start(supervisor, nursery, child)

@@ -93,6 +93,8 @@ class Node:
         self.name = self.backend.node_id or name
         self.timers = TimerService()
         self.dead_letters = 0
+        self.restarts = 0
+        """Children restarted by this node's supervisors (each restart, for metrics)."""
         self._actors: dict[Address, Actor] = {}
         self._serials = itertools.count(1)
         self.remote_monitors = RemoteMonitors(self._route_quietly, self.notify)

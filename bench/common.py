@@ -35,6 +35,14 @@ from wsclient import HOST, BenchError
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("corral", "websockets", "bare")
 """corral's echo example, and the websockets and bare trio-websocket echoes it is compared with."""
+OBSERVED_VARIANTS = ("corral-off", "corral-watchdog", "corral-metrics")
+"""corral's echo with metrics and watchdog off, the watchdog alone (the default), and both
+on with ``/metrics`` served (``echo_throughput.py --observability``)."""
+_OBSERVED_FLAGS = {
+    "corral-off": ["--no-block-watchdog"],
+    "corral-watchdog": [],
+    "corral-metrics": ["--metrics"],
+}
 FANOUT_VARIANTS = ("corral", "cowboy", "websockets", "naive")
 """The fan-out servers (``fanout_server.py``; websockets' is ``websockets_server.py``)."""
 ROLES = ("echo", "fanout")
@@ -80,7 +88,7 @@ class ServerProcess:
         nofile: int = 4096,
         max_connections: int = 10_000,
     ):
-        choices = VARIANTS if role == "echo" else FANOUT_VARIANTS
+        choices = VARIANTS + OBSERVED_VARIANTS if role == "echo" else FANOUT_VARIANTS
         if variant not in choices:
             raise ValueError(f"{role} variant must be one of {choices}, not {variant!r}")
         self.variant = variant
@@ -336,7 +344,7 @@ def _answer_gc(signum: int, frame: object) -> None:
 
 
 def _serve_echo(variant: str, port: int, max_connections: int) -> int:
-    if variant == "corral":
+    if variant == "corral" or variant in OBSERVED_VARIANTS:
         from server import cli
 
         return cli.main(
@@ -349,6 +357,7 @@ def _serve_echo(variant: str, port: int, max_connections: int) -> int:
                 "warning",  # no log line per connection: logging is not what we measure
                 "--max-connections",
                 str(max_connections),
+                *_OBSERVED_FLAGS.get(variant, []),
             ]
         )
     if variant == "websockets":
@@ -374,7 +383,9 @@ def _serve_fanout(variant: str, port: int, max_connections: int) -> int:
 
 def _serve(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description="run a server for the benchmarks")
-    parser.add_argument("variant", choices=sorted(set(VARIANTS) | set(FANOUT_VARIANTS)))
+    parser.add_argument(
+        "variant", choices=sorted(set(VARIANTS) | set(OBSERVED_VARIANTS) | set(FANOUT_VARIANTS))
+    )
     parser.add_argument("--role", choices=ROLES, default="echo")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--nofile", type=int, default=4096, help="RLIMIT_NOFILE to ask for")

@@ -14,6 +14,10 @@ server's, or the figure measures the client. A wrong or missing echo is a crash 
 1); a missed target is only reported.
 
 Run: ``python bench/echo_throughput.py [--quick] [--rounds R] [--seconds S] [--connections N..]``.
+
+``--observability`` compares corral with itself instead (issue 12): metrics and the watchdog
+off, the watchdog alone (the default), and both with ``/metrics`` scraped every half second
+during each measured round, interleaved the same way.
 """
 
 from __future__ import annotations
@@ -21,15 +25,25 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import threading
 import time
-from contextlib import ExitStack
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import VARIANTS, ServerProcess, print_report, run_clients, run_server  # noqa: E402
+from common import (  # noqa: E402
+    OBSERVED_VARIANTS,
+    VARIANTS,
+    ServerProcess,
+    print_report,
+    run_clients,
+    run_server,
+)
 from load_client import PAYLOAD  # noqa: E402
 from wsclient import BenchError  # noqa: E402
 
@@ -41,6 +55,10 @@ CLIENT_SHARE = 0.5
 
 MESSAGE_BYTES = len(PAYLOAD)
 CONNECTION_COUNTS = (1, 50)
+OBSERVED_TARGET = 0.97
+"""Issue 12: metrics or the watchdog on cost less than 3% of the round trips."""
+SCRAPE_EVERY = 0.5
+"""Seconds between two scrapes of ``/metrics`` while a corral-metrics round runs."""
 
 
 @attrs.frozen
@@ -92,7 +110,7 @@ def measure_round(server: ServerProcess, connections: int, sizes: Sizes) -> Samp
     shares = [connections // processes + (i < connections % processes) for i in range(processes)]
     timing = ["--warmup", str(sizes.warmup), "--seconds", str(sizes.seconds)]
     arguments = [["--connections", str(share), *timing] for share in shares]
-    with run_clients("echo", server.port, arguments) as clients:
+    with run_clients("echo", server.port, arguments) as clients, _scraped(server):
         for client in clients:
             client.event("ready", 60.0)
         for client in clients:
@@ -110,6 +128,37 @@ def measure_round(server: ServerProcess, connections: int, sizes: Sizes) -> Samp
         server_cpu=server_cpu,
         client_cpu=sum(float(event["cpu"]) for event in done),
     )
+
+
+@contextmanager
+def _scraped(server: ServerProcess) -> Iterator[None]:
+    """Fetch a corral-metrics server's ``/metrics`` every ``SCRAPE_EVERY`` s meanwhile."""
+    if server.variant != "corral-metrics":
+        yield
+        return
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def scrape() -> None:
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        while not stop.wait(SCRAPE_EVERY):
+            try:
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    if b"corral_frames_received_total" not in answer.read():
+                        raise BenchError(f"{url} has no corral_frames_received_total")
+            except Exception as exc:  # reported once the round is over
+                failures.append(exc)
+                return
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        scraper.join()
+    if failures:
+        raise BenchError(f"scraping /metrics failed: {failures[0]!r}")
 
 
 @attrs.frozen
@@ -140,21 +189,49 @@ class Result:
         return tuple(mine.rate / theirs.rate for mine, theirs in pairs)
 
 
-def measure(counts: tuple[int, ...], sizes: Sizes) -> list[Result]:
+def measure(
+    counts: tuple[int, ...], sizes: Sizes, variants: tuple[str, ...] = VARIANTS
+) -> list[Result]:
     """Run every server; interleave their rounds, rotating which one goes first."""
-    samples: dict[tuple[str, int], list[Sample]] = {(v, n): [] for v in VARIANTS for n in counts}
+    samples: dict[tuple[str, int], list[Sample]] = {(v, n): [] for v in variants for n in counts}
     with ExitStack() as stack:
-        servers = {v: stack.enter_context(run_server(v)) for v in VARIANTS}
+        servers = {v: stack.enter_context(run_server(v)) for v in variants}
         for n in counts:  # warm-up, not counted: imports, caches, first allocations
             for server in servers.values():
                 measure_round(server, n, attrs.evolve(sizes, seconds=sizes.warmup))
         for round_ in range(sizes.rounds):
-            shift = round_ % len(VARIANTS)
-            order = VARIANTS[shift:] + VARIANTS[:shift]
+            shift = round_ % len(variants)
+            order = variants[shift:] + variants[:shift]
             for n in counts:
                 for variant in order:
                     samples[variant, n].append(measure_round(servers[variant], n, sizes))
-    return [Result(n, {v: tuple(samples[v, n]) for v in VARIANTS}) for n in counts]
+    return [Result(n, {v: tuple(samples[v, n]) for v in variants}) for n in counts]
+
+
+def observability_report(results: list[Result], sizes: Sizes) -> str:
+    """corral with metrics and the watchdog off, the watchdog on, both on: rates and ratios."""
+    lines = [
+        f"echo: {MESSAGE_BYTES}-byte text messages, one in flight per connection, "
+        f"{sizes.rounds} round(s) of {sizes.seconds:g} s interleaved, medians; "
+        f"corral-metrics scraped every {SCRAPE_EVERY:g} s",
+        f"{'conns':<6}{'server':<17}{'rt/s':>9}{'server us/rt':>14}{'server CPU':>12}",
+    ]
+    for r in results:
+        for variant in OBSERVED_VARIANTS:
+            lines.append(
+                f"{r.connections:<6}{variant:<17}{r.rate(variant):>9,.0f}"
+                f"{r.server_us(variant):>14.1f}{r.cpu_share(variant, 'server'):>12.0%}"
+            )
+    for r in results:
+        for variant in OBSERVED_VARIANTS[1:]:
+            ratio, spread = r.ratio(variant, "corral-off"), r.round_ratios(variant, "corral-off")
+            cpu = r.server_us(variant) / r.server_us("corral-off")
+            lines.append(
+                f"{r.connections} conns: {variant}/corral-off rt/s {ratio:.3f}x "
+                f"({min(spread):.2f}-{max(spread):.2f}) target >= {OBSERVED_TARGET:.2f}x "
+                f"{_verdict(round(ratio, 3) >= OBSERVED_TARGET)}; server CPU/rt {cpu:.3f}x"
+            )
+    return "\n".join(lines)
 
 
 def _verdict(ok: bool) -> str:
@@ -215,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         default=list(CONNECTION_COUNTS),
         help="connection counts to run (default 1 50)",
     )
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="compare corral with metrics and watchdog off / watchdog on / both on",
+    )
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
     sizes = attrs.evolve(
@@ -223,9 +305,13 @@ def main(argv: list[str] | None = None) -> int:
         seconds=args.seconds or preset.seconds,
         client_processes=args.client_processes,
     )
-    return print_report(
-        "echo_throughput", lambda: report(measure(tuple(args.connections), sizes), sizes)
-    )
+    counts = tuple(args.connections)
+    if args.observability:
+        return print_report(
+            "echo_throughput",
+            lambda: observability_report(measure(counts, sizes, OBSERVED_VARIANTS), sizes),
+        )
+    return print_report("echo_throughput", lambda: report(measure(counts, sizes), sizes))
 
 
 if __name__ == "__main__":

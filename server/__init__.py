@@ -16,6 +16,7 @@ from .embed import Running, serving
 from .fanout import broadcast, send_frame, send_frames
 from .handler import HandlerFactory, InitResult, Result, Upgrade, WebSocketHandler
 from .http import Request, Response
+from .metrics import metrics_route
 from .options import ConnectionOptions, OutboxOverflow, ServerOptions
 from .ratelimit import TokenBucket
 from .termination import (
@@ -67,6 +68,7 @@ __all__ = [
     "send_frames",
     "serving",
     "http_route",
+    "metrics_route",
     "static",
     "websocket",
 ]

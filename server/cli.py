@@ -22,8 +22,10 @@ import trio
 
 import actors
 
+from . import logformat
 from .app import App
 from .listener import make_ssl_context
+from .metrics import metrics_route
 from .options import ServerOptions
 from .serve import Server
 from .workers import Workers, drain_when_orphaned, worker_command
@@ -138,6 +140,26 @@ def _parser() -> argparse.ArgumentParser:
         "restarts them; without --redis each worker has its own names and groups (default: 1)",
     )
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--log-format",
+        default="text",
+        choices=logformat.FORMATS,
+        help="text lines, or one JSON object per line (default: text)",
+    )
+    serve.add_argument(
+        "--metrics", action="store_true", help="serve Prometheus metrics at /metrics (default: off)"
+    )
+    watchdog = serve.add_mutually_exclusive_group()
+    watchdog.add_argument(
+        "--block-threshold",
+        type=float,
+        metavar="SECONDS",
+        help="log a task step that holds the event loop this long "
+        f"(default: the app's; {defaults.block_threshold} unless it sets one)",
+    )
+    watchdog.add_argument(
+        "--no-block-watchdog", action="store_true", help="do not watch for a blocked loop"
+    )
     return parser
 
 
@@ -149,7 +171,16 @@ def _options(app: App, args: argparse.Namespace) -> ServerOptions:
     }
     if args.redis:
         overrides["redis_url"] = args.redis
+    if args.block_threshold is not None:
+        overrides["block_threshold"] = args.block_threshold
+    if args.no_block_watchdog:
+        overrides["block_threshold"] = None
     return attrs.evolve(app.options, **overrides)
+
+
+def _with_metrics(app: App) -> App:
+    """``app`` with ``/metrics`` first among its routes."""
+    return attrs.evolve(app, routes=(metrics_route("/metrics"), *app.routes))
 
 
 def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -196,12 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``corral`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logformat.configure(args.log_level, args.log_format)
     try:
         app = load_app(args.app)
+        if args.metrics:
+            app = _with_metrics(app)
         if args.keyfile and not args.certfile:
             raise ValueError("--keyfile needs --certfile")
         ssl_context = make_ssl_context(args.certfile, args.keyfile) if args.certfile else None

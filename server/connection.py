@@ -22,6 +22,7 @@ import os
 import socket
 import struct
 import weakref
+from time import perf_counter
 from typing import Any
 
 import attrs
@@ -37,6 +38,7 @@ from .liveness import Liveness, Verdict
 from .options import ConnectionOptions, OutboxOverflow
 from .outbox import Outbox
 from .session import NEED_DATA, Session, encode_message, encode_ping, encode_pong
+from .tally import tally_of
 from .termination import (
     Crash,
     IdleTimeout,
@@ -58,6 +60,9 @@ _EVENTS_PER_CHECKPOINT = 64
 
 _TLS_POLL_EVERY = 16
 """Mailbox messages in a row between two looks at a TLS client's stream."""
+
+_TIMED_MASK = 63
+"""Metrics: websocket_handle is timed on a connection's 1st, 65th, 129th... message."""
 
 _live: weakref.WeakKeyDictionary[Actor, Connection] = weakref.WeakKeyDictionary()
 
@@ -105,6 +110,10 @@ class Connection:
         "state",
         "started_at",
         "dropped",
+        "frames_in",
+        "frames_out",
+        "bytes_in",
+        "bytes_out",
         "close_code_sent",
         "aborted",
         "_fd",
@@ -143,6 +152,8 @@ class Connection:
         self.started_at = trio.current_time()
         self.dropped = 0
         """Frames pushed by other actors and dropped because the outbox was full."""
+        # Metrics (server.tally): plain ints, read when scraped. Bytes are the socket's.
+        self.frames_in = self.frames_out = self.bytes_in = self.bytes_out = 0
         self.close_code_sent: int | None = None
         """The code of the close frame the client was sent in full, if one was."""
         self.aborted = False
@@ -177,6 +188,7 @@ class Connection:
         if self.session.closing or self._failure is not None:
             return False
         if self._write_nowait(frame.data):
+            self.frames_out += 1
             return True
         self.dropped += 1
         policy = self.options.outbox_overflow
@@ -272,12 +284,19 @@ class Connection:
                         handled += 1
                         if handled % _EVENTS_PER_CHECKPOINT == 0:
                             await trio.lowlevel.checkpoint()
+                        self.frames_in += 1
+                        timed = (self.frames_in & _TIMED_MASK) == 1  # metrics: a sample
+                        started = perf_counter() if timed else 0.0
                         self._handling = True
                         try:
                             result = handler.websocket_handle(event, self.state)
                             if type(result) is not tuple and inspect.isawaitable(result):
                                 result = await result
                         finally:
+                            if timed:
+                                tally_of(self.actor.node).handler_seconds.observe(
+                                    perf_counter() - started
+                                )
                             self._handling = False
                             if self._checked_while_handling:  # a slow callback: it counts
                                 self._checked_while_handling = False
@@ -373,6 +392,7 @@ class Connection:
     def _take(self, data: bytes | bytearray) -> None:
         """Bytes the client sent (``b""``: it closed TCP), for the session to parse."""
         self._received_at = trio.current_time()
+        self.bytes_in += len(data)
         if data:
             self.session.receive_data(bytes(data))
         else:
@@ -441,6 +461,7 @@ class Connection:
             return encode_ping(command.data)
         if isinstance(command, Pong):
             return encode_pong(command.data)
+        self.frames_out += 1
         return self.session.encode(command)
 
     def _set_options(self, command: SetOptions) -> None:
@@ -470,6 +491,7 @@ class Connection:
                     sent = 0
                 except OSError:
                     return True  # the connection is broken; reading will say how it ended
+                self.bytes_out += sent
                 if sent == len(data):
                     return True
                 data = data[sent:]
@@ -511,6 +533,7 @@ class Connection:
                 with trio.move_on_after(self.options.send_timeout) as timer:
                     await self.stream.send_all(data)
                 outbox.written(len(data))
+                self.bytes_out += len(data)
                 if timer.cancelled_caught:
                     self._fail(Overflow("send timed out: the client stopped reading", 1006))
                     await self._abort()
@@ -609,13 +632,23 @@ async def _terminate(connection: Connection, reason: TerminateReason) -> None:
     """Run the handler's terminate once, log the close line, never raise."""
     request = connection.request
     duration = trio.current_time() - connection.started_at
+    code = _close_summary(connection, reason)
+    tally_of(connection.actor.node).connection_closed(connection, reason, code.split()[0])
+    peer = _peer(request)
     logger.info(
         "closed %s %s code=%s reason=%s after %.3f s",
-        _peer(request),
+        peer,
         request.path,
-        _close_summary(connection, reason),
+        code,
         reason,
         duration,
+        extra={  # --log-format json: the same fields, one per key
+            "peer": peer,
+            "path": request.path,
+            "code": code,
+            "reason": str(reason),
+            "duration": round(duration, 3),
+        },
     )
     try:
         await call(connection.handler.terminate, reason, request, connection.state)

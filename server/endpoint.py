@@ -20,6 +20,7 @@ from .handshake import accept
 from .options import ConnectionOptions
 from .router import Match
 from .session import Session
+from .tally import tally_of
 from .termination import Crash
 
 logger = logging.getLogger("corral.server")
@@ -50,9 +51,11 @@ async def websocket_endpoint(
             raise TypeError(f"init must return Upgrade(...) or a Response, not {decision!r}")
     except Exception as exc:
         logger.error("%s: init crashed for %s", actor.address, request.path, exc_info=exc)
+        tally_of(actor.node).refused[500] += 1  # metrics
         await http.refuse(stream, http.internal_error())
         return
     if isinstance(decision, http.Response):
+        tally_of(actor.node).refused[decision.status] += 1  # metrics
         await http.refuse(stream, decision)
         return
     options = decision.options or target.options or default_options
@@ -79,6 +82,7 @@ async def websocket_endpoint(
     if rest:
         session.receive_data(rest)
     connection = Connection(actor, handler, request, options, stream, session, decision.state)
+    tally_of(actor.node).connection_opened(connection, match.route.pattern)  # metrics
     # This frame lives as long as the connection: keep only what it still needs.
     del accepted, decision, rest, session, handler, target
     reason = await connection.run()

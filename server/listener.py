@@ -11,6 +11,7 @@ import errno
 import inspect
 import logging
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from typing import TypeAlias, cast
 
@@ -124,6 +125,8 @@ class FrontDoor:
     max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES
     max_headers: int = DEFAULT_MAX_HEADERS
     allowed_origins: Collection[str] | None = None
+    answered: Counter[int] = attrs.field(factory=Counter, init=False)
+    """Requests answered before any upgrade or HTTP handler (404, 426, 403, 503...), by status."""
     _active: int = attrs.field(default=0, init=False)
     _refused: int = attrs.field(default=0, init=False)
 
@@ -164,6 +167,7 @@ class FrontDoor:
         request, rest = head
         if not admitted:
             logger.warning("refusing %s: at max_connections=%d", request.peer, self.max_connections)
+            self.answered[503] += 1
             await self._reply(stream, request, service_unavailable())
             return None
         decision = dispatch(self.router, request, allowed_origins=self.allowed_origins)
@@ -180,6 +184,7 @@ class FrontDoor:
                     self.handshake_timeout,
                 )
         else:
+            self.answered[decision.response.status] += 1
             await self._reply(stream, request, decision.response)
         return None
 

@@ -78,6 +78,9 @@ class ServerOptions:
     """Connections closed at once during shutdown (10k clients do not stampede)."""
     allowed_origins: Collection[str] | None = None
     """Browser origins allowed to connect (403 for others); None allows all."""
+    block_threshold: float | None = attrs.field(default=0.1, validator=_positive)
+    """The watchdog logs and counts any task step holding the loop this long (seconds);
+    None turns it off (``server.watchdog``)."""
     connection: ConnectionOptions = ConnectionOptions()
     redis_url: str | None = None
     """A Redis (``redis://host:port/db``) shared by every server of a cluster: names, groups,

@@ -25,6 +25,8 @@ from .endpoint import websocket_endpoint
 from .listener import FrontDoor, accept_into, open_listeners
 from .options import ServerOptions
 from .router import Router
+from .tally import tally_of
+from .watchdog import BlockWatchdog
 
 logger = logging.getLogger("corral.server")
 
@@ -75,6 +77,7 @@ class Server:
         self.node: actors.Node | None = None
         self._root: actors.Address | None = None
         self._scope = trio.CancelScope()
+        self._watchdog: BlockWatchdog | None = None
 
     @property
     def scheme(self) -> str:
@@ -98,12 +101,16 @@ class Server:
                     trio.open_nursery() as nursery,
                 ):
                     self.node = node
+                    self._watch(node)
                     # Names are cluster-wide on Redis: each node's root needs its own.
                     name = "root" if node.backend.node_id is None else f"root:{node.name}"
                     self._root = await nursery.start(partial(actors.supervise, root, name=name))
                     await self._listening.wait()
                     task_status.started(self.port)
         finally:
+            if self._watchdog is not None:
+                trio.lowlevel.remove_instrument(self._watchdog)
+                self._watchdog = None
             self.stopped.set()
 
     def _backend(self) -> actors.Backend | None:
@@ -113,6 +120,14 @@ class Server:
         from actors.backend_redis import RedisBackend  # coredis loads only for a cluster
 
         return RedisBackend(self.options.redis_url, prefix=self.options.cluster_prefix)
+
+    def _watch(self, node: actors.Node) -> None:
+        """Let the metrics see the front door; start the blocked-loop watchdog if wanted."""
+        tally = tally_of(node)
+        tally.front_door = self.front_door
+        if self.options.block_threshold is not None:
+            self._watchdog = BlockWatchdog(self.options.block_threshold, tally)
+            trio.lowlevel.add_instrument(self._watchdog)
 
     async def shutdown(self) -> None:
         """Drain: stop accepting, close connections with 1001, stop the app's actors.

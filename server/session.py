@@ -293,9 +293,7 @@ class Session:
         return self.ended
 
 
-def decode_simple_frame(
-    buffer: bytes | bytearray, start: int, end: int
-) -> Text | Binary | None:
+def decode_simple_frame(buffer: bytes | bytearray, start: int, end: int) -> Text | Binary | None:
     """The message in the whole, masked, unfragmented, uncompressed data frame that begins
     ``buffer`` and ends at ``end``; its masking key is at ``start`` (after the length).
 

@@ -10,9 +10,7 @@ import trio
 
 from ..commands import Binary, Text
 
-Match: TypeAlias = (
-    Text | Binary | str | bytes | Mapping[str, Any] | Callable[[Text | Binary], bool]
-)
+Match: TypeAlias = Text | Binary | str | bytes | Mapping[str, Any] | Callable[[Text | Binary], bool]
 """What ``assert_push``/``refute_push`` look for: a ``Text``/``Binary`` (equal), a ``str`` (a
 text push equal to it), ``bytes`` (a binary one), a mapping (a JSON object in a text push
 holding those keys with those values), or a predicate on the push."""

@@ -1,0 +1,223 @@
+"""Prometheus metrics, built when scraped: ``corral serve --metrics`` or ``metrics_route``.
+
+Nothing is pushed to prometheus_client while the server runs: the counters are plain
+integers on the connections, the node and the server's ``Tally``, and ``NodeCollector``
+reads them all when ``/metrics`` is fetched. Mailbox depths are a gauge histogram over the
+live actors at that moment, plus the deepest few by name.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+import actors
+from actors import Node
+
+from .app import http_route
+from .http import Request, Response
+from .router import Route
+from .tally import Histogram, Tally, tally_of
+
+DEPTH_BUCKETS = (0, 1, 4, 16, 64, 256, 1024)
+"""Upper bounds of the mailbox-depth histogram (messages waiting)."""
+TOP_DEPTHS = 5
+"""How many of the deepest mailboxes are named in ``corral_mailbox_depth_top``."""
+
+
+class NodeCollector(Collector):
+    """Every corral metric of one server (its node and tally), read at collection time."""
+
+    def __init__(self, node: Node, tally: Tally | None = None) -> None:
+        self.node = node
+        self.tally = tally if tally is not None else tally_of(node)
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families, as prometheus_client's registry asks for them."""
+        yield from self._connections()
+        yield from self._traffic()
+        yield from self._actors()
+        yield from self._loop()
+
+    def _connections(self) -> Iterator[Metric]:
+        tally = self.tally
+        open_ = GaugeMetricFamily(
+            "corral_connections_open", "Upgraded WebSocket connections open now", labels=["route"]
+        )
+        for route, count in sorted(Counter(tally.open.values()).items()):
+            open_.add_metric([route], count)
+        yield open_
+        opened = CounterMetricFamily(
+            "corral_connections_opened", "WebSocket connections upgraded", labels=["route"]
+        )
+        for route, count in sorted(tally.opened.items()):
+            opened.add_metric([route], count)
+        yield opened
+        closed = CounterMetricFamily(
+            "corral_connections_closed",
+            "WebSocket connections closed, by the close code the client got and the terminate "
+            "reason",
+            labels=["route", "code", "reason"],
+        )
+        crashes = CounterMetricFamily(
+            "corral_handler_crashes",
+            "Connections ended by a handler callback raising",
+            labels=["route"],
+        )
+        crashed: Counter[str] = Counter()
+        for key, count in sorted(tally.closed.items(), key=lambda item: repr(item[0])):
+            closed.add_metric([key.route, key.code, key.reason], count)
+            if key.reason == "crash":
+                crashed[key.route] += count
+        for route, count in sorted(crashed.items()):
+            crashes.add_metric([route], count)
+        yield closed
+        yield crashes
+        refused = CounterMetricFamily(
+            "corral_upgrades_refused",
+            "Requests answered with an error instead of an upgrade (404, 426, 403, 503, "
+            "or init's own response), by HTTP status",
+            labels=["status"],
+        )
+        statuses = Counter(tally.refused)
+        if tally.front_door is not None:
+            statuses.update(tally.front_door.answered)
+        for status, count in sorted(statuses.items()):
+            refused.add_metric([str(status)], count)
+        yield refused
+        if tally.front_door is not None:
+            yield GaugeMetricFamily(
+                "corral_tcp_connections_active",
+                "TCP connections being served (before and after an upgrade)",
+                value=tally.front_door.statistics().active_connections,
+            )
+
+    def _traffic(self) -> Iterator[Metric]:
+        tally = self.tally
+        live = list(tally.open)
+        for name, what, closed, attribute in (
+            ("frames_received", "WebSocket messages from clients", tally.frames_in, "frames_in"),
+            ("frames_sent", "WebSocket messages to clients", tally.frames_out, "frames_out"),
+            ("bytes_received", "Bytes read from clients' sockets", tally.bytes_in, "bytes_in"),
+            ("bytes_sent", "Bytes written to clients' sockets", tally.bytes_out, "bytes_out"),
+        ):
+            total = closed + sum(getattr(c, attribute) for c in live)
+            yield CounterMetricFamily(f"corral_{name}", what, value=total)
+        yield CounterMetricFamily(
+            "corral_outbox_dropped",
+            "Frames pushed to a connection (broadcast) and dropped because its outbox was full",
+            value=tally.outbox_dropped + sum(c.dropped for c in live),
+        )
+        yield _histogram(
+            "corral_handler_seconds",
+            "websocket_handle duration, sampled: one call in 64 per connection (the 1st, 65th...)",
+            tally.handler_seconds,
+        )
+
+    def _actors(self) -> Iterator[Metric]:
+        node, tally = self.node, self.tally
+        infos = node.actors()
+        kinds = GaugeMetricFamily("corral_actors", "Live actors, by kind", labels=["kind"])
+        for kind, count in sorted(Counter(info.kind for info in infos).items()):
+            kinds.add_metric([kind], count)
+        yield kinds
+        depths = [info.mailbox_length for info in infos]
+        counts = [sum(1 for d in depths if d <= bound) for bound in DEPTH_BUCKETS]
+        yield GaugeHistogramMetricFamily(
+            "corral_mailbox_depth",
+            "Live actors by messages waiting in their mailbox, now",
+            buckets=[
+                *((str(b), c) for b, c in zip(DEPTH_BUCKETS, counts, strict=True)),
+                ("+Inf", len(depths)),
+            ],
+            gsum_value=sum(depths),
+        )
+        top = GaugeMetricFamily(
+            "corral_mailbox_depth_top",
+            f"The {TOP_DEPTHS} deepest non-empty mailboxes now, by actor",
+            labels=["actor", "name", "kind"],
+        )
+        deepest = sorted((i for i in infos if i.mailbox_length), key=lambda i: -i.mailbox_length)
+        for info in deepest[:TOP_DEPTHS]:
+            address = info.address
+            name = info.names[0] if info.names else address.label or ""
+            top.add_metric(
+                [f"{address.node}.{address.serial}", name, info.kind], info.mailbox_length
+            )
+        yield top
+        others = {i.address: i.dropped for i in infos if i.kind != "connection" and i.dropped}
+        live_connection_drops = sum(i.dropped for i in infos if i.kind == "connection")
+        yield CounterMetricFamily(
+            "corral_mailbox_dropped",
+            "Messages dropped or evicted by a full mailbox's overflow policy",
+            value=tally.mailbox_dropped
+            + live_connection_drops
+            + sum(others.values())
+            + tally.ended_actor_drops(others),
+        )
+        yield CounterMetricFamily(
+            "corral_supervisor_restarts",
+            "Children restarted by supervisors",
+            value=node.restarts,
+        )
+        yield GaugeMetricFamily(
+            "corral_timers_pending", "Timers scheduled and not yet fired", value=len(node.timers)
+        )
+        yield CounterMetricFamily(
+            "corral_dead_letters",
+            "Messages sent to actors that had ended",
+            value=node.dead_letters,
+        )
+
+    def _loop(self) -> Iterator[Metric]:
+        blocked = CounterMetricFamily(
+            "corral_loop_blocked",
+            "Task steps that held the trio loop past the watchdog's threshold, by route "
+            '("" outside a connection)',
+            labels=["route"],
+        )
+        for route, count in sorted(self.tally.blocked.items()):
+            blocked.add_metric([route], count)
+        yield blocked
+        yield _histogram(
+            "corral_loop_blocked_seconds",
+            "How long each such task step held the loop",
+            self.tally.blocked_seconds,
+        )
+
+
+def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
+    return HistogramMetricFamily(
+        name, documentation, buckets=histogram.cumulative(), sum_value=histogram.total
+    )
+
+
+def exposition(node: Node) -> bytes:
+    """The Prometheus text exposition of the server running on ``node``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(node))
+    return generate_latest(registry)
+
+
+def serve_metrics(request: Request) -> Response:
+    """An HTTP handler answering with the metrics of the server it runs in."""
+    return Response(
+        200,
+        headers=[("content-type", CONTENT_TYPE_LATEST)],
+        body=exposition(actors.current_node()),
+    )
+
+
+def metrics_route(path: str = "/metrics") -> Route:
+    """An ``App`` route serving the server's Prometheus metrics at ``path``."""
+    return http_route(path, serve_metrics)

@@ -1,0 +1,141 @@
+"""What a server counts about its connections: plain integers, read at scrape time.
+
+Nothing here is called per message. Each connection keeps its own integer counters (frames
+and bytes in and out); the tally holds the open connections, folds a connection's counters
+into its totals when it closes, and counts opens, closes (by route, close code and terminate
+reason), refused upgrades, sampled callback times and blocked-loop steps. ``server.metrics``
+turns a tally and its node into Prometheus metrics when they are scraped.
+
+There is one tally per actor node (one server per node): ``tally_of(node)``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import weakref
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import attrs
+
+from actors import Address, Node
+
+from .termination import TerminateReason
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .listener import FrontDoor
+
+SECONDS_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+"""Upper bounds (seconds) of the callback-time and blocked-step histograms."""
+
+
+@attrs.define(eq=False)
+class Histogram:
+    """Counts of observations per bucket (not cumulative), their sum and count."""
+
+    bounds: tuple[float, ...] = SECONDS_BUCKETS
+    counts: list[int] = attrs.field(init=False)
+    total: float = 0.0
+    count: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one: above every bound
+
+    def observe(self, value: float) -> None:
+        """Count one observation."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """Prometheus buckets: ``(le, observations <= le)``, ending with ``+Inf``."""
+        buckets, running = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        return buckets
+
+
+@attrs.frozen
+class CloseKey:
+    """How one connection ended, as counted: its route, the close code, the reason's kind."""
+
+    route: str
+    code: str
+    reason: str
+
+
+def reason_kind(reason: TerminateReason) -> str:
+    """The terminate reason's kind, for a label: ``normal``, ``remote``, ``idle_timeout``,
+    ``protocol_error``, ``crash``, ``shutdown``, ``overflow``."""
+    name = type(reason).__name__
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+@attrs.define(eq=False)
+class Tally:
+    """One server's counters; every method is O(1) and called once per event it counts."""
+
+    open: dict[Connection, str] = attrs.field(factory=dict)
+    """Open connections and their route pattern."""
+    opened: Counter[str] = attrs.field(factory=Counter)
+    closed: Counter[CloseKey] = attrs.field(factory=Counter)
+    refused: Counter[int] = attrs.field(factory=Counter)
+    """Requests answered with an error instead of an upgrade, by HTTP status."""
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    """Totals of closed connections (the open ones hold their own)."""
+    outbox_dropped: int = 0
+    mailbox_dropped: int = 0
+    """Closed connections' drops; other actors' are carried by ``ended_actor_drops``."""
+    handler_seconds: Histogram = attrs.field(factory=Histogram)
+    """Sampled websocket_handle durations (see ``Connection``: one call in 64 per connection)."""
+    blocked: Counter[str] = attrs.field(factory=Counter)
+    """Task steps that held the loop past the watchdog's threshold, by route ("" if none)."""
+    blocked_seconds: Histogram = attrs.field(factory=Histogram)
+    front_door: FrontDoor | None = None
+    _drops_seen: dict[Address, int] = attrs.field(factory=dict)
+    _ended_drops: int = 0
+
+    def connection_opened(self, connection: Connection, route: str) -> None:
+        """A connection was upgraded on ``route`` (its pattern)."""
+        self.open[connection] = route
+        self.opened[route] += 1
+
+    def connection_closed(self, connection: Connection, reason: TerminateReason, code: str) -> None:
+        """A connection ended: count how, and keep its counters in the totals."""
+        route = self.open.pop(connection, "")
+        self.closed[CloseKey(route, code, reason_kind(reason))] += 1
+        self.frames_in += connection.frames_in
+        self.frames_out += connection.frames_out
+        self.bytes_in += connection.bytes_in
+        self.bytes_out += connection.bytes_out
+        self.outbox_dropped += connection.dropped
+        self.mailbox_dropped += connection.actor.mailbox.dropped
+
+    def ended_actor_drops(self, live: dict[Address, int]) -> int:
+        """Drops of other actors that have ended, as last seen by a scrape.
+
+        ``live`` maps each live non-connection actor with drops to its count; an actor gone
+        since the previous scrape keeps the count that scrape saw (so the total never goes
+        down; drops in its last moments before ending may be missed).
+        """
+        for address, dropped in self._drops_seen.items():
+            if address not in live:
+                self._ended_drops += dropped
+        self._drops_seen = dict(live)
+        return self._ended_drops
+
+
+_tallies: weakref.WeakKeyDictionary[Node, Tally] = weakref.WeakKeyDictionary()
+
+
+def tally_of(node: Node) -> Tally:
+    """The tally of the server running on ``node`` (made on first use)."""
+    tally = _tallies.get(node)
+    if tally is None:
+        tally = _tallies[node] = Tally()
+    return tally
