@@ -135,7 +135,7 @@ class Node:
         self._actors[address] = actor
         if link:
             current_actor().link(address)
-        nursery.start_soon(actor.run, fn, args, name=actor)  # its repr: no string kept
+        nursery.start_soon(actor.run, fn, args, name=f"actor {address}")
         return address
 
     def actor(self, address: Address) -> Actor | None:

@@ -414,6 +414,7 @@ class Connection:
         if commands is None:
             return None
         if type(commands) is Text and not self.session.closing:  # the common case, directly
+            self.frames_out += 1
             data = self.session.encode_text(commands.data)
             if not self._write_nowait(data):
                 await self._send(data)
