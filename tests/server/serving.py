@@ -372,11 +372,13 @@ async def raw_client(
     subprotocols: Iterable[str] = (),
     extensions: Iterable[Extension] = (),
     receive_buffer: int | None = None,
+    after_head: bytes = b"",
 ) -> AsyncIterator[RawClient]:
     """Connect and complete the opening handshake with a ``RawClient``.
 
     ``extensions`` are offered (``PerMessageDeflate()``); ``receive_buffer`` shrinks the
-    client's SO_RCVBUF before it connects (a slow reader).
+    client's SO_RCVBUF before it connects (a slow reader); ``after_head`` is written in the
+    same write as the request head, before the 101 (early frames, or half of one).
     """
     async with tcp_client(port, receive_buffer=receive_buffer) as stream:
         client = RawClient(stream)
@@ -387,7 +389,7 @@ async def raw_client(
             extensions=list(extensions),
             extra_headers=[(name.encode(), value.encode()) for name, value in headers],
         )
-        await client.send(request)
+        await client.send_raw(client.ws.send(request) + after_head)
         accepted = await client.next_event()
         assert isinstance(accepted, ev.AcceptConnection), accepted
         client.accepted = accepted

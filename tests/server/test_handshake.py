@@ -10,17 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import trio
 import wsproto.events as ev
 from trio_websocket import ConnectionRejected, open_websocket_url
-from wsproto import ConnectionType, WSConnection
 from wsproto.extensions import PerMessageDeflate
 
 from examples.echo import Echo
 from server import App, ConnectionOptions, Request, Response, Upgrade, websocket
 from server.handshake import accept, accept_key, handshake_problem
 
-from .serving import HOST, WAIT, expect_close, frame, running, serving
+from .serving import expect_close, frame, raw_client, running, serving
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -200,60 +198,17 @@ async def test_message_over_max_message_size_closes_with_1009() -> None:
             assert (await expect_close(ws))[0] == 1009
 
 
-class Upgraded:
-    """A raw TCP client that sent its request head (and maybe more) in one write."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.ws = WSConnection(ConnectionType.CLIENT)
-        self.received = 0
-
-    @classmethod
-    async def connect(
-        cls, port: int, *, after_head: bytes = b"", extensions: list[Any] | None = None
-    ) -> Upgraded:
-        client = cls(await trio.open_tcp_stream(HOST, port))
-        head = client.ws.send(ev.Request(host=HOST, target="/", extensions=extensions or []))
-        await client.stream.send_all(head + after_head)
-        return client
-
-    async def next_event(self) -> ev.Event:
-        with trio.fail_after(WAIT):
-            while True:
-                for event in self.ws.events():
-                    return event
-                data = await self.stream.receive_some()
-                assert data, "the server closed TCP"
-                self.received += len(data)
-                self.ws.receive_data(data)
-
-    async def message(self) -> str | bytes:
-        parts: list[Any] = []
-        while True:
-            event = await self.next_event()
-            if isinstance(event, ev.AcceptConnection):
-                continue
-            assert isinstance(event, (ev.TextMessage, ev.BytesMessage)), event
-            parts.append(event.data)
-            if event.message_finished:
-                return "".join(parts) if isinstance(event, ev.TextMessage) else b"".join(parts)
-
-
 async def test_a_frame_sent_in_the_same_write_as_the_head_is_the_first_message() -> None:
     async with serving(echo_app()) as served:
-        client = await Upgraded.connect(served.port, after_head=frame(0x1, b"early bird"))
-        async with client.stream:
+        async with raw_client(served.port, after_head=frame(0x1, b"early bird")) as client:
             assert await client.message() == "early bird"
 
 
 async def test_a_frame_split_across_the_head_and_the_101_is_read_as_one_frame() -> None:
     whole = frame(0x2, b"\x00SMUGGLED\xff\x01\x02\x03")
     async with serving(echo_app()) as served:
-        client = await Upgraded.connect(served.port, after_head=whole[:6])
-        async with client.stream:
-            assert isinstance(await client.next_event(), ev.AcceptConnection)
-            await client.stream.send_all(whole[6:])
-            await client.stream.send_all(frame(0x1, b"next"))
+        async with raw_client(served.port, after_head=whole[:6]) as client:
+            await client.send_raw(whole[6:] + frame(0x1, b"next"))
             assert await client.message() == b"\x00SMUGGLED\xff\x01\x02\x03"
             assert await client.message() == "next"
 
@@ -261,9 +216,7 @@ async def test_a_frame_split_across_the_head_and_the_101_is_read_as_one_frame() 
 async def test_a_frame_announcing_more_than_max_message_size_is_refused_at_its_header() -> None:
     header = bytes([0x82, 0x80 | 127]) + (64 * 2**20).to_bytes(8, "big") + b"\x01\x02\x03\x04"
     async with serving(echo_app(max_message_size=2**20)) as served:
-        client = await Upgraded.connect(served.port, after_head=header + b"x" * 1000)
-        async with client.stream:
-            assert isinstance(await client.next_event(), ev.AcceptConnection)
+        async with raw_client(served.port, after_head=header + b"x" * 1000) as client:
             closed = await client.next_event()  # no payload sent beyond 1000 bytes
             assert isinstance(closed, ev.CloseConnection) and closed.code == 1009
 
@@ -273,23 +226,19 @@ async def test_a_frame_announcing_more_than_max_message_size_is_refused_at_its_h
 
 async def test_compression_negotiates_permessage_deflate_and_compresses_on_the_wire() -> None:
     async with serving(echo_app(compression=True)) as served:
-        client = await Upgraded.connect(served.port, extensions=[PerMessageDeflate()])
-        async with client.stream:
-            accepted = await client.next_event()
-            assert isinstance(accepted, ev.AcceptConnection)
-            assert [type(e) for e in accepted.extensions] == [PerMessageDeflate]
-            before = client.received
-            await client.stream.send_all(client.ws.send(ev.TextMessage(data="a" * 20_000)))
+        async with raw_client(served.port, extensions=[PerMessageDeflate()]) as client:
+            assert client.accepted is not None
+            assert [type(e) for e in client.accepted.extensions] == [PerMessageDeflate]
+            before = client.received_bytes
+            await client.send(ev.TextMessage(data="a" * 20_000))
             assert await client.message() == "a" * 20_000
-            assert client.received - before < 1_000
+            assert client.received_bytes - before < 1_000
 
 
 async def test_offer_is_declined_when_compression_is_off() -> None:
     async with serving(echo_app()) as served:
-        client = await Upgraded.connect(served.port, extensions=[PerMessageDeflate()])
-        async with client.stream:
-            accepted = await client.next_event()
-            assert isinstance(accepted, ev.AcceptConnection) and accepted.extensions == []
-            await client.stream.send_all(client.ws.send(ev.TextMessage(data="a" * 2_000)))
+        async with raw_client(served.port, extensions=[PerMessageDeflate()]) as client:
+            assert client.accepted is not None and client.accepted.extensions == []
+            await client.send(ev.TextMessage(data="a" * 2_000))
             assert await client.message() == "a" * 2_000
-            assert client.received > 2_000
+            assert client.received_bytes > 2_000
