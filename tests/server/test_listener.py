@@ -200,6 +200,15 @@ async def test_oversized_head_gets_431(nursery: trio.Nursery) -> None:
     assert status == 431
 
 
+async def test_a_head_of_thousands_of_tiny_headers_gets_431_within_the_byte_limit(
+    nursery: trio.Nursery,
+) -> None:
+    port, _ = await start(nursery)  # the default 16 KiB byte limit and 100 header fields
+    tiny = [f"x{number}: a" for number in range(2_700)]  # about 13.6 KB: under 16 KiB
+    status, _, _ = await exchange(port, upgrade(extra="".join(f"{line}\r\n" for line in tiny)))
+    assert status == 431
+
+
 async def test_garbage_gets_400(nursery: trio.Nursery) -> None:
     port, _ = await start(nursery)
     assert (await exchange(port, b"\x16\x03\x01 this is not http\r\n\r\n"))[0] == 400
