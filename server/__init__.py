@@ -1,4 +1,5 @@
-"""corral's WebSocket server: Cowboy's handler lifecycle on trio-websocket.
+"""corral's WebSocket server: Cowboy's handler lifecycle on trio streams, with the protocol
+from websockets' Sans-I/O layer.
 
 Every connection is an actor.
 

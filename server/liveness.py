@@ -1,8 +1,8 @@
 """Is the client still there? Idle timeout and keepalive pings, decided without I/O.
 
 Any byte from the client counts as activity (a data frame, a fragment, a pong), so a
-client streaming one large message slowly is not idle. ``upgrade.ReplayStream`` records
-when bytes arrive; ``Liveness`` decides, at each check, what to do next.
+client streaming one large message slowly is not idle. The connection notes when bytes
+arrive; ``Liveness`` decides, at each check, what to do next.
 """
 
 from __future__ import annotations
