@@ -159,42 +159,55 @@ def running_server(
         stop(proc)
 
 
-def write_spec(outdir: Path, agent: str, port: int, exclude: Iterable[str]) -> Path:
-    """Write a fuzzingclient spec: every case but ``exclude``, against ws://127.0.0.1:port."""
+def write_spec(
+    outdir: Path, agent: str, port: int, exclude: Iterable[str], cases: Iterable[str] = ("*",)
+) -> Path:
+    """Write a fuzzingclient spec: ``cases`` but ``exclude``, against ws://127.0.0.1:port."""
     spec = {
         "outdir": str(outdir),
         "servers": [{"agent": agent, "url": f"ws://127.0.0.1:{port}"}],
-        "cases": ["*"],
+        "cases": list(cases),
         "exclude-cases": list(exclude),
         "exclude-agent-cases": {},
     }
-    path = outdir.parent / "spec.json"
+    path = outdir.parent / f"{outdir.name}.spec.json"
     outdir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(spec, indent=2))
     return path
 
 
-def run_wstest(spec: Path, log: Path, timeout: float) -> None:
-    """Run ``wstest -m fuzzingclient`` on spec (output to ``log``); kill it after ``timeout`` s."""
+def run_wstest(specs: Sequence[Path], logs: Sequence[Path], timeout: float) -> None:
+    """Run ``wstest -m fuzzingclient`` once per spec, all at once (each spec a share of the
+    cases: the run lasts as long as its longest share); output to ``logs``; kill them all
+    after ``timeout`` s."""
     if not WSTEST.exists():
         raise WstestFailed(f"{WSTEST} is missing: run scripts/setup-wstest (./dev test does)")
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(WSTEST), "-m", "fuzzingclient", "-s", str(spec)],
-            cwd=spec.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    runs: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
-        code = proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        raise WstestFailed(f"wstest still running after {timeout} s:\n{tail(log)}") from None
+        for spec, log in zip(specs, logs, strict=True):
+            with log.open("wb") as out:
+                proc = subprocess.Popen(
+                    [str(WSTEST), "-m", "fuzzingclient", "-s", str(spec)],
+                    cwd=spec.parent,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            runs.append((proc, log))
+        deadline = time.monotonic() + timeout
+        for proc, log in runs:
+            try:
+                code = proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise WstestFailed(
+                    f"wstest still running after {timeout} s:\n{tail(log)}"
+                ) from None
+            if code != 0:
+                raise WstestFailed(f"wstest exited with {code}:\n{tail(log)}")
     finally:
-        stop(proc)
-    if code != 0:
-        raise WstestFailed(f"wstest exited with {code}:\n{tail(log)}")
+        for proc, _ in runs:
+            stop(proc)
 
 
 def read_results(outdir: Path, agent: str) -> list[CaseResult]:
