@@ -444,9 +444,7 @@ class Connection:
             if self.session.closing:
                 break
             if isinstance(command, (Text, Binary, Ping, Pong)):
-                data = self._encode(command)
-                if not self._write_nowait(data) and self._outbox is not None:
-                    self._outbox.append(data)
+                self._write_owed(self._encode(command))
             elif isinstance(command, (Close, Stop)):
                 code, why = (
                     (command.code, command.reason) if isinstance(command, Close) else (1000, "")
@@ -518,9 +516,13 @@ class Connection:
         """Write what the protocol owes the client (pongs, a close reply)."""
         data = self.session.data_to_send()
         if data:
-            outbox = self._outbox
-            if not self._write_nowait(data) and outbox is not None:
-                outbox.append(data)  # owed by the protocol: never dropped
+            self._write_owed(data)
+
+    def _write_owed(self, data: bytes) -> None:
+        """Write ``data`` now or queue it, past the outbox's bounds if need be: it is owed
+        (by the protocol, or by a callback that cannot wait), so it is never dropped."""
+        if not self._write_nowait(data) and self._outbox is not None:
+            self._outbox.append(data)
 
     async def _flush(self) -> None:
         """Write everything queued; a client that takes nothing for send_timeout is aborted."""
