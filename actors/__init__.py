@@ -28,7 +28,7 @@ from .errors import (
     NotInActor,
     RestartIntensityExceeded,
 )
-from .mailbox import Mailbox, MailboxStatistics, Overflow
+from .mailbox import Mailbox, MailboxPolicy, MailboxStatistics
 from .messages import Down, Exit, MonitorRef, Ref, Timeout, TimerRef
 from .node import (
     DEFAULT_CAPACITY,
@@ -215,7 +215,7 @@ __all__ = [
     "Normal",
     "NotInActor",
     "NotPortable",
-    "Overflow",
+    "MailboxPolicy",
     "PeerInfo",
     "Ref",
     "Restart",

@@ -16,7 +16,7 @@ import trio
 
 from .address import Address
 from .errors import ActorExit, NotInActor
-from .mailbox import Mailbox, Overflow
+from .mailbox import Mailbox, MailboxPolicy
 from .messages import Down, Exit, MonitorRef, Revocable, Timeout, TimerRef
 from .reasons import KILLED, MAILBOX_OVERFLOW, NOPROC, NORMAL, SHUTDOWN, Crash, ExitReason
 
@@ -70,7 +70,7 @@ class Actor:
         address: Address,
         *,
         capacity: int,
-        overflow: Overflow,
+        overflow: MailboxPolicy,
         kind: str,
         trap_exits: bool,
     ) -> None:

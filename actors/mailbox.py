@@ -26,7 +26,7 @@ from .errors import MailboxFull
 from .messages import REVOKED, Exit, Revocable
 
 
-class Overflow(enum.Enum):
+class MailboxPolicy(enum.Enum):
     """What a full mailbox does with one more message."""
 
     DROP_NEWEST = "drop_newest"
@@ -45,7 +45,7 @@ class MailboxStatistics:
 
     length: int
     capacity: int
-    overflow: Overflow
+    overflow: MailboxPolicy
     received: int
     dropped: int
     waiting_senders: int
@@ -78,7 +78,7 @@ class Mailbox:
         self,
         owner: Address,
         capacity: int,
-        overflow: Overflow,
+        overflow: MailboxPolicy,
         on_overflow_exit: Callable[[], None],
     ) -> None:
         if not isinstance(capacity, int) or capacity < 1:
@@ -262,12 +262,12 @@ class Mailbox:
             wake()
 
     def _overflowed(self, msg: Any) -> bool:
-        if self.overflow is Overflow.DROP_OLDEST:
+        if self.overflow is MailboxPolicy.DROP_OLDEST:
             return self._evict_oldest_for(msg)
-        if self.overflow is Overflow.FAIL:
+        if self.overflow is MailboxPolicy.FAIL:
             raise MailboxFull(self.owner, self.capacity)
         self.dropped += 1
-        if self.overflow is Overflow.EXIT:
+        if self.overflow is MailboxPolicy.EXIT:
             self._on_overflow_exit()
         return False
 

@@ -22,7 +22,7 @@ from .actor import Actor, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend
 from .errors import MailboxFull, NoNode, NoSuchActor
-from .mailbox import Overflow
+from .mailbox import MailboxPolicy
 from .messages import REVOKED, MonitorRef, unwrap
 from .reasons import KILLED, NOPROC, ExitReason
 from .remote import RemoteLinks, RemoteMonitors
@@ -110,7 +110,7 @@ class Node:
         *args: Any,
         name: str | None = None,
         capacity: int = DEFAULT_CAPACITY,
-        overflow: Overflow = Overflow.DROP_NEWEST,
+        overflow: MailboxPolicy = MailboxPolicy.DROP_NEWEST,
         kind: str | None = None,
         trap_exits: bool = False,
         link: bool = False,

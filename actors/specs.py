@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from .actor import ActorFunction
-from .mailbox import Overflow
+from .mailbox import MailboxPolicy
 from .reasons import ExitReason
 
 DEFAULT_SHUTDOWN = 5.0
@@ -51,7 +51,7 @@ class ChildSpec:
     name: str | None = None
     """Register the child under this name (each restart registers it again)."""
     capacity: int = 1024
-    overflow: Overflow = Overflow.DROP_NEWEST
+    overflow: MailboxPolicy = MailboxPolicy.DROP_NEWEST
     trap_exits: bool = False
     kind: str | None = None
 

@@ -82,7 +82,7 @@ class Clock(WebSocketHandler[Ticker]):
         except (ValueError, RecursionError):
             message = None
         if not isinstance(message, dict):
-            return _frame("error", reason="send a JSON object with a \"type\""), state
+            return _frame("error", reason='send a JSON object with a "type"'), state
         kind = message.get("type")
         if kind == "start":
             every: Any = message.get("every")

@@ -18,16 +18,16 @@ from .fanout import broadcast, send_frame, send_frames
 from .handler import HandlerFactory, InitResult, Result, Upgrade, WebSocketHandler
 from .http import Request, Response
 from .metrics import metrics_route
-from .options import ConnectionOptions, OutboxOverflow, ServerOptions
+from .options import ConnectionOptions, OutboxPolicy, ServerOptions
 from .ratelimit import TokenBucket
 from .termination import (
-    Crash,
+    ClientClosed,
+    HandlerCrashed,
+    HandlerStopped,
     IdleTimeout,
-    Normal,
-    Overflow,
     ProtocolError,
-    Remote,
-    Shutdown,
+    ServerShutdown,
+    SlowClient,
     TerminateReason,
 )
 
@@ -37,25 +37,25 @@ __all__ = [
     "Close",
     "Command",
     "ConnectionOptions",
-    "Crash",
+    "HandlerCrashed",
     "Frame",
     "HandlerFactory",
     "IdleTimeout",
     "InitResult",
-    "Normal",
-    "OutboxOverflow",
-    "Overflow",
+    "HandlerStopped",
+    "OutboxPolicy",
+    "SlowClient",
     "Ping",
     "Pong",
     "ProtocolError",
-    "Remote",
+    "ClientClosed",
     "Request",
     "Response",
     "Result",
     "Running",
     "ServerOptions",
     "SetOptions",
-    "Shutdown",
+    "ServerShutdown",
     "Stop",
     "TerminateReason",
     "Text",

@@ -35,18 +35,18 @@ from .commands import Binary, Close, Commands, Ping, Pong, SetOptions, Stop, Tex
 from .handler import WebSocketHandler, call, unpack_result
 from .http import Request
 from .liveness import Liveness, Verdict
-from .options import ConnectionOptions, OutboxOverflow
+from .options import ConnectionOptions, OutboxPolicy
 from .outbox import Outbox
 from .session import NEED_DATA, Session, encode_message, encode_ping, encode_pong
 from .tally import tally_of
 from .termination import (
-    Crash,
+    ClientClosed,
+    HandlerCrashed,
+    HandlerStopped,
     IdleTimeout,
-    Normal,
-    Overflow,
     ProtocolError,
-    Remote,
-    Shutdown,
+    ServerShutdown,
+    SlowClient,
     TerminateReason,
 )
 
@@ -192,9 +192,9 @@ class Connection:
             return True
         self.dropped += 1
         policy = self.options.outbox_overflow
-        if policy is not OutboxOverflow.DROP:
-            code = 1013 if policy is OutboxOverflow.CLOSE_1013 else 1008
-            self._fail(Overflow("outbox full: the client is not keeping up", code))
+        if policy is not OutboxPolicy.DROP:
+            code = 1013 if policy is OutboxPolicy.CLOSE_1013 else 1008
+            self._fail(SlowClient("outbox full: the client is not keeping up", code))
         return False
 
     def _fail(self, reason: TerminateReason) -> None:
@@ -229,7 +229,7 @@ class Connection:
             self._wake()  # _failure is set: the loop ends the connection
             return
         if _is_shutdown(message):
-            self._fail(Shutdown())
+            self._fail(ServerShutdown())
             self._wake()
             return
         try:
@@ -316,7 +316,7 @@ class Connection:
                         if type(message) is _Ended:
                             reason = self._failure or message.reason
                         elif _is_shutdown(message):
-                            reason = Shutdown()
+                            reason = ServerShutdown()
                         else:
                             result = await call(handler.websocket_info, message, self.state)
                             reason = await self._apply(unpack_result("websocket_info", result))
@@ -335,7 +335,7 @@ class Connection:
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + self.options.close_timeout
                 await trio.aclose_forcefully(self.stream)
-                await _terminate(self, reason or Shutdown())  # None: cancelled by shutdown
+                await _terminate(self, reason or ServerShutdown())  # None: cancelled by shutdown
         return reason
 
     async def _receive(self) -> None:
@@ -398,7 +398,7 @@ class Connection:
         else:
             self.session.receive_eof()
 
-    def _crashed(self, exc: Exception) -> Crash:
+    def _crashed(self, exc: Exception) -> HandlerCrashed:
         logger.error(
             "%s: handler %s crashed on %s %s",
             self.actor.address,
@@ -407,7 +407,7 @@ class Connection:
             self.request.path,
             exc_info=exc,
         )
-        return Crash(exc)
+        return HandlerCrashed(exc)
 
     async def _apply(self, result: tuple[Commands, Any]) -> TerminateReason | None:
         commands, self.state = result
@@ -426,10 +426,10 @@ class Connection:
                 await self._send(self._encode(command))
             elif isinstance(command, Close):
                 self._queue_close(command.code, command.reason)
-                return Normal()
+                return HandlerStopped()
             elif isinstance(command, Stop):
                 self._queue_close(1000, "")
-                return Normal()
+                return HandlerStopped()
             elif isinstance(command, SetOptions):
                 self._set_options(command)
             if self._failure is not None:
@@ -450,7 +450,7 @@ class Connection:
                     (command.code, command.reason) if isinstance(command, Close) else (1000, "")
                 )
                 self._queue_close(code, why)
-                return Normal()
+                return HandlerStopped()
             elif isinstance(command, SetOptions):
                 self._set_options(command)
         return None
@@ -538,11 +538,11 @@ class Connection:
                 outbox.written(len(data))
                 self.bytes_out += len(data)
                 if timer.cancelled_caught:
-                    self._fail(Overflow("send timed out: the client stopped reading", 1006))
+                    self._fail(SlowClient("send timed out: the client stopped reading", 1006))
                     await self._abort()
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._fail(Remote(1006))
+            self._fail(ClientClosed(1006))
             return
         finally:
             self._flushing = False
@@ -585,7 +585,7 @@ class Connection:
             return
         if _server_closes(reason):
             self._queue_close(reason.close_code, "")
-        elif isinstance(reason, Overflow):
+        elif isinstance(reason, SlowClient):
             await self._abort()
             return
         self._write_protocol_data()
@@ -670,7 +670,7 @@ def _close_summary(connection: Connection, reason: TerminateReason) -> str:
         return "1006 (TCP aborted)"
     if connection.close_code_sent is not None:
         return str(connection.close_code_sent)
-    if isinstance(reason, (Remote, ProtocolError)):
+    if isinstance(reason, (ClientClosed, ProtocolError)):
         return str(reason.close_code)
     return "1006"  # cancelled before a close frame could go out
 
@@ -690,9 +690,9 @@ def _is_shutdown(message: Any) -> bool:
 
 def _server_closes(reason: TerminateReason) -> bool:
     """Whether the server still owes the client a close frame for this reason."""
-    if isinstance(reason, (Remote, ProtocolError)):
+    if isinstance(reason, (ClientClosed, ProtocolError)):
         return False
-    return not (isinstance(reason, Overflow) and reason.code == 1006)
+    return not (isinstance(reason, SlowClient) and reason.code == 1006)
 
 
 def _peer(request: Request) -> str:

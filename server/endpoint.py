@@ -21,7 +21,7 @@ from .options import ConnectionOptions
 from .router import Match
 from .session import Session
 from .tally import tally_of
-from .termination import Crash
+from .termination import HandlerCrashed
 
 logger = logging.getLogger("corral.server")
 
@@ -86,7 +86,7 @@ async def websocket_endpoint(
     # This frame lives as long as the connection: keep only what it still needs.
     del accepted, decision, rest, session, handler, target
     reason = await connection.run()
-    if isinstance(reason, Crash):
+    if isinstance(reason, HandlerCrashed):
         actor.exit(actors.Crash(reason.exception))
 
 

@@ -77,7 +77,7 @@ class NodeCollector(Collector):
         crashed: Counter[str] = Counter()
         for key, count in sorted(tally.closed.items(), key=lambda item: repr(item[0])):
             closed.add_metric([key.route, key.code, key.reason], count)
-            if key.reason == "crash":
+            if key.reason == "handler_crashed":
                 crashed[key.route] += count
         for route, count in sorted(crashed.items()):
             crashes.add_metric([route], count)

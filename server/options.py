@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from actors import Overflow as MailboxOverflow
+from actors import MailboxPolicy
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -16,7 +16,7 @@ def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         raise ValueError(f"{attribute.name} must be > 0 (or None to disable), not {value!r}")
 
 
-class OutboxOverflow(enum.Enum):
+class OutboxPolicy(enum.Enum):
     """What happens when a message pushed to a connection finds its outbox full."""
 
     DROP = "drop"
@@ -53,9 +53,9 @@ class ConnectionOptions:
     """Frames queued for the client before the outbox counts as full."""
     outbox_bytes: int = attrs.field(default=4 * 2**20, validator=_positive)
     """Bytes queued for the client before the outbox counts as full (one frame always fits)."""
-    outbox_overflow: OutboxOverflow = OutboxOverflow.CLOSE_1013
+    outbox_overflow: OutboxPolicy = OutboxPolicy.CLOSE_1013
     mailbox_capacity: int = attrs.field(default=1024, validator=_positive)
-    mailbox_overflow: MailboxOverflow = MailboxOverflow.DROP_NEWEST
+    mailbox_overflow: MailboxPolicy = MailboxPolicy.DROP_NEWEST
     compression: bool = False
     """Offer permessage-deflate (RFC 7692) to clients that ask for it."""
 

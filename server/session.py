@@ -26,7 +26,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import CLOSED, OPEN, Protocol, Side
 
 from .commands import Binary, Text, wire_binary, wire_text
-from .termination import ProtocolError, Remote, TerminateReason
+from .termination import ClientClosed, ProtocolError, TerminateReason
 
 try:
     from websockets.speedups import apply_mask
@@ -113,7 +113,7 @@ class Session:
         protocol.receive_eof()
         self._collect(protocol)
         if self.ended is None:  # a close handshake completed: the EOF ends nothing new
-            self.ended = Remote(1006)
+            self.ended = ClientClosed(1006)
 
     def next_event(self) -> Text | Binary | TerminateReason | None:
         """The next whole message, the reason the client's side ended, or NEED_DATA."""
@@ -277,12 +277,12 @@ class Session:
         if protocol.parser_exc is not None:
             sent = protocol.close_sent
             if isinstance(protocol.parser_exc, EOFError) or sent is None:
-                self.ended = Remote(1006)
+                self.ended = ClientClosed(1006)
             else:
                 self.ended = ProtocolError(sent.code, sent.reason)
         elif protocol.close_rcvd is not None and not self.closing:
             received = protocol.close_rcvd
-            self.ended = Remote(received.code, received.reason)
+            self.ended = ClientClosed(received.code, received.reason)
 
     def _fail(self, code: int, reason: str) -> TerminateReason:
         """End the connection for a protocol error the client made, with ``code``."""

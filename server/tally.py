@@ -66,13 +66,6 @@ class CloseKey:
     reason: str
 
 
-def reason_kind(reason: TerminateReason) -> str:
-    """The terminate reason's kind, for a label: ``normal``, ``remote``, ``idle_timeout``,
-    ``protocol_error``, ``crash``, ``shutdown``, ``overflow``."""
-    name = type(reason).__name__
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
-
-
 @attrs.define(eq=False)
 class Tally:
     """One server's counters; every method is O(1) and called once per event it counts."""
@@ -108,7 +101,7 @@ class Tally:
     def connection_closed(self, connection: Connection, reason: TerminateReason, code: str) -> None:
         """A connection ended: count how, and keep its counters in the totals."""
         route = self.open.pop(connection, "")
-        self.closed[CloseKey(route, code, reason_kind(reason))] += 1
+        self.closed[CloseKey(route, code, reason.kind)] += 1
         self.frames_in += connection.frames_in
         self.frames_out += connection.frames_out
         self.bytes_in += connection.bytes_in

@@ -11,20 +11,28 @@ class TerminateReason:
 
     @property
     def close_code(self) -> int:
-        """The close code the server sends for this reason (or received, for Remote)."""
+        """The close code the server sends for this reason (or received, for ClientClosed)."""
         return 1000
 
+    @property
+    def kind(self) -> str:
+        """The reason's class in snake case (``client_closed``): a metrics label."""
+        name = type(self).__name__
+        return "".join(
+            "_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name)
+        )
+
     def __str__(self) -> str:
-        return type(self).__name__.lower()
+        return self.kind.replace("_", " ")
 
 
 @attrs.frozen(str=False)
-class Normal(TerminateReason):
+class HandlerStopped(TerminateReason):
     """The handler stopped (Stop, or Close with its own code)."""
 
 
 @attrs.frozen(str=False)
-class Remote(TerminateReason):
+class ClientClosed(TerminateReason):
     """The client closed: with a close frame (its code), or by dropping TCP (1006)."""
 
     code: int = attrs.field(default=1006, converter=int)
@@ -40,15 +48,12 @@ class Remote(TerminateReason):
         return self.code == 1006
 
     def __str__(self) -> str:
-        return f"remote {self.code}" + (f" {self.reason!r}" if self.reason else "")
+        return f"client closed {self.code}" + (f" {self.reason!r}" if self.reason else "")
 
 
 @attrs.frozen(str=False)
 class IdleTimeout(TerminateReason):
     """No data from the client within the idle timeout, or no pong within its deadline."""
-
-    def __str__(self) -> str:
-        return "idle timeout"
 
 
 @attrs.frozen(str=False)
@@ -67,7 +72,7 @@ class ProtocolError(TerminateReason):
 
 
 @attrs.frozen(str=False)
-class Crash(TerminateReason):
+class HandlerCrashed(TerminateReason):
     """A callback raised; the client got 1011."""
 
     exception: BaseException = attrs.field(eq=False)
@@ -77,11 +82,11 @@ class Crash(TerminateReason):
         return 1011
 
     def __str__(self) -> str:
-        return f"crash {self.exception!r}"
+        return f"handler crashed {self.exception!r}"
 
 
 @attrs.frozen(str=False)
-class Shutdown(TerminateReason):
+class ServerShutdown(TerminateReason):
     """The server is stopping; the client got 1001."""
 
     @property
@@ -90,7 +95,7 @@ class Shutdown(TerminateReason):
 
 
 @attrs.frozen(str=False)
-class Overflow(TerminateReason):
+class SlowClient(TerminateReason):
     """The client could not keep up: outbox full (1013/1008), or a write stuck past the
     send timeout (1006: TCP aborted, no close frame)."""
 
@@ -102,4 +107,4 @@ class Overflow(TerminateReason):
         return self.code
 
     def __str__(self) -> str:
-        return f"overflow {self.code} ({self.detail})"
+        return f"slow client {self.code} ({self.detail})"

@@ -117,7 +117,7 @@ def nick_problem(nick: Any) -> str | None:
 def text_problem(text: Any) -> str | None:
     """Why ``text`` cannot be said, or None if it can."""
     if not isinstance(text, str) or not text.strip():
-        return "empty text: \"text\" must be a non-blank string"
+        return 'empty text: "text" must be a non-blank string'
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:

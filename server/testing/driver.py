@@ -339,7 +339,7 @@ async def drive(
     the test's own actors), else on a node of its own, which is current inside the block: a
     ``drive`` nested in it runs on the same node, and shares the app's actors (a second chat
     member in the same room). Leaving the block ends the connection as a stopping server does
-    (1001, ``Shutdown()``) if it still runs.
+    (1001, ``ServerShutdown()``) if it still runs.
     """
     request = build_request(path, query=query, headers=headers, bindings=bindings, peer=peer)
     app: App | None = None

@@ -7,13 +7,13 @@ import trio
 import trio.testing
 
 from actors.address import Address
-from actors.mailbox import Mailbox, Overflow
+from actors.mailbox import Mailbox, MailboxPolicy
 from actors.messages import Exit, Revocable, TimerRef
 
 OWNER = Address("test", 1)
 
 
-def mailbox(capacity: int = 2, overflow: Overflow = Overflow.DROP_NEWEST) -> Mailbox:
+def mailbox(capacity: int = 2, overflow: MailboxPolicy = MailboxPolicy.DROP_NEWEST) -> Mailbox:
     return Mailbox(OWNER, capacity, overflow, lambda: None)
 
 
@@ -124,7 +124,7 @@ async def test_get_is_a_checkpoint_even_when_a_message_is_waiting() -> None:
 
 
 async def test_a_notification_of_any_type_is_never_evicted() -> None:
-    box = mailbox(capacity=1, overflow=Overflow.DROP_OLDEST)
+    box = mailbox(capacity=1, overflow=MailboxPolicy.DROP_OLDEST)
     box.put_system("the client left")
     box.put_nowait("old")
     assert box.put_nowait("new") is True

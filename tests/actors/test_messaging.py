@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 import actors
-from actors import MAILBOX_OVERFLOW, Overflow
+from actors import MAILBOX_OVERFLOW, MailboxPolicy
 
 from .kit import Recorder, idle, run_actor
 
@@ -53,7 +53,7 @@ async def test_send_to_an_unknown_name_raises_no_such_actor(node: actors.Node) -
 
 async def test_drop_newest_discards_the_incoming_message_and_counts_it(node: actors.Node) -> None:
     async with trio.open_nursery() as nursery:
-        address = actors.spawn(nursery, idle, capacity=2, overflow=Overflow.DROP_NEWEST)
+        address = actors.spawn(nursery, idle, capacity=2, overflow=MailboxPolicy.DROP_NEWEST)
         assert [actors.send(address, i) for i in range(4)] == [True, True, False, False]
         actor = node.actor(address)
         assert actor is not None
@@ -65,7 +65,7 @@ async def test_drop_newest_discards_the_incoming_message_and_counts_it(node: act
 
 async def test_drop_oldest_keeps_the_newest_messages(node: actors.Node) -> None:
     async with trio.open_nursery() as nursery:
-        address = actors.spawn(nursery, idle, capacity=2, overflow=Overflow.DROP_OLDEST)
+        address = actors.spawn(nursery, idle, capacity=2, overflow=MailboxPolicy.DROP_OLDEST)
         assert all(actors.send(address, i) for i in range(5))
         actor = node.actor(address)
         assert actor is not None
@@ -77,7 +77,7 @@ async def test_drop_oldest_keeps_the_newest_messages(node: actors.Node) -> None:
 
 async def test_fail_policy_raises_mailbox_full_to_the_sender(node: actors.Node) -> None:
     async with trio.open_nursery() as nursery:
-        address = actors.spawn(nursery, idle, capacity=1, overflow=Overflow.FAIL)
+        address = actors.spawn(nursery, idle, capacity=1, overflow=MailboxPolicy.FAIL)
         actors.send(address, "fits")
         with pytest.raises(actors.MailboxFull, match="send_wait"):
             actors.send(address, "does not fit")
@@ -86,7 +86,7 @@ async def test_fail_policy_raises_mailbox_full_to_the_sender(node: actors.Node) 
 
 async def test_exit_policy_stops_the_actor_with_mailbox_overflow(node: actors.Node) -> None:
     async with trio.open_nursery() as nursery:
-        address = actors.spawn(nursery, idle, capacity=1, overflow=Overflow.EXIT)
+        address = actors.spawn(nursery, idle, capacity=1, overflow=MailboxPolicy.EXIT)
         actors.send(address, "fits")
         assert actors.send(address, "overflows") is False
         assert await node.wait(address) == MAILBOX_OVERFLOW
@@ -127,7 +127,7 @@ async def test_mailbox_capacity_must_be_positive(node: actors.Node) -> None:
 async def test_introspection_lists_live_actors_with_mailbox_figures(node: actors.Node) -> None:
     async with trio.open_nursery() as nursery:
         address = actors.spawn(
-            nursery, idle, name="sleepy", capacity=3, overflow=Overflow.DROP_NEWEST
+            nursery, idle, name="sleepy", capacity=3, overflow=MailboxPolicy.DROP_NEWEST
         )
         for i in range(5):
             actors.send(address, i)
@@ -152,7 +152,7 @@ async def test_outside_an_actor_timers_say_they_need_one(node: actors.Node) -> N
 
 async def test_drop_oldest_never_evicts_a_runtime_notification(node: actors.Node) -> None:
     async with trio.open_nursery() as nursery:
-        address = actors.spawn(nursery, idle, capacity=2, overflow=Overflow.DROP_OLDEST)
+        address = actors.spawn(nursery, idle, capacity=2, overflow=MailboxPolicy.DROP_OLDEST)
         actor = node.actor(address)
         assert actor is not None
         actor.trap_exits = True

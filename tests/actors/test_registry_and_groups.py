@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 import actors
-from actors import Overflow
+from actors import MailboxPolicy
 
 from .kit import Recorder, idle
 
@@ -118,9 +118,11 @@ async def test_publish_reaches_every_member_and_returns_how_many_took_it(
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("policy", [Overflow.DROP_NEWEST, Overflow.FAIL, Overflow.EXIT])
+@pytest.mark.parametrize(
+    "policy", [MailboxPolicy.DROP_NEWEST, MailboxPolicy.FAIL, MailboxPolicy.EXIT]
+)
 async def test_a_full_member_never_blocks_the_publisher_or_the_others(
-    node: actors.Node, policy: Overflow
+    node: actors.Node, policy: MailboxPolicy
 ) -> None:
     recorders = [Recorder() for _ in range(2)]
     async with trio.open_nursery() as nursery:
@@ -136,7 +138,7 @@ async def test_a_full_member_never_blocks_the_publisher_or_the_others(
         assert taken == 2
         for recorder in recorders:
             assert await recorder.wait_for_count(1) == ["hello"]
-        if policy is Overflow.EXIT:
+        if policy is MailboxPolicy.EXIT:
             assert await stuck_actor.wait() == actors.MAILBOX_OVERFLOW
         else:
             assert stuck_actor.mailbox.statistics().dropped == 1

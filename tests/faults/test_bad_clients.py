@@ -22,12 +22,12 @@ from wsproto.frame_protocol import Opcode
 from server import (
     App,
     Binary,
+    ClientClosed,
     ConnectionOptions,
     Frame,
     IdleTimeout,
-    Overflow,
     ProtocolError,
-    Remote,
+    SlowClient,
     Text,
     websocket,
 )
@@ -99,7 +99,7 @@ async def test_client_reset_mid_frame_ends_as_remote_1006(caplog: pytest.LogCapt
             await until_quiet()  # the server has read the half and waits for the rest
             client.reset()
             reason = (await log.one()).reason
-        assert reason == Remote(1006) and reason.abrupt
+        assert reason == ClientClosed(1006) and reason.abrupt
         await served.until_no_connections()
         assert served.live_actors() == baseline
         await assert_echoes(served.url())
@@ -120,7 +120,7 @@ async def test_client_that_stops_reading_is_dropped_after_send_timeout(
         await assert_echoes(served.url())  # ...and serves another client meanwhile
         reason = (await log.one()).reason
         elapsed = trio.current_time() - started
-        assert reason == Overflow("send timed out: the client stopped reading", 1006)
+        assert reason == SlowClient("send timed out: the client stopped reading", 1006)
         assert SEND_TIMEOUT <= elapsed < SEND_TIMEOUT + 0.1
         # What the client sees once it reads again: some of the flood, then TCP ends, no close.
         events = await slow.eof()
@@ -186,7 +186,7 @@ async def test_many_abrupt_clients_leave_no_connection_behind(
             for client in clients:
                 client.reset()
             await log.wait(len(clients))
-        assert set(log.reasons) == {Remote(1006)}
+        assert set(log.reasons) == {ClientClosed(1006)}
         await served.until_no_connections()
         assert served.live_actors() == baseline
         await assert_echoes(served.url())

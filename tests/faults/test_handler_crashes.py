@@ -20,14 +20,14 @@ import actors
 from examples.echo import Echo
 from server import (
     App,
+    ClientClosed,
     ConnectionOptions,
-    Crash,
     Frame,
-    Remote,
+    HandlerCrashed,
     Request,
     Response,
     ServerOptions,
-    Shutdown,
+    ServerShutdown,
     TerminateReason,
     Text,
     Upgrade,
@@ -125,7 +125,7 @@ async def test_init_raising_answers_500_and_logs_it(caplog: pytest.LogCaptureFix
         assert b"Boom" not in answer.body  # details go to the log, not to the client
         await assert_echoes(server.url())
     assert any("init crashed" in message for message in errors(caplog))
-    assert log.reasons == [Remote(1000)]  # only the echo client was upgraded
+    assert log.reasons == [ClientClosed(1000)]  # only the echo client was upgraded
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ async def test_callback_raising_closes_with_1011_and_terminate_gets_crash(
     async with running(crashy_app(log)) as server:
         assert await close_code_after(server.url(f"/crash/{where}"), send) == 1011
         reason = (await log.one()).reason
-        assert isinstance(reason, Crash) and isinstance(reason.exception, Boom)
+        assert isinstance(reason, HandlerCrashed) and isinstance(reason.exception, Boom)
         assert str(reason.exception) == where
         await assert_echoes(server.url())
     logged = errors(caplog)
@@ -157,7 +157,7 @@ async def test_terminate_raising_is_logged_and_breaks_nothing(
             assert await ws.get_message() == "hello"
         assert ws.closed is not None and ws.closed.code == 1000  # the client's own close
         reason = (await log.one()).reason
-        assert reason == Remote(1000)
+        assert reason == ClientClosed(1000)
         await assert_echoes(server.url())
         await assert_echoes(server.url("/crash/terminate"))  # the same route still works
     logged = errors(caplog)
@@ -172,7 +172,7 @@ async def test_callback_returning_garbage_closes_with_1011(
     async with running(crashy_app(log)) as server:
         assert await close_code_after(server.url(), "bad return") == 1011
         reason = (await log.one()).reason
-        assert isinstance(reason, Crash) and isinstance(reason.exception, TypeError)
+        assert isinstance(reason, HandlerCrashed) and isinstance(reason.exception, TypeError)
         await assert_echoes(server.url())
     assert any("must return (commands, state)" in repr(r.exc_info) for r in caplog.records)
 
@@ -222,14 +222,14 @@ async def test_a_stuck_callback_does_not_hold_others_or_the_drain(
 ) -> None:
     """A callback that never returns cannot answer the shutdown: the connection is killed
     after its shutdown time; the client gets no close frame (TCP closed: 1006), terminate
-    still runs (with Shutdown), and the drain ends long before its timeout."""
+    still runs (with ServerShutdown), and the drain ends long before its timeout."""
     log = Terminations()
     async with stuck_connection(log) as (served, stuck):
         await assert_echoes(served.url())  # the others are served meanwhile
         started = trio.current_time()
         assert await shut_down(served, stuck) == []  # TCP closed, no close frame
         assert trio.current_time() - started == pytest.approx(SHUTDOWN_TIME, abs=0.01)
-        assert log.reasons == [Shutdown()]
+        assert log.reasons == [ServerShutdown()]
 
 
 async def test_the_close_line_of_a_killed_connection_does_not_claim_1001(

@@ -97,7 +97,7 @@ async def test_a_signal_closes_every_client_with_1001_and_exits_0(
     log = corral.log
     assert f"{signum.name}: draining" in log
     assert "drained" in log
-    closes = re.findall(r"closed 127\.0\.0\.1:\d+ / code=1001 reason=shutdown", log)
+    closes = re.findall(r"closed 127\.0\.0\.1:\d+ / code=1001 reason=server shutdown", log)
     assert len(closes) == 3, log
 
 

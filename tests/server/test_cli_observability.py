@@ -28,16 +28,17 @@ async def test_serve_with_metrics_and_json_logs(tmp_path: Path) -> None:
         (s.labels["code"], s.labels["reason"]): s.value
         for s in families["corral_connections_closed"].samples
     }
-    assert closes == {("1000", "remote"): 1}
+    assert closes == {("1000", "client_closed"): 1}
 
     lines = [json.loads(line) for line in corral.log.splitlines() if line.startswith("{")]
     assert len(lines) == len(corral.log.splitlines())  # every line is one JSON object
     [closed] = [line for line in lines if line["message"].startswith("closed ")]
     assert closed["path"] == "/"
     assert closed["code"] == "1000"
-    assert closed["reason"] == "remote 1000"
+    assert closed["reason"] == "client closed 1000"
     assert closed["peer"].startswith("127.0.0.1:")
     assert isinstance(closed["duration"], float)
     assert closed["message"] == (
-        f"closed {closed['peer']} / code=1000 reason=remote 1000 after {closed['duration']:.3f} s"
+        f"closed {closed['peer']} / code=1000 reason=client closed 1000"
+        f" after {closed['duration']:.3f} s"
     )

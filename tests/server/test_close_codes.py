@@ -20,16 +20,16 @@ import actors
 from server import (
     App,
     Binary,
+    ClientClosed,
     ConnectionOptions,
-    Crash,
     Frame,
+    HandlerCrashed,
     IdleTimeout,
-    Overflow,
     ProtocolError,
-    Remote,
     Request,
     ServerOptions,
-    Shutdown,
+    ServerShutdown,
+    SlowClient,
     Text,
     websocket,
 )
@@ -90,10 +90,10 @@ async def test_client_close_code_and_reason_reach_terminate_as_remote(
         await ws.aclose(4000, "going away")
         assert ws.closed is not None and ws.closed.code == 4000
         call = await log.one()
-    assert call.reason == Remote(4000, "going away")
+    assert call.reason == ClientClosed(4000, "going away")
     assert not call.reason.abrupt
     assert re.search(
-        r"closed 127\.0\.0\.1:\d+ / code=4000 reason=remote 4000 'going away'", caplog.text
+        r"closed 127\.0\.0\.1:\d+ / code=4000 reason=client closed 4000 'going away'", caplog.text
     )
 
 
@@ -104,7 +104,7 @@ async def test_client_dropping_tcp_is_remote_1006() -> None:
             await raw.send(ev.TextMessage("hi"))
             assert isinstance(await raw.next_event(), ev.TextMessage)
         call = await log.one()
-    assert call.reason == Remote(1006)
+    assert call.reason == ClientClosed(1006)
     assert call.reason.abrupt
 
 
@@ -159,7 +159,7 @@ async def test_a_client_answering_pings_stays_connected(
     async with serving(echo_app(log, options)) as served, client(served.url()) as ws:
         await trio.sleep(60)  # trio-websocket answers each ping
         await echoes(ws, "after a minute")
-    assert (await log.one()).reason == Remote(1000)
+    assert (await log.one()).reason == ClientClosed(1000)
 
 
 class Slow(Recorded):
@@ -182,7 +182,7 @@ async def test_a_slow_handler_is_not_mistaken_for_an_idle_client(
         for i in range(20):
             with trio.fail_after(60):
                 assert await ws.get_message() == f"m{i}"
-    assert (await log.one()).reason == Remote(1000)
+    assert (await log.one()).reason == ClientClosed(1000)
 
 
 # ---- protocol errors ------------------------------------------------------------------------
@@ -305,7 +305,7 @@ async def test_a_client_closing_while_the_server_streams_is_remote_with_its_code
             if writer == "writer-blocked":
                 await until_quiet()
             await ws.aclose(4002, "enough")
-        assert (await log.one()).reason == Remote(4002, "enough")
+        assert (await log.one()).reason == ClientClosed(4002, "enough")
 
 
 # ---- crashes --------------------------------------------------------------------------------
@@ -343,7 +343,7 @@ async def test_a_crashing_callback_closes_with_1011(
                 await ws.send_message("trigger")
             assert await expect_close(ws) == (1011, None)
         call = await log.one()
-    assert isinstance(call.reason, Crash)
+    assert isinstance(call.reason, HandlerCrashed)
     assert str(call.reason.exception) == f"bug in {callback}"
     assert "handler CrashIn crashed on 127.0.0.1:" in caplog.text
 
@@ -366,7 +366,7 @@ async def test_a_crashing_terminate_is_logged_and_the_server_goes_on(
         async with client(served.url()) as ws:
             await echoes(ws, "two")
         await log.wait(2)
-    assert log.reasons == [Remote(1000), Remote(1000)]
+    assert log.reasons == [ClientClosed(1000), ClientClosed(1000)]
     assert caplog.text.count("terminate of BadTerminate crashed") == 2
 
 
@@ -388,8 +388,11 @@ async def test_shutdown_closes_every_client_with_1001_and_runs_each_terminate(
                     assert await expect_close(ws) == (1001, None)
             assert served.server.stopped.is_set()
             calls = await log.wait(3)
-    assert [call.reason for call in calls] == [Shutdown()] * 3
-    assert len(re.findall(r"closed 127\.0\.0\.1:\d+ / code=1001 reason=shutdown", caplog.text)) == 3
+    assert [call.reason for call in calls] == [ServerShutdown()] * 3
+    assert (
+        len(re.findall(r"closed 127\.0\.0\.1:\d+ / code=1001 reason=server shutdown", caplog.text))
+        == 3
+    )
 
 
 async def test_shutdown_twice_is_harmless() -> None:
@@ -398,7 +401,7 @@ async def test_shutdown_twice_is_harmless() -> None:
         await served.server.shutdown()
         await served.server.shutdown()
         assert await expect_close(ws) == (1001, None)
-    assert log.reasons == [Shutdown()]
+    assert log.reasons == [ServerShutdown()]
 
 
 class Stuck(Echo):
@@ -423,7 +426,7 @@ async def test_a_handler_stuck_at_shutdown_is_killed_and_still_terminated_once(
         await served.server.shutdown()
         assert trio.current_time() - started == pytest.approx(2.0, abs=0.01)  # the kill
         assert (await expect_close(ws))[0] == 1006
-        assert log.reasons == [Shutdown()]
+        assert log.reasons == [ServerShutdown()]
 
 
 async def test_past_the_drain_timeout_the_rest_is_cancelled_and_still_terminated(
@@ -440,7 +443,7 @@ async def test_past_the_drain_timeout_the_rest_is_cancelled_and_still_terminated
         assert trio.current_time() - started == pytest.approx(5.0, abs=0.01)
         assert served.server.stopped.is_set()
         assert (await expect_close(ws))[0] == 1006
-        assert log.reasons == [Shutdown()]
+        assert log.reasons == [ServerShutdown()]
     assert "drain timeout (5 s) reached: cancelling the rest" in caplog.text
 
 
@@ -453,7 +456,7 @@ async def test_cancelling_a_running_server_still_terminates_each_connection_once
             await echoes(a, "one")
             await echoes(b, "two")
             nursery.cancel_scope.cancel()
-    assert log.reasons == [Shutdown(), Shutdown()]
+    assert log.reasons == [ServerShutdown(), ServerShutdown()]
     assert server.stopped.is_set()
 
 
@@ -492,7 +495,7 @@ async def test_shutdown_reaches_a_connection_whose_mailbox_is_full(
             await trio.sleep(0.1)
             Busy.release.set()
             assert await expect_close(ws) == (1001, None)
-    assert log.reasons == [Shutdown()]
+    assert log.reasons == [ServerShutdown()]
 
 
 async def test_a_client_close_sent_during_a_busy_callback_ends_it_whatever_fills_the_mailbox(
@@ -501,7 +504,7 @@ async def test_a_client_close_sent_during_a_busy_callback_ends_it_whatever_fills
     log = Terminations()
     Busy.release = trio.Event()
     options = ConnectionOptions(
-        mailbox_capacity=2, mailbox_overflow=actors.Overflow.DROP_OLDEST, close_timeout=1.0
+        mailbox_capacity=2, mailbox_overflow=actors.MailboxPolicy.DROP_OLDEST, close_timeout=1.0
     )
     app = App([websocket("/", factory(Busy, log))])
     async with serving(app, ServerOptions(connection=options)) as served:
@@ -518,7 +521,7 @@ async def test_a_client_close_sent_during_a_busy_callback_ends_it_whatever_fills
             Busy.release.set()
             assert (await raw.close_event()).code == 1000
             await raw.eof()
-        assert (await log.one()).reason == Remote(1000)
+        assert (await log.one()).reason == ClientClosed(1000)
 
 
 CHUNK = b"x" * 65536
@@ -549,16 +552,16 @@ async def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
         async with raw_client(served.port) as stalled:
             await stalled.send(ev.TextMessage("flood"))
             call = await log.one()  # the flooded client, while it never reads
-            assert call.reason == Overflow("send timed out: the client stopped reading", 1006)
+            assert call.reason == SlowClient("send timed out: the client stopped reading", 1006)
             await echoes(steady, "still served")
             with trio.fail_after(WAIT):  # what reached it ends with a reset, no close frame
                 with contextlib.suppress(trio.BrokenResourceError):
                     while await stalled.stream.receive_some():
                         pass
         await echoes(steady, "still served")
-    assert log.reasons[1:] == [Remote(1000)]
+    assert log.reasons[1:] == [ClientClosed(1000)]
     closes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("closed ")]
-    assert "code=1006 (TCP aborted) reason=overflow 1006" in closes[0]  # not a claimed 1000
+    assert "code=1006 (TCP aborted) reason=slow client 1006" in closes[0]  # not a claimed 1000
 
 
 async def test_a_client_sending_big_messages_and_never_reading_holds_one_outbox_of_bytes() -> None:

@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from examples.echo import app as echo_app
-from server import App, Shutdown, serving, websocket
+from server import App, ServerShutdown, serving, websocket
 
 from .serving import Recorded, Terminations, client, expect_close, factory, open_sockets
 
@@ -28,7 +28,7 @@ async def test_leaving_the_block_drains_open_connections_with_1001() -> None:
     async with trio.open_nursery() as nursery:
         async with serving(app) as running:
             await nursery.start(hold_a_client, running.url(), closes)
-        assert log.reasons == [Shutdown()]  # every terminate ran before serving returned
+        assert log.reasons == [ServerShutdown()]  # every terminate ran before serving returned
     assert closes == [(1001, None)]
     assert open_sockets(running.port) == []
 
@@ -42,7 +42,7 @@ async def test_an_error_in_the_block_still_drains_and_propagates() -> None:
             async with serving(app) as running:
                 await nursery.start(hold_a_client, running.url(), closes)
                 raise LookupError("the embedding program failed")
-        assert log.reasons == [Shutdown()]
+        assert log.reasons == [ServerShutdown()]
     assert closes == [(1001, None)]
 
 

@@ -19,16 +19,16 @@ import actors
 from server import (
     App,
     Binary,
+    ClientClosed,
     Close,
     ConnectionOptions,
-    Crash,
     Frame,
+    HandlerCrashed,
+    HandlerStopped,
     IdleTimeout,
-    Normal,
     Ping,
     Pong,
     ProtocolError,
-    Remote,
     Request,
     Response,
     ServerOptions,
@@ -106,7 +106,7 @@ async def test_several_text_and_binary_replies_in_one_return_arrive_in_order() -
         with trio.fail_after(WAIT):
             assert await ws.get_message() == b"\x00binary echo"
     call = await log.one()
-    assert call.reason == Remote(1000)
+    assert call.reason == ClientClosed(1000)
     assert call.state == 2
 
 
@@ -123,7 +123,7 @@ async def test_ping_command_reaches_the_client_with_its_payload() -> None:
             assert isinstance(echoed, ev.TextMessage) and echoed.data == "still here"
             await raw.send(ev.CloseConnection(1000))
             assert isinstance(await raw.next_event(), ev.CloseConnection)
-    assert (await log.one()).reason == Remote(1000)
+    assert (await log.one()).reason == ClientClosed(1000)
 
 
 async def test_ping_command_is_answered_by_trio_websocket_clients() -> None:
@@ -133,7 +133,7 @@ async def test_ping_command_is_answered_by_trio_websocket_clients() -> None:
         await ws.send_message("after the ping")
         with trio.fail_after(WAIT):
             assert await ws.get_message() == "after the ping"
-    assert (await log.one()).reason == Remote(1000)
+    assert (await log.one()).reason == ClientClosed(1000)
 
 
 async def test_pong_command_sends_an_unsolicited_pong() -> None:
@@ -144,7 +144,7 @@ async def test_pong_command_sends_an_unsolicited_pong() -> None:
         assert isinstance(event, ev.Pong) and event.payload == b"heartbeat"
         await raw.send(ev.CloseConnection(1000))
         assert isinstance(await raw.next_event(), ev.CloseConnection)
-    assert (await log.one()).reason == Remote(1000)
+    assert (await log.one()).reason == ClientClosed(1000)
 
 
 async def test_close_command_sends_its_code_and_reason_and_nothing_after_it() -> None:
@@ -156,7 +156,7 @@ async def test_close_command_sends_its_code_and_reason_and_nothing_after_it() ->
                 assert await ws.get_message() == "last words"
             assert await expect_close(ws) == (4001, "bye")
         call = await log.one()
-        assert call.reason == Normal()
+        assert call.reason == HandlerStopped()
         async with raw_client(served.port) as raw:
             await raw.send(ev.TextMessage("close"))
             events = [await raw.next_event(), await raw.next_event()]
@@ -166,7 +166,7 @@ async def test_close_command_sends_its_code_and_reason_and_nothing_after_it() ->
             await raw.send(events[1].response())
             await raw.eof()  # and no "never sent" before the server closed TCP
         await log.wait(2)
-    assert log.reasons == [Normal(), Normal()]
+    assert log.reasons == [HandlerStopped(), HandlerStopped()]
 
 
 async def test_stop_closes_with_1000_and_drops_later_frames() -> None:
@@ -178,7 +178,7 @@ async def test_stop_closes_with_1000_and_drops_later_frames() -> None:
         await raw.send(closing.response())
         await raw.eof()
     call = await log.one()
-    assert call.reason == Normal()
+    assert call.reason == HandlerStopped()
     assert call.state == 1
 
 
@@ -226,7 +226,7 @@ async def test_set_options_idle_timeout_none_disables_it(
         await ws.send_message("still open")
         with trio.fail_after(WAIT):
             assert await ws.get_message() == "still open"
-    assert (await log.one()).reason == Remote(1000)
+    assert (await log.one()).reason == ClientClosed(1000)
 
 
 class ClosesFrom(Recorded):
@@ -256,7 +256,7 @@ async def test_init_and_info_can_send_and_close_too(
                 assert await ws.get_message() == "hello"
             assert await expect_close(ws) == seen
         call = await log.one()
-    assert (call.reason, call.state) == (Normal(), state)
+    assert (call.reason, call.state) == (HandlerStopped(), state)
 
 
 class AsyncEverything(Recorded):
@@ -294,7 +294,7 @@ async def test_async_callbacks_work_like_sync_ones() -> None:
             await ws.send_message("hi")
             assert await ws.get_message() == "handled 'hi'"
     call = await log.one()
-    assert call.reason == Remote(1000)
+    assert call.reason == ClientClosed(1000)
     assert call.state == ["init", "websocket_init", "websocket_info", "websocket_handle"]
 
 
@@ -314,7 +314,7 @@ async def test_a_bad_return_value_closes_with_1011_and_a_clear_type_error(
         await ws.send_message(message)
         assert (await expect_close(ws))[0] == 1011
     reason = (await log.one()).reason
-    assert isinstance(reason, Crash) and isinstance(reason.exception, TypeError)
+    assert isinstance(reason, HandlerCrashed) and isinstance(reason.exception, TypeError)
     assert complaint in str(reason.exception)
 
 
@@ -336,7 +336,7 @@ async def test_one_handler_crashing_leaves_other_connections_serving() -> None:
             await crashing.send_message("crash")
             assert (await expect_close(crashing))[0] == 1011
         crashed = await log.one()
-        assert isinstance(crashed.reason, Crash)
+        assert isinstance(crashed.reason, HandlerCrashed)
         assert str(crashed.reason.exception) == "handler bug"
         with trio.fail_after(WAIT):
             assert await steady.get_message() == "before"
@@ -344,7 +344,7 @@ async def test_one_handler_crashing_leaves_other_connections_serving() -> None:
             assert await steady.get_message() == "after"
         assert len(log.calls) == 1
     await log.wait(2)
-    assert log.reasons[1] == Remote(1000)
+    assert log.reasons[1] == ClientClosed(1000)
 
 
 # ---- init ---------------------------------------------------------------------------------
@@ -412,7 +412,7 @@ async def test_upgrade_passes_bindings_query_subprotocol_and_extra_headers() -> 
             with trio.fail_after(WAIT):
                 assert await ws.get_message() == "room=kitchen token=abc"
         call = await log.one()
-        assert call.reason == Remote(1000)
+        assert call.reason == ClientClosed(1000)
         assert call.state["proposed"] == ("chat.v1", "chat.v2")
         assert call.request.bindings == {"room": "kitchen"}
         assert call.request.query_value("token") == "abc"
@@ -434,7 +434,7 @@ async def test_origin_outside_the_allow_list_gets_403() -> None:
         async with client(url, extra_headers=[("Origin", "https://GOOD.example")]) as ws:
             with trio.fail_after(WAIT):
                 assert await ws.get_message() == "room=lobby token=t"
-    assert log.reasons == [Remote(1000)]
+    assert log.reasons == [ClientClosed(1000)]
 
 
 class Narrow(Recorded):
@@ -527,7 +527,7 @@ async def test_http_routes_static_files_and_websocket_share_one_port(tmp_path: P
             await ws.send_message("several")
             with trio.fail_after(WAIT):
                 assert await ws.get_message() == "one"
-    assert log.reasons == [Remote(1000)]
+    assert log.reasons == [ClientClosed(1000)]
 
 
 async def test_unknown_path_gets_404_for_http_and_websocket_clients(tmp_path: Path) -> None:
@@ -567,7 +567,7 @@ async def test_over_max_connections_a_new_client_gets_503_until_one_leaves() -> 
             await second.send_message("my turn")
             with trio.fail_after(WAIT):
                 assert await second.get_message() == "my turn"
-    assert log.reasons == [Remote(1000), Remote(1000)]
+    assert log.reasons == [ClientClosed(1000), ClientClosed(1000)]
     assert served.server.front_door.statistics().refused_connections == 1
 
 

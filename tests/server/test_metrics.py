@@ -18,7 +18,7 @@ from server import (
     Close,
     ConnectionOptions,
     Frame,
-    OutboxOverflow,
+    OutboxPolicy,
     Request,
     Response,
     ServerOptions,
@@ -113,8 +113,8 @@ async def test_metrics_count_connections_closes_refusals_and_frames_after_real_t
     assert value(samples, "corral_connections_opened_total", route="/echo/:n") == 2
     assert value(samples, "corral_connections_opened_total", route="/crash") == 1
     closed = "corral_connections_closed_total"
-    assert value(samples, closed, route="/echo/:n", code="4000", reason="normal") == 1
-    assert value(samples, closed, route="/crash", code="1011", reason="crash") == 1
+    assert value(samples, closed, route="/echo/:n", code="4000", reason="handler_stopped") == 1
+    assert value(samples, closed, route="/crash", code="1011", reason="handler_crashed") == 1
     assert value(samples, "corral_handler_crashes_total", route="/crash") == 1
     for status in ("403", "404", "426"):
         assert value(samples, "corral_upgrades_refused_total", status=status) == 1
@@ -240,7 +240,7 @@ class Subscriber(Recorded):
 
 async def test_frames_broadcast_to_a_full_outbox_are_counted_as_dropped() -> None:
     options = ConnectionOptions(
-        outbox_capacity=2, outbox_overflow=OutboxOverflow.DROP, idle_timeout=None
+        outbox_capacity=2, outbox_overflow=OutboxPolicy.DROP, idle_timeout=None
     )
     log = Terminations()
     app = App([metrics_route(), websocket("/sub", factory(Subscriber, log), options=options)])

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed
 
-from server import App, ConnectionOptions, Frame, Normal, ServerOptions, Stop, websocket
+from server import App, ConnectionOptions, Frame, HandlerStopped, ServerOptions, Stop, websocket
 
 from .serving import Recorded, Terminations, client, factory, serving
 
@@ -46,7 +46,7 @@ async def test_a_connection_that_stops_with_frames_unread_still_finishes_its_clo
                 await ws.get_message()
             assert closed.value.reason.code == 1000
             call = await log.one()
-        assert call.reason == Normal()
+        assert call.reason == HandlerStopped()
         # The frames before the client's close reply were read and dropped: no wait for
         # close_timeout, then an abort.
         assert trio.current_time() - released_at < options.close_timeout

@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from examples import seed
-from server import Remote, Text
+from server import ClientClosed, Text
 from server.testing import connect, drive
 
 
@@ -59,7 +59,7 @@ async def test_terminate_gets_the_state_and_the_timer_dies_with_the_connection(
 ) -> None:
     async with drive(seed.MyWsHandler) as conn:
         assert await conn.receive() == Text("Hello!")
-        assert await conn.close() == Remote(1000)
+        assert await conn.close() == ClientClosed(1000)
         assert conn.state == "undefined_state"
         assert conn.node.statistics().timers == 0
         await trio.sleep(10)  # no tick reaches anyone any more

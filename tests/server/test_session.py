@@ -18,7 +18,7 @@ from websockets.protocol import OPEN, Protocol, Side
 from server.commands import Binary, Text
 from server.outbox import Outbox
 from server.session import NEED_DATA, Session, encode_frame, encode_message, encode_ping
-from server.termination import ProtocolError, Remote
+from server.termination import ClientClosed, ProtocolError
 
 from .serving import frame
 
@@ -95,7 +95,7 @@ def test_a_close_after_a_message_ends_the_session_after_that_message() -> None:
     session.receive_data(frame(0x1, b"last") + frame(0x8, b"\x03\xe8bye"))
     assert session.next_event() == Text("last")
     assert session.data_to_send() == b""  # not yet: the close is not parsed
-    assert session.next_event() == Remote(1000, "bye")
+    assert session.next_event() == ClientClosed(1000, "bye")
     assert session.data_to_send() == bytes([0x88, 5]) + b"\x03\xe8bye"  # echoed
     assert session.transport_done
 
@@ -103,7 +103,7 @@ def test_a_close_after_a_message_ends_the_session_after_that_message() -> None:
 def test_a_close_between_fragments_drops_the_unfinished_message_and_closes_normally() -> None:
     session = Session(max_message_size=100)
     session.receive_data(frame(0x1, b"frag", fin=False) + frame(0x8, b"\x03\xe8"))
-    assert session.next_event() == Remote(1000)
+    assert session.next_event() == ClientClosed(1000)
     assert session.data_to_send() == bytes([0x88, 2]) + b"\x03\xe8"
 
 
@@ -119,7 +119,7 @@ def test_server_close_then_client_reply_completes_the_handshake() -> None:
 def test_eof_without_a_close_is_remote_1006() -> None:
     session = Session(max_message_size=100)
     session.receive_eof()
-    assert session.next_event() == Remote(1006)
+    assert session.next_event() == ClientClosed(1006)
 
 
 def test_an_unmasked_client_frame_is_a_protocol_error() -> None:
@@ -225,7 +225,7 @@ def test_the_fast_path_agrees_with_websockets_on_random_frame_streams(
     assert messages == expected
     if code is not None:
         assert isinstance(end, ProtocolError) and end.code == code
-    elif isinstance(end, Remote):
+    elif isinstance(end, ClientClosed):
         assert any(opcode == 0x8 for opcode, _, _ in frames)
 
 

@@ -8,9 +8,18 @@ import logging
 import pytest
 
 from actors import Address
-from server import Crash, IdleTimeout, Normal, Overflow, ProtocolError, Remote, Shutdown
+from server import (
+    ClientClosed,
+    HandlerCrashed,
+    HandlerStopped,
+    IdleTimeout,
+    ProtocolError,
+    ServerShutdown,
+    SlowClient,
+    TerminateReason,
+)
 from server.logformat import formatter
-from server.tally import Histogram, Tally, reason_kind
+from server.tally import Histogram, Tally
 from server.watchdog import is_blocked
 
 
@@ -26,17 +35,17 @@ def test_histogram_buckets_are_cumulative_and_end_with_inf() -> None:
 @pytest.mark.parametrize(
     ("reason", "kind"),
     [
-        (Normal(), "normal"),
-        (Remote(1000), "remote"),
+        (HandlerStopped(), "handler_stopped"),
+        (ClientClosed(1000), "client_closed"),
         (IdleTimeout(), "idle_timeout"),
         (ProtocolError(1009), "protocol_error"),
-        (Crash(RuntimeError()), "crash"),
-        (Shutdown(), "shutdown"),
-        (Overflow("full", 1013), "overflow"),
+        (HandlerCrashed(RuntimeError()), "handler_crashed"),
+        (ServerShutdown(), "server_shutdown"),
+        (SlowClient("full", 1013), "slow_client"),
     ],
 )
-def test_each_terminate_reason_has_a_snake_case_label(reason: object, kind: str) -> None:
-    assert reason_kind(reason) == kind  # type: ignore[arg-type]
+def test_each_terminate_reason_has_a_snake_case_label(reason: TerminateReason, kind: str) -> None:
+    assert reason.kind == kind
 
 
 def test_an_ended_actors_drops_stay_counted_as_last_seen() -> None:

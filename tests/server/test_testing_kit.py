@@ -16,17 +16,17 @@ from examples.echo import app as echo_app
 from server import (
     App,
     Binary,
+    ClientClosed,
     Close,
     ConnectionOptions,
-    Crash,
+    HandlerCrashed,
+    HandlerStopped,
     IdleTimeout,
-    Normal,
     ProtocolError,
-    Remote,
     Request,
     Response,
+    ServerShutdown,
     SetOptions,
-    Shutdown,
     Stop,
     Text,
     Upgrade,
@@ -83,25 +83,29 @@ async def test_drive_runs_init_frames_infos_and_terminate(autojump_clock: Any) -
         assert await conn.assert_push("told news") == Text("told news")
         await conn.send_binary(b"\x00")
         assert await conn.receive() == Binary(b"\x00")
-    assert conn.terminate_reason == Shutdown()
+    assert conn.terminate_reason == ServerShutdown()
     assert conn.close_code == 1001
     assert conn.state == ["ann", Text("hi"), "news", Binary(b"\x00")]
 
 
 async def test_a_client_close_is_remote_with_its_code(autojump_clock: Any) -> None:
     async with drive(Talker, bindings={"who": "bob"}) as conn:
-        assert await conn.close(4001, "bye") == Remote(4001, "bye")
+        assert await conn.close(4001, "bye") == ClientClosed(4001, "bye")
         assert conn.close_code == 4001
 
 
 async def test_disconnect_is_remote_1006(autojump_clock: Any) -> None:
     async with drive(Talker) as conn:
-        assert await conn.disconnect() == Remote(1006)
+        assert await conn.disconnect() == ClientClosed(1006)
 
 
 @pytest.mark.parametrize(
     ("said", "code", "reason"),
-    [("stop", 1000, Normal()), ("close 4000", 4000, Normal()), ("crash", 1011, Crash(Exception()))],
+    [
+        ("stop", 1000, HandlerStopped()),
+        ("close 4000", 4000, HandlerStopped()),
+        ("crash", 1011, HandlerCrashed(Exception())),
+    ],
 )
 async def test_the_handler_ending_the_connection(
     autojump_clock: Any, said: str, code: int, reason: Any
@@ -214,7 +218,7 @@ async def test_the_driven_client_answers_pings_so_it_never_looks_idle(autojump_c
     async with drive(Talker, options=options) as conn:
         await trio.sleep(60)
         assert conn.terminate_reason is None
-    assert conn.terminate_reason == Shutdown()
+    assert conn.terminate_reason == ServerShutdown()
 
 
 # ---- the assertions fail when they should ------------------------------------------------
@@ -332,7 +336,7 @@ async def test_nested_drives_share_the_node_and_the_apps_actors(autojump_clock: 
         await ann.assert_push({"type": "joined", "nick": "bob"})
         await bob.send_json({"type": "say", "text": "hello ann"})
         assert await ann.assert_push({"type": "said", "text": "hello ann"})
-    assert (ann.terminate_reason, bob.terminate_reason) == (Shutdown(), Shutdown())
+    assert (ann.terminate_reason, bob.terminate_reason) == (ServerShutdown(), ServerShutdown())
 
 
 async def test_drive_an_app_refuses_a_path_no_websocket_route_takes() -> None:
