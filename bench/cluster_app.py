@@ -33,4 +33,4 @@ class Fan(WebSocketHandler[None]):
         return None, state
 
 
-app = App([websocket("/echo", Echo), websocket("/fan", Fan)])
+app = App([websocket("/echo", Echo()), websocket("/fan", Fan())])

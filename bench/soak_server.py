@@ -66,7 +66,7 @@ def load_echo_app(idle_timeout: float | None) -> Any:
     (route,) = app.routes
     assert isinstance(route.target, WebSocketTarget) and route.target.options is not None
     options = attrs.evolve(route.target.options, idle_timeout=idle_timeout)
-    return App([websocket(route.pattern, route.target.factory, options=options)])
+    return App([websocket(route.pattern, route.target.handler, options=options)])
 
 
 async def serve_with_stats(port: int, idle_timeout: float | None) -> None:

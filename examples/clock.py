@@ -105,4 +105,4 @@ class Clock(WebSocketHandler[Ticker]):
 OPTIONS = ConnectionOptions(idle_timeout=90.0, ping_interval=30.0, max_message_size=4096)
 """The client may only listen: pings (answered by any client) keep it from looking idle."""
 
-app = App([websocket("/", Clock, options=OPTIONS)])
+app = App([websocket("/", Clock(), options=OPTIONS)])

@@ -22,5 +22,5 @@ class Echo(WebSocketHandler[None]):
         return frame, state
 
 
-app = App([websocket("/", Echo, options=_OPTIONS)])
-compressed_app = App([websocket("/", Echo, options=attrs.evolve(_OPTIONS, compression=True))])
+app = App([websocket("/", Echo(), options=_OPTIONS)])
+compressed_app = App([websocket("/", Echo(), options=attrs.evolve(_OPTIONS, compression=True))])

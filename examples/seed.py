@@ -38,4 +38,4 @@ class MyWsHandler(WebSocketHandler[str]):
         return None
 
 
-app = App([websocket("/", MyWsHandler)])
+app = App([websocket("/", MyWsHandler())])

@@ -15,7 +15,7 @@ from .app import App, WebSocketTarget, http_route, static, websocket
 from .commands import Binary, Close, Command, Frame, Ping, Pong, SetOptions, Stop, Text
 from .embed import Running, serving
 from .fanout import broadcast, send_frame, send_frames
-from .handler import HandlerFactory, InitResult, Result, Upgrade, WebSocketHandler
+from .handler import InitResult, Result, Upgrade, WebSocketHandler
 from .http import Request, Response
 from .metrics import metrics_route
 from .options import ConnectionOptions, OutboxPolicy, ServerOptions
@@ -39,7 +39,6 @@ __all__ = [
     "ConnectionOptions",
     "HandlerCrashed",
     "Frame",
-    "HandlerFactory",
     "IdleTimeout",
     "InitResult",
     "HandlerStopped",

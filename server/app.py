@@ -10,7 +10,7 @@ import attrs
 
 from actors import ChildSpec
 
-from .handler import HandlerFactory
+from .handler import WebSocketHandler, handler_object
 from .http import HttpHandler
 from .options import ConnectionOptions, ServerOptions
 from .router import ConstraintSpec, Route
@@ -19,21 +19,23 @@ from .static import StaticFiles
 
 @attrs.frozen
 class WebSocketTarget:
-    """What a WebSocket route leads to: a handler factory and its connection options."""
+    """What a WebSocket route leads to: its handler object and its connection options."""
 
-    factory: HandlerFactory
+    handler: WebSocketHandler[Any]
     options: ConnectionOptions | None = None
 
 
 def websocket(
     pattern: str,
-    handler: HandlerFactory,
+    handler: WebSocketHandler[Any],
     *,
     constraints: ConstraintSpec = (),
     options: ConnectionOptions | None = None,
 ) -> Route:
-    """A WebSocket route: each connection gets ``handler()`` and runs as an actor."""
-    return Route(pattern, WebSocketTarget(handler, options), constraints, kind="websocket")
+    """A WebSocket route: each connection runs as an actor, with ``handler``'s callbacks
+    (one object for all of them: ``websocket("/", MyWsHandler())``) and its own state."""
+    target = WebSocketTarget(handler_object(handler, "websocket()"), options)
+    return Route(pattern, target, constraints, kind="websocket")
 
 
 def http_route(pattern: str, handler: HttpHandler, *, constraints: ConstraintSpec = ()) -> Route:

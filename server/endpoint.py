@@ -44,8 +44,7 @@ async def websocket_endpoint(
     target = match.route.target
     assert isinstance(target, WebSocketTarget)
     try:
-        handler = target.factory()
-        handler.request = request
+        handler = target.handler
         decision = await call(handler.init, request)
         if not isinstance(decision, (Upgrade, http.Response)):
             raise TypeError(f"init must return Upgrade(...) or a Response, not {decision!r}")

@@ -1,8 +1,9 @@
 """The WebSocket handler contract: Cowboy's callbacks, in Python terms.
 
-One handler object serves one connection. ``init`` decides on the upgrade from the
-request; the other callbacks receive the state and return ``(commands, state)``.
-Callbacks may be plain functions or coroutines.
+One handler object serves every connection of its route, as a Cowboy module does: it holds
+no per-connection data. ``init`` decides on the upgrade from the request and gives the
+connection its first state; the other callbacks receive the state and return ``(commands,
+state)``. Callbacks may be plain functions or coroutines.
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ InitResult: TypeAlias = Upgrade | Response
 class WebSocketHandler(Generic[State]):
     """Base class with Cowboy's defaults: upgrade, ignore every frame and message.
 
-    Subclass it and override what you need; ``self.request`` is the upgrade request.
+    Subclass it, override what you need, and give the route one object:
+    ``websocket("/", MyWsHandler())``. That object serves all the route's connections, at
+    once, so a connection's data lives in its state, never on ``self``: ``init`` puts what
+    it needs from the request there (``terminate`` gets the request again). Attributes set
+    in ``__init__`` are for what every connection shares (settings, a registry of rooms).
     """
-
-    request: Request
 
     def init(self, request: Request) -> InitResult | Awaitable[InitResult]:
         """Before the upgrade: return ``Upgrade(state)`` or a refusing ``Response``."""
@@ -72,8 +75,20 @@ class WebSocketHandler(Generic[State]):
         return None
 
 
-HandlerFactory: TypeAlias = Callable[[], WebSocketHandler[Any]]
-"""What a WebSocket route points at: a handler class, or any callable making one."""
+def handler_object(handler: object, taker: str) -> WebSocketHandler[Any]:
+    """Check ``handler`` is a handler object; if not, the TypeError says what ``taker`` (the
+    function given it) wants instead."""
+    if isinstance(handler, WebSocketHandler):
+        return handler
+    if isinstance(handler, type) and issubclass(handler, WebSocketHandler):
+        name = handler.__name__
+        raise TypeError(
+            f"{taker} takes a handler object, not a class: pass {name}(), not {name} (one "
+            "object serves every connection of a route; each connection's data is its state)"
+        )
+    raise TypeError(
+        f"{taker} takes a WebSocketHandler object (an instance of a subclass), not {handler!r}"
+    )
 
 
 async def call(callback: Callable[..., Any], *args: Any) -> Any:

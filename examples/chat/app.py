@@ -26,7 +26,7 @@ def make_app(settings: RoomSettings | None = None, *, limits: ChatLimits | None 
         [
             websocket(
                 "/ws/:room",
-                lambda: ChatHandler(rooms),
+                ChatHandler(rooms),
                 constraints={"room": room_name},
                 options=OPTIONS,
             ),

@@ -28,7 +28,7 @@ from actors import Supervisor
 from ..app import App, WebSocketTarget
 from ..commands import Binary, Text
 from ..connection import Connection
-from ..handler import HandlerFactory, Upgrade, WebSocketHandler, call
+from ..handler import Upgrade, WebSocketHandler, call, handler_object
 from ..handshake import accept
 from ..http import Request, Response
 from ..options import ConnectionOptions
@@ -279,7 +279,6 @@ class Driven(Pushes):
         """The connection actor: ``init`` as the endpoint runs it, then the real loop."""
         request = self.request
         try:
-            handler.request = request
             decision = await call(handler.init, request)
             if isinstance(decision, Response):
                 self._refusal = decision
@@ -317,7 +316,7 @@ def frame(opcode: Opcode, payload: bytes = b"", *, fin: bool = True) -> bytes:
 
 @asynccontextmanager
 async def drive(
-    handler: App | HandlerFactory | WebSocketHandler[Any],
+    handler: App | WebSocketHandler[Any],
     path: str = "/",
     *,
     query: Mapping[str, str | Sequence[str]] | None = None,
@@ -328,9 +327,9 @@ async def drive(
 ) -> AsyncIterator[Driven]:
     """Run one handler's connection for the block, in process, and be its client.
 
-    ``handler`` is a handler class (or factory), or an instance; or an ``App``, whose
-    WebSocket route for ``path`` gives the handler, its bindings and options, and whose own
-    actors (``children``) run for the block. ``init`` gets ``build_request(path, query=,
+    ``handler`` is a handler object (``MyWsHandler()``), or an ``App``, whose WebSocket route
+    for ``path`` gives the handler, its bindings and options, and whose own actors
+    (``children``) run for the block. ``init`` gets ``build_request(path, query=,
     headers=, bindings=, peer=)``; a refusal raises ``Refused`` and an exception in ``init``
     is raised as it is. ``options`` are the route's (``init``'s ``Upgrade(options=)``
     replaces them); permessage-deflate is not offered.
@@ -347,9 +346,9 @@ async def drive(
         app, (target, match) = handler, _route(handler, request.path)
         request = request.with_match(match)
         options = options or target.options or app.options.connection
-        made = target.factory()
+        made = target.handler
     else:
-        made = handler if isinstance(handler, WebSocketHandler) else handler()
+        made = handler_object(handler, "drive()")
     options = options or ConnectionOptions()
     client_stream, server_stream = trio.testing.memory_stream_pair()
     try:

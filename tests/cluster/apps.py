@@ -27,4 +27,4 @@ class WhoAmI(WebSocketHandler[None]):
         return Text(f"pid {os.getpid()}"), state
 
 
-app = App([websocket("/", WhoAmI)])
+app = App([websocket("/", WhoAmI())])

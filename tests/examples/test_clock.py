@@ -19,7 +19,7 @@ from server.testing import Driven, connect, drive
 
 def clock_connection() -> AbstractAsyncContextManager[Driven]:
     """A Clock connection driven in process, with the route's options (pings every 30 s)."""
-    return drive(Clock, options=OPTIONS)
+    return drive(Clock(), options=OPTIONS)
 
 
 async def start(clock: Driven, every: float) -> float:

@@ -36,7 +36,6 @@ from ..server.serving import (
     Recorded,
     Terminations,
     assert_echoes,
-    factory,
     frame,
     raw_client,
     running,
@@ -75,10 +74,10 @@ def recorded_app(log: Terminations) -> App:
     others = Terminations()
     return App(
         [
-            websocket("/", factory(Flooder, others)),
-            websocket("/bad", factory(Flooder, log)),
-            websocket("/limited", factory(Flooder, log), options=LIMITED),
-            websocket("/slow", factory(Flooder, log), options=SLOW_READER),
+            websocket("/", Flooder(others)),
+            websocket("/bad", Flooder(log)),
+            websocket("/limited", Flooder(log), options=LIMITED),
+            websocket("/slow", Flooder(log), options=SLOW_READER),
         ]
     )
 

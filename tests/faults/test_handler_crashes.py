@@ -42,7 +42,6 @@ from ..server.serving import (
     assert_echoes,
     client,
     expect_close,
-    factory,
     http_exchange,
     raw_client,
     running,
@@ -59,25 +58,22 @@ class Crashy(Recorded):
 
     websocket_handle raises on the text "crash" and returns garbage on "bad return";
     websocket_info raises on any message, which the text "info" makes the connection send to
-    itself.
+    itself. The state is that binding (None on ``/``).
     """
 
-    @property
-    def where(self) -> object:
-        return self.request.bindings.get("where")
-
     def init(self, request: Request) -> Upgrade | Response:
-        if request.bindings.get("where") == "init":
+        where = request.bindings.get("where")
+        if where == "init":
             raise Boom("init")
-        return Upgrade()
+        return Upgrade(where)
 
-    def websocket_init(self, state: None) -> tuple[Any, None]:
-        if self.where == "websocket_init":
+    def websocket_init(self, state: object) -> tuple[Any, object]:
+        if state == "websocket_init":
             raise Boom("websocket_init")
         return None, state
 
-    def websocket_handle(self, frame: Frame, state: None) -> Any:
-        if isinstance(frame, Text) and frame.data == "crash" and self.where == "websocket_handle":
+    def websocket_handle(self, frame: Frame, state: object) -> Any:
+        if isinstance(frame, Text) and frame.data == "crash" and state == "websocket_handle":
             raise Boom("websocket_handle")
         if isinstance(frame, Text) and frame.data == "bad return":
             return "not a (commands, state) tuple"
@@ -87,21 +83,19 @@ class Crashy(Recorded):
             return None, state
         return frame, state
 
-    def websocket_info(self, message: Any, state: None) -> tuple[Any, None]:
-        if self.where == "websocket_info":
+    def websocket_info(self, message: Any, state: object) -> tuple[Any, object]:
+        if state == "websocket_info":
             raise Boom("websocket_info")
         return None, state
 
-    def terminate(self, reason: TerminateReason, request: Request, state: None) -> None:
+    def terminate(self, reason: TerminateReason, request: Request, state: object) -> None:
         super().terminate(reason, request, state)
-        if self.where == "terminate":
+        if state == "terminate":
             raise Boom("terminate")
 
 
 def crashy_app(log: Terminations) -> App:
-    return App(
-        [websocket("/", factory(Crashy, log)), websocket("/crash/:where", factory(Crashy, log))]
-    )
+    return App([websocket("/", Crashy(log)), websocket("/crash/:where", Crashy(log))])
 
 
 def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -201,7 +195,7 @@ QUICK_SHUTDOWN = ServerOptions(
 async def stuck_connection(log: Terminations) -> AsyncIterator[tuple[Served, RawClient]]:
     """A server (echo at ``/``) with one client whose handler is stuck in websocket_handle."""
     entered = trio.Event()
-    app = App([websocket("/", Echo), websocket("/stuck", factory(Stuck, log, entered))])
+    app = App([websocket("/", Echo()), websocket("/stuck", Stuck(log, entered))])
     async with running(app, QUICK_SHUTDOWN) as served, raw_client(served.port, "/stuck") as stuck:
         await stuck.send(ev.TextMessage("hang"))
         await entered.wait()

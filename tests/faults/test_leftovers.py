@@ -50,7 +50,7 @@ async def churn(server: Served, count: int = CHURN) -> None:
 
 
 def echo_app(options: ConnectionOptions) -> App:
-    return App([websocket("/", Echo, options=options)])
+    return App([websocket("/", Echo(), options=options)])
 
 
 async def test_tasks_and_actors_return_to_baseline_after_churn(

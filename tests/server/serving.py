@@ -266,11 +266,6 @@ class Recorded(WebSocketHandler[Any]):
         self.log.record(Termination(reason, request, state))
 
 
-def factory(handler: type[Recorded], log: Terminations, *args: Any) -> Any:
-    """A handler factory for a route: each connection gets ``handler(log, *args)``."""
-    return lambda: handler(log, *args)
-
-
 # ---- raw WebSocket client ----------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from server import (
     ServerShutdown,
     SlowClient,
     Text,
+    Upgrade,
     websocket,
 )
 from server.connection import connection_of
@@ -45,7 +46,6 @@ from .serving import (
     assert_echoes,
     client,
     expect_close,
-    factory,
     frame,
     raw_client,
     running,
@@ -68,7 +68,7 @@ class Echo(Recorded):
 
 
 def echo_app(log: Terminations, options: ConnectionOptions | None = None) -> App:
-    return App([websocket("/", factory(Echo, log), options=options)])
+    return App([websocket("/", Echo(log), options=options)])
 
 
 async def echoes(ws: Any, message: str) -> None:
@@ -175,7 +175,7 @@ async def test_a_slow_handler_is_not_mistaken_for_an_idle_client(
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=5.0)
-    app = App([websocket("/", factory(Slow, log), options=options)])
+    app = App([websocket("/", Slow(log), options=options)])
     async with serving(app) as served, client(served.url()) as ws:
         for i in range(20):  # more than the connection reads ahead of its handler
             await ws.send_message(f"m{i}")
@@ -281,7 +281,7 @@ on a full socket (the client stopped reading: ``until_quiet`` waits until that i
 @pytest.mark.parametrize("writer", WRITER_STATES)
 async def test_a_bad_frame_while_the_server_streams_is_still_a_protocol_error(writer: str) -> None:
     log = Terminations()
-    async with serving(App([websocket("/", factory(Streamer, log))])) as served:
+    async with serving(App([websocket("/", Streamer(log))])) as served:
         async with raw_client(served.port) as raw:
             assert isinstance(await raw.next_event(), ev.BytesMessage)
             if writer == "writer-blocked":
@@ -298,7 +298,7 @@ async def test_a_client_closing_while_the_server_streams_is_remote_with_its_code
     writer: str,
 ) -> None:
     log = Terminations()
-    async with serving(App([websocket("/", factory(Streamer, log))])) as served:
+    async with serving(App([websocket("/", Streamer(log))])) as served:
         async with client(served.url()) as ws:
             with trio.fail_after(WAIT):
                 assert await ws.get_message() == b"z" * 1000
@@ -312,10 +312,14 @@ async def test_a_client_closing_while_the_server_streams_is_remote_with_its_code
 
 
 class CrashIn(Recorded):
-    """Crashes in the callback named by the ``crash`` query parameter."""
+    """Crashes in the callback named by the ``crash`` query parameter (``init`` puts it in
+    the state)."""
+
+    def init(self, request: Request) -> Upgrade:
+        return Upgrade(request.query_value("crash"))
 
     def websocket_init(self, state: Any) -> tuple[Any, Any]:
-        where = self.request.query_value("crash")
+        where = state
         if where == "websocket_init":
             raise RuntimeError("bug in websocket_init")
         if where == "websocket_info":
@@ -336,7 +340,7 @@ async def test_a_crashing_callback_closes_with_1011(
     callback: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     log = Terminations()
-    app = App([websocket("/", factory(CrashIn, log))])
+    app = App([websocket("/", CrashIn(log))])
     async with serving(app) as served:
         async with client(served.url(f"/?crash={callback}")) as ws:
             with contextlib.suppress(ConnectionClosed):  # init and info crash before it
@@ -358,7 +362,7 @@ async def test_a_crashing_terminate_is_logged_and_the_server_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     log = Terminations()
-    app = App([websocket("/", factory(BadTerminate, log))])
+    app = App([websocket("/", BadTerminate(log))])
     async with serving(app) as served:
         async with client(served.url()) as ws:
             await echoes(ws, "one")
@@ -418,7 +422,7 @@ async def test_a_handler_stuck_at_shutdown_is_killed_and_still_terminated_once(
     # The kill comes after the *server's* send_timeout + close_timeout: every connection
     # actor is started (from one spec) before routing picks the route's options.
     options = ServerOptions(connection=ConnectionOptions(send_timeout=1.0, close_timeout=1.0))
-    app = App([websocket("/", factory(Stuck, log))])
+    app = App([websocket("/", Stuck(log))])
     async with serving(app, options) as served, client(served.url()) as ws:
         await echoes(ws, "hello")
         await ws.send_message("hang")
@@ -435,7 +439,7 @@ async def test_past_the_drain_timeout_the_rest_is_cancelled_and_still_terminated
     log = Terminations()
     slow = ConnectionOptions(send_timeout=60.0, close_timeout=60.0)
     options = ServerOptions(drain_timeout=5.0, connection=slow)
-    app = App([websocket("/", factory(Stuck, log))])
+    app = App([websocket("/", Stuck(log))])
     async with serving(app, options) as served, client(served.url()) as ws:
         await ws.send_message("hang")
         started = trio.current_time()
@@ -476,7 +480,7 @@ async def test_shutdown_reaches_a_connection_whose_mailbox_is_full(
     log = Terminations()
     Busy.release = trio.Event()
     options = ConnectionOptions(mailbox_capacity=4, send_timeout=1.0, close_timeout=1.0)
-    app = App([websocket("/", factory(Busy, log))])
+    app = App([websocket("/", Busy(log))])
     async with (
         serving(app, ServerOptions(connection=options)) as served,
         client(served.url()) as ws,
@@ -506,7 +510,7 @@ async def test_a_client_close_sent_during_a_busy_callback_ends_it_whatever_fills
     options = ConnectionOptions(
         mailbox_capacity=2, mailbox_overflow=actors.MailboxPolicy.DROP_OLDEST, close_timeout=1.0
     )
-    app = App([websocket("/", factory(Busy, log))])
+    app = App([websocket("/", Busy(log))])
     async with serving(app, ServerOptions(connection=options)) as served:
         node = served.server.node
         assert node is not None
@@ -547,7 +551,7 @@ async def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
     caplog.set_level(logging.INFO, logger="corral.server")
     log = Terminations()
     options = ConnectionOptions(send_timeout=2.0, outbox_capacity=4)
-    app = App([websocket("/", factory(Firehose, log), options=options)])
+    app = App([websocket("/", Firehose(log), options=options)])
     async with serving(app) as served, client(served.url()) as steady:
         async with raw_client(served.port) as stalled:
             await stalled.send(ev.TextMessage("flood"))
@@ -567,7 +571,7 @@ async def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
 async def test_a_client_sending_big_messages_and_never_reading_holds_one_outbox_of_bytes() -> None:
     big = 2**20
     options = ConnectionOptions(max_message_size=2 * big, outbox_bytes=2**18, send_timeout=30.0)
-    app = App([websocket("/", factory(Echo, Terminations()), options=options)])
+    app = App([websocket("/", Echo(Terminations()), options=options)])
     message = frame(0x2, b"x" * big)  # built once: masking in Python is slow
     async with running(app) as served:
         assert served.server.node is not None

@@ -8,7 +8,7 @@ import trio
 from examples.echo import app as echo_app
 from server import App, ServerShutdown, serving, websocket
 
-from .serving import Recorded, Terminations, client, expect_close, factory, open_sockets
+from .serving import Recorded, Terminations, client, expect_close, open_sockets
 
 
 async def test_port_0_picks_a_free_port_that_the_url_names() -> None:
@@ -23,7 +23,7 @@ async def test_port_0_picks_a_free_port_that_the_url_names() -> None:
 
 async def test_leaving_the_block_drains_open_connections_with_1001() -> None:
     log = Terminations()
-    app = App([websocket("/", factory(Recorded, log))])
+    app = App([websocket("/", Recorded(log))])
     closes: list[tuple[int, str | None]] = []
     async with trio.open_nursery() as nursery:
         async with serving(app) as running:
@@ -35,7 +35,7 @@ async def test_leaving_the_block_drains_open_connections_with_1001() -> None:
 
 async def test_an_error_in_the_block_still_drains_and_propagates() -> None:
     log = Terminations()
-    app = App([websocket("/", factory(Recorded, log))])
+    app = App([websocket("/", Recorded(log))])
     closes: list[tuple[int, str | None]] = []
     async with trio.open_nursery() as nursery:
         with pytest.raises(LookupError, match="the embedding program failed"):

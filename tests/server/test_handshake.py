@@ -153,7 +153,7 @@ def test_an_offer_that_cannot_be_taken_gets_no_compression(offer: str) -> None:
 
 
 def echo_app(**options: Any) -> App:
-    return App([websocket("/", Echo, options=ConnectionOptions(**options))])
+    return App([websocket("/", Echo(), options=ConnectionOptions(**options))])
 
 
 class Refusing(Echo):
@@ -175,7 +175,7 @@ async def test_accepted_connection_echoes_messages() -> None:
 
 
 async def test_chosen_subprotocol_and_extra_headers_reach_the_client() -> None:
-    app = App([websocket("/", ChoosesChat)])
+    app = App([websocket("/", ChoosesChat())])
     async with serving(app) as served:
         async with open_websocket_url(served.url(), subprotocols=["chat.v2", "chat.v1"]) as ws:
             assert ws.subprotocol == "chat.v1"
@@ -183,7 +183,7 @@ async def test_chosen_subprotocol_and_extra_headers_reach_the_client() -> None:
 
 
 async def test_refused_handshake_reaches_the_client_as_its_status() -> None:
-    async with running(App([websocket("/", Refusing)])) as served:  # the client leaks its socket
+    async with running(App([websocket("/", Refusing())])) as served:  # the client leaks its socket
         with pytest.raises(ConnectionRejected) as rejected:
             async with open_websocket_url(served.url()):
                 pass

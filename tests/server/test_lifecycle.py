@@ -47,7 +47,6 @@ from .serving import (
     Terminations,
     client,
     expect_close,
-    factory,
     get,
     http_exchange,
     raw_client,
@@ -90,7 +89,43 @@ class Scripted(Recorded):
 
 
 def scripted_app(log: Terminations, options: ConnectionOptions | None = None) -> App:
-    return App([websocket("/", factory(Scripted, log), options=options)])
+    return App([websocket("/", Scripted(log), options=options)])
+
+
+# ---- one handler object per route ------------------------------------------------------
+
+
+class NotesItself(Scripted):
+    """Scripted, noting the handler object each connection's websocket_init ran on."""
+
+    def __init__(self, log: Terminations, ran_on: list[object]) -> None:
+        super().__init__(log)
+        self.ran_on = ran_on
+
+    def websocket_init(self, state: Any) -> tuple[Any, Any]:
+        self.ran_on.append(self)
+        return super().websocket_init(state)
+
+
+async def test_two_connections_on_one_route_share_the_handler_and_keep_their_own_state() -> None:
+    log, ran_on = Terminations(), []
+    handler = NotesItself(log, ran_on)
+    async with serving(App([websocket("/", handler)])) as served:
+        async with client(served.url()) as one, client(served.url()) as two:
+            for ws in (one, two, two, one, two):  # interleaved: both open throughout
+                await ws.send_message("x")
+                with trio.fail_after(WAIT):
+                    assert await ws.get_message() == "x"
+        calls = await log.wait(2)
+    assert ran_on == [handler, handler]
+    assert sorted(call.state for call in calls) == [2, 3]  # messages each connection handled
+
+
+def test_a_route_given_a_handler_class_says_to_pass_an_object() -> None:
+    with pytest.raises(TypeError, match=r"pass Scripted\(\), not Scripted"):
+        websocket("/", Scripted)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes a WebSocketHandler object"):
+        websocket("/", lambda: Scripted(Terminations()))  # type: ignore[arg-type]
 
 
 # ---- commands ---------------------------------------------------------------------------
@@ -230,10 +265,14 @@ async def test_set_options_idle_timeout_none_disables_it(
 
 
 class ClosesFrom(Recorded):
-    """Says hello and closes from the callback named by the ``from`` query parameter."""
+    """Says hello and closes from the callback named by the ``from`` query parameter (``init``
+    puts it in the state)."""
+
+    def init(self, request: Request) -> Upgrade:
+        return Upgrade(request.query_value("from"))
 
     def websocket_init(self, state: Any) -> tuple[Any, Any]:
-        if self.request.query_value("from") == "websocket_init":
+        if state == "websocket_init":
             return [Text("hello"), Close(4003, "from init")], "init"
         actors.send(actors.self_address(), "poke")
         return None, "init"
@@ -250,7 +289,7 @@ async def test_init_and_info_can_send_and_close_too(
     callback: str, seen: tuple[int, str | None], state: str
 ) -> None:
     log = Terminations()
-    async with serving(App([websocket("/", factory(ClosesFrom, log))])) as served:
+    async with serving(App([websocket("/", ClosesFrom(log))])) as served:
         async with client(served.url(f"/?from={callback}")) as ws:
             with trio.fail_after(WAIT):
                 assert await ws.get_message() == "hello"
@@ -286,7 +325,7 @@ class AsyncEverything(Recorded):
 
 async def test_async_callbacks_work_like_sync_ones() -> None:
     log = Terminations()
-    app = App([websocket("/", factory(AsyncEverything, log))])
+    app = App([websocket("/", AsyncEverything(log))])
     async with serving(app) as served, client(served.url()) as ws:
         with trio.fail_after(WAIT):
             assert await ws.get_message() == "welcome"
@@ -329,7 +368,7 @@ class CrashOn(Recorded):
 
 async def test_one_handler_crashing_leaves_other_connections_serving() -> None:
     log = Terminations()
-    app = App([websocket("/", factory(CrashOn, log))])
+    app = App([websocket("/", CrashOn(log))])
     async with serving(app) as served, client(served.url()) as steady:
         async with client(served.url()) as crashing:
             await steady.send_message("before")
@@ -378,7 +417,7 @@ class Gatekeeper(Recorded):
 
 
 def gate_app(log: Terminations, options: ServerOptions | None = None) -> App:
-    routes = [websocket("/chat/:room", factory(Gatekeeper, log))]
+    routes = [websocket("/chat/:room", Gatekeeper(log))]
     return App(routes, options=options or ServerOptions())
 
 
@@ -447,7 +486,7 @@ class Narrow(Recorded):
 
 async def test_options_in_upgrade_replace_the_routes_options() -> None:
     log = Terminations()
-    app = App([websocket("/", factory(Narrow, log), options=ConnectionOptions())])
+    app = App([websocket("/", Narrow(log), options=ConnectionOptions())])
     async with serving(app) as served, client(served.url()) as ws:
         await ws.send_message("8 bytes!")
         with trio.fail_after(WAIT):
@@ -474,7 +513,7 @@ async def test_a_client_leaving_before_the_101_is_no_error_and_no_terminate(
 ) -> None:
     log = Terminations()
     Hesitant.answer = trio.Event()
-    async with serving(App([websocket("/", factory(Hesitant, log))])) as served:
+    async with serving(App([websocket("/", Hesitant(log))])) as served:
         async with tcp_client(served.port) as leaving:
             await leaving.send_all(UPGRADE_HEAD)
             leaving.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -496,7 +535,7 @@ def hello(request: Request) -> Response:
 def http_app(log: Terminations, directory: Path) -> App:
     return App(
         [
-            websocket("/ws", factory(Scripted, log)),
+            websocket("/ws", Scripted(log)),
             http_route("/hello/:name", hello),
             static("/static", directory),
         ]

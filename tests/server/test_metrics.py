@@ -33,7 +33,6 @@ from .serving import (
     Terminations,
     client,
     expect_close,
-    factory,
     get,
     http_exchange,
     raw_client,
@@ -81,9 +80,9 @@ def traffic_app(log: Terminations) -> App:
     return App(
         [
             metrics_route("/stats/prometheus"),
-            websocket("/echo/:n", factory(Echo, log)),
-            websocket("/crash", factory(Crashes, log)),
-            websocket("/refuse", factory(Refuses, log)),
+            websocket("/echo/:n", Echo(log)),
+            websocket("/crash", Crashes(log)),
+            websocket("/refuse", Refuses(log)),
         ]
     )
 
@@ -174,7 +173,7 @@ async def test_a_callback_that_blocks_the_loop_is_logged_and_counted(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="corral.server.watchdog")
     log = Terminations()
-    app = App([metrics_route(), websocket("/slow/:id", factory(Blocks, log))])
+    app = App([metrics_route(), websocket("/slow/:id", Blocks(log))])
     async with running(app, ServerOptions(block_threshold=0.1)) as served:
         async with client(served.url("/slow/7")) as ws:
             await ws.send_message("hello")
@@ -194,7 +193,7 @@ async def test_the_watchdog_is_off_when_its_threshold_is_none(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     log = Terminations()
-    app = App([metrics_route(), websocket("/slow", factory(Blocks, log))])
+    app = App([metrics_route(), websocket("/slow", Blocks(log))])
     async with running(app, ServerOptions(block_threshold=None)) as served:
         async with client(served.url("/slow")) as ws:
             await ws.send_message("hello")
@@ -243,7 +242,7 @@ async def test_frames_broadcast_to_a_full_outbox_are_counted_as_dropped() -> Non
         outbox_capacity=2, outbox_overflow=OutboxPolicy.DROP, idle_timeout=None
     )
     log = Terminations()
-    app = App([metrics_route(), websocket("/sub", factory(Subscriber, log), options=options)])
+    app = App([metrics_route(), websocket("/sub", Subscriber(log), options=options)])
     big = "x" * 256 * 1024
     async with running(app) as served:
         async with raw_client(served.port, "/sub", receive_buffer=4096) as reader:

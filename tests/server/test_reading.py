@@ -12,7 +12,7 @@ from trio_websocket import ConnectionClosed
 
 from server import App, ConnectionOptions, Frame, HandlerStopped, ServerOptions, Stop, websocket
 
-from .serving import Recorded, Terminations, client, factory, serving
+from .serving import Recorded, Terminations, client, serving
 
 FLOOD = 40
 """Frames sent while the handler is busy: they wait, unread, in the sockets' buffers."""
@@ -34,7 +34,7 @@ async def test_a_connection_that_stops_with_frames_unread_still_finishes_its_clo
     log = Terminations()
     StopsWhenReleased.release = trio.Event()
     options = ConnectionOptions(close_timeout=5.0)
-    app = App([websocket("/", factory(StopsWhenReleased, log))])
+    app = App([websocket("/", StopsWhenReleased(log))])
     async with serving(app, ServerOptions(connection=options)) as served:
         async with client(served.url()) as ws:
             for number in range(FLOOD):

@@ -22,14 +22,14 @@ async def pushes_with_times(conn: Any, count: int, since: float) -> list[tuple[A
 
 
 async def test_hello_after_one_second_then_how_you_doin_every_second(autojump_clock: Any) -> None:
-    async with drive(seed.MyWsHandler) as conn:
+    async with drive(seed.MyWsHandler()) as conn:
         received = await pushes_with_times(conn, 4, trio.current_time())
     assert [push for push, _ in received] == [Text("Hello!")] + [Text("How' you doin'?")] * 3
     assert [at for _, at in received] == pytest.approx([1.0, 2.0, 3.0, 4.0])
 
 
 async def test_text_is_answered_at_once_and_binary_is_ignored(autojump_clock: Any) -> None:
-    async with drive(seed.MyWsHandler) as conn:
+    async with drive(seed.MyWsHandler()) as conn:
         connected = trio.current_time()
         await conn.send_text("m")
         await conn.send_binary(b"binary is ignored")
@@ -43,7 +43,7 @@ async def test_text_is_answered_at_once_and_binary_is_ignored(autojump_clock: An
 
 
 async def test_replies_interleave_with_the_ticks(autojump_clock: Any) -> None:
-    async with drive(seed.MyWsHandler) as conn:
+    async with drive(seed.MyWsHandler()) as conn:
         connected = trio.current_time()
         assert await pushes_with_times(conn, 1, connected) == [(Text("Hello!"), 1.0)]
         await trio.sleep(0.5)
@@ -57,7 +57,7 @@ async def test_replies_interleave_with_the_ticks(autojump_clock: Any) -> None:
 async def test_terminate_gets_the_state_and_the_timer_dies_with_the_connection(
     autojump_clock: Any,
 ) -> None:
-    async with drive(seed.MyWsHandler) as conn:
+    async with drive(seed.MyWsHandler()) as conn:
         assert await conn.receive() == Text("Hello!")
         assert await conn.close() == ClientClosed(1000)
         assert conn.state == "undefined_state"

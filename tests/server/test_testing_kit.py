@@ -75,7 +75,7 @@ async def test_build_request_carries_path_query_headers_and_bindings() -> None:
 
 
 async def test_drive_runs_init_frames_infos_and_terminate(autojump_clock: Any) -> None:
-    async with drive(Talker, "/?name=ann") as conn:
+    async with drive(Talker(), "/?name=ann") as conn:
         await conn.send_text("hi")
         assert await conn.receive() == Text("hi")
         assert await conn.receive() == Text("for ann")
@@ -89,13 +89,13 @@ async def test_drive_runs_init_frames_infos_and_terminate(autojump_clock: Any) -
 
 
 async def test_a_client_close_is_remote_with_its_code(autojump_clock: Any) -> None:
-    async with drive(Talker, bindings={"who": "bob"}) as conn:
+    async with drive(Talker(), bindings={"who": "bob"}) as conn:
         assert await conn.close(4001, "bye") == ClientClosed(4001, "bye")
         assert conn.close_code == 4001
 
 
 async def test_disconnect_is_remote_1006(autojump_clock: Any) -> None:
-    async with drive(Talker) as conn:
+    async with drive(Talker()) as conn:
         assert await conn.disconnect() == ClientClosed(1006)
 
 
@@ -110,21 +110,21 @@ async def test_disconnect_is_remote_1006(autojump_clock: Any) -> None:
 async def test_the_handler_ending_the_connection(
     autojump_clock: Any, said: str, code: int, reason: Any
 ) -> None:
-    async with drive(Talker) as conn:
+    async with drive(Talker()) as conn:
         await conn.send_text(said)
         assert await conn.assert_closed(code) == reason
         assert conn.terminate_reason == reason
 
 
 async def test_timers_run_on_virtual_time(autojump_clock: Any) -> None:
-    async with drive(seed.MyWsHandler) as conn:
+    async with drive(seed.MyWsHandler()) as conn:
         start = trio.current_time()
         assert await conn.receive() == Text("Hello!")
         assert trio.current_time() - start == pytest.approx(1.0)
 
 
 async def test_idle_timeout_on_virtual_time(autojump_clock: Any) -> None:
-    async with drive(Talker) as conn:
+    async with drive(Talker()) as conn:
         await conn.send_text("idle")
         start = trio.current_time()
         assert await conn.assert_closed(1000, timeout=10) == IdleTimeout()
@@ -132,7 +132,7 @@ async def test_idle_timeout_on_virtual_time(autojump_clock: Any) -> None:
 
 
 async def test_a_bad_frame_is_a_protocol_error(autojump_clock: Any) -> None:
-    async with drive(Talker) as conn:
+    async with drive(Talker()) as conn:
         await conn.send_raw(frame(Opcode.TEXT, b"\xff"))
         reason = await conn.assert_closed(1007)
         assert reason == ProtocolError(1007, "invalid UTF-8 in a text message")
@@ -140,14 +140,14 @@ async def test_a_bad_frame_is_a_protocol_error(autojump_clock: Any) -> None:
 
 async def test_a_refusal_raises_refused_with_the_response() -> None:
     with pytest.raises(Refused) as refused:
-        async with drive(Talker, headers=[("Authorization", "no")]):
+        async with drive(Talker(), headers=[("Authorization", "no")]):
             pytest.fail("the block must not run")
     assert refused.value.response.status == 401
 
 
 async def test_an_error_in_the_block_is_raised_as_it_is(autojump_clock: Any) -> None:
     with pytest.raises(LookupError):
-        async with drive(Talker):
+        async with drive(Talker()):
             raise LookupError
 
 
@@ -161,12 +161,12 @@ async def test_a_bad_init_answer_is_raised_as_it_is() -> None:
             return Upgrade(subprotocol="chat")
 
     with pytest.raises(TypeError, match="init must return Upgrade"):
-        async with drive(BadInit):
+        async with drive(BadInit()):
             pass
     with pytest.raises(ValueError, match="subprotocol 'chat' was not proposed"):
-        async with drive(Unoffered):
+        async with drive(Unoffered()):
             pass
-    async with drive(Unoffered, headers=[("Sec-WebSocket-Protocol", "chat")]) as conn:
+    async with drive(Unoffered(), headers=[("Sec-WebSocket-Protocol", "chat")]) as conn:
         assert conn.upgrade is not None and conn.upgrade.subprotocol == "chat"
 
 
@@ -183,7 +183,7 @@ async def test_the_handler_reaches_the_tests_own_actors(autojump_clock: Any) -> 
 
     async with actors.open_node() as node, trio.open_nursery() as nursery:
         node.spawn(nursery, listener, name="listener")
-        async with drive(Reporter) as conn:
+        async with drive(Reporter()) as conn:
             await conn.send_text("hello")
             with trio.fail_after(1):
                 while not heard:
@@ -203,7 +203,7 @@ async def test_coroutine_callbacks_run_as_on_a_server(autojump_clock: Any) -> No
         async def websocket_info(self, message: Any, state: int) -> tuple[Any, int]:
             return Text(f"told {message}"), state + 1
 
-    async with drive(Slow) as conn:
+    async with drive(Slow()) as conn:
         start = trio.current_time()
         await conn.send_text("a")
         conn.tell("b")  # waits in the mailbox while the handler is busy
@@ -215,7 +215,7 @@ async def test_coroutine_callbacks_run_as_on_a_server(autojump_clock: Any) -> No
 
 async def test_the_driven_client_answers_pings_so_it_never_looks_idle(autojump_clock: Any) -> None:
     options = ConnectionOptions(idle_timeout=10, ping_interval=3, pong_timeout=1)
-    async with drive(Talker, options=options) as conn:
+    async with drive(Talker(), options=options) as conn:
         await trio.sleep(60)
         assert conn.terminate_reason is None
     assert conn.terminate_reason == ServerShutdown()
@@ -225,21 +225,21 @@ async def test_the_driven_client_answers_pings_so_it_never_looks_idle(autojump_c
 
 
 async def test_assert_push_fails_on_timeout_naming_what_came(autojump_clock: Any) -> None:
-    async with drive(Talker) as conn:
+    async with drive(Talker()) as conn:
         await conn.send_text("x")
         with pytest.raises(AssertionError, match=r"matching 'y' within 1 s: timeout.*Text"):
             await conn.assert_push("y", timeout=1)
 
 
 async def test_assert_push_keeps_what_does_not_match(autojump_clock: Any) -> None:
-    async with drive(Talker) as conn:
+    async with drive(Talker()) as conn:
         await conn.send_text("x")
         assert await conn.assert_push("for nobody") == Text("for nobody")
         assert await conn.receive() == Text("x")
 
 
 async def test_refute_push_fails_when_something_arrives(autojump_clock: Any) -> None:
-    async with drive(Talker) as conn:
+    async with drive(Talker()) as conn:
         await conn.refute_push()
         conn.tell("late")
         with pytest.raises(AssertionError, match="expected no push"):
@@ -249,7 +249,7 @@ async def test_refute_push_fails_when_something_arrives(autojump_clock: Any) -> 
 async def test_assert_closed_fails_on_another_code_or_an_open_connection(
     autojump_clock: Any,
 ) -> None:
-    async with drive(Talker) as conn:
+    async with drive(Talker()) as conn:
         with pytest.raises(AssertionError, match="still runs"):
             await conn.assert_closed(timeout=1)
         await conn.send_text("stop")
@@ -258,7 +258,7 @@ async def test_assert_closed_fails_on_another_code_or_an_open_connection(
 
 
 async def test_receive_after_the_close_says_so(autojump_clock: Any) -> None:
-    async with drive(Talker) as conn:
+    async with drive(Talker()) as conn:
         await conn.send_text("stop")
         with pytest.raises(AssertionError, match=r"the connection closed \(1000"):
             await conn.receive()
@@ -269,7 +269,7 @@ async def test_json_matching(autojump_clock: Any) -> None:
         def websocket_info(self, message: Any, state: None) -> tuple[Any, None]:
             return Text(message), state
 
-    async with drive(Json) as conn:
+    async with drive(Json()) as conn:
         conn.tell('{"type": "said", "text": "hi", "n": 1}')
         assert await conn.assert_push({"type": "said", "n": 1})
         conn.tell('{"type": "said"}')
@@ -305,7 +305,7 @@ async def test_the_client_assertions_fail_when_they_should() -> None:
 
 
 async def test_the_client_sees_the_server_close(virtual_clock: trio.testing.MockClock) -> None:
-    app = App([websocket("/", Talker)])
+    app = App([websocket("/", Talker())])
     async with connect(app, "/?name=cy") as client:
         await client.send_text("close 4000")
         assert await client.assert_closed(4000) == (4000, "asked")
@@ -341,5 +341,11 @@ async def test_nested_drives_share_the_node_and_the_apps_actors(autojump_clock: 
 
 async def test_drive_an_app_refuses_a_path_no_websocket_route_takes() -> None:
     with pytest.raises(LookupError, match="no WebSocket route of the app matches '/nope'"):
-        async with drive(App([websocket("/", Talker)]), "/nope"):
+        async with drive(App([websocket("/", Talker())]), "/nope"):
+            pass
+
+
+async def test_drive_given_a_handler_class_says_to_pass_an_object() -> None:
+    with pytest.raises(TypeError, match=r"drive\(\) takes a handler object.*pass Talker\(\)"):
+        async with drive(Talker):  # type: ignore[arg-type]
             pass
