@@ -8,11 +8,12 @@ on the current actor (Erlang's ``self()``), which ``self_address()`` returns.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
-from .actor import Actor, ActorFunction, current_actor
+from .actor import Actor, ActorArgs, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
 from .backend_wire import NotPortable
@@ -65,9 +66,30 @@ def self_address() -> Address:
     return current_actor().address
 
 
-def spawn(nursery: trio.Nursery, fn: ActorFunction, *args: Any, **options: Any) -> Address:
-    """Start ``fn(actor, *args)`` as an actor in ``nursery`` (see Node.spawn for options)."""
-    return current_node().spawn(nursery, fn, *args, **options)
+def spawn(
+    nursery: trio.Nursery,
+    fn: Callable[[Actor, *ActorArgs], Awaitable[None]],
+    *args: *ActorArgs,
+    name: str | None = None,
+    capacity: int = DEFAULT_CAPACITY,
+    overflow: MailboxPolicy = MailboxPolicy.DROP_NEWEST,
+    kind: str | None = None,
+    trap_exits: bool = False,
+    link: bool = False,
+) -> Address:
+    """Start ``fn(actor, *args)`` as an actor in ``nursery`` (see Node.spawn for options);
+    mypy checks ``args`` against ``fn``'s parameters."""
+    return current_node().spawn(
+        nursery,
+        fn,
+        *args,
+        name=name,
+        capacity=capacity,
+        overflow=overflow,
+        kind=kind,
+        trap_exits=trap_exits,
+        link=link,
+    )
 
 
 def send(dest: Destination, msg: Any) -> bool:

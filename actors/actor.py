@@ -10,7 +10,7 @@ import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVarTuple
 
 import trio
 
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from .node import Destination, Node
 
 ActorFunction = Callable[..., Awaitable[None]]
+
+ActorArgs = TypeVarTuple("ActorArgs")
+"""The extra arguments of an actor's function, as ``spawn`` checks them against it."""
 """``async def fn(actor: Actor, *args) -> None``: the body of an actor."""
 
 logger = logging.getLogger("corral.actors")

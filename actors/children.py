@@ -35,8 +35,7 @@ def start(supervisor: Actor, nursery: trio.Nursery, child: Child) -> Address:
     child.address = supervisor.node.spawn(
         nursery,
         spec.start,
-        *spec.args,
-        *child.extra_args,
+        *(*spec.args, *child.extra_args),
         name=spec.name,
         capacity=spec.capacity,
         overflow=spec.overflow,

@@ -10,7 +10,7 @@ import contextvars
 import itertools
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ import attrs
 import trio
 
 from . import backend_wire as wire
-from .actor import Actor, ActorFunction, current_actor
+from .actor import Actor, ActorArgs, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend
 from .errors import MailboxFull, NoNode, NoSuchActor
@@ -106,8 +106,8 @@ class Node:
     def spawn(
         self,
         nursery: trio.Nursery,
-        fn: ActorFunction,
-        *args: Any,
+        fn: Callable[[Actor, *ActorArgs], Awaitable[None]],
+        *args: *ActorArgs,
         name: str | None = None,
         capacity: int = DEFAULT_CAPACITY,
         overflow: MailboxPolicy = MailboxPolicy.DROP_NEWEST,

@@ -20,7 +20,16 @@ import trio
 
 import actors
 from actors import Timeout, TimerRef
-from server import App, ConnectionOptions, Frame, Text, WebSocketHandler, websocket
+from server import (
+    App,
+    ConnectionOptions,
+    Frame,
+    Request,
+    Text,
+    Upgrade,
+    WebSocketHandler,
+    websocket,
+)
 
 MIN_EVERY = 0.01
 MAX_EVERY = 3600.0
@@ -73,8 +82,8 @@ def _next(ticker: Ticker) -> Ticker:
 class Clock(WebSocketHandler[Ticker]):
     """Starts, stops and runs one connection's ticker."""
 
-    def websocket_init(self, state: Any) -> tuple[None, Ticker]:
-        return None, Ticker()
+    def init(self, request: Request) -> Upgrade[Ticker]:
+        return Upgrade(Ticker())
 
     def websocket_handle(self, frame: Frame, state: Ticker) -> tuple[Text, Ticker]:
         try:

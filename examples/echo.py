@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
 from server import App, ConnectionOptions, Frame, WebSocketHandler, websocket
@@ -18,7 +16,7 @@ _OPTIONS = ConnectionOptions(max_message_size=64 * 2**20)
 
 
 class Echo(WebSocketHandler[None]):
-    def websocket_handle(self, frame: Frame, state: Any) -> tuple[Frame, Any]:
+    def websocket_handle(self, frame: Frame, state: None) -> tuple[Frame, None]:
         return frame, state
 
 

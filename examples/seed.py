@@ -11,19 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 import actors
-from server import App, Text, Timeout, Upgrade, WebSocketHandler, websocket
+from server import App, Frame, TerminateReason, Text, Timeout, Upgrade, WebSocketHandler, websocket
 from server.http import Request
 
 
 class MyWsHandler(WebSocketHandler[str]):
-    def init(self, request: Request) -> Upgrade:
-        return Upgrade()
+    def init(self, request: Request) -> Upgrade[str]:
+        return Upgrade("undefined_state")
 
-    def websocket_init(self, state: Any) -> tuple[None, str]:
+    def websocket_init(self, state: str) -> tuple[None, str]:
         actors.start_timer(1.0, "Hello!")
-        return None, "undefined_state"
+        return None, state
 
-    def websocket_handle(self, frame: Any, state: str) -> tuple[Text | None, str]:
+    def websocket_handle(self, frame: Frame, state: str) -> tuple[Text | None, str]:
         if isinstance(frame, Text):
             return Text("That's what she said! " + frame.data), state
         return None, state
@@ -34,7 +34,7 @@ class MyWsHandler(WebSocketHandler[str]):
             return Text(message.msg), state
         return None, state
 
-    def terminate(self, reason: Any, request: Request, state: str) -> None:
+    def terminate(self, reason: TerminateReason, request: Request, state: str) -> None:
         return None
 
 

@@ -20,16 +20,19 @@ from .options import ConnectionOptions
 from .termination import TerminateReason
 
 State = TypeVar("State")
+"""A connection's state: what ``init`` starts it with and each callback takes and returns."""
 
-Result: TypeAlias = tuple[Commands, Any]
+_Initial = TypeVar("_Initial", covariant=True)
+
+Result: TypeAlias = tuple[Commands, State]
 """What websocket_init/handle/info return: ``(commands, new_state)``."""
 
 
 @attrs.frozen
-class Upgrade:
-    """``init``'s yes: switch to WebSocket with this initial state."""
+class Upgrade(Generic[_Initial]):
+    """``init``'s yes: switch to WebSocket with this initial state (``Upgrade[State]``)."""
 
-    state: Any = None
+    state: _Initial = None  # type: ignore[assignment]  # Upgrade() starts with None
     subprotocol: str | None = None
     """One of ``request.subprotocols`` (None: answer without one)."""
     headers: tuple[tuple[str, str], ...] = ()
@@ -38,7 +41,7 @@ class Upgrade:
     """Per-connection options replacing the route's."""
 
 
-InitResult: TypeAlias = Upgrade | Response
+InitResult: TypeAlias = Upgrade[State] | Response
 """``init`` upgrades, or refuses with an HTTP response (401, 403...)."""
 
 
@@ -52,19 +55,23 @@ class WebSocketHandler(Generic[State]):
     in ``__init__`` are for what every connection shares (settings, a registry of rooms).
     """
 
-    def init(self, request: Request) -> InitResult | Awaitable[InitResult]:
+    def init(self, request: Request) -> InitResult[State] | Awaitable[InitResult[State]]:
         """Before the upgrade: return ``Upgrade(state)`` or a refusing ``Response``."""
         return Upgrade()
 
-    def websocket_init(self, state: State) -> Result | Awaitable[Result]:
+    def websocket_init(self, state: State) -> Result[State] | Awaitable[Result[State]]:
         """Right after the upgrade, inside the connection's actor (start timers, join groups)."""
         return None, state
 
-    def websocket_handle(self, frame: Frame, state: State) -> Result | Awaitable[Result]:
+    def websocket_handle(
+        self, frame: Frame, state: State
+    ) -> Result[State] | Awaitable[Result[State]]:
         """A text or binary message from the client."""
         return None, state
 
-    def websocket_info(self, message: Any, state: State) -> Result | Awaitable[Result]:
+    def websocket_info(
+        self, message: Any, state: State
+    ) -> Result[State] | Awaitable[Result[State]]:
         """A message from anywhere in the system: a timer, a room, another connection."""
         return None, state
 
@@ -99,7 +106,7 @@ async def call(callback: Callable[..., Any], *args: Any) -> Any:
     return result
 
 
-def unpack_result(name: str, result: Any) -> Result:
+def unpack_result(name: str, result: Any) -> Result[Any]:
     """Check a callback returned ``(commands, state)``; say so plainly if not."""
     if not (isinstance(result, tuple) and len(result) == 2):
         raise TypeError(f"{name} must return (commands, state), not {result!r}")

@@ -61,7 +61,7 @@ class ChatHandler(WebSocketHandler[Session]):
     def __init__(self, rooms: Rooms) -> None:
         self.rooms = rooms
 
-    def init(self, request: Request) -> Upgrade:
+    def init(self, request: Request) -> Upgrade[Session]:
         throttle = Throttle.for_limits(self.rooms.limits)
         room, peer = str(request.bindings["room"]), peer_key(request.peer)
         return Upgrade(Session(room=room, throttle=throttle, peer=peer))

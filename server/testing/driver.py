@@ -99,7 +99,7 @@ class Driven(Pushes):
         """The request ``init`` was given."""
         self.node = node
         """The node the connection's actor runs on."""
-        self.upgrade: Upgrade | None = None
+        self.upgrade: Upgrade[Any] | None = None
         """``init``'s answer, once it upgraded."""
         self.terminate_reason: TerminateReason | None = None
         """Why the connection ended, as ``terminate`` was told; None while it runs."""
