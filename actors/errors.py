@@ -14,13 +14,39 @@ class ActorError(Exception):
 
 
 class NoSuchActor(ActorError):
-    """No actor is registered under that name."""
+    """No live actor answers: none is registered under a name, or an address has ended.
 
-    def __init__(self, name: str, detail: str = "") -> None:
+    ``name`` is the name looked up (None when an address was given); ``address`` the ended
+    actor's (None when a name was looked up).
+    """
+
+    def __init__(
+        self, message: str, *, name: str | None = None, address: Address | None = None
+    ) -> None:
+        super().__init__(message)
         self.name = name
-        super().__init__(
-            f"no actor is registered as {name!r}{detail}; register it first, or send to its address"
+        self.address = address
+
+    @classmethod
+    def unregistered(cls, name: str) -> NoSuchActor:
+        """Nothing is registered as ``name`` (a send or lookup by name)."""
+        return cls(
+            f"no actor is registered as {name!r}; register it first, or send to its address",
+            name=name,
         )
+
+    @classmethod
+    def not_registered_within(cls, name: str, timeout: float) -> NoSuchActor:
+        """``wait_for(name, timeout)`` gave up."""
+        return cls(f"no actor was registered as {name!r} within {timeout} s", name=name)
+
+    @classmethod
+    def ended(
+        cls, operation: str, address: Address, why: str = "that actor has ended"
+    ) -> NoSuchActor:
+        """``operation`` (``join group 'g'``, ``register 'n'``) needs a live actor, and the
+        one at ``address`` is not (``why``)."""
+        return cls(f"cannot {operation} for {address}: {why}", address=address)
 
 
 class NameTaken(ActorError):

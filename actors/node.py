@@ -225,7 +225,7 @@ class Node:
             raise TypeError(f"send to an Address or a registered name, not {dest!r}")
         address = self.backend.whereis(dest)
         if address is None:
-            raise NoSuchActor(dest)
+            raise NoSuchActor.unregistered(dest)
         return address
 
     def _route(self, node: str, envelope: tuple[Any, ...], *, quiet: bool = False) -> bool:
@@ -250,7 +250,7 @@ class Node:
     def register(self, name: str, address: Address) -> None:
         """Bind ``name`` to a live actor (NameTaken if another holds it)."""
         if address not in self._actors:
-            raise NoSuchActor(name, f" (cannot register: {address} has ended)")
+            raise NoSuchActor.ended(f"register the name {name!r}", address)
         self.backend.register(name, address)
 
     def unregister(self, name: str) -> None:
@@ -265,17 +265,19 @@ class Node:
         """Wait until ``name`` is registered; NoSuchActor after ``timeout`` seconds."""
         with trio.move_on_after(timeout):
             return await self.backend.wait_registered(name)
-        raise NoSuchActor(name, f" (waited {timeout} s)")
+        raise NoSuchActor.not_registered_within(name, timeout)
 
     # ---- groups ---------------------------------------------------------------------
 
     def join(self, group: str, address: Address) -> None:
         """Add a live actor (of this node, or of a live node of the cluster) to ``group``;
         it leaves by itself when it ends."""
-        if address not in self._actors and (
-            address.node == self.name or not self.backend.is_alive(address.node)
-        ):
-            raise NoSuchActor(group, f" (cannot join: {address} has ended)")
+        if address not in self._actors:
+            operation = f"join the group {group!r}"
+            if address.node == self.name:
+                raise NoSuchActor.ended(operation, address)
+            if not self.backend.is_alive(address.node):
+                raise NoSuchActor.ended(operation, address, f"its node {address.node!r} is down")
         self.backend.join(group, address)
 
     def leave(self, group: str, address: Address) -> None:

@@ -35,7 +35,7 @@ def send_frame(dest: Destination, message: str | bytes, *, node: Node | None = N
     node = node or actors.current_node()
     address = dest if isinstance(dest, Address) else node.whereis(dest)
     if address is None:
-        raise actors.NoSuchActor(str(dest))
+        raise actors.NoSuchActor.unregistered(str(dest))
     if address.node != node.name:
         return node.send_remote(address, _FRAME, message)
     return _deliver(node, (address,), EncodedFrame.of(message)) == 1

@@ -64,17 +64,51 @@ async def test_wait_for_gives_up_with_no_such_actor_after_the_timeout(
     node: actors.Node, autojump_clock: trio.testing.MockClock
 ) -> None:
     start = trio.current_time()
-    with pytest.raises(actors.NoSuchActor, match="waited 2"):
+    with pytest.raises(actors.NoSuchActor, match="no actor was registered as 'never' within 2 s"):
         await actors.wait_for("never", timeout=2)
     assert trio.current_time() - start == pytest.approx(2)
 
 
-async def test_register_refuses_an_ended_actor(node: actors.Node) -> None:
+async def test_register_refuses_an_ended_actor_saying_so(node: actors.Node) -> None:
     async with trio.open_nursery() as nursery:
         address = actors.spawn(nursery, idle)
         node.exit(address, actors.KILLED)
-    with pytest.raises(actors.NoSuchActor, match="has ended"):
+    with pytest.raises(actors.NoSuchActor) as refused:
         actors.register("ghost", address)
+    assert (
+        str(refused.value)
+        == f"cannot register the name 'ghost' for {address}: that actor has ended"
+    )
+    assert (refused.value.address, refused.value.name) == (address, None)
+
+
+async def test_join_refuses_an_ended_actor_saying_so(node: actors.Node) -> None:
+    async with trio.open_nursery() as nursery:
+        address = actors.spawn(nursery, idle)
+        node.exit(address, actors.KILLED)
+    with pytest.raises(actors.NoSuchActor) as refused:
+        actors.join("room", address)
+    assert str(refused.value) == f"cannot join the group 'room' for {address}: that actor has ended"
+    assert actors.members("room") == []
+
+
+async def test_join_refuses_an_actor_of_a_node_that_is_down_saying_so(node: actors.Node) -> None:
+    elsewhere = actors.Address("gone", 7)  # no such node in this cluster of one
+    with pytest.raises(actors.NoSuchActor) as refused:
+        actors.join("room", elsewhere)
+    assert (
+        str(refused.value)
+        == f"cannot join the group 'room' for {elsewhere}: its node 'gone' is down"
+    )
+
+
+async def test_sending_to_an_unknown_name_says_to_register_it(node: actors.Node) -> None:
+    with pytest.raises(actors.NoSuchActor) as refused:
+        actors.send("nobody", "hello")
+    assert str(refused.value) == (
+        "no actor is registered as 'nobody'; register it first, or send to its address"
+    )
+    assert refused.value.name == "nobody"
 
 
 async def test_join_leave_members_which_groups(node: actors.Node) -> None:
