@@ -29,10 +29,9 @@ from .errors import (
     NotInActor,
     RestartIntensityExceeded,
 )
-from .mailbox import Mailbox, MailboxPolicy, MailboxStatistics
+from .mailbox import DEFAULT_CAPACITY, Mailbox, MailboxPolicy, MailboxStatistics
 from .messages import Down, Exit, MonitorRef, Ref, Timeout, TimerRef
 from .node import (
-    DEFAULT_CAPACITY,
     ActorInfo,
     Destination,
     Node,

@@ -14,7 +14,13 @@ from .address import Address
 from .children import Child
 from .errors import ActorError
 from .messages import Down, Exit, MonitorRef
-from .specs import ChildSpec, RestartIntensity, should_restart
+from .specs import (
+    DEFAULT_MAX_RESTARTS,
+    DEFAULT_PERIOD,
+    ChildSpec,
+    RestartIntensity,
+    should_restart,
+)
 
 
 class SupervisorNotRunning(ActorError):
@@ -33,8 +39,8 @@ class DynamicSupervisor:
     concurrently, so ten thousand children do not all stop at once nor one by one.
     """
 
-    intensity: int = 3
-    period: float = 5.0
+    intensity: int = DEFAULT_MAX_RESTARTS
+    period: float = DEFAULT_PERIOD
     max_children: int | None = None
     shutdown_batch: int = 100
     _actor: Actor | None = attrs.field(default=None, init=False)

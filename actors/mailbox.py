@@ -25,6 +25,9 @@ from .address import Address
 from .errors import MailboxFull
 from .messages import REVOKED, Exit, Revocable
 
+DEFAULT_CAPACITY = 1024
+"""Messages a mailbox holds unless its actor is spawned with another ``capacity``."""
+
 
 class MailboxPolicy(enum.Enum):
     """What a full mailbox does with one more message."""

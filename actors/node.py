@@ -22,7 +22,7 @@ from .actor import Actor, ActorArgs, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend
 from .errors import MailboxFull, NoNode, NoSuchActor
-from .mailbox import MailboxPolicy
+from .mailbox import DEFAULT_CAPACITY, MailboxPolicy
 from .messages import REVOKED, MonitorRef, unwrap
 from .reasons import KILLED, NOPROC, ExitReason
 from .remote import RemoteLinks, RemoteMonitors
@@ -48,8 +48,6 @@ def register_fanout(kind: str, fanout: Fanout) -> None:
 
 Destination = Address | str
 """Where a message goes: an actor's address, or a registered name."""
-
-DEFAULT_CAPACITY = 1024
 
 _current_node: contextvars.ContextVar[Node] = contextvars.ContextVar("corral_node")
 

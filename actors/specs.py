@@ -10,10 +10,15 @@ from typing import Any
 import attrs
 
 from .actor import ActorFunction
-from .mailbox import MailboxPolicy
+from .mailbox import DEFAULT_CAPACITY, MailboxPolicy
 from .reasons import ExitReason
 
 DEFAULT_SHUTDOWN = 5.0
+"""Seconds a child gets to stop after a shutdown signal before it is killed."""
+
+DEFAULT_MAX_RESTARTS = 3
+DEFAULT_PERIOD = 5.0
+"""OTP's default restart intensity: more than 3 restarts in 5 seconds is too many."""
 
 
 class Restart(enum.Enum):
@@ -50,7 +55,7 @@ class ChildSpec:
     """Seconds a child gets to stop after a shutdown signal before it is killed."""
     name: str | None = None
     """Register the child under this name (each restart registers it again)."""
-    capacity: int = 1024
+    capacity: int = DEFAULT_CAPACITY
     overflow: MailboxPolicy = MailboxPolicy.DROP_NEWEST
     trap_exits: bool = False
     kind: str | None = None
@@ -73,8 +78,8 @@ def should_restart(restart: Restart, reason: ExitReason) -> bool:
 class RestartIntensity:
     """OTP's restart intensity: more than ``max_restarts`` in ``period`` seconds is too many."""
 
-    max_restarts: int = 3
-    period: float = 5.0
+    max_restarts: int = DEFAULT_MAX_RESTARTS
+    period: float = DEFAULT_PERIOD
     _restarts: deque[float] = attrs.field(factory=deque, init=False)
 
     def __attrs_post_init__(self) -> None:

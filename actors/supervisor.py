@@ -20,7 +20,15 @@ from .children import Child
 from .messages import Down, Exit
 from .node import current_node
 from .reasons import Crash, ExitReason
-from .specs import ChildSpec, Restart, RestartIntensity, Strategy, should_restart
+from .specs import (
+    DEFAULT_MAX_RESTARTS,
+    DEFAULT_PERIOD,
+    ChildSpec,
+    Restart,
+    RestartIntensity,
+    Strategy,
+    should_restart,
+)
 
 
 @attrs.define(eq=False)
@@ -33,8 +41,8 @@ class Supervisor:
 
     children: Sequence[ChildSpec]
     strategy: Strategy = Strategy.ONE_FOR_ONE
-    intensity: int = 3
-    period: float = 5.0
+    intensity: int = DEFAULT_MAX_RESTARTS
+    period: float = DEFAULT_PERIOD
     _running: list[Child] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:

@@ -42,6 +42,12 @@ from .router import MalformedPath, Match, Router
 
 logger = logging.getLogger("corral.server")
 
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a client has to send its whole request head (and an HTTP exchange to finish)."""
+
+DEFAULT_MAX_CONNECTIONS = 10_000
+"""Open connections past which a new one gets HTTP 503."""
+
 OnWebSocket: TypeAlias = Callable[[trio.abc.Stream, Request, bytes, Match], Awaitable[None]]
 """``on_websocket(stream, request, rest, match)``: accept (or refuse) and run a WebSocket.
 
@@ -120,8 +126,8 @@ class FrontDoor:
 
     router: Router
     on_websocket: OnWebSocket
-    handshake_timeout: float = 10.0
-    max_connections: int = 10_000
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES
     max_headers: int = DEFAULT_MAX_HEADERS
     allowed_origins: Collection[str] | None = None

@@ -8,7 +8,10 @@ from typing import Any
 
 import attrs
 
-from actors import MailboxPolicy
+from actors import DEFAULT_CAPACITY, MailboxPolicy
+
+from .http import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS
+from .listener import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -54,7 +57,7 @@ class ConnectionOptions:
     outbox_bytes: int = attrs.field(default=4 * 2**20, validator=_positive)
     """Bytes queued for the client before the outbox counts as full (one frame always fits)."""
     outbox_overflow: OutboxPolicy = OutboxPolicy.CLOSE_1013
-    mailbox_capacity: int = attrs.field(default=1024, validator=_positive)
+    mailbox_capacity: int = attrs.field(default=DEFAULT_CAPACITY, validator=_positive)
     mailbox_overflow: MailboxPolicy = MailboxPolicy.DROP_NEWEST
     compression: bool = False
     """Offer permessage-deflate (RFC 7692) to clients that ask for it."""
@@ -64,13 +67,13 @@ class ConnectionOptions:
 class ServerOptions:
     """Server-wide limits."""
 
-    handshake_timeout: float = attrs.field(default=10.0, validator=_positive)
+    handshake_timeout: float = attrs.field(default=DEFAULT_HANDSHAKE_TIMEOUT, validator=_positive)
     """A client must send its whole request head within this."""
-    max_connections: int = attrs.field(default=10_000, validator=_positive)
+    max_connections: int = attrs.field(default=DEFAULT_MAX_CONNECTIONS, validator=_positive)
     """Over this many open connections, new ones get HTTP 503 before the upgrade."""
-    max_head_bytes: int = attrs.field(default=16 * 1024, validator=_positive)
+    max_head_bytes: int = attrs.field(default=DEFAULT_MAX_HEAD_BYTES, validator=_positive)
     """A larger request head gets 431."""
-    max_headers: int = attrs.field(default=100, validator=_positive)
+    max_headers: int = attrs.field(default=DEFAULT_MAX_HEADERS, validator=_positive)
     """A request head with more header fields gets 431 (Cowboy's limit)."""
     drain_timeout: float = attrs.field(default=30.0, validator=_positive)
     """On shutdown, how long connections get to close (1001) and run terminate."""
