@@ -17,11 +17,9 @@ from .actor import Actor, ActorArgs, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
 from .backend_wire import NotPortable
-from .diagnostics import live_tasks
 from .dynamic import DynamicSupervisor, SupervisorNotRunning, TooManyChildren
 from .errors import (
     ActorError,
-    ActorExit,
     MailboxFull,
     NameTaken,
     NoNode,
@@ -29,8 +27,8 @@ from .errors import (
     NotInActor,
     RestartIntensityExceeded,
 )
-from .mailbox import DEFAULT_CAPACITY, Mailbox, MailboxPolicy, MailboxStatistics
-from .messages import Down, Exit, MonitorRef, Ref, Timeout, TimerRef
+from .mailbox import DEFAULT_CAPACITY, MailboxPolicy, MailboxStatistics
+from .messages import Down, Exit, MonitorRef, Timeout, TimerRef
 from .node import (
     ActorInfo,
     Destination,
@@ -38,7 +36,6 @@ from .node import (
     NodeStatistics,
     current_node,
     open_node,
-    register_fanout,
 )
 from .reasons import (
     KILLED,
@@ -56,7 +53,7 @@ from .reasons import (
     Normal,
     Shutdown,
 )
-from .specs import ChildSpec, Restart, RestartIntensity, Strategy, should_restart
+from .specs import ChildSpec, Restart, Strategy
 from .supervisor import Supervisor, supervise
 
 
@@ -206,7 +203,6 @@ __all__ = [
     "SHUTDOWN",
     "Actor",
     "ActorError",
-    "ActorExit",
     "ActorFunction",
     "ActorInfo",
     "Address",
@@ -221,7 +217,6 @@ __all__ = [
     "ExitReason",
     "Killed",
     "LocalBackend",
-    "Mailbox",
     "MailboxFull",
     "MailboxOverflow",
     "MailboxStatistics",
@@ -238,9 +233,7 @@ __all__ = [
     "NotPortable",
     "MailboxPolicy",
     "PeerInfo",
-    "Ref",
     "Restart",
-    "RestartIntensity",
     "RestartIntensityExceeded",
     "Shutdown",
     "Strategy",
@@ -258,18 +251,15 @@ __all__ = [
     "join",
     "leave",
     "link",
-    "live_tasks",
     "members",
     "monitor",
     "open_node",
     "publish",
     "read_timer",
     "register",
-    "register_fanout",
     "send",
     "send_after",
     "send_wait",
-    "should_restart",
     "spawn",
     "start_timer",
     "supervise",

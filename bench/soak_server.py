@@ -2,7 +2,7 @@
 
 It serves ``examples.echo:app`` exactly as ``corral serve`` does (``Server``, SIGTERM drains)
 and answers each ``stats`` line on its stdin with one JSON line on stdout: RSS after
-``gc.collect()``, trio's live task count (``actors.live_tasks()``), live actors, open
+``gc.collect()``, trio's live task count (``actors.diagnostics.live_tasks()``), live actors, open
 connections, and the log records it has seen. bench/soak.py, the driver, starts it and reads
 those figures.
 """
@@ -22,7 +22,7 @@ import attrs
 import psutil  # type: ignore[import-untyped, unused-ignore]
 import trio
 
-from actors import live_tasks
+from actors.diagnostics import live_tasks
 
 HOST = "127.0.0.1"
 APP = "examples.echo:app"
@@ -57,7 +57,8 @@ def _emit(record: dict[str, Any]) -> None:
 
 def load_echo_app(idle_timeout: float | None) -> Any:
     """``examples.echo:app``; with ``idle_timeout`` (> 0), its route uses that idle timeout."""
-    from server import App, WebSocketTarget, websocket
+    from server import App, websocket
+    from server.app import WebSocketTarget
     from server.cli import load_app
 
     app = load_app(APP)

@@ -11,8 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 import actors
-from server import App, Frame, TerminateReason, Text, Timeout, Upgrade, WebSocketHandler, websocket
-from server.http import Request
+from server import (
+    App,
+    Frame,
+    Request,
+    TerminateReason,
+    Text,
+    Timeout,
+    Upgrade,
+    WebSocketHandler,
+    websocket,
+)
 
 
 class MyWsHandler(WebSocketHandler[str]):

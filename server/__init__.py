@@ -11,8 +11,8 @@ serve module:app`` runs it under a supervisor and drains it on SIGTERM, and
 
 from actors import Timeout
 
-from .app import App, WebSocketTarget, http_route, static, websocket
-from .commands import Binary, Close, Command, Frame, Ping, Pong, SetOptions, Stop, Text
+from .app import App, http_route, static, websocket
+from .commands import Binary, Close, Command, Commands, Frame, Ping, Pong, SetOptions, Stop, Text
 from .embed import Running, serving
 from .fanout import broadcast, send_frame, send_frames
 from .handler import InitResult, Result, Upgrade, WebSocketHandler
@@ -20,6 +20,7 @@ from .http import Request, Response
 from .metrics import metrics_route
 from .options import ConnectionOptions, OutboxPolicy, ServerOptions
 from .ratelimit import TokenBucket
+from .static import health_check
 from .termination import (
     ClientClosed,
     HandlerCrashed,
@@ -36,6 +37,7 @@ __all__ = [
     "Binary",
     "Close",
     "Command",
+    "Commands",
     "ConnectionOptions",
     "HandlerCrashed",
     "Frame",
@@ -62,11 +64,11 @@ __all__ = [
     "TokenBucket",
     "Upgrade",
     "WebSocketHandler",
-    "WebSocketTarget",
     "broadcast",
     "send_frame",
     "send_frames",
     "serving",
+    "health_check",
     "http_route",
     "metrics_route",
     "static",

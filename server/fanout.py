@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 import actors
 from actors import Address, Destination, Node
+from actors.node import register_fanout
 
 from .connection import EncodedFrame, connection_of
 
@@ -68,8 +69,8 @@ def _frame_to_one(node: Node, address: Address, message: str | bytes) -> int:
     return _deliver(node, (address,), EncodedFrame.of(message))
 
 
-actors.register_fanout(_FRAMES, _frames_to_group)
-actors.register_fanout(_FRAME, _frame_to_one)
+register_fanout(_FRAMES, _frames_to_group)
+register_fanout(_FRAME, _frame_to_one)
 
 
 def _deliver(node: Node, addresses: Iterable[Address], frame: EncodedFrame) -> int:

@@ -19,9 +19,7 @@ import trio
 
 import actors
 from actors import Address
-from server import Close, Frame, Text, Upgrade, WebSocketHandler
-from server.http import Request
-from server.termination import TerminateReason
+from server import Close, Frame, Request, TerminateReason, Text, Upgrade, WebSocketHandler
 
 from . import protocol
 from .limits import Throttle, Verdict, peer_key

@@ -1,6 +1,6 @@
 """Testing your handlers: in-process, on virtual time, or over a real socket.
 
-- ``drive(Handler, "/path?q=1", headers=..., bindings=...)`` runs one handler through its
+- ``drive(MyWsHandler(), "/path?q=1", headers=..., bindings=...)`` runs one handler through its
   whole life without a socket, on the server's own code: ``init`` with a built ``Request``,
   then the real connection loop as an actor, fed client frames through an in-memory stream.
   Timers run on trio's clock, so under a ``MockClock`` (pytest-trio's ``autojump_clock``)

@@ -11,6 +11,7 @@ import trio.testing
 
 import actors
 from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
+from actors.specs import RestartIntensity, should_restart
 
 from .kit import crash_on, idle
 
@@ -258,9 +259,9 @@ async def test_start_child_on_a_stopped_dynamic_supervisor_says_so(node: actors.
 
 
 def test_restart_intensity_counts_restarts_in_a_sliding_window() -> None:
-    intensity = actors.RestartIntensity(max_restarts=2, period=10)
+    intensity = RestartIntensity(max_restarts=2, period=10)
     assert [intensity.allow(t) for t in (0, 1, 2)] == [True, True, False]
-    fresh = actors.RestartIntensity(max_restarts=2, period=10)
+    fresh = RestartIntensity(max_restarts=2, period=10)
     assert [fresh.allow(t) for t in (0, 5, 10, 15, 20)] == [True] * 5
 
 
@@ -276,7 +277,7 @@ def test_should_restart_follows_otp_restart_types() -> None:
         (Restart.TEMPORARY, crash): False,
     }
     for (restart, reason), expected in table.items():
-        assert actors.should_restart(restart, reason) is expected, (restart, reason)
+        assert should_restart(restart, reason) is expected, (restart, reason)
 
 
 def test_child_spec_refuses_a_negative_shutdown() -> None:

@@ -15,6 +15,7 @@ import pytest
 from wsproto.frame_protocol import Opcode
 
 import actors
+from actors.diagnostics import live_tasks
 from examples.echo import Echo
 from server import App, ConnectionOptions, websocket
 from server.connection import Connection
@@ -60,10 +61,10 @@ async def test_tasks_and_actors_return_to_baseline_after_churn(
         await assert_echoes(server.url())
         await server.until_no_connections()
         await until_quiet()
-        tasks, actor_count = actors.live_tasks(), server.live_actors()
+        tasks, actor_count = live_tasks(), server.live_actors()
         await churn(server)
         await until_quiet()  # the server has finished with every closed connection
-        assert (actors.live_tasks(), server.live_actors()) == (tasks, actor_count)
+        assert (live_tasks(), server.live_actors()) == (tasks, actor_count)
         await assert_echoes(server.url())
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
