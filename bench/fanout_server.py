@@ -86,7 +86,7 @@ def corral_app(max_connections: int, *, cowboy: bool = False) -> App:
     """
     quiet = ConnectionOptions(idle_timeout=None)
     publisher, subscriber = (
-        (CowboyPublisher, CowboySubscriber) if cowboy else (Publisher, Subscriber)
+        (CowboyPublisher(), CowboySubscriber()) if cowboy else (Publisher(), Subscriber())
     )
     return App(
         [websocket("/pub", publisher, options=quiet), websocket("/sub", subscriber, options=quiet)],
