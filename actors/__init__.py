@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Unpack
 
 import trio
 
@@ -34,6 +34,7 @@ from .node import (
     Destination,
     Node,
     NodeStatistics,
+    SpawnOptions,
     current_node,
     open_node,
 )
@@ -66,26 +67,11 @@ def spawn(
     nursery: trio.Nursery,
     fn: Callable[[Actor, *ActorArgs], Awaitable[None]],
     *args: *ActorArgs,
-    name: str | None = None,
-    capacity: int = DEFAULT_CAPACITY,
-    overflow: MailboxPolicy = MailboxPolicy.DROP_NEWEST,
-    kind: str | None = None,
-    trap_exits: bool = False,
-    link: bool = False,
+    **options: Unpack[SpawnOptions],
 ) -> Address:
     """Start ``fn(actor, *args)`` as an actor in ``nursery`` (see Node.spawn for options);
     mypy checks ``args`` against ``fn``'s parameters."""
-    return current_node().spawn(
-        nursery,
-        fn,
-        *args,
-        name=name,
-        capacity=capacity,
-        overflow=overflow,
-        kind=kind,
-        trap_exits=trap_exits,
-        link=link,
-    )
+    return current_node().spawn(nursery, fn, *args, **options)
 
 
 def send(dest: Destination, msg: Any) -> bool:

@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypedDict
 
 import attrs
 import trio
@@ -44,6 +44,18 @@ def register_fanout(kind: str, fanout: Fanout) -> None:
     ``"frames"`` so that ``broadcast`` encodes a frame once per node.
     """
     _fanouts[kind] = fanout
+
+
+class SpawnOptions(TypedDict, total=False):
+    """``spawn``'s keyword options, for a function passing them on (Node.spawn has the
+    defaults and says what each does)."""
+
+    name: str | None
+    capacity: int
+    overflow: MailboxPolicy
+    kind: str | None
+    trap_exits: bool
+    link: bool
 
 
 Destination = Address | str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import trio
 import trio.testing
@@ -69,27 +71,25 @@ async def test_wait_for_gives_up_with_no_such_actor_after_the_timeout(
     assert trio.current_time() - start == pytest.approx(2)
 
 
-async def test_register_refuses_an_ended_actor_saying_so(node: actors.Node) -> None:
+@pytest.mark.parametrize(
+    ("operation", "refusal"),
+    [
+        (lambda address: actors.register("ghost", address), "cannot register the name 'ghost'"),
+        (lambda address: actors.join("room", address), "cannot join the group 'room'"),
+    ],
+    ids=["register", "join"],
+)
+async def test_register_and_join_refuse_an_ended_actor_saying_so(
+    node: actors.Node, operation: Callable[[actors.Address], None], refusal: str
+) -> None:
     async with trio.open_nursery() as nursery:
         address = actors.spawn(nursery, idle)
         node.exit(address, actors.KILLED)
     with pytest.raises(actors.NoSuchActor) as refused:
-        actors.register("ghost", address)
-    assert (
-        str(refused.value)
-        == f"cannot register the name 'ghost' for {address}: that actor has ended"
-    )
+        operation(address)
+    assert str(refused.value) == f"{refusal} for {address}: that actor has ended"
     assert (refused.value.address, refused.value.name) == (address, None)
-
-
-async def test_join_refuses_an_ended_actor_saying_so(node: actors.Node) -> None:
-    async with trio.open_nursery() as nursery:
-        address = actors.spawn(nursery, idle)
-        node.exit(address, actors.KILLED)
-    with pytest.raises(actors.NoSuchActor) as refused:
-        actors.join("room", address)
-    assert str(refused.value) == f"cannot join the group 'room' for {address}: that actor has ended"
-    assert actors.members("room") == []
+    assert actors.members("room") == [] and actors.whereis("ghost") is None
 
 
 async def test_join_refuses_an_actor_of_a_node_that_is_down_saying_so(node: actors.Node) -> None:

@@ -46,3 +46,4 @@ def start(nursery: trio.Nursery) -> None:
     actors.spawn(nursery, worker, "three")  # rejected: [arg-type]
     actors.spawn(nursery, worker)  # rejected: [arg-type]
     actors.spawn(nursery, worker, 3)
+    actors.spawn(nursery, worker, 3, capacity="big")  # rejected: [arg-type]
