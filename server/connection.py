@@ -37,6 +37,7 @@ from .http import Request
 from .liveness import Liveness, Verdict
 from .options import ConnectionOptions, OutboxOverflow
 from .outbox import Outbox
+from .pacing import take_turn
 from .session import NEED_DATA, Session, encode_message, encode_ping, encode_pong
 from .tally import tally_of
 from .termination import (
@@ -276,11 +277,11 @@ class Connection:
                         continue
                     event = session.next_event()
                     if event is not NEED_DATA:
+                        if isinstance(event, TerminateReason):
+                            reason = event  # _close_for writes what the session owes
+                            break
                         if session.owes:
                             self._write_protocol_data()
-                        if isinstance(event, TerminateReason):
-                            reason = event
-                            break
                         handled += 1
                         if handled % _EVENTS_PER_CHECKPOINT == 0:
                             await trio.lowlevel.checkpoint()
@@ -328,6 +329,7 @@ class Connection:
                     streak = 0
             except Exception as exc:
                 reason = self._crashed(exc)
+            await take_turn()  # a burst of closes is spread over scheduler passes
             await self._close_for(reason)
         finally:
             _live.pop(self.actor, None)
@@ -589,6 +591,8 @@ class Connection:
             await self._abort()
             return
         self._write_protocol_data()
+        if self._outbox is None and (self.session.transport_done or not self.session.closing):
+            return  # all written, nothing to wait for (the client closed first)
         with trio.move_on_after(self.options.send_timeout + self.options.close_timeout):
             await self._flush()
             if self.aborted or self.session.transport_done or not self.session.closing:
