@@ -131,6 +131,7 @@ class Connection:
         "_info_pending",
         "_liveness",
         "_liveness_timer",
+        "_exit_on_crash",
     )
 
     def __init__(
@@ -142,6 +143,8 @@ class Connection:
         stream: trio.abc.Stream,
         session: Session,
         state: Any,
+        *,
+        exit_on_crash: bool = False,
     ) -> None:
         self.actor = actor
         self.handler = handler
@@ -160,6 +163,7 @@ class Connection:
         self.aborted = False
         """Whether TCP was aborted (RST) rather than closed after a close frame."""
         self._fd = _socket_fd(stream)
+        self._exit_on_crash = exit_on_crash  # a crashed handler ends the actor as a crash
         self._handling = False
         self._handled_at = self.started_at
         self._checked_while_handling = False
@@ -253,7 +257,7 @@ class Connection:
 
     async def run(self) -> TerminateReason:
         """Serve the connection until it ends, close it properly and run ``terminate``, once,
-        on every path; return why it ended.
+        on every path; return why it ended (with ``exit_on_crash``, a crash ends the actor).
 
         The loop is inline, not split into helpers, because each coroutine frame on an idle
         connection's stack is memory held per connection.
@@ -338,6 +342,8 @@ class Connection:
                 cleanup.deadline = trio.current_time() + self.options.close_timeout
                 await trio.aclose_forcefully(self.stream)
                 await _terminate(self, reason or Shutdown())  # None: cancelled by shutdown
+        if self._exit_on_crash and isinstance(reason, Crash):
+            self.actor.exit(actors.Crash(reason.exception))  # its supervisor sees the crash
         return reason
 
     async def _receive(self) -> None:
