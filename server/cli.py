@@ -24,6 +24,7 @@ import actors
 
 from . import logformat
 from .app import App
+from .dashboard import TOKEN_ENV, with_dashboard
 from .listener import make_ssl_context
 from .metrics import metrics_route
 from .options import ServerOptions
@@ -149,6 +150,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--metrics", action="store_true", help="serve Prometheus metrics at /metrics (default: off)"
     )
+    serve.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve a live dashboard at /corral/ to loopback, or to requests with the token "
+        "(default: off)",
+    )
+    serve.add_argument(
+        "--dashboard-token",
+        metavar="TOKEN",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"let requests from elsewhere see the dashboard with this token (default: "
+        f"${TOKEN_ENV}; none: loopback only)",
+    )
     watchdog = serve.add_mutually_exclusive_group()
     watchdog.add_argument(
         "--block-threshold",
@@ -232,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = load_app(args.app)
         if args.metrics:
             app = _with_metrics(app)
+        if args.dashboard:
+            app = with_dashboard(app, token=args.dashboard_token)
         if args.keyfile and not args.certfile:
             raise ValueError("--keyfile needs --certfile")
         ssl_context = make_ssl_context(args.certfile, args.keyfile) if args.certfile else None
