@@ -14,8 +14,8 @@ from __future__ import annotations
 import bisect
 import weakref
 from collections import Counter, deque
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import attrs
 
@@ -181,12 +181,22 @@ class Tally:
         return self._ended_drops
 
 
-_tallies: weakref.WeakKeyDictionary[Node, Tally] = weakref.WeakKeyDictionary()
+T = TypeVar("T")
 
 
-def tally_of(node: Node) -> Tally:
-    """The tally of the server running on ``node`` (made on first use)."""
-    tally = _tallies.get(node)
-    if tally is None:
-        tally = _tallies[node] = Tally()
-    return tally
+class PerNode(Generic[T]):
+    """``per_node(node)``: the one ``T`` of an actor node, made on first use, gone with it."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._made: weakref.WeakKeyDictionary[Node, T] = weakref.WeakKeyDictionary()
+
+    def __call__(self, node: Node) -> T:
+        made = self._made.get(node)
+        if made is None:
+            made = self._made[node] = self._make()
+        return made
+
+
+tally_of = PerNode(Tally)
+"""The tally of the server running on ``node`` (made on first use)."""

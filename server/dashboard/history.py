@@ -9,7 +9,6 @@ hold running totals (as the metrics do); ``points`` turns consecutive samples in
 from __future__ import annotations
 
 import time
-import weakref
 from collections import Counter, deque
 from typing import Any
 
@@ -19,7 +18,7 @@ import trio
 import actors
 from actors import Node
 
-from ..tally import Tally, tally_of
+from ..tally import PerNode, Tally, tally_of
 
 SAMPLE_EVERY = 1.0
 """Seconds between two samples."""
@@ -112,15 +111,8 @@ def _point(before: Sample, sample: Sample) -> dict[str, Any]:
     }
 
 
-_histories: weakref.WeakKeyDictionary[Node, History] = weakref.WeakKeyDictionary()
-
-
-def history_of(node: Node) -> History:
-    """The history of the server running on ``node`` (made on first use)."""
-    history = _histories.get(node)
-    if history is None:
-        history = _histories[node] = History()
-    return history
+history_of = PerNode(History)
+"""The history of the server running on ``node`` (made on first use)."""
 
 
 async def sample_every_second(actor: actors.Actor) -> None:

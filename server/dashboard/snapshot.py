@@ -70,14 +70,14 @@ def supervision_tree(node: Node, infos: list[ActorInfo]) -> list[dict[str, Any]]
 
 def _tree_node(
     address: Address | None,
-    id: str,
+    child_id: str,
     kind: str,
     restarts: int,
     children: dict[Address, list[ChildInfo]],
     names: dict[Address, tuple[str, ...]],
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
-        "id": id,
+        "id": child_id,
         "kind": kind,
         "address": _address(address) if address is not None else None,
         "name": (names.get(address) or (None,))[0] if address is not None else None,
