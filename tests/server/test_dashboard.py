@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from server.dashboard.snapshot import TREE_CHILDREN, snapshot
 from server.tally import BlockedStep, Tally
 
 from .serving import client, get, http_exchange, rejection, running, upgrade_request
+from .test_cli import corral_serve
 
 TOKEN = "s3cret-token"
 
@@ -266,3 +268,20 @@ async def test_loopback_gets_the_page_and_a_proxied_request_gets_403_without_the
     assert with_header.status == 200 and with_query.status == 200
     assert feed_refused.status == 403 and refused.status_code == 403
     assert update["idle"] and update["connections"] == [{"route": "/ops/live", "open": 1}]
+
+
+async def test_corral_serve_dashboard_serves_the_page_and_takes_its_token_from_the_command_line(
+    tmp_path: Path,
+) -> None:
+    args = ("examples.echo:app", "--dashboard", "--dashboard-token", TOKEN)
+    async with corral_serve(tmp_path, *args) as corral:
+        local = await http_exchange(corral.port, get("/corral/"))
+        proxied = await http_exchange(corral.port, get("/corral/", "Forwarded: for=203.0.113.7"))
+        with_token = await http_exchange(
+            corral.port, get(f"/corral/?token={TOKEN}", "Forwarded: for=203.0.113.7")
+        )
+        async with client(f"ws://127.0.0.1:{corral.port}/corral/live") as feed:
+            update = await next_update(feed)
+    assert (local.status, proxied.status, with_token.status) == (200, 403, 200)
+    [root] = update["tree"]
+    assert "dashboard-sampler" in [child["id"] for child in root["children"]]
