@@ -3,25 +3,12 @@ cycle collector, whose full passes stall the loop when thousands of actors end a
 
 from __future__ import annotations
 
-import gc
 import weakref
-from collections.abc import Iterator
 
 import pytest
 import trio
 
 import actors
-
-
-@pytest.fixture
-def collector_off() -> Iterator[None]:
-    """The cycle collector off for the test: what it would free would stay alive."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @pytest.mark.parametrize("overflow", list(actors.Overflow))

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 import actors
 from server import App, WebSocketHandler, websocket
@@ -34,17 +31,6 @@ class Remembered(WebSocketHandler[Any]):
 def alive(kind: type) -> int:
     """How many objects of ``kind`` exist (without a collector pass)."""
     return sum(1 for thing in gc.get_objects() if type(thing) is kind)
-
-
-@pytest.fixture
-def collector_off() -> Iterator[None]:
-    """The cycle collector off for the test: what it would free would stay alive."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 async def test_closed_connections_are_freed_without_the_cycle_collector(
