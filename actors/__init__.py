@@ -17,6 +17,7 @@ from .actor import Actor, ActorArgs, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
 from .backend_wire import NotPortable
+from .children import ChildInfo
 from .dynamic import DynamicSupervisor, SupervisorNotRunning, TooManyChildren
 from .errors import (
     ActorError,
@@ -35,6 +36,7 @@ from .node import (
     Node,
     NodeStatistics,
     SpawnOptions,
+    SupervisorView,
     current_node,
     open_node,
 )
@@ -191,6 +193,7 @@ __all__ = [
     "ActorError",
     "ActorFunction",
     "ActorInfo",
+    "ChildInfo",
     "Address",
     "Backend",
     "ChildSpec",
@@ -214,6 +217,7 @@ __all__ = [
     "NoSuchActor",
     "Node",
     "NodeStatistics",
+    "SupervisorView",
     "Normal",
     "NotInActor",
     "NotPortable",

@@ -37,6 +37,7 @@ from .http import Request
 from .liveness import Liveness, Verdict
 from .options import ConnectionOptions, OutboxPolicy
 from .outbox import Outbox
+from .pacing import take_turn
 from .session import NEED_DATA, Session, encode_message, encode_ping, encode_pong
 from .tally import tally_of
 from .termination import (
@@ -130,6 +131,7 @@ class Connection:
         "_info_pending",
         "_liveness",
         "_liveness_timer",
+        "_exit_on_crash",
     )
 
     def __init__(
@@ -141,6 +143,8 @@ class Connection:
         stream: trio.abc.Stream,
         session: Session,
         state: Any,
+        *,
+        exit_on_crash: bool = False,
     ) -> None:
         self.actor = actor
         self.handler = handler
@@ -159,6 +163,7 @@ class Connection:
         self.aborted = False
         """Whether TCP was aborted (RST) rather than closed after a close frame."""
         self._fd = _socket_fd(stream)
+        self._exit_on_crash = exit_on_crash  # a crashed handler ends the actor as a crash
         self._handling = False
         self._handled_at = self.started_at
         self._checked_while_handling = False
@@ -252,7 +257,7 @@ class Connection:
 
     async def run(self) -> TerminateReason:
         """Serve the connection until it ends, close it properly and run ``terminate``, once,
-        on every path; return why it ended.
+        on every path; return why it ended (with ``exit_on_crash``, a crash ends the actor).
 
         The loop is inline, not split into helpers, because each coroutine frame on an idle
         connection's stack is memory held per connection.
@@ -276,11 +281,11 @@ class Connection:
                         continue
                     event = session.next_event()
                     if event is not NEED_DATA:
+                        if isinstance(event, TerminateReason):
+                            reason = event  # _close_for writes what the session owes
+                            break
                         if session.owes:
                             self._write_protocol_data()
-                        if isinstance(event, TerminateReason):
-                            reason = event
-                            break
                         handled += 1
                         if handled % _EVENTS_PER_CHECKPOINT == 0:
                             await trio.lowlevel.checkpoint()
@@ -328,6 +333,7 @@ class Connection:
                     streak = 0
             except Exception as exc:
                 reason = self._crashed(exc)
+            await take_turn()  # a burst of closes is spread over scheduler passes
             await self._close_for(reason)
         finally:
             _live.pop(self.actor, None)
@@ -336,6 +342,8 @@ class Connection:
                 cleanup.deadline = trio.current_time() + self.options.close_timeout
                 await trio.aclose_forcefully(self.stream)
                 await _terminate(self, reason or ServerShutdown())  # None: cancelled by shutdown
+        if self._exit_on_crash and isinstance(reason, HandlerCrashed):
+            self.actor.exit(actors.Crash(reason.exception))  # its supervisor sees the crash
         return reason
 
     async def _receive(self) -> None:
@@ -589,6 +597,8 @@ class Connection:
             await self._abort()
             return
         self._write_protocol_data()
+        if self._outbox is None and (self.session.transport_done or not self.session.closing):
+            return  # all written, nothing to wait for (the client closed first)
         with trio.move_on_after(self.options.send_timeout + self.options.close_timeout):
             await self._flush()
             if self.aborted or self.session.transport_done or not self.session.closing:
