@@ -56,7 +56,10 @@ class WebSocketHandler(Generic[State]):
     """
 
     def init(self, request: Request) -> InitResult[State] | Awaitable[InitResult[State]]:
-        """Before the upgrade: return ``Upgrade(state)`` or a refusing ``Response``."""
+        """Before the upgrade: return ``Upgrade(state)`` or a refusing ``Response``.
+
+        This default upgrades with the state None: a handler whose state is anything else
+        overrides it (mypy cannot tell that a default's None is not your State)."""
         return Upgrade()
 
     def websocket_init(self, state: State) -> Result[State] | Awaitable[Result[State]]:
