@@ -3,7 +3,7 @@ from websockets' Sans-I/O layer.
 
 Every connection is an actor.
 
-A handler subclasses ``WebSocketHandler``; an ``App`` maps routes to handlers; ``corral
+A handler subclasses ``WebSocketHandler``; an ``App`` maps routes to handler objects; ``corral
 serve module:app`` runs it under a supervisor and drains it on SIGTERM, and
 ``async with serving(app, port=0) as running`` runs it inside your own trio program.
 ``server.testing`` tests handlers, in process on virtual time or over a real socket.

@@ -34,6 +34,7 @@ from server import (
     ServerOptions,
     SetOptions,
     Stop,
+    TerminateReason,
     Text,
     Upgrade,
     http_route,
@@ -387,7 +388,7 @@ async def test_one_handler_crashing_leaves_other_connections_serving() -> None:
 
 
 class CrashOnNoted(CrashOn):
-    """CrashOn that notes its connection actor's address."""
+    """CrashOn that notes its connection actor's address, and stops on "stop"."""
 
     addresses: list[actors.Address] = []
 
@@ -395,10 +396,26 @@ class CrashOnNoted(CrashOn):
         self.addresses.append(actors.self_address())
         return None, state
 
+    def websocket_handle(self, frame: Frame, state: Any) -> tuple[Any, Any]:
+        if frame.data == "stop":
+            return Stop(), state
+        return super().websocket_handle(frame, state)
 
-async def test_a_crashing_handler_ends_its_actor_as_a_crash() -> None:
+
+@pytest.mark.parametrize(
+    ("ending", "terminated", "exited"),
+    [
+        ("stop", HandlerStopped, actors.Normal),
+        ("client close", ClientClosed, actors.Normal),
+        ("crash", HandlerCrashed, actors.Crash),
+    ],
+)
+async def test_a_connection_actors_exit_reason_beside_its_terminate_reason(
+    ending: str, terminated: type[TerminateReason], exited: type[actors.ExitReason]
+) -> None:
     CrashOnNoted.addresses = []
-    app = App([websocket("/", CrashOnNoted(Terminations()))])
+    log = Terminations()
+    app = App([websocket("/", CrashOnNoted(log))])
     async with serving(app) as served, client(served.url()) as ws:
         await ws.send_message("hello")
         assert await ws.get_message() == "hello"
@@ -410,9 +427,15 @@ async def test_a_crashing_handler_ends_its_actor_as_a_crash() -> None:
                 ended.append(await served.node.wait(address))
 
             nursery.start_soon(wait_for_the_end)
-            await ws.send_message("crash")
-        (reason,) = ended
-        assert isinstance(reason, actors.Crash)
+            if ending == "client close":
+                await ws.aclose()
+            else:
+                await ws.send_message(ending)
+        call = await log.one()
+    (reason,) = ended
+    assert type(call.reason) is terminated
+    assert type(reason) is exited
+    if isinstance(reason, actors.Crash):
         assert str(reason.exception) == "handler bug"
 
 
