@@ -271,66 +271,78 @@ class Connection:
                 result = await call(handler.websocket_init, self.state)
                 reason = await self._apply(unpack_result("websocket_init", result))
                 handled = streak = 0  # client messages handled; mailbox messages in a row
-                while reason is None:
-                    if self._failure is not None:
-                        reason = self._failure
-                        break
-                    if self._info_pending is not None:
-                        pending, self._info_pending = self._info_pending, None
-                        reason = await self._apply(unpack_result("websocket_info", await pending))
-                        continue
-                    event = session.next_event()
-                    if event is not NEED_DATA:
-                        if isinstance(event, TerminateReason):
-                            reason = event  # _close_for writes what the session owes
-                            break
-                        if session.owes:
-                            self._write_protocol_data()
-                        handled += 1
-                        if handled % _EVENTS_PER_CHECKPOINT == 0:
-                            await trio.lowlevel.checkpoint()
-                        self.frames_in += 1
-                        timed = (self.frames_in & _TIMED_MASK) == 1  # metrics: a sample
-                        started = perf_counter() if timed else 0.0
-                        self._handling = True
-                        try:
-                            result = handler.websocket_handle(event, self.state)
-                            if type(result) is not tuple and inspect.isawaitable(result):
-                                result = await result
-                        finally:
-                            if timed:
-                                tally_of(self.actor.node).handler_seconds.observe(
-                                    perf_counter() - started
+                while reason is None:  # one scope until a mailbox arrival interrupts a wait
+                    with trio.CancelScope() as interrupt:
+                        while reason is None:
+                            if self._failure is not None:
+                                reason = self._failure
+                                break
+                            if self._info_pending is not None:
+                                pending, self._info_pending = self._info_pending, None
+                                reason = await self._apply(
+                                    unpack_result("websocket_info", await pending)
                                 )
-                            self._handling = False
-                            if self._checked_while_handling:  # a slow callback: it counts
-                                self._checked_while_handling = False
-                                self._handled_at = trio.current_time()
-                        reason = await self._apply(unpack_result("websocket_handle", result))
-                        continue
-                    if session.owes:
-                        self._write_protocol_data()
-                    if len(mailbox):
-                        streak += 1
-                        if streak > 1 and await self._poll(streak):
-                            continue  # the client's frames came first: they go first
-                        try:
-                            message = mailbox.get_nowait()
-                        except trio.WouldBlock:  # only revoked messages were waiting
-                            continue
-                        if type(message) is _Ended:
-                            reason = self._failure or message.reason
-                        elif _is_shutdown(message):
-                            reason = ServerShutdown()
-                        else:
-                            result = await call(handler.websocket_info, message, self.state)
-                            reason = await self._apply(unpack_result("websocket_info", result))
-                        continue
-                    if self._outbox is not None:
-                        await self._flush()
-                        continue
-                    await self._receive()
-                    streak = 0
+                                continue
+                            event = session.next_event()
+                            if event is not NEED_DATA:
+                                if isinstance(event, TerminateReason):
+                                    reason = event  # _close_for writes what the session owes
+                                    break
+                                if session.owes:
+                                    self._write_protocol_data()
+                                handled += 1
+                                if handled % _EVENTS_PER_CHECKPOINT == 0:
+                                    await trio.lowlevel.checkpoint()
+                                self.frames_in += 1
+                                timed = (self.frames_in & _TIMED_MASK) == 1  # metrics: a sample
+                                started = perf_counter() if timed else 0.0
+                                self._handling = True
+                                try:
+                                    result = handler.websocket_handle(event, self.state)
+                                    if type(result) is not tuple and inspect.isawaitable(result):
+                                        result = await result
+                                finally:
+                                    if timed:
+                                        tally_of(self.actor.node).handler_seconds.observe(
+                                            perf_counter() - started
+                                        )
+                                    self._handling = False
+                                    if self._checked_while_handling:  # a slow callback: it counts
+                                        self._checked_while_handling = False
+                                        self._handled_at = trio.current_time()
+                                reason = await self._apply(
+                                    unpack_result("websocket_handle", result)
+                                )
+                                continue
+                            if session.owes:
+                                self._write_protocol_data()
+                            if len(mailbox):
+                                streak += 1
+                                if streak > 1 and await self._poll(streak):
+                                    continue  # the client's frames came first: they go first
+                                try:
+                                    message = mailbox.get_nowait()
+                                except trio.WouldBlock:  # only revoked messages were waiting
+                                    continue
+                                if type(message) is _Ended:
+                                    reason = self._failure or message.reason
+                                elif _is_shutdown(message):
+                                    reason = ServerShutdown()
+                                else:
+                                    result = await call(handler.websocket_info, message, self.state)
+                                    reason = await self._apply(
+                                        unpack_result("websocket_info", result)
+                                    )
+                                continue
+                            if self._outbox is not None:
+                                await self._flush()
+                                continue
+                            await self._receive(interrupt)
+                            streak = 0
+                            if interrupt.cancel_called:
+                                # Cut short after the wait had ended anyway: renew the scope
+                                # before any checkpoint in it could raise Cancelled.
+                                break
             except Exception as exc:
                 reason = self._crashed(exc)
             await take_turn()  # a burst of closes is spread over scheduler passes
@@ -346,27 +358,31 @@ class Connection:
             self.actor.exit(actors.Crash(reason.exception))  # its supervisor sees the crash
         return reason
 
-    async def _receive(self) -> None:
-        """Wait for bytes from the client and feed them to the session, unless a mailbox
-        arrival (or a frame to flush) interrupts the wait first."""
-        scope = self._waiting = trio.CancelScope()
-        self.actor.mailbox.wake_on_arrival(self._on_mail)
+    async def _receive(self, interrupt: trio.CancelScope | None = None) -> None:
+        """Wait for bytes from the client and feed them to the session.
+
+        With ``interrupt`` (the loop's scope), a mailbox arrival or a frame to flush cuts the
+        wait short by cancelling it, and the loop renews its scope: one scope serves every
+        wait until then, where a scope per wait would cost as much as the wait itself.
+        """
+        if interrupt is not None:
+            self._waiting = interrupt
+            self.actor.mailbox.wake_on_arrival(self._on_mail)
         try:
-            with scope:
-                if self._fd is None:
-                    data = await self.stream.receive_some(RECEIVE_SIZE)
-                else:
-                    await trio.lowlevel.wait_readable(self._fd)
-                    data = os.read(self._fd, RECEIVE_SIZE)
+            if self._fd is None:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            else:
+                await trio.lowlevel.wait_readable(self._fd)
+                data = os.read(self._fd, RECEIVE_SIZE)
         except BlockingIOError:
             return  # readable, then not (it happens): wait again
         except (OSError, trio.BrokenResourceError):
             data = b""  # reset by the peer: the same as its vanishing
         finally:
-            self._waiting = None
-            self.actor.mailbox.wake_on_arrival(None)
-        if not scope.cancelled_caught:
-            self._take(data)
+            if interrupt is not None:
+                self._waiting = None
+                self.actor.mailbox.wake_on_arrival(None)
+        self._take(data)
 
     async def _poll(self, streak: int) -> bool:
         """Take what the client already sent, without waiting; True if bytes came.
