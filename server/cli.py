@@ -149,6 +149,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--metrics", action="store_true", help="serve Prometheus metrics at /metrics (default: off)"
     )
+    serve.add_argument(
+        "--no-memory-trim",
+        action="store_true",
+        help="keep freed memory after a burst of connections (default: give it back, glibc)",
+    )
     watchdog = serve.add_mutually_exclusive_group()
     watchdog.add_argument(
         "--block-threshold",
@@ -175,6 +180,8 @@ def _options(app: App, args: argparse.Namespace) -> ServerOptions:
         overrides["block_threshold"] = args.block_threshold
     if args.no_block_watchdog:
         overrides["block_threshold"] = None
+    if args.no_memory_trim:
+        overrides["memory_trim"] = None
     return attrs.evolve(app.options, **overrides)
 
 

@@ -23,6 +23,7 @@ from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
 from .app import App
 from .endpoint import websocket_endpoint
 from .listener import FrontDoor, accept_into, open_listeners
+from .memory import MALLOC_TRIM, MemoryTrimmer
 from .options import ServerOptions
 from .router import Router
 from .tally import tally_of
@@ -73,6 +74,15 @@ class Server:
             overflow=connection.mailbox_overflow,
             kind="connection",
         )
+        self.accepted = 0
+        """TCP connections accepted so far."""
+        self.memory_trimmer = (
+            MemoryTrimmer(
+                self.options.memory_trim, lambda: self.accepted, self.connections.count_children
+            )
+            if self.options.memory_trim is not None and MALLOC_TRIM is not None
+            else None
+        )
         self._listening = trio.Event()
         self.node: actors.Node | None = None
         self._root: actors.Address | None = None
@@ -91,6 +101,7 @@ class Server:
                 *self.app.children,
                 self.connections.child_spec("connections"),
                 ChildSpec("listener", self._listen, shutdown=1.0, kind="listener"),
+                *self._memory_trim_spec(),
             ],
             strategy=Strategy.REST_FOR_ONE,
         )
@@ -112,6 +123,13 @@ class Server:
                 trio.lowlevel.remove_instrument(self._watchdog)
                 self._watchdog = None
             self.stopped.set()
+
+    def _memory_trim_spec(self) -> list[ChildSpec]:
+        """The memory trimmer's actor, if trimming is on (stopped first at shutdown)."""
+        trimmer = self.memory_trimmer
+        if trimmer is None:
+            return []
+        return [ChildSpec("memory trim", lambda actor: trimmer.run(), shutdown=1.0, kind="memory")]
 
     def _backend(self) -> actors.Backend | None:
         """Redis when the options name one, else the node's embedded default."""
@@ -166,6 +184,7 @@ class Server:
 
     def _hand_off(self, stream: trio.abc.Stream) -> None:
         """Give a new TCP connection to its own actor, which owns the stream from now on."""
+        self.accepted += 1
         try:
             self.connections.start_child(self._connection_spec, stream)
         except actors.ActorError as exc:
