@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import attrs
 import psutil
 from wsclient import HOST, BenchError
 
@@ -87,6 +88,8 @@ class ServerProcess:
         role: str = "echo",
         nofile: int = 4096,
         max_connections: int = 10_000,
+        app: str = "examples.echo:app",
+        memory_trim: bool = True,
     ):
         choices = VARIANTS + OBSERVED_VARIANTS if role == "echo" else FANOUT_VARIANTS
         if variant not in choices:
@@ -105,6 +108,9 @@ class ServerProcess:
             str(nofile),
             "--max-connections",
             str(max_connections),
+            "--app",
+            app,
+            *([] if memory_trim else ["--no-memory-trim"]),
         ]
         self._popen: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
@@ -219,6 +225,19 @@ class ServerProcess:
         ready, _, _ = select.select([self._popen.stdout], [], [], timeout)
         if not ready or self._popen.stdout.readline() != b"gc\n":
             raise BenchError(f"{self.variant} server did not answer a gc request")
+
+    def heap_report(self, *, trim: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+        """corral's ``heap_report.heap_report()`` from inside the server, after a full
+        collection; with ``trim``, after a ``malloc_trim(0)`` too (its cost under ``trim``)."""
+        assert self._popen is not None and self._popen.stdout is not None
+        self.check_alive()
+        os.kill(self._popen.pid, signal.SIGHUP if trim else signal.SIGUSR2)
+        ready, _, _ = select.select([self._popen.stdout], [], [], timeout)
+        line = self._popen.stdout.readline() if ready else b""
+        if not line:
+            raise BenchError(f"{self.variant} server did not answer a heap report request")
+        report: dict[str, Any] = json.loads(line)
+        return report
 
 
 @contextmanager
@@ -343,14 +362,29 @@ def _answer_gc(signum: int, frame: object) -> None:
     os.write(sys.stdout.fileno(), b"gc\n")
 
 
-def _serve_echo(variant: str, port: int, max_connections: int) -> int:
+def _answer_heap_report(signum: int, frame: object) -> None:
+    from heap_report import heap_report
+
+    report = heap_report()
+    if signum == signal.SIGHUP:
+        from server.memory import trim_now
+
+        trim = trim_now()
+        report = {**heap_report(collect=False), "trim": attrs.asdict(trim), "untrimmed": report}
+    os.write(sys.stdout.fileno(), json.dumps(report).encode() + b"\n")
+
+
+def _serve_echo(variant: str, port: int, max_connections: int, corral: Sequence[str]) -> int:
+    """Serve ``variant``'s echo; ``corral``: the app and options ``corral serve`` gets."""
     if variant == "corral" or variant in OBSERVED_VARIANTS:
         from server import cli
 
+        signal.signal(signal.SIGUSR2, _answer_heap_report)
+        signal.signal(signal.SIGHUP, _answer_heap_report)
         return cli.main(
             [
                 "serve",
-                "examples.echo:app",
+                *corral,
                 "--port",
                 str(port),
                 "--log-level",
@@ -370,7 +404,7 @@ def _serve_echo(variant: str, port: int, max_connections: int) -> int:
     return 0
 
 
-def _serve_fanout(variant: str, port: int, max_connections: int) -> int:
+def _serve_fanout(variant: str, port: int, max_connections: int, corral: Sequence[str]) -> int:
     if variant == "websockets":
         import websockets_server
 
@@ -390,13 +424,16 @@ def _serve(argv: Sequence[str]) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--nofile", type=int, default=4096, help="RLIMIT_NOFILE to ask for")
     parser.add_argument("--max-connections", type=int, default=10_000, help="corral's limit")
+    parser.add_argument("--app", default="examples.echo:app", help="corral's app (echo role)")
+    parser.add_argument("--no-memory-trim", action="store_true", help="corral's option")
     args = parser.parse_args(argv)
     raise_nofile(args.nofile)
     signal.signal(signal.SIGUSR1, _answer_gc)
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "bench"))
     serve = _serve_echo if args.role == "echo" else _serve_fanout
-    return serve(args.variant, args.port, args.max_connections)
+    corral = [args.app, *(["--no-memory-trim"] if args.no_memory_trim else [])]
+    return serve(args.variant, args.port, args.max_connections, corral)
 
 
 if __name__ == "__main__":
