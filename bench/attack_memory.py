@@ -77,7 +77,7 @@ def frame(payload: bytes, opcode: int = TEXT, *, fin: bool = True) -> bytes:
 # ---- the attacks: each a coroutine over the server's port and path ----------------------
 
 
-async def _connect(port: int) -> trio.SocketStream:
+async def connect(port: int) -> trio.SocketStream:
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)  # close = RST, no TIME_WAIT
     try:
@@ -89,7 +89,7 @@ async def _connect(port: int) -> trio.SocketStream:
 
 
 async def _upgrade(port: int, path: str) -> trio.SocketStream:
-    stream = await _connect(port)
+    stream = await connect(port)
     try:
         await stream.send_all(handshake(port, path))
         head = b""
@@ -120,7 +120,7 @@ async def _drain(stream: trio.SocketStream, until: int | None = None) -> int:
     return received
 
 
-async def _each(count: int, at_once: int, one: Callable[[int], Awaitable[None]]) -> None:
+async def each(count: int, at_once: int, one: Callable[[int], Awaitable[None]]) -> None:
     """``one(i)`` for i in range(count), ``at_once`` at a time."""
     limiter = trio.Semaphore(at_once)
 
@@ -143,7 +143,7 @@ async def hold(port: int, path: str, sizes: Sizes) -> None:
         streams.append(await _upgrade(port, path))
 
     try:
-        await _each(sizes.hold, 100, one)
+        await each(sizes.hold, 100, one)
         await trio.sleep(0.5)  # all of them held together
     finally:
         for stream in streams:
@@ -157,7 +157,7 @@ async def heads(port: int, path: str, sizes: Sizes) -> None:
     )
 
     async def big_head(_: int) -> None:
-        stream = await _connect(port)
+        stream = await connect(port)
         try:
             await stream.send_all(oversize)
             await _drain(stream)
@@ -167,7 +167,7 @@ async def heads(port: int, path: str, sizes: Sizes) -> None:
             await trio.aclose_forcefully(stream)
 
     async def slow_head(_: int) -> None:
-        stream = await _connect(port)
+        stream = await connect(port)
         try:
             for byte in handshake(port, path)[:10]:
                 await stream.send_all(bytes([byte]))
@@ -176,8 +176,8 @@ async def heads(port: int, path: str, sizes: Sizes) -> None:
             await trio.aclose_forcefully(stream)
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_each, 400, 50, big_head)
-        nursery.start_soon(_each, 200, 200, slow_head)
+        nursery.start_soon(each, 400, 50, big_head)
+        nursery.start_soon(each, 200, 200, slow_head)
 
 
 async def big(port: int, path: str, sizes: Sizes) -> None:
@@ -197,18 +197,18 @@ async def big(port: int, path: str, sizes: Sizes) -> None:
         finally:
             await trio.aclose_forcefully(stream)
 
-    await _each(sizes.big, sizes.big, one)
+    await each(sizes.big, sizes.big, one)
 
 
 async def resets(port: int, path: str, sizes: Sizes) -> None:
     """Connect and reset at once, ``sizes.resets`` times (at most 10 s)."""
 
     async def one(_: int) -> None:
-        stream = await _connect(port)
+        stream = await connect(port)
         await trio.aclose_forcefully(stream)
 
     with trio.move_on_after(10):
-        await _each(sizes.resets, 50, one)
+        await each(sizes.resets, 50, one)
 
 
 async def fragments(port: int, path: str, sizes: Sizes) -> None:
@@ -278,6 +278,8 @@ class Run:
     rest: int
     peaks: tuple[int, ...]
     afters: tuple[int, ...]
+    at_rest: dict[str, Any]
+    """``heap_report`` at rest, after the warm-up."""
     report: dict[str, Any]
     """``heap_report`` at the end (after a collection; with a hand trim if ``trim`` is off)."""
 
@@ -289,13 +291,14 @@ def measure(name: str, trim: bool, sizes: Sizes, settle: float) -> Run:
         trio.run(hold, server.port, path, attrs.evolve(sizes, hold=200))  # warm-up
         idle_fds = _idle(server, None, settle)
         rest = server.settled_rss()
+        at_rest = server.heap_report()
         peaks, afters = [], []
         for _ in range(2):
             peaks.append(trio.run(_attack_round, server.port, path, sizes, server.rss))
             _idle(server, idle_fds, settle)
             afters.append(server.rss())
         report = server.heap_report(trim=not trim)
-    return Run(name, trim, rest, tuple(peaks), tuple(afters), report)
+    return Run(name, trim, rest, tuple(peaks), tuple(afters), at_rest, report)
 
 
 def _idle(server: ServerProcess, fds: int | None, settle: float) -> int:
@@ -333,22 +336,29 @@ def report(runs: list[Run], sizes: Sizes) -> str:
                 else f"{'-':>11}{'-':>9}"
             )
         )
-    lines.append("what holds it at the end (after gc; trim-off runs before their hand trim), MB:")
     lines.append(
-        f"{'app':<6}{'trim':<6}{'[heap]':>8}{'anon':>8}{'files':>8}{'malloc used':>13}"
-        f"{'malloc free':>13}{'py blocks':>11}{'gc ms':>7}  per-connection objects left"
+        "what holds it, at rest -> at the end (after gc; trim-off runs before their hand trim):"
+    )
+    lines.append(
+        f"{'app':<6}{'trim':<6}{'[heap] MB':>13}{'anon MB':>13}{'malloc used MB':>16}"
+        f"{'py blocks':>19}{'gc ms':>7}  per-connection objects left"
     )
     for run in runs:
         final = run.report.get("untrimmed", run.report)
-        mappings, malloc = final["mappings"], final["malloc"]
+
+        def change(figure: Callable[[dict[str, Any]], float], scale: float = MB) -> str:
+            return f"{figure(run.at_rest) / scale:.1f}->{figure(final) / scale:.1f}"  # noqa: B023
+
         left = ", ".join(
             f"{k.rsplit('.', 1)[1]} {v}" for k, v in final["per_connection_left"].items()
         )
         lines.append(
-            f"{run.app:<6}{'on' if run.trim else 'off':<6}{mappings.get('heap', 0) / MB:>8.1f}"
-            f"{mappings.get('anonymous', 0) / MB:>8.1f}{mappings.get('files', 0) / MB:>8.1f}"
-            f"{malloc['in_use'] / MB:>13.1f}{malloc['free'] / MB:>13.1f}"
-            f"{final['python_blocks']:>11,}{final['gc_seconds'] * 1e3:>7.1f}  {left}"
+            f"{run.app:<6}{'on' if run.trim else 'off':<6}"
+            f"{change(lambda r: r['mappings'].get('heap', 0)):>13}"
+            f"{change(lambda r: r['mappings'].get('anonymous', 0)):>13}"
+            f"{change(lambda r: r['malloc']['in_use']):>16}"
+            f"{change(lambda r: r['python_blocks'], 1e3):>18}k"
+            f"{final['gc_seconds'] * 1e3:>7.1f}  {left}"
         )
     lines.append("live objects of corral's and trio's classes at the end (most first):")
     for run in runs:

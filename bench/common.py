@@ -90,6 +90,7 @@ class ServerProcess:
         max_connections: int = 10_000,
         app: str = "examples.echo:app",
         memory_trim: bool = True,
+        tree: Path = ROOT,
     ):
         choices = VARIANTS + OBSERVED_VARIANTS if role == "echo" else FANOUT_VARIANTS
         if variant not in choices:
@@ -110,8 +111,11 @@ class ServerProcess:
             str(max_connections),
             "--app",
             app,
+            "--tree",
+            str(tree),
             *([] if memory_trim else ["--no-memory-trim"]),
         ]
+        self._tree = tree
         self._popen: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self.process: psutil.Process | None = None
@@ -121,7 +125,7 @@ class ServerProcess:
         # stderr to a file, not a pipe: a server logging more than a pipe holds would block.
         self._stderr = tempfile.TemporaryFile()
         self._popen = subprocess.Popen(
-            self._command, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._stderr
+            self._command, cwd=self._tree, stdout=subprocess.PIPE, stderr=self._stderr
         )
         self.process = psutil.Process(self._popen.pid)
         deadline = time.monotonic() + timeout
@@ -426,11 +430,12 @@ def _serve(argv: Sequence[str]) -> int:
     parser.add_argument("--max-connections", type=int, default=10_000, help="corral's limit")
     parser.add_argument("--app", default="examples.echo:app", help="corral's app (echo role)")
     parser.add_argument("--no-memory-trim", action="store_true", help="corral's option")
+    parser.add_argument("--tree", default=str(ROOT), help="the checkout whose server runs")
     args = parser.parse_args(argv)
     raise_nofile(args.nofile)
     signal.signal(signal.SIGUSR1, _answer_gc)
-    sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.insert(0, args.tree)
     serve = _serve_echo if args.role == "echo" else _serve_fanout
     corral = [args.app, *(["--no-memory-trim"] if args.no_memory_trim else [])]
     return serve(args.variant, args.port, args.max_connections, corral)

@@ -34,18 +34,14 @@ import pytest
 import trio
 import trio.testing
 import wsproto.events as ev
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    WebSocketConnection,
-    open_websocket_url,
-)
+from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.extensions import Extension
 
 import actors
 from server import App, Request, ServerOptions, TerminateReason, WebSocketHandler, embed
 from server.serve import Server
+from server.testing import open_client
 
 HOST = "127.0.0.1"
 """Where every test server listens and every test client connects."""
@@ -173,20 +169,16 @@ def _socket_descriptors() -> list[int]:
 
 
 @asynccontextmanager
-async def client(url: str, **options: Any) -> AsyncIterator[WebSocketConnection]:
-    """trio-websocket's client, closing its TCP stream on the way out.
-
-    trio-websocket 0.12.2's client leaves the stream open (until garbage collection) when
-    the server closed first: ``aclose`` returns early once a close reason is known.
-    """
-    stream: trio.abc.Stream | None = None
-    try:
-        async with open_websocket_url(url, **options) as ws:
-            stream = ws._stream
-            yield ws
-    finally:
-        if stream is not None:
-            await trio.aclose_forcefully(stream)
+async def client(
+    url: str,
+    *,
+    subprotocols: Iterable[str] = (),
+    extra_headers: Iterable[tuple[str, str]] = (),
+) -> AsyncIterator[WebSocketConnection]:
+    """trio-websocket's connection to ``url``, opened (and closed, socket and all) by the
+    exported test kit's ``open_client``."""
+    async with open_client(url, subprotocols=subprotocols, headers=extra_headers) as opened:
+        yield opened.ws
 
 
 async def assert_echoes(url: str, message: str = "still here") -> None:
@@ -198,13 +190,14 @@ async def assert_echoes(url: str, message: str = "still here") -> None:
 
 
 async def rejection(url: str, **options: Any) -> ConnectionRejected:
-    """The refusal trio-websocket's client gets (a copy: the original's traceback holds
-    the client's socket, which trio-websocket 0.12.2 leaves open)."""
-    with trio.fail_after(WAIT), pytest.raises(ConnectionRejected) as rejected:
+    """The refusal a client gets (trio-websocket raises it from its reader task, so it comes
+    in an exception group)."""
+    with trio.fail_after(WAIT), pytest.RaisesGroup(ConnectionRejected) as rejected:
         async with client(url, **options):
             pass
-    refused = rejected.value
-    return ConnectionRejected(refused.status_code, refused.headers, refused.body)
+    (refused,) = rejected.value.exceptions
+    assert isinstance(refused, ConnectionRejected)
+    return refused
 
 
 async def expect_close(ws: WebSocketConnection) -> tuple[int, str | None]:
