@@ -5,7 +5,10 @@ the bare trio-websocket echo (``bench/bare_echo.py``) and websockets on asyncio
 (``bench/websockets_server.py echo``). Each runs in its own process, started through this
 file (``python bench/common.py corral|bare|websockets --port N``), which first raises the
 process's open-files limit and installs a SIGUSR1 handler that runs ``gc.collect()`` and
-answers ``gc\\n`` on stdout, so that a memory reading is taken after a collection.
+answers ``gc\\n`` on stdout, so that a memory reading is taken after a collection. corral's
+server can run another app (``--app``), without the memory trim (``--no-memory-trim``), or from
+another checkout (``--tree``); it answers SIGUSR2 with a ``heap_report`` JSON line, and SIGHUP
+with one taken after a ``malloc_trim(0)``.
 
 The clients are in ``wsclient`` (primitives) and ``load_client`` (client processes).
 """
