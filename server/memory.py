@@ -1,11 +1,11 @@
 """Give freed heap memory back to the system after a burst of connections (glibc's malloc_trim).
 
-After thousands of connections come and go (a flood, an attack, a reconnect storm), glibc's
-malloc keeps the freed pages for reuse and the process's RSS stays near its peak. Once such a
-burst is over, ``MemoryTrimmer`` runs the collector's full pass (the closed connections' garbage
-cycles are freed first) and then ``malloc_trim(0)`` in a worker thread, which hands the free
-pages back. ``TrimSchedule`` is the pure decision of when; the trimmer only samples the
-connection counts and carries it out. Off where the C library is not glibc.
+After thousands of connections come and go (a flood, an attack, a reconnect storm) or big
+messages pass, glibc's malloc keeps the freed pages for reuse and the process's RSS stays near
+its peak. Once such a burst is over, ``MemoryTrimmer`` runs the collector's full pass (the
+closed connections' garbage cycles are freed first), then ``malloc_trim(0)`` in a worker
+thread, which hands the free pages back. ``TrimSchedule`` is the pure decision of when; the
+trimmer only samples and carries it out. Off where the C library is not glibc.
 """
 
 from __future__ import annotations
@@ -34,48 +34,64 @@ def _at_least(minimum: float) -> Callable[[object, attrs.Attribute[Any], float],
 
 @attrs.frozen
 class TrimPolicy:
-    """When a burst of connections is over and worth a trim (``ServerOptions.memory_trim``)."""
+    """When a burst is over and worth a trim (``ServerOptions.memory_trim``)."""
 
     min_burst: int = attrs.field(default=1000, validator=_at_least(1))
-    """Connections accepted since the last trim before another is worth its cost."""
+    """Connections accepted since the last trim that make a burst worth a trim..."""
+    min_growth: int = attrs.field(default=32 * 2**20, validator=_at_least(1))
+    """...or bytes the RSS has grown by since the last trim (big messages, floods of frames
+    on a few connections)."""
     low_fraction: float = attrs.field(default=0.25, validator=_at_least(0.0))
-    """The burst is over once the open connections have fallen to this share of their peak."""
+    """The burst is over once the open connections have fallen to this share of their peak..."""
     quiet_accepts: int = attrs.field(default=100, validator=_at_least(0))
     """...and at most this many connections were accepted during the last interval."""
     interval: float = attrs.field(default=1.0, validator=_at_least(0.001))
-    """Seconds between two looks at the connection counts."""
+    """Seconds between two looks at the connection counts and the RSS."""
 
 
 @attrs.define
 class TrimSchedule:
-    """Decides, from periodic samples of the connection counts, when to trim.
+    """Decides, from periodic samples of the connection counts and the RSS, when to trim.
 
-    ``observe(accepted, open_now)`` takes the running total of accepted connections and the
-    number open now; it answers True when, since the last trim, at least ``min_burst``
-    connections were accepted, the open ones have fallen to ``low_fraction`` of their peak, and
-    the last interval was quiet. The answer True counts as a trim: the next burst starts there.
+    ``observe(accepted, open_now, rss)`` takes the running total of accepted connections, the
+    number open now and the RSS; it answers True when, since the last trim, at least
+    ``min_burst`` connections were accepted or the RSS grew by ``min_growth``, and the burst is
+    over: the open connections have fallen to ``low_fraction`` of their peak and the last
+    interval was quiet. True counts as a trim: the next burst starts there, from the RSS that
+    ``trimmed`` reports (else the RSS before the trim).
     """
 
     policy: TrimPolicy
     _accepted_at_trim: int = 0
     _accepted_before: int = 0
     _peak_open: int = 0
+    _rss_floor: int | None = None
 
-    def observe(self, accepted: int, open_now: int) -> bool:
+    def observe(self, accepted: int, open_now: int, rss: int) -> bool:
         """One sample; whether to trim now."""
+        if self._rss_floor is None:
+            self._rss_floor = rss
         self._peak_open = max(self._peak_open, open_now)
-        burst = accepted - self._accepted_at_trim
         recent = accepted - self._accepted_before
         self._accepted_before = accepted
+        burst = (
+            accepted - self._accepted_at_trim >= self.policy.min_burst
+            or rss - self._rss_floor >= self.policy.min_growth
+        )
         due = (
-            burst >= self.policy.min_burst
+            burst
             and open_now <= self._peak_open * self.policy.low_fraction
             and recent <= self.policy.quiet_accepts
         )
         if due:
             self._accepted_at_trim = accepted
             self._peak_open = open_now
+            self._rss_floor = rss
         return due
+
+    def trimmed(self, rss: int) -> None:
+        """The RSS after the trim ``observe`` called for: growth counts from there."""
+        self._rss_floor = rss
 
 
 @attrs.frozen
@@ -125,7 +141,8 @@ def trim_now() -> Trim:
 
 @attrs.define(eq=False)
 class MemoryTrimmer:
-    """Samples the connection counts every ``policy.interval`` and trims when a burst is over.
+    """Samples the connection counts and the RSS every ``policy.interval``; collects and trims
+    when a burst is over.
 
     ``accepted`` and ``open_now`` read the server's running total of accepted connections and
     the number open now. ``trims`` lists every trim done, newest last (the last 16).
@@ -143,11 +160,12 @@ class MemoryTrimmer:
         schedule = TrimSchedule(self.policy)
         while True:
             await trio.sleep(self.policy.interval)
-            if schedule.observe(self.accepted(), self.open_now()):
+            if schedule.observe(self.accepted(), self.open_now(), resident_bytes()):
                 started = time.perf_counter()
                 gc.collect()
                 collected = time.perf_counter() - started
                 trim = await trio.to_thread.run_sync(trim_now)
+                schedule.trimmed(trim.rss_after)
                 self._record(attrs.evolve(trim, gc_seconds=collected))
 
     def _record(self, trim: Trim) -> None:

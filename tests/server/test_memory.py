@@ -12,7 +12,9 @@ from server.serve import Server
 
 from .serving import WAIT, assert_echoes, running, tcp_client
 
-POLICY = TrimPolicy(min_burst=100, low_fraction=0.25, quiet_accepts=10)
+POLICY = TrimPolicy(min_burst=100, min_growth=1000, low_fraction=0.25, quiet_accepts=10)
+RSS = 50_000
+"""A resident size that does not change, for the tests of the connection counts."""
 
 
 def schedule() -> TrimSchedule:
@@ -21,44 +23,60 @@ def schedule() -> TrimSchedule:
 
 def test_no_trim_before_a_burst_of_min_burst_connections() -> None:
     plan = schedule()
-    assert not plan.observe(accepted=99, open_now=99)
-    assert not plan.observe(accepted=99, open_now=0)
+    assert not plan.observe(99, 99, RSS)
+    assert not plan.observe(99, 0, RSS)
 
 
 def test_trim_once_a_burst_has_closed_and_gone_quiet() -> None:
     plan = schedule()
-    assert not plan.observe(accepted=500, open_now=500)  # still open
-    assert plan.observe(accepted=500, open_now=0)
+    assert not plan.observe(500, 500, RSS)  # still open
+    assert plan.observe(500, 0, RSS)
 
 
 def test_no_trim_while_connections_still_pour_in() -> None:
     plan = schedule()
-    assert not plan.observe(accepted=1000, open_now=2)  # a connect-and-reset flood
-    assert not plan.observe(accepted=2000, open_now=3)
-    assert plan.observe(accepted=2005, open_now=0)  # it stopped
+    assert not plan.observe(1000, 2, RSS)  # a connect-and-reset flood
+    assert not plan.observe(2000, 3, RSS)
+    assert plan.observe(2005, 0, RSS)  # it stopped
 
 
 def test_no_trim_while_most_of_the_peak_is_still_open() -> None:
     plan = schedule()
-    assert not plan.observe(accepted=1000, open_now=1000)
-    assert not plan.observe(accepted=1000, open_now=251)
-    assert plan.observe(accepted=1000, open_now=250)
+    assert not plan.observe(1000, 1000, RSS)
+    assert not plan.observe(1000, 251, RSS)
+    assert plan.observe(1000, 250, RSS)
 
 
 def test_a_trim_starts_the_next_burst() -> None:
     plan = schedule()
-    plan.observe(accepted=300, open_now=300)
-    assert plan.observe(accepted=300, open_now=0)
-    assert not plan.observe(accepted=300, open_now=0)  # nothing new since
-    assert not plan.observe(accepted=399, open_now=0)  # 99 since the trim
-    assert not plan.observe(accepted=520, open_now=0)  # 220, but 121 of them just now
-    assert plan.observe(accepted=520, open_now=0)
+    plan.observe(300, 300, RSS)
+    assert plan.observe(300, 0, RSS)
+    assert not plan.observe(300, 0, RSS)  # nothing new since
+    assert not plan.observe(399, 0, RSS)  # 99 since the trim
+    assert not plan.observe(520, 0, RSS)  # 220, but 121 of them just now
+    assert plan.observe(520, 0, RSS)
 
 
 def test_steady_long_lived_connections_never_trim() -> None:
     plan = schedule()
     for accepted in range(1000, 5000, 5):
-        assert not plan.observe(accepted=accepted, open_now=1000)
+        assert not plan.observe(accepted, 1000, RSS)
+
+
+def test_trim_once_the_rss_has_grown_and_the_few_connections_left() -> None:
+    plan = schedule()
+    assert not plan.observe(1, 1, RSS)  # a ping flood on one connection
+    assert not plan.observe(1, 1, RSS + 5000)  # still connected
+    assert plan.observe(1, 0, RSS + 5000)
+
+
+def test_growth_counts_from_the_rss_after_the_last_trim() -> None:
+    plan = schedule()
+    plan.observe(1, 1, RSS)
+    assert plan.observe(1, 0, RSS + 5000)
+    plan.trimmed(RSS + 500)  # the trim gave back most of it
+    assert not plan.observe(2, 0, RSS + 1499)
+    assert plan.observe(2, 0, RSS + 1500)
 
 
 def test_policy_refuses_nonsense() -> None:
