@@ -101,7 +101,6 @@ class Server:
                 *self.app.children,
                 self.connections.child_spec("connections"),
                 ChildSpec("listener", self._listen, shutdown=1.0, kind="listener"),
-                *self._memory_trim_spec(),
             ],
             strategy=Strategy.REST_FOR_ONE,
         )
@@ -123,13 +122,6 @@ class Server:
                 trio.lowlevel.remove_instrument(self._watchdog)
                 self._watchdog = None
             self.stopped.set()
-
-    def _memory_trim_spec(self) -> list[ChildSpec]:
-        """The memory trimmer's actor, if trimming is on (stopped first at shutdown)."""
-        trimmer = self.memory_trimmer
-        if trimmer is None:
-            return []
-        return [ChildSpec("memory trim", lambda actor: trimmer.run(), shutdown=1.0, kind="memory")]
 
     def _backend(self) -> actors.Backend | None:
         """Redis when the options name one, else the node's embedded default."""
@@ -176,6 +168,8 @@ class Server:
         self.port = _bound_port(listeners[0])
         async with trio.open_nursery() as nursery:
             await nursery.start(accept_into, listeners, self._hand_off)
+            if self.memory_trimmer is not None:  # trims while accepting, as long as we do
+                nursery.start_soon(self.memory_trimmer.run)
             http = "https" if self.ssl_context is not None else "http"
             logger.info(
                 "listening on %s://%s:%d (and %s://)", self.scheme, self.host, self.port, http
