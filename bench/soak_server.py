@@ -24,7 +24,7 @@ from actors import live_tasks
 
 HOST = "127.0.0.1"
 APP = "examples.echo:app"
-_EXPECTED_INFO = ("closed ", "listening on ", "drained", "SIGTERM: draining")
+_EXPECTED_INFO = ("closed ", "listening on ", "drained", "SIGTERM: draining", "memory trim: ")
 """Message prefixes of the INFO records the churn is expected to produce."""
 
 
