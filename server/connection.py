@@ -339,10 +339,10 @@ class Connection:
                                 continue
                             await self._receive(interrupt)
                             streak = 0
-                            if (
-                                interrupt.cancel_called
-                            ):  # cut short after the wait had ended anyway:
-                                break  # renew the scope before any checkpoint could raise Cancelled
+                            if interrupt.cancel_called:
+                                # Cut short after the wait had ended anyway: renew the scope
+                                # before any checkpoint in it could raise Cancelled.
+                                break
             except Exception as exc:
                 reason = self._crashed(exc)
             await take_turn()  # a burst of closes is spread over scheduler passes
