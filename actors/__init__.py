@@ -16,6 +16,7 @@ from .actor import Actor, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
 from .backend_wire import NotPortable
+from .children import ChildInfo
 from .diagnostics import live_tasks
 from .dynamic import DynamicSupervisor, SupervisorNotRunning, TooManyChildren
 from .errors import (
@@ -36,6 +37,7 @@ from .node import (
     Destination,
     Node,
     NodeStatistics,
+    SupervisorView,
     current_node,
     open_node,
     register_fanout,
@@ -188,6 +190,7 @@ __all__ = [
     "ActorExit",
     "ActorFunction",
     "ActorInfo",
+    "ChildInfo",
     "Address",
     "Backend",
     "ChildSpec",
@@ -212,6 +215,7 @@ __all__ = [
     "NoSuchActor",
     "Node",
     "NodeStatistics",
+    "SupervisorView",
     "Normal",
     "NotInActor",
     "NotPortable",

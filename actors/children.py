@@ -27,6 +27,23 @@ class Child:
     extra_args: tuple[Any, ...] = ()
     address: Address | None = None
     monitor: MonitorRef | None = None
+    restarts: int = 0
+    """Times its supervisor has started it again."""
+
+    def info(self) -> ChildInfo:
+        """This child as introspection shows it."""
+        return ChildInfo(self.spec.id, self.spec.kind or self.spec.id, self.address, self.restarts)
+
+
+@attrs.frozen
+class ChildInfo:
+    """One child of a supervisor, for introspection: its id, kind, address while it runs,
+    and how many times it was restarted."""
+
+    id: str
+    kind: str
+    address: Address | None
+    restarts: int
 
 
 def start(supervisor: Actor, nursery: trio.Nursery, child: Child) -> Address:
@@ -57,6 +74,7 @@ def restart(
     """
     logger.info("%s restarting child %r", supervisor.address, child.spec.id)
     supervisor.node.restarts += 1
+    child.restarts += 1
     while True:
         try:
             start(supervisor, nursery, child)

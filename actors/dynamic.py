@@ -11,7 +11,7 @@ import trio
 from . import children as _children
 from .actor import Actor
 from .address import Address
-from .children import Child
+from .children import Child, ChildInfo
 from .errors import ActorError
 from .messages import Down, Exit, MonitorRef
 from .specs import ChildSpec, RestartIntensity, should_restart
@@ -70,23 +70,31 @@ class DynamicSupervisor:
         """Each running child's id and address, in start order."""
         return [(c.spec.id, c.address) for c in self._children.values() if c.address is not None]
 
+    def children_info(self) -> list[ChildInfo]:
+        """Each running child's id, kind, address and restarts, in start order."""
+        return [child.info() for child in self._children.values()]
+
     async def run(self, actor: Actor) -> None:
         """The dynamic supervisor's actor body."""
         actor.trap_exits = True
         intensity = RestartIntensity(self.intensity, self.period)
         try:
-            async with trio.open_nursery() as nursery:
-                self._actor, self._nursery = actor, nursery
-                async for msg in actor:
-                    if isinstance(msg, Exit):
-                        await self._stop_all(actor)
-                        actor.exit(msg.reason)
-                    if isinstance(msg, Down) and msg.ref in self._children:
-                        child = self._children.pop(msg.ref)
-                        await self._child_ended(actor, intensity, child, msg)
+            with actor.node.supervising(actor.address, self):
+                await self._supervise(actor, intensity)
         finally:
             self._actor = self._nursery = None
             self._children.clear()
+
+    async def _supervise(self, actor: Actor, intensity: RestartIntensity) -> None:
+        async with trio.open_nursery() as nursery:
+            self._actor, self._nursery = actor, nursery
+            async for msg in actor:
+                if isinstance(msg, Exit):
+                    await self._stop_all(actor)
+                    actor.exit(msg.reason)
+                if isinstance(msg, Down) and msg.ref in self._children:
+                    child = self._children.pop(msg.ref)
+                    await self._child_ended(actor, intensity, child, msg)
 
     async def _child_ended(
         self, actor: Actor, intensity: RestartIntensity, child: Child, down: Down

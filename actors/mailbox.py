@@ -182,6 +182,7 @@ class Mailbox:
     def close(self) -> None:
         """Refuse further messages and discard what is queued (the actor has ended)."""
         self._closed = True
+        self._on_overflow_exit = _nothing  # the actor's method: its cycle would outlive it
         self._queue = None
         self._exempt = 0
         if self._senders is not None:
@@ -293,3 +294,7 @@ class _Notice:
 
 _NEVER_EVICTED = frozenset({Revocable, Exit, _Notice})
 """Queued outside the capacity, never evicted: the runtime's notifications."""
+
+
+def _nothing() -> None:
+    """A closed mailbox's overflow callback: it takes no messages, so it never overflows."""

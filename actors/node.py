@@ -10,9 +10,9 @@ import contextvars
 import itertools
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
@@ -27,6 +27,9 @@ from .messages import REVOKED, MonitorRef, unwrap
 from .reasons import KILLED, NOPROC, ExitReason
 from .remote import RemoteLinks, RemoteMonitors
 from .timers import TimerService
+
+if TYPE_CHECKING:
+    from .children import ChildInfo
 
 logger = logging.getLogger("corral.actors")
 
@@ -76,6 +79,14 @@ class ActorInfo:
     started_at: float
 
 
+class SupervisorView(Protocol):
+    """What introspection asks of a running supervisor (either kind)."""
+
+    def children_info(self) -> list[ChildInfo]:
+        """Its children, in order."""
+        ...
+
+
 @attrs.frozen
 class NodeStatistics:
     """Counters for a whole node."""
@@ -95,6 +106,8 @@ class Node:
         self.dead_letters = 0
         self.restarts = 0
         """Children restarted by this node's supervisors (each restart, for metrics)."""
+        self.supervisors: dict[Address, SupervisorView] = {}
+        """Running supervisors by their actor's address (the dashboard draws the tree)."""
         self._actors: dict[Address, Actor] = {}
         self._serials = itertools.count(1)
         self.remote_monitors = RemoteMonitors(self._route_quietly, self.notify)
@@ -410,6 +423,15 @@ class Node:
             _info(actor, tuple(self.backend.names_of(actor.address)))
             for actor in self._actors.values()
         ]
+
+    @contextmanager
+    def supervising(self, address: Address, supervisor: SupervisorView) -> Iterator[None]:
+        """List ``supervisor`` in ``supervisors`` while its actor runs the block."""
+        self.supervisors[address] = supervisor
+        try:
+            yield
+        finally:
+            del self.supervisors[address]
 
     def statistics(self) -> NodeStatistics:
         """Live actors, pending timers, dead letters."""

@@ -16,7 +16,7 @@ import trio
 from . import children as _children
 from .actor import Actor
 from .address import Address
-from .children import Child
+from .children import Child, ChildInfo
 from .messages import Down, Exit
 from .node import current_node
 from .reasons import Crash, ExitReason
@@ -51,11 +51,19 @@ class Supervisor:
         """Each child's id and address (None while it is not running)."""
         return [(child.spec.id, child.address) for child in self._running]
 
+    def children_info(self) -> list[ChildInfo]:
+        """Each child's id, kind, address (None while not running) and restarts, in order."""
+        return [child.info() for child in self._running]
+
     async def run(self, actor: Actor) -> None:
         """The supervisor's actor body."""
         actor.trap_exits = True
         intensity = RestartIntensity(self.intensity, self.period)
         self._running = [Child(spec) for spec in self.children]
+        with actor.node.supervising(actor.address, self):
+            await self._supervise(actor, intensity)
+
+    async def _supervise(self, actor: Actor, intensity: RestartIntensity) -> None:
         async with trio.open_nursery() as nursery:
             for child in self._running:
                 _children.start(actor, nursery, child)

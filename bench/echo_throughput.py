@@ -16,8 +16,9 @@ server's, or the figure measures the client. A wrong or missing echo is a crash 
 Run: ``python bench/echo_throughput.py [--quick] [--rounds R] [--seconds S] [--connections N..]``.
 
 ``--observability`` compares corral with itself instead (issue 12): metrics and the watchdog
-off, the watchdog alone (the default), and both with ``/metrics`` scraped every half second
-during each measured round, interleaved the same way.
+off, the watchdog alone (the default), both with ``/metrics`` scraped every half second
+during each measured round, and all that plus the dashboard with a page open (a client of
+its live feed taking every update), interleaved the same way.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from common import (  # noqa: E402
     run_server,
 )
 from load_client import PAYLOAD  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
 from wsclient import BenchError  # noqa: E402
 
 TARGET = 1.0
@@ -59,6 +61,7 @@ OBSERVED_TARGET = 0.97
 """Issue 12: metrics or the watchdog on cost less than 3% of the round trips."""
 SCRAPE_EVERY = 0.5
 """Seconds between two scrapes of ``/metrics`` while a corral-metrics round runs."""
+SCRAPED = ("corral-metrics", "corral-dashboard")
 
 
 @attrs.frozen
@@ -110,7 +113,11 @@ def measure_round(server: ServerProcess, connections: int, sizes: Sizes) -> Samp
     shares = [connections // processes + (i < connections % processes) for i in range(processes)]
     timing = ["--warmup", str(sizes.warmup), "--seconds", str(sizes.seconds)]
     arguments = [["--connections", str(share), *timing] for share in shares]
-    with run_clients("echo", server.port, arguments) as clients, _scraped(server):
+    with (
+        run_clients("echo", server.port, arguments) as clients,
+        _scraped(server),
+        _dashboard_open(server),
+    ):
         for client in clients:
             client.event("ready", 60.0)
         for client in clients:
@@ -133,7 +140,7 @@ def measure_round(server: ServerProcess, connections: int, sizes: Sizes) -> Samp
 @contextmanager
 def _scraped(server: ServerProcess) -> Iterator[None]:
     """Fetch a corral-metrics server's ``/metrics`` every ``SCRAPE_EVERY`` s meanwhile."""
-    if server.variant != "corral-metrics":
+    if server.variant not in SCRAPED:
         yield
         return
     stop = threading.Event()
@@ -159,6 +166,30 @@ def _scraped(server: ServerProcess) -> Iterator[None]:
         scraper.join()
     if failures:
         raise BenchError(f"scraping /metrics failed: {failures[0]!r}")
+
+
+@contextmanager
+def _dashboard_open(server: ServerProcess) -> Iterator[None]:
+    """For corral-dashboard: what an open page costs the server, its live feed read meanwhile
+    (a thread takes every update; no browser, which would compete for the CPU)."""
+    if server.variant != "corral-dashboard":
+        yield
+        return
+    with connect(f"ws://127.0.0.1:{server.port}/corral/live") as feed:
+        if b'"tree"' not in feed.recv(timeout=10, decode=False):
+            raise BenchError("the dashboard feed's first update has no tree")
+
+        def read() -> None:
+            for _ in feed:
+                pass
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            yield
+        finally:
+            feed.close()
+            reader.join()
 
 
 @attrs.frozen

@@ -13,9 +13,12 @@ import gc
 import importlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import attrs
 import trio
@@ -24,10 +27,12 @@ import actors
 
 from . import logformat
 from .app import App
+from .dashboard import TOKEN_ENV, with_dashboard
 from .listener import make_ssl_context
 from .metrics import metrics_route
 from .options import ServerOptions
 from .serve import Server
+from .worker_metrics import METRICS_DIR_ENV, combined_metrics_route, metrics_writer
 from .workers import Workers, drain_when_orphaned, worker_command
 
 logger = logging.getLogger("corral.server")
@@ -150,6 +155,19 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics", action="store_true", help="serve Prometheus metrics at /metrics (default: off)"
     )
     serve.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve a live dashboard at /corral/ to loopback, or to requests with the token "
+        "(default: off)",
+    )
+    serve.add_argument(
+        "--dashboard-token",
+        metavar="TOKEN",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"let requests from elsewhere see the dashboard with this token (default: "
+        f"${TOKEN_ENV}; none: loopback only)",
+    )
+    serve.add_argument(
         "--no-memory-trim",
         action="store_true",
         help="keep freed memory after a burst of connections (default: give it back, glibc)",
@@ -185,9 +203,17 @@ def _options(app: App, args: argparse.Namespace) -> ServerOptions:
     return attrs.evolve(app.options, **overrides)
 
 
-def _with_metrics(app: App) -> App:
-    """``app`` with ``/metrics`` first among its routes."""
-    return attrs.evolve(app, routes=(metrics_route("/metrics"), *app.routes))
+def _with_metrics(app: App, worker: bool) -> App:
+    """``app`` with ``/metrics`` first among its routes; a worker of ``--workers`` serves
+    every worker's metrics and writes its own for the others (``worker_metrics``)."""
+    directory = os.environ.get(METRICS_DIR_ENV) if worker else None
+    if directory is None:
+        return attrs.evolve(app, routes=(metrics_route("/metrics"), *app.routes))
+    return attrs.evolve(
+        app,
+        routes=(combined_metrics_route(Path(directory)), *app.routes),
+        children=(*app.children, metrics_writer(Path(directory))),
+    )
 
 
 def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -199,7 +225,15 @@ def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int
             args.workers,
         )
     logger.info("%d workers on %s:%d (SO_REUSEPORT)", args.workers, args.host, args.port)
-    return trio.run(Workers(worker_command(argv), args.workers).run)
+    if not args.metrics:
+        return trio.run(Workers(worker_command(argv), args.workers).run)
+    directory = tempfile.mkdtemp(prefix="corral-metrics-")
+    os.environ[METRICS_DIR_ENV] = directory  # the workers inherit it
+    logger.info("metrics of every worker combined through %s", directory)
+    try:
+        return trio.run(Workers(worker_command(argv), args.workers).run)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _run(server: Server, worker: bool = False) -> int:
@@ -238,7 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app = load_app(args.app)
         if args.metrics:
-            app = _with_metrics(app)
+            app = _with_metrics(app, args.worker)
+        if args.dashboard:
+            app = with_dashboard(app, token=args.dashboard_token)
         if args.keyfile and not args.certfile:
             raise ValueError("--keyfile needs --certfile")
         ssl_context = make_ssl_context(args.certfile, args.keyfile) if args.certfile else None

@@ -37,6 +37,7 @@ from .http import Request
 from .liveness import Liveness, Verdict
 from .options import ConnectionOptions, OutboxOverflow
 from .outbox import Outbox
+from .pacing import take_turn
 from .session import NEED_DATA, Session, encode_message, encode_ping, encode_pong
 from .tally import tally_of
 from .termination import (
@@ -130,6 +131,7 @@ class Connection:
         "_info_pending",
         "_liveness",
         "_liveness_timer",
+        "_exit_on_crash",
     )
 
     def __init__(
@@ -141,6 +143,8 @@ class Connection:
         stream: trio.abc.Stream,
         session: Session,
         state: Any,
+        *,
+        exit_on_crash: bool = False,
     ) -> None:
         self.actor = actor
         self.handler = handler
@@ -159,6 +163,7 @@ class Connection:
         self.aborted = False
         """Whether TCP was aborted (RST) rather than closed after a close frame."""
         self._fd = _socket_fd(stream)
+        self._exit_on_crash = exit_on_crash  # a crashed handler ends the actor as a crash
         self._handling = False
         self._handled_at = self.started_at
         self._checked_while_handling = False
@@ -252,7 +257,7 @@ class Connection:
 
     async def run(self) -> TerminateReason:
         """Serve the connection until it ends, close it properly and run ``terminate``, once,
-        on every path; return why it ended.
+        on every path; return why it ended (with ``exit_on_crash``, a crash ends the actor).
 
         The loop is inline, not split into helpers, because each coroutine frame on an idle
         connection's stack is memory held per connection.
@@ -266,68 +271,81 @@ class Connection:
                 result = await call(handler.websocket_init, self.state)
                 reason = await self._apply(unpack_result("websocket_init", result))
                 handled = streak = 0  # client messages handled; mailbox messages in a row
-                while reason is None:
-                    if self._failure is not None:
-                        reason = self._failure
-                        break
-                    if self._info_pending is not None:
-                        pending, self._info_pending = self._info_pending, None
-                        reason = await self._apply(unpack_result("websocket_info", await pending))
-                        continue
-                    event = session.next_event()
-                    if event is not NEED_DATA:
-                        if session.owes:
-                            self._write_protocol_data()
-                        if isinstance(event, TerminateReason):
-                            reason = event
-                            break
-                        handled += 1
-                        if handled % _EVENTS_PER_CHECKPOINT == 0:
-                            await trio.lowlevel.checkpoint()
-                        self.frames_in += 1
-                        timed = (self.frames_in & _TIMED_MASK) == 1  # metrics: a sample
-                        started = perf_counter() if timed else 0.0
-                        self._handling = True
-                        try:
-                            result = handler.websocket_handle(event, self.state)
-                            if type(result) is not tuple and inspect.isawaitable(result):
-                                result = await result
-                        finally:
-                            if timed:
-                                tally_of(self.actor.node).handler_seconds.observe(
-                                    perf_counter() - started
+                while reason is None:  # one scope until a mailbox arrival interrupts a wait
+                    with trio.CancelScope() as interrupt:
+                        while reason is None:
+                            if self._failure is not None:
+                                reason = self._failure
+                                break
+                            if self._info_pending is not None:
+                                pending, self._info_pending = self._info_pending, None
+                                reason = await self._apply(
+                                    unpack_result("websocket_info", await pending)
                                 )
-                            self._handling = False
-                            if self._checked_while_handling:  # a slow callback: it counts
-                                self._checked_while_handling = False
-                                self._handled_at = trio.current_time()
-                        reason = await self._apply(unpack_result("websocket_handle", result))
-                        continue
-                    if session.owes:
-                        self._write_protocol_data()
-                    if len(mailbox):
-                        streak += 1
-                        if streak > 1 and await self._poll(streak):
-                            continue  # the client's frames came first: they go first
-                        try:
-                            message = mailbox.get_nowait()
-                        except trio.WouldBlock:  # only revoked messages were waiting
-                            continue
-                        if type(message) is _Ended:
-                            reason = self._failure or message.reason
-                        elif _is_shutdown(message):
-                            reason = Shutdown()
-                        else:
-                            result = await call(handler.websocket_info, message, self.state)
-                            reason = await self._apply(unpack_result("websocket_info", result))
-                        continue
-                    if self._outbox is not None:
-                        await self._flush()
-                        continue
-                    await self._receive()
-                    streak = 0
+                                continue
+                            event = session.next_event()
+                            if event is not NEED_DATA:
+                                if isinstance(event, TerminateReason):
+                                    reason = event  # _close_for writes what the session owes
+                                    break
+                                if session.owes:
+                                    self._write_protocol_data()
+                                handled += 1
+                                if handled % _EVENTS_PER_CHECKPOINT == 0:
+                                    await trio.lowlevel.checkpoint()
+                                self.frames_in += 1
+                                timed = (self.frames_in & _TIMED_MASK) == 1  # metrics: a sample
+                                started = perf_counter() if timed else 0.0
+                                self._handling = True
+                                try:
+                                    result = handler.websocket_handle(event, self.state)
+                                    if type(result) is not tuple and inspect.isawaitable(result):
+                                        result = await result
+                                finally:
+                                    if timed:
+                                        tally_of(self.actor.node).handler_seconds.observe(
+                                            perf_counter() - started
+                                        )
+                                    self._handling = False
+                                    if self._checked_while_handling:  # a slow callback: it counts
+                                        self._checked_while_handling = False
+                                        self._handled_at = trio.current_time()
+                                reason = await self._apply(
+                                    unpack_result("websocket_handle", result)
+                                )
+                                continue
+                            if session.owes:
+                                self._write_protocol_data()
+                            if len(mailbox):
+                                streak += 1
+                                if streak > 1 and await self._poll(streak):
+                                    continue  # the client's frames came first: they go first
+                                try:
+                                    message = mailbox.get_nowait()
+                                except trio.WouldBlock:  # only revoked messages were waiting
+                                    continue
+                                if type(message) is _Ended:
+                                    reason = self._failure or message.reason
+                                elif _is_shutdown(message):
+                                    reason = Shutdown()
+                                else:
+                                    result = await call(handler.websocket_info, message, self.state)
+                                    reason = await self._apply(
+                                        unpack_result("websocket_info", result)
+                                    )
+                                continue
+                            if self._outbox is not None:
+                                await self._flush()
+                                continue
+                            await self._receive(interrupt)
+                            streak = 0
+                            if interrupt.cancel_called:
+                                # Cut short after the wait had ended anyway: renew the scope
+                                # before any checkpoint in it could raise Cancelled.
+                                break
             except Exception as exc:
                 reason = self._crashed(exc)
+            await take_turn()  # a burst of closes is spread over scheduler passes
             await self._close_for(reason)
         finally:
             _live.pop(self.actor, None)
@@ -336,29 +354,35 @@ class Connection:
                 cleanup.deadline = trio.current_time() + self.options.close_timeout
                 await trio.aclose_forcefully(self.stream)
                 await _terminate(self, reason or Shutdown())  # None: cancelled by shutdown
+        if self._exit_on_crash and isinstance(reason, Crash):
+            self.actor.exit(actors.Crash(reason.exception))  # its supervisor sees the crash
         return reason
 
-    async def _receive(self) -> None:
-        """Wait for bytes from the client and feed them to the session, unless a mailbox
-        arrival (or a frame to flush) interrupts the wait first."""
-        scope = self._waiting = trio.CancelScope()
-        self.actor.mailbox.wake_on_arrival(self._on_mail)
+    async def _receive(self, interrupt: trio.CancelScope | None = None) -> None:
+        """Wait for bytes from the client and feed them to the session.
+
+        With ``interrupt`` (the loop's scope), a mailbox arrival or a frame to flush cuts the
+        wait short by cancelling it, and the loop renews its scope: one scope serves every
+        wait until then, where a scope per wait would cost as much as the wait itself.
+        """
+        if interrupt is not None:
+            self._waiting = interrupt
+            self.actor.mailbox.wake_on_arrival(self._on_mail)
         try:
-            with scope:
-                if self._fd is None:
-                    data = await self.stream.receive_some(RECEIVE_SIZE)
-                else:
-                    await trio.lowlevel.wait_readable(self._fd)
-                    data = os.read(self._fd, RECEIVE_SIZE)
+            if self._fd is None:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            else:
+                await trio.lowlevel.wait_readable(self._fd)
+                data = os.read(self._fd, RECEIVE_SIZE)
         except BlockingIOError:
             return  # readable, then not (it happens): wait again
         except (OSError, trio.BrokenResourceError):
             data = b""  # reset by the peer: the same as its vanishing
         finally:
-            self._waiting = None
-            self.actor.mailbox.wake_on_arrival(None)
-        if not scope.cancelled_caught:
-            self._take(data)
+            if interrupt is not None:
+                self._waiting = None
+                self.actor.mailbox.wake_on_arrival(None)
+        self._take(data)
 
     async def _poll(self, streak: int) -> bool:
         """Take what the client already sent, without waiting; True if bytes came.
@@ -589,6 +613,8 @@ class Connection:
             await self._abort()
             return
         self._write_protocol_data()
+        if self._outbox is None and (self.session.transport_done or not self.session.closing):
+            return  # all written, nothing to wait for (the client closed first)
         with trio.move_on_after(self.options.send_timeout + self.options.close_timeout):
             await self._flush()
             if self.aborted or self.session.transport_done or not self.session.closing:

@@ -17,11 +17,11 @@ from .app import WebSocketTarget
 from .connection import Connection
 from .handler import Upgrade, call
 from .handshake import accept
+from .listener import Serve
 from .options import ConnectionOptions
 from .router import Match
 from .session import Session
 from .tally import tally_of
-from .termination import Crash
 
 logger = logging.getLogger("corral.server")
 
@@ -33,12 +33,14 @@ async def websocket_endpoint(
     match: Match,
     *,
     default_options: ConnectionOptions,
-) -> None:
-    """Run ``init``; refuse with its response, or answer 101 and serve the connection.
+) -> Serve | None:
+    """Run ``init``; refuse with its response, or answer 101 and return the connection's
+    ``run`` for the caller to await (None when refused or gone).
 
     Runs in the connection's actor (the front door's ``on_websocket``); ``rest`` is what the
     client sent after its request head: its first frames. The route's own options, if it
-    has any, replace ``default_options``.
+    has any, replace ``default_options``. Returning rather than awaiting the connection
+    keeps this frame, and what it refers to, off every idle connection's stack.
     """
     actor = actors.current_actor()
     target = match.route.target
@@ -53,11 +55,11 @@ async def websocket_endpoint(
         logger.error("%s: init crashed for %s", actor.address, request.path, exc_info=exc)
         tally_of(actor.node).refused[500] += 1  # metrics
         await http.refuse(stream, http.internal_error())
-        return
+        return None
     if isinstance(decision, http.Response):
         tally_of(actor.node).refused[decision.status] += 1  # metrics
         await http.refuse(stream, decision)
-        return
+        return None
     options = decision.options or target.options or default_options
     try:
         accepted = accept(
@@ -69,25 +71,23 @@ async def websocket_endpoint(
     except ValueError as exc:
         logger.error("%s: init chose badly: %s", actor.address, exc)
         await http.refuse(stream, http.internal_error())
-        return
+        return None
     try:
         await stream.send_all(accepted.response)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         logger.debug("%s left before the 101 for %s", _peer(request), request.path)
-        return
+        return None
     # From here a shutdown is a message (close with 1001, terminate); before, it cancels.
     actor.trap_exits = True
     actor.mailbox.overflow = options.mailbox_overflow
     session = Session(max_message_size=options.max_message_size, extensions=accepted.extensions)
     if rest:
         session.receive_data(rest)
-    connection = Connection(actor, handler, request, options, stream, session, decision.state)
+    connection = Connection(
+        actor, handler, request, options, stream, session, decision.state, exit_on_crash=True
+    )
     tally_of(actor.node).connection_opened(connection, match.route.pattern)  # metrics
-    # This frame lives as long as the connection: keep only what it still needs.
-    del accepted, decision, rest, session, handler, target
-    reason = await connection.run()
-    if isinstance(reason, Crash):
-        actor.exit(actors.Crash(reason.exception))
+    return connection.run
 
 
 def _peer(request: http.Request) -> str:

@@ -42,13 +42,17 @@ from .router import MalformedPath, Match, Router
 
 logger = logging.getLogger("corral.server")
 
-OnWebSocket: TypeAlias = Callable[[trio.abc.Stream, Request, bytes, Match], Awaitable[None]]
-"""``on_websocket(stream, request, rest, match)``: accept (or refuse) and run a WebSocket.
+Serve: TypeAlias = Callable[[], Awaitable[object]]
+"""An accepted WebSocket's life, to await until it ends."""
+
+OnWebSocket: TypeAlias = Callable[[trio.abc.Stream, Request, bytes, Match], Awaitable[Serve | None]]
+"""``on_websocket(stream, request, rest, match)``: accept (or refuse) a WebSocket; return its
+life to await (None if refused or gone).
 
 ``rest`` holds the bytes the client sent after its request head (its first frames).
 
-It owns ``stream`` until it returns and must return only when the connection is over: the
-connection counts against ``max_connections`` until then, and is closed right after.
+The stream is the WebSocket's until that life ends: the connection counts against
+``max_connections`` until then, and is closed right after.
 """
 
 
@@ -147,7 +151,10 @@ class FrontDoor:
                 # Called here rather than from _serve, so that its frame and the unrouted
                 # request are gone while the WebSocket lives.
                 decision, rest = upgrade
-                await self.on_websocket(stream, decision.request, rest, decision.match)
+                serve = await self.on_websocket(stream, decision.request, rest, decision.match)
+                del upgrade, decision, rest  # held for the WebSocket's whole life otherwise
+                if serve is not None:
+                    await serve()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             logger.debug("connection from %s lost: %r", _peer(stream), exc)
         except Exception:

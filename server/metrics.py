@@ -103,25 +103,23 @@ class NodeCollector(Collector):
             )
 
     def _traffic(self) -> Iterator[Metric]:
-        tally = self.tally
-        live = list(tally.open)
-        for name, what, closed, attribute in (
-            ("frames_received", "WebSocket messages from clients", tally.frames_in, "frames_in"),
-            ("frames_sent", "WebSocket messages to clients", tally.frames_out, "frames_out"),
-            ("bytes_received", "Bytes read from clients' sockets", tally.bytes_in, "bytes_in"),
-            ("bytes_sent", "Bytes written to clients' sockets", tally.bytes_out, "bytes_out"),
+        traffic = self.tally.traffic()
+        for name, what, total in (
+            ("frames_received", "WebSocket messages from clients", traffic.frames_in),
+            ("frames_sent", "WebSocket messages to clients", traffic.frames_out),
+            ("bytes_received", "Bytes read from clients' sockets", traffic.bytes_in),
+            ("bytes_sent", "Bytes written to clients' sockets", traffic.bytes_out),
         ):
-            total = closed + sum(getattr(c, attribute) for c in live)
             yield CounterMetricFamily(f"corral_{name}", what, value=total)
         yield CounterMetricFamily(
             "corral_outbox_dropped",
             "Frames pushed to a connection (broadcast) and dropped because its outbox was full",
-            value=tally.outbox_dropped + sum(c.dropped for c in live),
+            value=traffic.outbox_dropped,
         )
         yield _histogram(
             "corral_handler_seconds",
             "websocket_handle duration, sampled: one call in 64 per connection (the 1st, 65th...)",
-            tally.handler_seconds,
+            self.tally.handler_seconds,
         )
 
     def _actors(self) -> Iterator[Metric]:
@@ -155,15 +153,10 @@ class NodeCollector(Collector):
                 [f"{address.node}.{address.serial}", name, info.kind], info.mailbox_length
             )
         yield top
-        others = {i.address: i.dropped for i in infos if i.kind != "connection" and i.dropped}
-        live_connection_drops = sum(i.dropped for i in infos if i.kind == "connection")
         yield CounterMetricFamily(
             "corral_mailbox_dropped",
             "Messages dropped or evicted by a full mailbox's overflow policy",
-            value=tally.mailbox_dropped
-            + live_connection_drops
-            + sum(others.values())
-            + tally.ended_actor_drops(others),
+            value=tally.mailbox_dropped_total(infos),
         )
         yield CounterMetricFamily(
             "corral_supervisor_restarts",

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import bisect
 import weakref
-from collections import Counter
-from typing import TYPE_CHECKING
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import attrs
 
-from actors import Address, Node
+from actors import ActorInfo, Address, Node
 
 from .termination import TerminateReason
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .listener import FrontDoor
 
+RECENT_BLOCKED = 8
+"""How many of the latest blocked-loop steps the tally keeps (for the dashboard)."""
 SECONDS_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 """Upper bounds (seconds) of the callback-time and blocked-step histograms."""
 
@@ -73,6 +76,31 @@ def reason_kind(reason: TerminateReason) -> str:
     return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 
+@attrs.frozen
+class BlockedStep:
+    """One task step the watchdog caught holding the loop: when (wall clock), how long,
+    and what ran it."""
+
+    at: float
+    seconds: float
+    task: str
+    handler: str
+    route: str
+    path: str
+    where: str
+
+
+@attrs.frozen
+class Traffic:
+    """Totals since the server started, closed connections and open ones together."""
+
+    frames_in: int
+    frames_out: int
+    bytes_in: int
+    bytes_out: int
+    outbox_dropped: int
+
+
 @attrs.define(eq=False)
 class Tally:
     """One server's counters; every method is O(1) and called once per event it counts."""
@@ -96,6 +124,7 @@ class Tally:
     blocked: Counter[str] = attrs.field(factory=Counter)
     """Task steps that held the loop past the watchdog's threshold, by route ("" if none)."""
     blocked_seconds: Histogram = attrs.field(factory=Histogram)
+    recent_blocked: deque[BlockedStep] = attrs.field(factory=lambda: deque(maxlen=RECENT_BLOCKED))
     front_door: FrontDoor | None = None
     _drops_seen: dict[Address, int] = attrs.field(factory=dict)
     _ended_drops: int = 0
@@ -116,6 +145,28 @@ class Tally:
         self.outbox_dropped += connection.dropped
         self.mailbox_dropped += connection.actor.mailbox.dropped
 
+    def traffic(self) -> Traffic:
+        """Frames, bytes and outbox drops so far (reads every open connection's counters)."""
+        live = list(self.open)
+        return Traffic(
+            frames_in=self.frames_in + sum(c.frames_in for c in live),
+            frames_out=self.frames_out + sum(c.frames_out for c in live),
+            bytes_in=self.bytes_in + sum(c.bytes_in for c in live),
+            bytes_out=self.bytes_out + sum(c.bytes_out for c in live),
+            outbox_dropped=self.outbox_dropped + sum(c.dropped for c in live),
+        )
+
+    def mailbox_dropped_total(self, infos: Sequence[ActorInfo]) -> int:
+        """Messages dropped or evicted by full mailboxes so far, given the live actors."""
+        others = {i.address: i.dropped for i in infos if i.kind != "connection" and i.dropped}
+        live_connections = sum(i.dropped for i in infos if i.kind == "connection")
+        return (
+            self.mailbox_dropped
+            + live_connections
+            + sum(others.values())
+            + self.ended_actor_drops(others)
+        )
+
     def ended_actor_drops(self, live: dict[Address, int]) -> int:
         """Drops of other actors that have ended, as last seen by a scrape.
 
@@ -130,12 +181,22 @@ class Tally:
         return self._ended_drops
 
 
-_tallies: weakref.WeakKeyDictionary[Node, Tally] = weakref.WeakKeyDictionary()
+T = TypeVar("T")
 
 
-def tally_of(node: Node) -> Tally:
-    """The tally of the server running on ``node`` (made on first use)."""
-    tally = _tallies.get(node)
-    if tally is None:
-        tally = _tallies[node] = Tally()
-    return tally
+class PerNode(Generic[T]):
+    """``per_node(node)``: the one ``T`` of an actor node, made on first use, gone with it."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._made: weakref.WeakKeyDictionary[Node, T] = weakref.WeakKeyDictionary()
+
+    def __call__(self, node: Node) -> T:
+        made = self._made.get(node)
+        if made is None:
+            made = self._made[node] = self._make()
+        return made
+
+
+tally_of = PerNode(Tally)
+"""The tally of the server running on ``node`` (made on first use)."""

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from time import perf_counter
 
 import trio
 
-from .tally import Tally
+from .tally import BlockedStep, Tally
 
 logger = logging.getLogger("corral.server.watchdog")
 
@@ -60,6 +61,9 @@ class BlockWatchdog(trio.abc.Instrument):
         self.tally.blocked[route] += 1
         self.tally.blocked_seconds.observe(elapsed)
         where = describe_stack(task)
+        self.tally.recent_blocked.append(
+            BlockedStep(time.time(), elapsed, task.name, handler, route, path, where)
+        )
         logger.warning(
             "loop blocked for %.0f ms by %s (handler %s, route %s, path %s); waiting now at %s",
             elapsed * 1000,

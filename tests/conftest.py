@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+
 import pytest
 import trio.testing
 
@@ -18,3 +21,15 @@ def virtual_clock() -> trio.testing.MockClock:
     keeps the virtual clock honest at almost no cost.
     """
     return trio.testing.MockClock(autojump_threshold=QUIET_SECONDS)
+
+
+@pytest.fixture
+def collector_off() -> Iterator[None]:
+    """The cycle collector off for the test: an object held only by a reference cycle stays
+    alive, so a test can tell that reference counting alone freed what it should."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

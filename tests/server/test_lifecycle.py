@@ -347,6 +347,36 @@ async def test_one_handler_crashing_leaves_other_connections_serving() -> None:
     assert log.reasons[1] == Remote(1000)
 
 
+class CrashOnNoted(CrashOn):
+    """CrashOn that notes its connection actor's address."""
+
+    addresses: list[actors.Address] = []
+
+    def websocket_init(self, state: Any) -> tuple[None, Any]:
+        self.addresses.append(actors.self_address())
+        return None, state
+
+
+async def test_a_crashing_handler_ends_its_actor_as_a_crash() -> None:
+    CrashOnNoted.addresses = []
+    app = App([websocket("/", factory(CrashOnNoted, Terminations()))])
+    async with serving(app) as served, client(served.url()) as ws:
+        await ws.send_message("hello")
+        assert await ws.get_message() == "hello"
+        (address,) = CrashOnNoted.addresses
+        async with trio.open_nursery() as nursery:
+            ended: list[actors.ExitReason] = []
+
+            async def wait_for_the_end() -> None:
+                ended.append(await served.node.wait(address))
+
+            nursery.start_soon(wait_for_the_end)
+            await ws.send_message("crash")
+        (reason,) = ended
+        assert isinstance(reason, actors.Crash)
+        assert str(reason.exception) == "handler bug"
+
+
 # ---- init ---------------------------------------------------------------------------------
 
 
