@@ -19,7 +19,7 @@ The round, every part bounded in count and time and stopping by itself:
   fragments  one message in 100,000 one-byte fragments
   pings      100,000 pings on one connection (20 s at most)
 
-    python bench/attack_memory.py            # both apps, trim off and on, ~3 min
+    python bench/attack_memory.py            # both apps, trim off and on, ~6 min
     python bench/attack_memory.py --quick    # a smoke run: small counts, echo only
 """
 
