@@ -11,11 +11,11 @@ glibc's and Python's accounts, and whether any Connection or Session outlived it
 trim-off server then runs one ``malloc_trim(0)`` by hand, which gives its cost.
 
 The round, every part bounded in count and time and stopping by itself:
-  hold       ``--hold`` upgraded connections opened, held together, then reset
+  hold       2,000 upgraded connections (``--connections``) opened, held together, reset
   heads      400 oversize heads (20 KB: 431) and 200 slow heads (a byte per 0.2 s for 2 s)
   big        20 connections, each sending 4 messages of 1 MiB (the echo sends them back;
              the chat's 64 KiB limit closes with 1009)
-  resets     connect-and-reset, ``--resets`` times, 50 at once (10 s at most)
+  resets     10,000 connect-and-resets, 50 at once (10 s at most)
   fragments  one message in 100,000 one-byte fragments
   pings      100,000 pings on one connection (20 s at most)
 
@@ -317,7 +317,7 @@ def _idle(server: ServerProcess, fds: int | None, settle: float) -> int:
 def report(runs: list[Run], sizes: Sizes) -> str:
     lines = [
         f"memory after an attack round (hold {sizes.hold:,}, 400 oversize + 200 slow heads, "
-        f"{sizes.big} x 4 MiB big messages, {sizes.resets:,} connect-resets, "
+        f"{sizes.big} connections x 4 messages of 1 MiB, {sizes.resets:,} connect-resets, "
         f"{sizes.fragments:,} fragments, {sizes.pings:,} pings), twice; RSS in MB;",
         "after = idle again, no gc.collect(); after gc = the end, after a full collection",
         f"{'app':<6}{'trim':<6}{'rest':>7}{'peak 1':>8}{'after 1':>9}{'peak 2':>8}"
