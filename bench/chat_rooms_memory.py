@@ -20,15 +20,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped, unused-ignore]
 import trio
+from stats_pipe import StatsProcess, answer_stats_requests, emit
 from trio_websocket import open_websocket_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,11 +36,6 @@ MB = 1e6
 
 
 # ---- the server role ------------------------------------------------------------------------
-
-
-def _emit(record: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
 
 
 def _load_app(lift_peer_quota: bool) -> Any:
@@ -65,23 +59,13 @@ async def serve(lift_peer_quota: bool) -> None:
         gc.collect()
         node = server.node
         rooms = sum(info.kind == "chat room" for info in node.actors()) if node else None
-        return {"event": "stats", "rss": process.memory_info().rss, "rooms": rooms}
-
-    async def answer_requests() -> None:
-        requests = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-        buffer = b""
-        async for chunk in requests:
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                if line.strip() == b"stats":
-                    _emit(stats())
+        return {"rss": process.memory_info().rss, "rooms": rooms}
 
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(server.run)
-            _emit({"event": "listening", "port": port, "chat": examples.chat.__file__})
-            nursery.start_soon(answer_requests)
+            emit({"event": "listening", "port": port, "chat": examples.chat.__file__})
+            nursery.start_soon(answer_stats_requests, stats)
             async for _ in signals:
                 break
             with trio.move_on_after(30):
@@ -90,49 +74,6 @@ async def serve(lift_peer_quota: bool) -> None:
 
 
 # ---- the driver -----------------------------------------------------------------------------
-
-
-class ServerProcess:
-    """The server role as a subprocess, spoken to over its stdin/stdout."""
-
-    def __init__(self, process: trio.Process) -> None:
-        assert process.stdout is not None and process.stdin is not None
-        self.process, self._stdout, self._stdin = process, process.stdout, process.stdin
-        self._buffer = b""
-
-    @classmethod
-    async def start(cls, lift_peer_quota: bool) -> ServerProcess:
-        options = ["--lift-peer-quota"] if lift_peer_quota else []
-        process = await trio.lowlevel.open_process(
-            [sys.executable, str(Path(__file__).resolve()), "server", *options],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        return cls(process)
-
-    async def record(self, timeout: float = 30.0) -> dict[str, Any]:
-        with trio.fail_after(timeout):
-            while b"\n" not in self._buffer:
-                chunk = await self._stdout.receive_some()
-                if not chunk:
-                    raise RuntimeError("the server process ended")
-                self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        decoded: dict[str, Any] = json.loads(line)
-        return decoded
-
-    async def stats(self) -> dict[str, Any]:
-        await self._stdin.send_all(b"stats\n")
-        return await self.record()
-
-    async def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        with trio.move_on_after(40):
-            await self.process.wait()
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
 
 
 async def fill_room(port: int, room: str, says: int, size: int) -> bool:
@@ -171,15 +112,16 @@ async def churn(port: int, rooms: int, says: int, size: int, deadline: float) ->
 
 
 async def run(args: argparse.Namespace) -> None:
-    server = await ServerProcess.start(args.lift_peer_quota)
+    options = ["--lift-peer-quota"] if args.lift_peer_quota else []
+    server = await StatsProcess.start(Path(__file__).resolve(), options)
     try:
-        listening = await server.record()
+        listening = await server.next_record()
         port = listening["port"]
         before = await server.stats()
         filled, refused = await churn(port, args.rooms, args.says, args.size, args.deadline)
         after = await server.stats()
     finally:
-        await server.stop()
+        await server.terminate(40)
     grown = (after["rss"] - before["rss"]) / MB
     variant = "per-peer room quota lifted" if args.lift_peer_quota else "examples.chat:app"
     print(f"chat rooms memory ({variant}; chat from {listening['chat']})")

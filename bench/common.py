@@ -5,7 +5,10 @@ the bare trio-websocket echo (``bench/bare_echo.py``) and websockets on asyncio
 (``bench/websockets_server.py echo``). Each runs in its own process, started through this
 file (``python bench/common.py corral|bare|websockets --port N``), which first raises the
 process's open-files limit and installs a SIGUSR1 handler that runs ``gc.collect()`` and
-answers ``gc\\n`` on stdout, so that a memory reading is taken after a collection.
+answers ``gc\\n`` on stdout, so that a memory reading is taken after a collection. corral's
+server can run another app (``--app``), without the memory trim (``--no-memory-trim``), or from
+another checkout (``--tree``); it answers SIGUSR2 with a ``heap_report`` JSON line, and SIGHUP
+with one taken after a ``malloc_trim(0)``.
 
 The clients are in ``wsclient`` (primitives) and ``load_client`` (client processes).
 """
@@ -29,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import attrs
 import psutil
 from wsclient import HOST, BenchError
 
@@ -89,6 +93,9 @@ class ServerProcess:
         role: str = "echo",
         nofile: int = 4096,
         max_connections: int = 10_000,
+        app: str = "examples.echo:app",
+        memory_trim: bool = True,
+        tree: Path = ROOT,
     ):
         choices = VARIANTS + OBSERVED_VARIANTS if role == "echo" else FANOUT_VARIANTS
         if variant not in choices:
@@ -107,7 +114,13 @@ class ServerProcess:
             str(nofile),
             "--max-connections",
             str(max_connections),
+            "--app",
+            app,
+            "--tree",
+            str(tree),
+            *([] if memory_trim else ["--no-memory-trim"]),
         ]
+        self._tree = tree
         self._popen: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self.process: psutil.Process | None = None
@@ -117,7 +130,7 @@ class ServerProcess:
         # stderr to a file, not a pipe: a server logging more than a pipe holds would block.
         self._stderr = tempfile.TemporaryFile()
         self._popen = subprocess.Popen(
-            self._command, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._stderr
+            self._command, cwd=self._tree, stdout=subprocess.PIPE, stderr=self._stderr
         )
         self.process = psutil.Process(self._popen.pid)
         deadline = time.monotonic() + timeout
@@ -221,6 +234,19 @@ class ServerProcess:
         ready, _, _ = select.select([self._popen.stdout], [], [], timeout)
         if not ready or self._popen.stdout.readline() != b"gc\n":
             raise BenchError(f"{self.variant} server did not answer a gc request")
+
+    def heap_report(self, *, trim: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+        """corral's ``heap_report.heap_report()`` from inside the server, after a full
+        collection; with ``trim``, after a ``malloc_trim(0)`` too (its cost under ``trim``)."""
+        assert self._popen is not None and self._popen.stdout is not None
+        self.check_alive()
+        os.kill(self._popen.pid, signal.SIGHUP if trim else signal.SIGUSR2)
+        ready, _, _ = select.select([self._popen.stdout], [], [], timeout)
+        line = self._popen.stdout.readline() if ready else b""
+        if not line:
+            raise BenchError(f"{self.variant} server did not answer a heap report request")
+        report: dict[str, Any] = json.loads(line)
+        return report
 
 
 @contextmanager
@@ -345,14 +371,29 @@ def _answer_gc(signum: int, frame: object) -> None:
     os.write(sys.stdout.fileno(), b"gc\n")
 
 
-def _serve_echo(variant: str, port: int, max_connections: int) -> int:
+def _answer_heap_report(signum: int, frame: object) -> None:
+    from heap_report import heap_report
+
+    report = heap_report()
+    if signum == signal.SIGHUP:
+        from server.memory import trim_now
+
+        trim = trim_now()
+        report = {**heap_report(collect=False), "trim": attrs.asdict(trim), "untrimmed": report}
+    os.write(sys.stdout.fileno(), json.dumps(report).encode() + b"\n")
+
+
+def _serve_echo(variant: str, port: int, max_connections: int, corral: Sequence[str]) -> int:
+    """Serve ``variant``'s echo; ``corral``: the app and options ``corral serve`` gets."""
     if variant == "corral" or variant in OBSERVED_VARIANTS:
         from server import cli
 
+        signal.signal(signal.SIGUSR2, _answer_heap_report)
+        signal.signal(signal.SIGHUP, _answer_heap_report)
         return cli.main(
             [
                 "serve",
-                "examples.echo:app",
+                *corral,
                 "--port",
                 str(port),
                 "--log-level",
@@ -372,7 +413,7 @@ def _serve_echo(variant: str, port: int, max_connections: int) -> int:
     return 0
 
 
-def _serve_fanout(variant: str, port: int, max_connections: int) -> int:
+def _serve_fanout(variant: str, port: int, max_connections: int, corral: Sequence[str]) -> int:
     if variant == "websockets":
         import websockets_server
 
@@ -392,13 +433,17 @@ def _serve(argv: Sequence[str]) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--nofile", type=int, default=4096, help="RLIMIT_NOFILE to ask for")
     parser.add_argument("--max-connections", type=int, default=10_000, help="corral's limit")
+    parser.add_argument("--app", default="examples.echo:app", help="corral's app (echo role)")
+    parser.add_argument("--no-memory-trim", action="store_true", help="corral's option")
+    parser.add_argument("--tree", default=str(ROOT), help="the checkout whose server runs")
     args = parser.parse_args(argv)
     raise_nofile(args.nofile)
     signal.signal(signal.SIGUSR1, _answer_gc)
-    sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.insert(0, args.tree)
     serve = _serve_echo if args.role == "echo" else _serve_fanout
-    return serve(args.variant, args.port, args.max_connections)
+    corral = [args.app, *(["--no-memory-trim"] if args.no_memory_trim else [])]
+    return serve(args.variant, args.port, args.max_connections, corral)
 
 
 if __name__ == "__main__":

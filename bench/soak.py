@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import random
 import signal
 import socket
 import struct
-import subprocess
 import sys
 from functools import partial
 from pathlib import Path
@@ -40,6 +38,7 @@ from trio_websocket import open_websocket_url
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from soak_server import APP, HOST, serve_with_stats  # noqa: E402
+from stats_pipe import StatsProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = 3
@@ -54,43 +53,8 @@ IN_FLIGHT = 100
 # ---- the driver: the server process ---------------------------------------------------
 
 
-class ServerProcess:
-    """The server role as a subprocess, spoken to over its stdin/stdout."""
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        assert process.stdout is not None and process.stdin is not None
-        self._stdout = process.stdout
-        self._stdin = process.stdin
-        self._buffer = b""
-
-    @classmethod
-    async def start(cls, idle_timeout: float | None = None) -> ServerProcess:
-        options = [] if idle_timeout is None else ["--idle-timeout", str(idle_timeout)]
-        process = await trio.lowlevel.open_process(
-            [sys.executable, str(Path(__file__).resolve()), "server", *options],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        return cls(process)
-
-    async def next_record(self, timeout: float = 10.0) -> dict[str, Any]:
-        with trio.fail_after(timeout):
-            while b"\n" not in self._buffer:
-                chunk = await self._stdout.receive_some()
-                if not chunk:
-                    raise RuntimeError("the soak server exited unexpectedly")
-                self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        record: dict[str, Any] = json.loads(line)
-        return record
-
-    async def stats(self) -> dict[str, Any]:
-        await self._stdin.send_all(b"stats\n")
-        record = await self.next_record()
-        assert record["event"] == "stats", record
-        return record
+class SoakServer(StatsProcess):
+    """The server role as a subprocess: its stats once idle, and its final record."""
 
     async def idle_stats(self, timeout: float = 15.0) -> dict[str, Any]:
         """Stats once every connection has ended (bounded), after a short settling pause."""
@@ -108,8 +72,7 @@ class ServerProcess:
             final = await self.next_record(timeout)
             await self.process.wait()
         if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
+            await self.kill()
             return None, final
         return self.process.returncode, final
 
@@ -315,7 +278,8 @@ async def run_soak(
 ) -> SoakResult:
     rng = random.Random(seed)
     churn = Churn()
-    server = await ServerProcess.start(idle_timeout)
+    options = [] if idle_timeout is None else ["--idle-timeout", str(idle_timeout)]
+    server = await SoakServer.start(Path(__file__).resolve(), options)
     try:
         listening = await server.next_record()
         port = int(listening["port"])
@@ -330,9 +294,7 @@ async def run_soak(
         end = await server.idle_stats()
         exit_code, final = await server.stop()
     finally:
-        if server.process.returncode is None:
-            server.process.kill()
-            await server.process.wait()
+        await server.kill()
     return SoakResult(
         duration, rate, baseline, after_warmup, end, churn, exit_code, final, late, churned
     )

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import collections
 import gc
-import json
 import logging
-import os
 import signal
-import sys
 from typing import Any
 
 import attrs
 import psutil  # type: ignore[import-untyped, unused-ignore]
 import trio
+from stats_pipe import answer_stats_requests, emit
 
 from actors.diagnostics import live_tasks
 
 HOST = "127.0.0.1"
 APP = "examples.echo:app"
-_EXPECTED_INFO = ("closed ", "listening on ", "drained", "SIGTERM: draining")
+_EXPECTED_INFO = ("closed ", "listening on ", "drained", "SIGTERM: draining", "memory trim: ")
 """Message prefixes of the INFO records the churn is expected to produce."""
 
 
@@ -48,11 +46,6 @@ class LogTally(logging.Handler):
                 self.unexpected.append(f"{record.levelname} {record.name}: {message}")
             else:
                 self.unexpected[-1] = f"... and more ({record.levelname} {message})"
-
-
-def _emit(record: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
 
 
 def load_echo_app(idle_timeout: float | None) -> Any:
@@ -92,21 +85,11 @@ async def serve_with_stats(port: int, idle_timeout: float | None) -> None:
             "unexpected": tally.unexpected,
         }
 
-    async def answer_requests() -> None:
-        requests = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-        buffer = b""
-        async for chunk in requests:
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                if line.strip() == b"stats":
-                    _emit({"event": "stats", **stats()})
-
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(server.run)
-            _emit({"event": "listening", "port": bound})
-            nursery.start_soon(answer_requests)
+            emit({"event": "listening", "port": bound})
+            nursery.start_soon(answer_stats_requests, stats)
 
             async def drain_on_signal() -> None:
                 async for _ in signals:
@@ -116,5 +99,5 @@ async def serve_with_stats(port: int, idle_timeout: float | None) -> None:
             nursery.start_soon(drain_on_signal)
             await server.stopped.wait()
             nursery.cancel_scope.cancel()
-    _emit({"event": "stopped", "closed_by_code": dict(tally.closed_by_code),
+    emit({"event": "stopped", "closed_by_code": dict(tally.closed_by_code),
            "unexpected": tally.unexpected})  # fmt: skip

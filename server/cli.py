@@ -167,6 +167,11 @@ def _parser() -> argparse.ArgumentParser:
         help=f"let requests from elsewhere see the dashboard with this token (default: "
         f"${TOKEN_ENV}; none: loopback only)",
     )
+    serve.add_argument(
+        "--no-memory-trim",
+        action="store_true",
+        help="keep freed memory after a burst of connections (default: give it back, glibc)",
+    )
     watchdog = serve.add_mutually_exclusive_group()
     watchdog.add_argument(
         "--block-threshold",
@@ -193,6 +198,8 @@ def _options(app: App, args: argparse.Namespace) -> ServerOptions:
         overrides["block_threshold"] = args.block_threshold
     if args.no_block_watchdog:
         overrides["block_threshold"] = None
+    if args.no_memory_trim:
+        overrides["memory_trim"] = None
     return attrs.evolve(app.options, **overrides)
 
 

@@ -12,6 +12,7 @@ from actors import DEFAULT_CAPACITY, MailboxPolicy
 
 from .http import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS
 from .listener import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+from .memory import TrimPolicy
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -84,6 +85,9 @@ class ServerOptions:
     block_threshold: float | None = attrs.field(default=0.1, validator=_positive)
     """The watchdog logs and counts any task step holding the loop this long (seconds);
     None turns it off (``server.watchdog``)."""
+    memory_trim: TrimPolicy | None = TrimPolicy()
+    """When to give freed memory back to the system after a burst of connections
+    (``server.memory``, glibc only); None never trims."""
     connection: ConnectionOptions = ConnectionOptions()
     redis_url: str | None = None
     """A Redis (``redis://host:port/db``) shared by every server of a cluster: names, groups,

@@ -23,6 +23,7 @@ from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
 from .app import App
 from .endpoint import websocket_endpoint
 from .listener import FrontDoor, accept_into, open_listeners
+from .memory import MALLOC_TRIM, MemoryTrimmer
 from .options import ServerOptions
 from .router import Router
 from .tally import tally_of
@@ -72,6 +73,15 @@ class Server:
             capacity=connection.mailbox_capacity,
             overflow=connection.mailbox_overflow,
             kind="connection",
+        )
+        self.accepted = 0
+        """TCP connections accepted so far."""
+        self.memory_trimmer = (
+            MemoryTrimmer(
+                self.options.memory_trim, lambda: self.accepted, self.connections.count_children
+            )
+            if self.options.memory_trim is not None and MALLOC_TRIM is not None
+            else None
         )
         self._listening = trio.Event()
         self.node: actors.Node | None = None
@@ -158,6 +168,8 @@ class Server:
         self.port = _bound_port(listeners[0])
         async with trio.open_nursery() as nursery:
             await nursery.start(accept_into, listeners, self._hand_off)
+            if self.memory_trimmer is not None:  # trims while accepting, as long as we do
+                nursery.start_soon(self.memory_trimmer.run)
             http = "https" if self.ssl_context is not None else "http"
             logger.info(
                 "listening on %s://%s:%d (and %s://)", self.scheme, self.host, self.port, http
@@ -166,6 +178,7 @@ class Server:
 
     def _hand_off(self, stream: trio.abc.Stream) -> None:
         """Give a new TCP connection to its own actor, which owns the stream from now on."""
+        self.accepted += 1
         try:
             self.connections.start_child(self._connection_spec, stream)
         except actors.ActorError as exc:

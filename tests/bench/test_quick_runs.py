@@ -41,6 +41,15 @@ EXPECTED: dict[str, list[str]] = {
         rf"idle CPU {NUMBER}% of a core; needs an open-files limit of {NUMBER}",
         r"all 2,000 connections upgraded and still open at the end",
     ],
+    "attack_memory.py": [
+        rf"echo\s+(off|on)\s+{NUMBER}(\s+{NUMBER}){{5}}\s+(\S+)\s+(\S+)",
+        r"echo\s+(off|on)\s+.*Connection 0, Session 0",
+    ],
+    "header_memory.py": [
+        r"  answers: 431 x 200",
+        rf"  RSS at rest {NUMBER} MB; every head answered, .*",
+        rf"  server CPU per head: {NUMBER} ms",
+    ],
     "gc_pause.py": [
         "corral" + _CHURN_ROW,
         "websockets" + _CHURN_ROW,

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
+import trio
 
 import actors
 from actors.backend_redis import RedisBackend
@@ -57,6 +58,21 @@ async def cluster_node(
         if connected:
             await backend.wait_connected()
         yield node
+
+
+@asynccontextmanager
+async def two_nodes(
+    url: str, prefix: str
+) -> AsyncIterator[tuple[actors.Node, actors.Node, trio.Nursery]]:
+    """Nodes ``a`` and ``b`` on one Redis, and a nursery for their actors (cancelled once
+    the block is done)."""
+    async with (
+        cluster_node(url, prefix, "a") as a,
+        cluster_node(url, prefix, "b") as b,
+        trio.open_nursery() as nursery,
+    ):
+        yield a, b, nursery
+        nursery.cancel_scope.cancel()
 
 
 def backend_of(node: actors.Node) -> RedisBackend:

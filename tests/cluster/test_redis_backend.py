@@ -8,15 +8,11 @@ import trio
 import actors
 from tests.actors.kit import Recorder, idle
 
-from .conftest import backend_of, cluster_node
+from .conftest import backend_of, cluster_node, two_nodes
 
 
 async def test_send_to_an_address_on_another_node_arrives_in_order(redis_url, prefix):
-    async with (
-        cluster_node(redis_url, prefix, "a") as a,
-        cluster_node(redis_url, prefix, "b") as b,
-        trio.open_nursery() as nursery,
-    ):
+    async with two_nodes(redis_url, prefix) as (a, b, nursery):
         await backend_of(a).wait_until(lambda: a.backend.is_alive("b"))
         recorder = Recorder()
         address = b.spawn(nursery, recorder)
@@ -24,44 +20,29 @@ async def test_send_to_an_address_on_another_node_arrives_in_order(redis_url, pr
         for i in range(500):
             assert a.send(address, ("n", i))
         assert await recorder.wait_for_count(500) == [("n", i) for i in range(500)]
-        nursery.cancel_scope.cancel()
 
 
 async def test_send_to_a_name_registered_on_another_node(redis_url, prefix):
-    async with (
-        cluster_node(redis_url, prefix, "a") as a,
-        cluster_node(redis_url, prefix, "b") as b,
-        trio.open_nursery() as nursery,
-    ):
+    async with two_nodes(redis_url, prefix) as (a, b, nursery):
         recorder = Recorder()
         b.spawn(nursery, recorder, name="greeter")
         address = await a.wait_for("greeter", timeout=5)
         assert address.node == "b"
         a.send("greeter", "hello")
         assert await recorder.wait_for_count(1) == ["hello"]
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_name_held_on_another_node_raises_name_taken_naming_the_holder(redis_url, prefix):
-    async with (
-        cluster_node(redis_url, prefix, "a") as a,
-        cluster_node(redis_url, prefix, "b") as b,
-        trio.open_nursery() as nursery,
-    ):
+    async with two_nodes(redis_url, prefix) as (a, b, nursery):
         holder = a.spawn(nursery, idle, name="unique")
         await b.wait_for("unique", timeout=5)
         with pytest.raises(actors.NameTaken) as raised:
             b.spawn(nursery, idle, name="unique")
         assert raised.value.holder == holder
-        nursery.cancel_scope.cancel()
 
 
 async def test_two_nodes_racing_for_a_name_leave_exactly_one_holder(redis_url, prefix):
-    async with (
-        cluster_node(redis_url, prefix, "a") as a,
-        cluster_node(redis_url, prefix, "b") as b,
-        trio.open_nursery() as nursery,
-    ):
+    async with two_nodes(redis_url, prefix) as (a, b, nursery):
         first = a.spawn(nursery, idle, name="contested")
         second = b.spawn(nursery, idle, name="contested")  # before a's claim is known to b
         loser_reason = await _first_to_end(a, b, first, second)
@@ -70,7 +51,6 @@ async def test_two_nodes_racing_for_a_name_leave_exactly_one_holder(redis_url, p
         winner = loser_reason.exception.holder
         await backend_of(a).wait_until(lambda: a.whereis("contested") == winner)
         await backend_of(b).wait_until(lambda: b.whereis("contested") == winner)
-        nursery.cancel_scope.cancel()
 
 
 async def _first_to_end(
@@ -89,25 +69,16 @@ async def _first_to_end(
 
 
 async def test_a_name_frees_itself_cluster_wide_when_its_actor_ends(redis_url, prefix):
-    async with (
-        cluster_node(redis_url, prefix, "a") as a,
-        cluster_node(redis_url, prefix, "b") as b,
-        trio.open_nursery() as nursery,
-    ):
+    async with two_nodes(redis_url, prefix) as (a, b, nursery):
         holder = a.spawn(nursery, idle, name="short-lived")
         await b.wait_for("short-lived", timeout=5)
         a.exit(holder, actors.KILLED)
         await backend_of(b).wait_until(lambda: b.whereis("short-lived") is None)
         b.spawn(nursery, idle, name="short-lived")  # free again
-        nursery.cancel_scope.cancel()
 
 
 async def test_groups_span_nodes_and_publish_reaches_every_member(redis_url, prefix):
-    async with (
-        cluster_node(redis_url, prefix, "a") as a,
-        cluster_node(redis_url, prefix, "b") as b,
-        trio.open_nursery() as nursery,
-    ):
+    async with two_nodes(redis_url, prefix) as (a, b, nursery):
         here, there = Recorder(), Recorder()
         a.join("room", a.spawn(nursery, here))
         b.join("room", b.spawn(nursery, there))
@@ -116,15 +87,10 @@ async def test_groups_span_nodes_and_publish_reaches_every_member(redis_url, pre
         assert a.publish("room", "to all") == 2
         assert await here.wait_for_count(1) == ["to all"]
         assert await there.wait_for_count(1) == ["to all"]
-        nursery.cancel_scope.cancel()
 
 
 async def test_monitoring_an_actor_on_another_node_gives_down_with_its_reason(redis_url, prefix):
-    async with (
-        cluster_node(redis_url, prefix, "a") as a,
-        cluster_node(redis_url, prefix, "b") as b,
-        trio.open_nursery() as nursery,
-    ):
+    async with two_nodes(redis_url, prefix) as (a, b, nursery):
         await backend_of(a).wait_until(lambda: a.backend.is_alive("b"))
         target = b.spawn(nursery, idle)
         watcher = Recorder()
@@ -134,22 +100,16 @@ async def test_monitoring_an_actor_on_another_node_gives_down_with_its_reason(re
         b.exit(target, actors.SHUTDOWN)
         [down] = await watcher.wait_for_count(1)
         assert down == actors.Down(ref, target, actors.SHUTDOWN)
-        nursery.cancel_scope.cancel()
 
 
 async def test_monitoring_an_ended_remote_actor_gives_noproc(redis_url, prefix):
-    async with (
-        cluster_node(redis_url, prefix, "a") as a,
-        cluster_node(redis_url, prefix, "b") as b,
-        trio.open_nursery() as nursery,
-    ):
+    async with two_nodes(redis_url, prefix) as (a, b, nursery):
         await backend_of(a).wait_until(lambda: a.backend.is_alive("b"))
         gone = actors.Address("b", 999_999)
         watcher = Recorder()
         ref = a.actor(a.spawn(nursery, watcher)).monitor(gone)  # type: ignore[union-attr]
         assert await watcher.wait_for_count(1) == [actors.Down(ref, gone, actors.NOPROC)]
         del b
-        nursery.cancel_scope.cancel()
 
 
 async def test_cluster_lists_live_nodes(redis_url, prefix):
@@ -166,11 +126,7 @@ async def test_cluster_lists_live_nodes(redis_url, prefix):
 
 
 async def test_links_span_nodes_both_ways(redis_url, prefix):
-    async with (
-        cluster_node(redis_url, prefix, "a") as a,
-        cluster_node(redis_url, prefix, "b") as b,
-        trio.open_nursery() as nursery,
-    ):
+    async with two_nodes(redis_url, prefix) as (a, b, nursery):
         await backend_of(a).wait_until(lambda: a.backend.is_alive("b"))
         here, there = Recorder(), Recorder()
         near = a.spawn(nursery, here, trap_exits=True)
@@ -189,15 +145,10 @@ async def test_links_span_nodes_both_ways(redis_url, prefix):
         assert await here.wait_for_count(2) == [actors.Exit(far, actors.KILLED), "linked"]
         a.exit(doomed, actors.SHUTDOWN)
         assert await other_recorder.wait_for_count(1) == [actors.Exit(doomed, actors.SHUTDOWN)]
-        nursery.cancel_scope.cancel()
 
 
 async def test_linking_to_an_ended_remote_actor_exits_with_noproc(redis_url, prefix):
-    async with (
-        cluster_node(redis_url, prefix, "a") as a,
-        cluster_node(redis_url, prefix, "b") as b,
-        trio.open_nursery() as nursery,
-    ):
+    async with two_nodes(redis_url, prefix) as (a, b, nursery):
         await backend_of(a).wait_until(lambda: a.backend.is_alive("b"))
         recorder = Recorder()
         linker = a.spawn(nursery, recorder, trap_exits=True)
@@ -205,4 +156,3 @@ async def test_linking_to_an_ended_remote_actor_exits_with_noproc(redis_url, pre
         a.actor(linker).link(gone)  # type: ignore[union-attr]
         assert await recorder.wait_for_count(1) == [actors.Exit(gone, actors.NOPROC)]
         del b
-        nursery.cancel_scope.cancel()

@@ -3,79 +3,23 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from server.workers import Backoff
-
-from .redis_kit import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-CORRAL = Path(sys.executable).with_name("corral")
-STARTUP = 30.0
+from tests.server.corral_process import STARTUP, CorralProcess, corral_serve
 
 
-@attrs.define
-class Parent:
-    process: trio.Process
-    port: int
-    log_path: Path
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    async def wait_for_log(self, pattern: str, count: int = 1, timeout: float = STARTUP) -> None:
-        """Poll the log (another process writes it) until ``pattern`` appears ``count`` times."""
-        with trio.fail_after(timeout):
-            while len(re.findall(pattern, self.log)) < count:
-                assert self.process.poll() is None, f"corral exited early:\n{self.log}"
-                await trio.sleep(0.05)
-
-    def worker_pids(self) -> list[int]:
-        return [int(pid) for pid in re.findall(r"worker \d+ started \(pid (\d+)\)", self.log)]
-
-
-@asynccontextmanager
-async def workers(tmp_path: Path, count: int, *args: str) -> AsyncIterator[Parent]:
-    port = free_port()
-    log_path = tmp_path / "corral.log"
-    with log_path.open("wb") as log_file:
-        process = await trio.lowlevel.open_process(
-            [str(CORRAL), "serve", "tests.cluster.apps:app", "--port", str(port)]
-            + ["--workers", str(count), *args],
-            cwd=ROOT,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        parent = Parent(process, port, log_path)
-        try:
-            await parent.wait_for_log(r"listening on ws://", count)
-            yield parent
-        finally:
-            if process.poll() is None:
-                process.kill()
-            for pid in parent.worker_pids():
-                _kill_quietly(pid)
-            with trio.CancelScope(shield=True):
-                await process.wait()
-
-
-def _kill_quietly(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def workers(tmp_path: Path, count: int, *args: str) -> AbstractAsyncContextManager[CorralProcess]:
+    """``corral serve tests.cluster.apps:app --workers count *args``, once every worker listens."""
+    return corral_serve(
+        tmp_path, "tests.cluster.apps:app", "--workers", str(count), *args, listening=count
+    )
 
 
 async def _pid_of(ws: WebSocketConnection) -> int:

@@ -7,8 +7,9 @@ longer than most).
   in the tests starts here.
 - ``serving(app)`` is ``running(app)`` that also checks, on exit, that no socket to or from
   the server is left open.
-- ``client(url)`` is trio-websocket's client; ``assert_echoes(url)`` is the well-behaved
-  client that shows a server still serves others.
+- ``client(url)`` is trio-websocket's connection, opened and closed (socket and all) by the
+  exported kit's ``server.testing.open_client``; ``rejection(url)`` is the refusal it gets;
+  ``assert_echoes(url)`` is the well-behaved client that shows a server still serves others.
 - ``Recorded`` is a handler base class that records every ``terminate`` call in a
   ``Terminations`` log, which tests wait on (no sleeps).
 - ``RawClient`` speaks WebSocket with wsproto over a plain TCP stream, and can also write
@@ -20,7 +21,6 @@ longer than most).
 from __future__ import annotations
 
 import base64
-import gc
 import os
 import socket
 import struct
@@ -34,18 +34,13 @@ import pytest
 import trio
 import trio.testing
 import wsproto.events as ev
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    WebSocketConnection,
-    open_websocket_url,
-)
+from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.extensions import Extension
 
-import actors
 from server import App, Request, ServerOptions, TerminateReason, WebSocketHandler, embed
-from server.serve import Server
+from server.embed import Running
+from server.testing import open_client
 
 HOST = "127.0.0.1"
 """Where every test server listens and every test client connects."""
@@ -68,26 +63,13 @@ async def until_quiet() -> None:
 
 
 @attrs.frozen
-class Served:
-    """A running server: its ``Server`` object and where it listens."""
-
-    server: Server
-    port: int
-
-    def url(self, path: str = "/") -> str:
-        """The ``ws://`` URL of ``path`` on this server."""
-        return f"ws://{HOST}:{self.port}{path}"
+class Served(Running):
+    """A running server (``server.serving``'s ``Running``: ``url``, ``node``, ``port``) with
+    what tests ask of it."""
 
     def live_actors(self) -> int:
         """Actors alive on the server's node (root, supervisors, listener, connections)."""
-        assert self.server.node is not None
-        return len(self.server.node.actors())
-
-    @property
-    def node(self) -> actors.Node:
-        """The server's actor node (``whereis``, ``exit``, ``send``...)."""
-        assert self.server.node is not None
-        return self.server.node
+        return len(self.node.actors())
 
     def connections(self) -> int:
         """Connection actors the server's dynamic supervisor runs now."""
@@ -105,7 +87,7 @@ async def running(app: App, options: ServerOptions | None = None) -> AsyncIterat
     """Run ``app`` on 127.0.0.1 (free port) until the block ends, then drain it: the
     exported ``server.serving``, the one way to run a server inside a trio program."""
     async with embed.serving(app, host=HOST, port=0, options=options) as embedded:
-        yield Served(embedded.server, embedded.port)
+        yield Served(embedded.server, embedded.host, embedded.port)
 
 
 @asynccontextmanager
@@ -116,9 +98,6 @@ async def serving(app: App, options: ServerOptions | None = None) -> AsyncIterat
     left = open_sockets(served.port)
     server_side = [sock for sock in left if sock.local[1] == served.port]
     assert not server_side, f"the server left sockets open: {server_side}"
-    if left:
-        gc.collect()  # trio-websocket's client drops a refused handshake's socket unclosed
-        left = open_sockets(served.port)
     assert not left, f"clients left sockets open: {left}"
 
 
@@ -173,20 +152,16 @@ def _socket_descriptors() -> list[int]:
 
 
 @asynccontextmanager
-async def client(url: str, **options: Any) -> AsyncIterator[WebSocketConnection]:
-    """trio-websocket's client, closing its TCP stream on the way out.
-
-    trio-websocket 0.12.2's client leaves the stream open (until garbage collection) when
-    the server closed first: ``aclose`` returns early once a close reason is known.
-    """
-    stream: trio.abc.Stream | None = None
-    try:
-        async with open_websocket_url(url, **options) as ws:
-            stream = ws._stream
-            yield ws
-    finally:
-        if stream is not None:
-            await trio.aclose_forcefully(stream)
+async def client(
+    url: str,
+    *,
+    subprotocols: Iterable[str] = (),
+    extra_headers: Iterable[tuple[str, str]] = (),
+) -> AsyncIterator[WebSocketConnection]:
+    """trio-websocket's connection to ``url``, opened (and closed, socket and all) by the
+    exported test kit's ``open_client``."""
+    async with open_client(url, subprotocols=subprotocols, headers=extra_headers) as opened:
+        yield opened.ws
 
 
 async def assert_echoes(url: str, message: str = "still here") -> None:
@@ -198,13 +173,14 @@ async def assert_echoes(url: str, message: str = "still here") -> None:
 
 
 async def rejection(url: str, **options: Any) -> ConnectionRejected:
-    """The refusal trio-websocket's client gets (a copy: the original's traceback holds
-    the client's socket, which trio-websocket 0.12.2 leaves open)."""
-    with trio.fail_after(WAIT), pytest.raises(ConnectionRejected) as rejected:
+    """The refusal a client gets (trio-websocket raises it from its reader task, so it comes
+    in an exception group)."""
+    with trio.fail_after(WAIT), pytest.RaisesGroup(ConnectionRejected) as rejected:
         async with client(url, **options):
             pass
-    refused = rejected.value
-    return ConnectionRejected(refused.status_code, refused.headers, refused.body)
+    (refused,) = rejected.value.exceptions
+    assert isinstance(refused, ConnectionRejected)
+    return refused
 
 
 async def expect_close(ws: WebSocketConnection) -> tuple[int, str | None]:

@@ -9,74 +9,15 @@ from __future__ import annotations
 import re
 import signal
 import socket
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 
 from server.cli import EXIT_AT_ONCE, AppNotFound, load_app, main
 
+from .corral_process import CORRAL, ROOT, STARTUP, corral_serve, free_port
 from .serving import client, expect_close, raw_client
-
-ROOT = Path(__file__).resolve().parents[2]
-CORRAL = Path(sys.executable).with_name("corral")
-STARTUP = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@attrs.define
-class Running:
-    process: trio.Process
-    port: int
-    log_path: Path
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    async def wait_for_log(self, pattern: str, timeout: float = 10.0) -> None:
-        """Poll the log until ``pattern`` (a regex) appears in it."""
-        with trio.fail_after(timeout):
-            while not re.search(pattern, self.log):
-                assert self.process.poll() is None, f"corral exited early:\n{self.log}"
-                await trio.sleep(0.02)
-
-    async def exit_code(self, timeout: float) -> int:
-        with trio.fail_after(timeout):
-            return await self.process.wait()
-
-
-@asynccontextmanager
-async def corral_serve(tmp_path: Path, *args: str) -> AsyncIterator[Running]:
-    """Run ``corral serve`` on a free port; kill it on the way out if it is still running."""
-    port = free_port()
-    log_path = tmp_path / "corral.log"
-    with log_path.open("wb") as log_file:
-        process = await trio.lowlevel.open_process(
-            [str(CORRAL), "serve", *args, "--port", str(port)],
-            cwd=ROOT,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        running = Running(process, port, log_path)
-        try:
-            await running.wait_for_log(rf"listening on ws://127\.0\.0\.1:{port}", STARTUP)
-            yield running
-        finally:
-            if process.poll() is None:
-                process.kill()
-            with trio.CancelScope(shield=True):
-                await process.wait()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

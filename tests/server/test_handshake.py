@@ -11,14 +11,13 @@ from typing import Any
 
 import pytest
 import wsproto.events as ev
-from trio_websocket import ConnectionRejected, open_websocket_url
 from wsproto.extensions import PerMessageDeflate
 
 from examples.echo import Echo
 from server import App, ConnectionOptions, Request, Response, Upgrade, websocket
 from server.handshake import accept, accept_key, handshake_problem
 
-from .serving import expect_close, frame, raw_client, running, serving
+from .serving import client, expect_close, frame, raw_client, rejection, serving
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -167,7 +166,7 @@ class ChoosesChat(Echo):
 
 
 async def test_accepted_connection_echoes_messages() -> None:
-    async with serving(echo_app()) as served, open_websocket_url(served.url()) as ws:
+    async with serving(echo_app()) as served, client(served.url()) as ws:
         await ws.send_message("hello")
         assert await ws.get_message() == "hello"
         await ws.send_message(b"\x00bytes")
@@ -177,23 +176,21 @@ async def test_accepted_connection_echoes_messages() -> None:
 async def test_chosen_subprotocol_and_extra_headers_reach_the_client() -> None:
     app = App([websocket("/", ChoosesChat())])
     async with serving(app) as served:
-        async with open_websocket_url(served.url(), subprotocols=["chat.v2", "chat.v1"]) as ws:
+        async with client(served.url(), subprotocols=["chat.v2", "chat.v1"]) as ws:
             assert ws.subprotocol == "chat.v1"
             assert (b"x-corral", b"yes") in ws.handshake_headers
 
 
 async def test_refused_handshake_reaches_the_client_as_its_status() -> None:
-    async with running(App([websocket("/", Refusing())])) as served:  # the client leaks its socket
-        with pytest.raises(ConnectionRejected) as rejected:
-            async with open_websocket_url(served.url()):
-                pass
-    assert rejected.value.status_code == 400
-    assert rejected.value.body is not None and b"no thanks" in rejected.value.body
+    async with serving(App([websocket("/", Refusing())])) as served:
+        refused = await rejection(served.url())
+    assert refused.status_code == 400
+    assert refused.body is not None and b"no thanks" in refused.body
 
 
 async def test_message_over_max_message_size_closes_with_1009() -> None:
     async with serving(echo_app(max_message_size=100)) as served:
-        async with open_websocket_url(served.url()) as ws:
+        async with client(served.url()) as ws:
             await ws.send_message("x" * 101)
             assert (await expect_close(ws))[0] == 1009
 

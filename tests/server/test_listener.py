@@ -16,14 +16,14 @@ import trustme
 from trio_websocket import ConnectionRejected, open_websocket_url
 
 from server.handshake import accept
-from server.http import Request, Response
+from server.http import DEFAULT_MAX_HEAD_BYTES, Request, Response
 from server.listener import FrontDoor, make_ssl_context, serve_tcp
 from server.router import Match, Route, Router
 from server.session import NEED_DATA, Session
 from server.static import health_check
 from server.termination import TerminateReason
 
-from .serving import get
+from .serving import get, tcp_client
 from .serving import http_exchange as exchange
 
 UPGRADE = (
@@ -200,13 +200,34 @@ async def test_oversized_head_gets_431(nursery: trio.Nursery) -> None:
     assert status == 431
 
 
+def _tiny_headers_head() -> bytes:
+    """A valid upgrade whose head carries 2,700 tiny header fields in 13.6 KB (issue 13)."""
+    head = upgrade(extra="Sec-WebSocket-Version: 13\r\n" + "a:b\r\n" * 2_700)
+    assert len(head) < DEFAULT_MAX_HEAD_BYTES  # the byte limit alone lets it through
+    return head
+
+
 async def test_a_head_of_thousands_of_tiny_headers_gets_431_within_the_byte_limit(
     nursery: trio.Nursery,
 ) -> None:
     port, _ = await start(nursery)  # the default 16 KiB byte limit and 100 header fields
-    tiny = [f"x{number}: a" for number in range(2_700)]  # about 13.6 KB: under 16 KiB
-    status, _, _ = await exchange(port, upgrade(extra="".join(f"{line}\r\n" for line in tiny)))
+    status, _, _ = await exchange(port, _tiny_headers_head())
     assert status == 431
+
+
+async def test_the_same_head_is_upgraded_under_a_higher_header_count(
+    nursery: trio.Nursery,
+) -> None:
+    echo = Echo()
+    port, _ = await start(nursery, echo, max_headers=10_000)  # what the 431 above depends on
+    async with tcp_client(port) as stream:
+        await stream.send_all(_tiny_headers_head())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += await stream.receive_some()
+    assert answer.startswith(b"HTTP/1.1 101")
+    [(request, _)] = echo.calls
+    assert len(request.headers) > 2_700
 
 
 async def test_garbage_gets_400(nursery: trio.Nursery) -> None:
