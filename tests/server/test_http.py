@@ -15,6 +15,7 @@ from server.http import (
     Response,
     close_after_response,
     error_response,
+    header_lines,
     method_not_allowed,
     read_request_head,
     render_response,
@@ -139,6 +140,32 @@ async def test_a_head_with_more_header_fields_than_max_headers_is_refused_with_4
     fields = "".join(f"X-{number}: a\r\n" for number in range(101))
     with pytest.raises(HeadTooLarge, match="100 header fields"):
         await read(f"GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n".encode())
+
+
+@pytest.mark.parametrize(
+    ("head", "lines"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\n", 2),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\n\x81\n\n\n", 2),  # frames after it
+        (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n", 2),  # not ended yet
+        (b"GET / HTTP/1.1\r\nHost: x\r\nA:", 1),  # the second line not ended yet
+        (b"GET / HTTP/1.1\r\n\r\n", 0),
+        (b"GET / HT", 0),
+    ],
+)
+def test_header_lines_counts_the_heads_fields_so_far(head: bytes, lines: int) -> None:
+    assert header_lines(head) == lines
+
+
+async def test_a_head_of_too_many_fields_is_refused_before_h11_parses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[bytes] = []
+    monkeypatch.setattr(h11.Connection, "receive_data", lambda self, data: parsed.append(data))
+    fields = "".join(f"X-{number}: a\r\n" for number in range(2_700))
+    with pytest.raises(HeadTooLarge, match="100 header fields"):
+        await read(f"GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n".encode())
+    assert parsed == []
 
 
 async def test_absolute_form_target_yields_its_path_and_query() -> None:
