@@ -9,7 +9,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    WebSocketConnection,
+    wrap_client_stream,
+)
 
 from ..app import App
 from ..commands import Binary, Text
@@ -86,25 +91,31 @@ async def open_client(
         resource += f"?{parts.query}"
     extra = [(name.encode(), value.encode()) for name, value in headers]
     failed: BaseException | None = None  # raised as it is once the nursery is done
-    async with trio.open_nursery() as nursery:
-        stream = await trio.open_tcp_stream(parts.hostname, parts.port)
-        try:
-            ws = await wrap_client_stream(
-                nursery,
-                stream,
-                f"{parts.hostname}:{parts.port}",
-                resource,
-                subprotocols=list(subprotocols) or None,
-                extra_headers=extra,
-            )
+    try:
+        async with trio.open_nursery() as nursery:
+            stream = await trio.open_tcp_stream(parts.hostname, parts.port)
             try:
-                yield Client(ws)
-            except BaseException as exc:
-                failed = exc
+                ws = await wrap_client_stream(
+                    nursery,
+                    stream,
+                    f"{parts.hostname}:{parts.port}",
+                    resource,
+                    subprotocols=list(subprotocols) or None,
+                    extra_headers=extra,
+                )
+                try:
+                    yield Client(ws)
+                except BaseException as exc:
+                    failed = exc
+                finally:
+                    await ws.aclose()
             finally:
-                await ws.aclose()
-        finally:
-            await trio.aclose_forcefully(stream)
+                await trio.aclose_forcefully(stream)
+    except BaseExceptionGroup as group:
+        refusal = _refusal(group)
+        if refusal is None:
+            raise
+        raise refusal from None  # the server's answer, not the reader task's group
     if failed is not None:
         raise failed
 
@@ -125,3 +136,17 @@ async def connect(
         ) as client:
             client.running = running
             yield client
+
+
+def _refusal(group: BaseExceptionGroup[BaseException]) -> ConnectionRejected | None:
+    """The refusal of the handshake, when that is all that went wrong (trio-websocket raises
+    it from its reader task, so it comes wrapped in the nursery's group)."""
+    refused, rest = group.split(ConnectionRejected)
+    while refused is not None and rest is None and len(refused.exceptions) == 1:
+        (only,) = refused.exceptions
+        if isinstance(only, ConnectionRejected):
+            return only
+        if not isinstance(only, BaseExceptionGroup):
+            return None
+        refused = only
+    return None

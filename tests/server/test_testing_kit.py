@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from trio_websocket import ConnectionRejected
 from websockets.frames import Opcode
 
 import actors
@@ -143,6 +144,13 @@ async def test_a_refusal_raises_refused_with_the_response() -> None:
         async with drive(Talker(), headers=[("Authorization", "no")]):
             pytest.fail("the block must not run")
     assert refused.value.response.status == 401
+
+
+async def test_a_real_client_refused_gets_the_servers_answer_as_it_is() -> None:
+    with pytest.raises(ConnectionRejected) as refused:
+        async with connect(App([websocket("/", Talker())]), headers=[("Authorization", "no")]):
+            pytest.fail("the block must not run")
+    assert refused.value.status_code == 401
 
 
 async def test_an_error_in_the_block_is_raised_as_it_is(autojump_clock: Any) -> None:
