@@ -8,7 +8,6 @@ Timers run on the ``virtual_clock``.
 
 from __future__ import annotations
 
-import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -40,6 +39,7 @@ from ..server.serving import (
     raw_client,
     running,
     until_quiet,
+    warnings_logged,
 )
 
 MAX_MESSAGE = 4096
@@ -82,10 +82,6 @@ def recorded_app(log: Terminations) -> App:
     )
 
 
-def unexpected_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-
-
 async def test_client_reset_mid_frame_ends_as_remote_1006(caplog: pytest.LogCaptureFixture) -> None:
     log = Terminations()
     async with running(recorded_app(log)) as served:
@@ -102,7 +98,7 @@ async def test_client_reset_mid_frame_ends_as_remote_1006(caplog: pytest.LogCapt
         await served.until_no_connections()
         assert served.live_actors() == baseline
         await assert_echoes(served.url())
-    assert unexpected_logs(caplog) == []
+    assert warnings_logged(caplog) == []
 
 
 async def test_client_that_stops_reading_is_dropped_after_send_timeout(
@@ -127,7 +123,7 @@ async def test_client_that_stops_reading_is_dropped_after_send_timeout(
         received = sum(len(event.data) for event in events if isinstance(event, ev.BytesMessage))
         assert 0 < received < len(FLOOD_FRAME) * FLOOD_FRAMES
         await assert_echoes(served.url())
-    assert unexpected_logs(caplog) == []
+    assert warnings_logged(caplog) == []
 
 
 async def test_fragments_that_never_end_are_cut_at_max_message_size_with_1009(
@@ -152,7 +148,7 @@ async def test_fragments_that_never_end_are_cut_at_max_message_size_with_1009(
         reason = (await log.one()).reason
         assert isinstance(reason, ProtocolError) and reason.code == 1009
         await assert_echoes(served.url())
-    assert unexpected_logs(caplog) == []
+    assert warnings_logged(caplog) == []
 
 
 async def test_a_fragment_then_silence_closes_at_the_idle_timeout_with_1000(
@@ -167,7 +163,7 @@ async def test_a_fragment_then_silence_closes_at_the_idle_timeout_with_1000(
             assert trio.current_time() - started == pytest.approx(IDLE_TIMEOUT, abs=0.01)
         assert (await log.one()).reason == IdleTimeout()
         await assert_echoes(served.url())
-    assert unexpected_logs(caplog) == []
+    assert warnings_logged(caplog) == []
 
 
 async def test_many_abrupt_clients_leave_no_connection_behind(
@@ -189,4 +185,4 @@ async def test_many_abrupt_clients_leave_no_connection_behind(
         await served.until_no_connections()
         assert served.live_actors() == baseline
         await assert_echoes(served.url())
-    assert unexpected_logs(caplog) == []
+    assert warnings_logged(caplog) == []

@@ -46,6 +46,7 @@ from ..server.serving import (
     raw_client,
     running,
     upgrade_request,
+    warnings_logged,
 )
 
 
@@ -98,10 +99,6 @@ def crashy_app(log: Terminations) -> App:
     return App([websocket("/", Crashy(log)), websocket("/crash/:where", Crashy(log))])
 
 
-def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-
-
 async def close_code_after(url: str, send: str | None) -> int:
     """Connect, optionally send ``send``, and return the close code the server sends."""
     async with client(url) as ws:
@@ -118,7 +115,7 @@ async def test_init_raising_answers_500_and_logs_it(caplog: pytest.LogCaptureFix
         assert answer.status == 500
         assert b"Boom" not in answer.body  # details go to the log, not to the client
         await assert_echoes(server.url())
-    assert any("init crashed" in message for message in errors(caplog))
+    assert any("init crashed" in message for message in warnings_logged(caplog))
     assert log.reasons == [ClientClosed(1000)]  # only the echo client was upgraded
 
 
@@ -136,7 +133,7 @@ async def test_callback_raising_closes_with_1011_and_terminate_gets_crash(
         assert isinstance(reason, HandlerCrashed) and isinstance(reason.exception, Boom)
         assert str(reason.exception) == where
         await assert_echoes(server.url())
-    logged = errors(caplog)
+    logged = warnings_logged(caplog)
     assert any("crashed on" in m and "/crash/" + where in m for m in logged), logged
     assert not any("connection from" in m and "failed" in m for m in logged), logged
 
@@ -154,7 +151,7 @@ async def test_terminate_raising_is_logged_and_breaks_nothing(
         assert reason == ClientClosed(1000)
         await assert_echoes(server.url())
         await assert_echoes(server.url("/crash/terminate"))  # the same route still works
-    logged = errors(caplog)
+    logged = warnings_logged(caplog)
     assert sum("terminate of Crashy crashed" in m for m in logged) == 2, logged
     assert not any("connection from" in m and "failed" in m for m in logged), logged
 

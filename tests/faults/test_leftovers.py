@@ -9,7 +9,6 @@ the server's own types with ``gc``) against the count before the churn.
 from __future__ import annotations
 
 import gc
-import logging
 
 import pytest
 from wsproto.frame_protocol import Opcode
@@ -27,6 +26,7 @@ from ..server.serving import (
     raw_client,
     running,
     until_quiet,
+    warnings_logged,
 )
 
 CHURN = 60
@@ -66,7 +66,7 @@ async def test_tasks_and_actors_return_to_baseline_after_churn(
         await until_quiet()  # the server has finished with every closed connection
         assert (live_tasks(), server.live_actors()) == (tasks, actor_count)
         await assert_echoes(server.url())
-    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert warnings_logged(caplog) == []
 
 
 @pytest.mark.parametrize("idle_timeout", [60.0, None], ids=["idle-timer", "no-idle-timer"])

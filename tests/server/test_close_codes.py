@@ -51,6 +51,7 @@ from .serving import (
     running,
     serving,
     until_quiet,
+    warnings_logged,
 )
 
 OPCODE_CONTINUATION, OPCODE_TEXT, OPCODE_RESERVED, OPCODE_CLOSE, OPCODE_PING = (
@@ -239,7 +240,7 @@ async def test_a_bad_frame_closes_with_its_protocol_error_code(
         await assert_echoes(served.url())  # the others are served all the while
     assert isinstance(reason, ProtocolError) and reason.code == code
     assert reason.detail
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert warnings_logged(caplog) == []
 
 
 async def test_a_message_over_max_message_size_closes_with_1009() -> None:

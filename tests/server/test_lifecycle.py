@@ -4,7 +4,6 @@ what ``terminate`` received."""
 
 from __future__ import annotations
 
-import logging
 import socket
 import struct
 from pathlib import Path
@@ -54,6 +53,7 @@ from .serving import (
     rejection,
     serving,
     tcp_client,
+    warnings_logged,
 )
 
 UPGRADE_HEAD = (
@@ -575,7 +575,7 @@ async def test_a_client_leaving_before_the_101_is_no_error_and_no_terminate(
             while served.server.front_door.statistics().active_connections:
                 await trio.sleep(0.01)
     assert log.calls == []
-    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert warnings_logged(caplog) == []
 
 
 # ---- routing and HTTP on the same port ----------------------------------------------------
