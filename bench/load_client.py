@@ -103,21 +103,26 @@ class EchoLoad:
     def run_until(self, deadline: float) -> None:
         """Echo until the clock reaches ``deadline``."""
         sockets, partial, poll = self.sockets, self.partial, self.poller.poll
-        size, clock = len(REPLY), time.perf_counter
-        while clock() < deadline:
-            for fd, _ in poll(0.1):
-                data = sockets[fd].recv(4096)
-                if not data:
-                    raise BenchError("the server closed a connection in the middle of a round")
-                got = partial[fd] + data
-                if len(got) < size:
-                    partial[fd] = got
-                    continue
-                if got != REPLY:
-                    raise BenchError(f"wrong echo: expected {REPLY!r}, got {got!r}")
-                partial[fd] = b""
-                self.trips += 1
-                sockets[fd].send(FRAME)
+        size, clock, trips = len(REPLY), time.perf_counter, 0
+        try:
+            while clock() < deadline:
+                for fd, _ in poll(0.1):
+                    sock = sockets[fd]
+                    data = sock.recv(4096)
+                    if data != REPLY or partial[fd]:  # the common case skips all of this
+                        if not data:
+                            raise BenchError("the server closed a connection mid-round")
+                        got = partial[fd] + data
+                        if len(got) < size:
+                            partial[fd] = got
+                            continue
+                        if got != REPLY:
+                            raise BenchError(f"wrong echo: expected {REPLY!r}, got {got!r}")
+                        partial[fd] = b""
+                    trips += 1
+                    sock.send(FRAME)
+        finally:
+            self.trips += trips
 
     def close(self) -> None:
         for sock in self.sockets.values():
