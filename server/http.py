@@ -213,7 +213,8 @@ async def read_request_head(
     or PeerClosed.
     """
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
-    received = b""
+    received = bytearray()
+    line_ends = 0  # in the head so far: the request line's, then one per field
     while True:
         try:
             event = connection.next_event()
@@ -231,23 +232,25 @@ async def read_request_head(
         data = await stream.receive_some(max(1, max_head_bytes + 1 - len(received)))
         if not data:
             raise PeerClosed("connection closed before a complete request head")
-        received = received + data if received else bytes(data)
-        if header_lines(received) > max_headers:  # refused before h11 parses a field
+        start = len(received)
+        received += data
+        line_ends += head_line_ends(received, start)
+        if line_ends > max_headers + 1:  # refused before h11 parses a field
             raise HeadTooLarge(f"request head with over {max_headers} header fields")
         connection.receive_data(bytes(data))
 
 
-def header_lines(head: bytes) -> int:
-    """How many header lines the bytes of a request head hold so far (the request line and
-    the blank line that ends the head not counted; what follows the head is not looked at).
+def head_line_ends(head: bytes | bytearray, start: int) -> int:
+    """The line ends in ``head[start:]`` (the bytes just read) that come before the blank line
+    ending the request head; what follows the head is not looked at.
 
-    A cheap count in C, so a head of thousands of tiny fields is refused before h11 spends
-    milliseconds parsing each of them.
+    A cheap count in C over the new bytes only, so a head of thousands of tiny fields is
+    refused before h11 spends milliseconds parsing each of them, and a head dribbled a byte
+    at a time is not scanned again at every byte. The blank line is looked for from a few
+    bytes back, in case it was split between two reads.
     """
-    end = head.find(b"\r\n\r\n")
-    if end >= 0:
-        return head.count(b"\n", 0, end)
-    return max(0, head.count(b"\n") - 1)
+    end = head.find(b"\r\n\r\n", max(0, start - 3))
+    return head.count(b"\n", start, end if end >= 0 else len(head))
 
 
 def _to_request(event: h11.Request, *, peer: tuple[str, int] | None, secure: bool) -> Request:

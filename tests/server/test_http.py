@@ -15,7 +15,7 @@ from server.http import (
     Response,
     close_after_response,
     error_response,
-    header_lines,
+    head_line_ends,
     method_not_allowed,
     read_request_head,
     render_response,
@@ -143,18 +143,27 @@ async def test_a_head_with_more_header_fields_than_max_headers_is_refused_with_4
 
 
 @pytest.mark.parametrize(
-    ("head", "lines"),
+    ("head", "start", "line_ends"),
     [
-        (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\n", 2),
-        (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\n\x81\n\n\n", 2),  # frames after it
-        (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n", 2),  # not ended yet
-        (b"GET / HTTP/1.1\r\nHost: x\r\nA:", 1),  # the second line not ended yet
-        (b"GET / HTTP/1.1\r\n\r\n", 0),
-        (b"GET / HT", 0),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\n", 0, 2),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\n\x81\n\n\n", 0, 2),  # frames after it
+        (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n", 0, 3),  # not ended yet
+        (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n", 16, 2),  # only what was just read
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\n\n", 26, 0),  # the blank line split
+        (b"GET / HT", 0, 0),
     ],
 )
-def test_header_lines_counts_the_heads_fields_so_far(head: bytes, lines: int) -> None:
-    assert header_lines(head) == lines
+def test_head_line_ends_counts_the_new_bytes_up_to_the_blank_line(
+    head: bytes, start: int, line_ends: int
+) -> None:
+    assert head_line_ends(head, start) == line_ends
+
+
+async def test_a_head_dribbled_a_byte_at_a_time_with_too_many_fields_is_refused() -> None:
+    fields = "".join(f"X-{number}: a\r\n" for number in range(101))
+    head = f"GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n".encode()
+    with pytest.raises(HeadTooLarge, match="100 header fields"):
+        await read(*(bytes([b]) for b in head))
 
 
 async def test_a_head_of_too_many_fields_is_refused_before_h11_parses_it(
