@@ -2,8 +2,8 @@
 
 After thousands of connections come and go (a flood, an attack, a reconnect storm) or big
 messages pass, glibc's malloc keeps the freed pages for reuse and the process's RSS stays near
-its peak. Once such a burst is over, ``MemoryTrimmer`` runs the collector's full pass (the
-closed connections' garbage cycles are freed first), then ``malloc_trim(0)`` in a worker
+its peak. Once such a burst is over, ``MemoryTrimmer`` runs the collector's full pass (garbage
+cycles, a handler's state say, are freed first), then ``malloc_trim(0)`` in a worker
 thread, which hands the free pages back. ``TrimSchedule`` is the pure decision of when; the
 trimmer only samples and carries it out. Off where the C library is not glibc.
 """

@@ -8,6 +8,7 @@ sent) is the threaded state, never an attribute of the handler.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from importlib import resources
@@ -97,6 +98,7 @@ class DashboardPage:
         )
 
 
+@functools.cache
 def page() -> bytes:
-    """The dashboard's HTML (markup, style and script in one file)."""
+    """The dashboard's HTML (markup, style and script in one file), read once."""
     return resources.files(__package__).joinpath("static", _PAGE).read_bytes()
