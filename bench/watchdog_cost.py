@@ -3,7 +3,9 @@ takes: the two figures that give its share of the echo benchmark's server CPU pe
 without the noise of a whole-server comparison.
 
 1. Two trio tasks each run N bare checkpoints (one task step each), in rounds alternating
-   without and with ``server.watchdog.BlockWatchdog`` installed; CPU time per step (medians).
+   without and with ``server.watchdog.StepTracker`` installed (the watchdog's only per-step
+   work: its heartbeat and thread wake a few times per threshold, not per step); CPU time per
+   step (medians).
 2. corral's echo example runs in-process; a client thread (websockets' sync client: no trio
    task steps) keeps one message in flight per connection; a counting instrument gives the
    task steps per round trip.
@@ -17,6 +19,7 @@ Run: ``python bench/watchdog_cost.py [--quick]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import threading
@@ -32,8 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from examples.echo import app  # noqa: E402
 from server.serve import Server  # noqa: E402
-from server.tally import Tally  # noqa: E402
-from server.watchdog import BlockWatchdog  # noqa: E402
+from server.watchdog import StepTracker  # noqa: E402
 
 
 async def _checkpoints(n: int) -> None:
@@ -43,9 +45,8 @@ async def _checkpoints(n: int) -> None:
 
 async def _step_cost(watch: bool, n: int) -> float:
     """CPU nanoseconds per task step, two tasks of ``n`` checkpoints each."""
-    watchdog = BlockWatchdog(3600.0, Tally())  # never reports: the cost is the timing
     if watch:
-        trio.lowlevel.add_instrument(watchdog)
+        trio.lowlevel.add_instrument(StepTracker())
     started = time.process_time()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_checkpoints, n)
@@ -62,19 +63,20 @@ class _StepCounter(trio.abc.Instrument):
 
 
 def _echo_client(port: int, connections: int, trips: int, ready: threading.Event) -> None:
-    sockets = [connect(f"ws://127.0.0.1:{port}/") for _ in range(connections)]
-    for ws in sockets:
-        ws.send("warm")
-        ws.recv()
-    ready.set()
-    for _ in range(trips // connections):
+    with contextlib.ExitStack() as stack:
+        sockets = [
+            stack.enter_context(connect(f"ws://127.0.0.1:{port}/")) for _ in range(connections)
+        ]
         for ws in sockets:
-            ws.send("x" * 32)
-        for ws in sockets:
-            if ws.recv() != "x" * 32:
-                raise RuntimeError("wrong echo")
-    for ws in sockets:
-        ws.close()
+            ws.send("warm")
+            ws.recv()
+        ready.set()
+        for _ in range(trips // connections):
+            for ws in sockets:
+                ws.send("x" * 32)
+            for ws in sockets:
+                if ws.recv() != "x" * 32:
+                    raise RuntimeError("wrong echo")
 
 
 async def _echo(connections: int, trips: int, watchdog: bool) -> tuple[float, float]:

@@ -27,7 +27,7 @@ from .memory import MALLOC_TRIM, MemoryTrimmer
 from .options import ServerOptions
 from .router import Router
 from .tally import tally_of
-from .watchdog import BlockWatchdog
+from .watchdog import watching
 
 logger = logging.getLogger("corral.server")
 
@@ -87,7 +87,6 @@ class Server:
         self.node: actors.Node | None = None
         self._root: actors.Address | None = None
         self._scope = trio.CancelScope()
-        self._watchdog: BlockWatchdog | None = None
 
     @property
     def scheme(self) -> str:
@@ -106,21 +105,20 @@ class Server:
         )
         try:
             with self._scope:
-                async with (
-                    actors.open_node(self.node_name, self._backend()) as node,
-                    trio.open_nursery() as nursery,
-                ):
+                async with actors.open_node(self.node_name, self._backend()) as node:
                     self.node = node
-                    self._watch(node)
-                    # Names are cluster-wide on Redis: each node's root needs its own.
-                    name = "root" if node.backend.node_id is None else f"root:{node.name}"
-                    self._root = await nursery.start(partial(actors.supervise, root, name=name))
-                    await self._listening.wait()
-                    task_status.started(self.port)
+                    tally = tally_of(node)
+                    tally.front_door = self.front_door  # the metrics see the front door
+                    async with (
+                        watching(self.options.block_threshold, tally),
+                        trio.open_nursery() as nursery,
+                    ):
+                        # Names are cluster-wide on Redis: each node's root needs its own.
+                        name = "root" if node.backend.node_id is None else f"root:{node.name}"
+                        self._root = await nursery.start(partial(actors.supervise, root, name=name))
+                        await self._listening.wait()
+                        task_status.started(self.port)
         finally:
-            if self._watchdog is not None:
-                trio.lowlevel.remove_instrument(self._watchdog)
-                self._watchdog = None
             self.stopped.set()
 
     def _backend(self) -> actors.Backend | None:
@@ -130,14 +128,6 @@ class Server:
         from actors.backend_redis import RedisBackend  # coredis loads only for a cluster
 
         return RedisBackend(self.options.redis_url, prefix=self.options.cluster_prefix)
-
-    def _watch(self, node: actors.Node) -> None:
-        """Let the metrics see the front door; start the blocked-loop watchdog if wanted."""
-        tally = tally_of(node)
-        tally.front_door = self.front_door
-        if self.options.block_threshold is not None:
-            self._watchdog = BlockWatchdog(self.options.block_threshold, tally)
-            trio.lowlevel.add_instrument(self._watchdog)
 
     async def shutdown(self) -> None:
         """Drain: stop accepting, close connections with 1001, stop the app's actors.

@@ -1,4 +1,4 @@
-"""The pure parts of metrics, watchdog and log format: no socket, no server."""
+"""The pure parts of metrics and log format: no socket, no server."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from server import (
 )
 from server.logformat import formatter
 from server.tally import Histogram, Tally
-from server.watchdog import is_blocked
 
 
 def test_histogram_buckets_are_cumulative_and_end_with_inf() -> None:
@@ -54,11 +53,6 @@ def test_an_ended_actors_drops_stay_counted_as_last_seen() -> None:
     assert tally.ended_actor_drops({room: 3, other: 1}) == 0
     assert tally.ended_actor_drops({other: 5}) == 3  # room ended with 3 drops
     assert tally.ended_actor_drops({}) == 8
-
-
-def test_a_step_at_the_threshold_counts_as_blocked() -> None:
-    assert is_blocked(0.1, 0.1)
-    assert not is_blocked(0.099, 0.1)
 
 
 def test_the_json_format_writes_one_object_with_the_records_fields() -> None:
