@@ -175,8 +175,8 @@ class NodeCollector(Collector):
     def _loop(self) -> Iterator[Metric]:
         blocked = CounterMetricFamily(
             "corral_loop_blocked",
-            "Times the trio loop was held past the watchdog's threshold, by the route of the "
-            'connection holding it ("" outside a connection)',
+            "Task steps that held the trio loop past the watchdog's threshold, by route "
+            '("" outside a connection)',
             labels=["route"],
         )
         for route, count in sorted(self.tally.blocked.items()):
@@ -184,7 +184,7 @@ class NodeCollector(Collector):
         yield blocked
         yield _histogram(
             "corral_loop_blocked_seconds",
-            "How long the loop was held each time",
+            "How long each such task step held the loop",
             self.tally.blocked_seconds,
         )
 

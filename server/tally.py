@@ -71,8 +71,8 @@ class CloseKey:
 
 @attrs.frozen
 class BlockedStep:
-    """One time the watchdog caught the loop held: when (wall clock), how long, the task
-    holding it and where."""
+    """One task step the watchdog caught holding the loop: when (wall clock), how long, its
+    task and connection, and where it held the loop."""
 
     at: float
     seconds: float
@@ -115,7 +115,7 @@ class Tally:
     handler_seconds: Histogram = attrs.field(factory=Histogram)
     """Sampled websocket_handle durations (see ``Connection``: one call in 64 per connection)."""
     blocked: Counter[str] = attrs.field(factory=Counter)
-    """Times the loop was held past the watchdog's threshold, by route ("" if none)."""
+    """Task steps that held the loop past the watchdog's threshold, by route ("" if none)."""
     blocked_seconds: Histogram = attrs.field(factory=Histogram)
     recent_blocked: deque[BlockedStep] = attrs.field(factory=lambda: deque(maxlen=RECENT_BLOCKED))
     front_door: FrontDoor | None = None

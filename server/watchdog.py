@@ -3,16 +3,17 @@
 Erlang preempts a busy process; trio cannot, so a callback that computes or blocks for a
 second freezes every connection. The watchdog notices without timing every step:
 
-- a heartbeat task wakes every quarter threshold and notes how late it woke: a late heartbeat
-  means something held the loop (``is_blocked``);
-- a watcher thread looks at the heartbeat; while the loop is stalled it notes which task holds
-  it (a trio instrument's ``before_task_step``, one attribute store per step, is the only
-  per-step cost) and where that task is, from ``faulthandler``'s dump of the loop thread's
-  stack (``loop_thread_frames``): the blocking line itself.
+- a trio instrument counts task steps and names the task stepping (``StepTracker``: one
+  attribute store and one increment per step, its only per-step cost);
+- a watcher thread samples that count four times per threshold (``Holds`` decides). When it
+  has not moved since the last sample, the thread pokes the loop (``run_sync_soon``, which
+  counts too): an idle loop, waiting for I/O, answers at once; a held one cannot. Past half the
+  threshold without a move, the thread looks at the loop thread's stack, from
+  ``faulthandler``'s dump (``loop_thread_frames``): the blocking line itself.
 
-Once the loop is free, the heartbeat counts the stall in the server's tally
-(``corral_loop_blocked``) and logs it with the handler, route and path of the connection it
-ran for. The remedy, in the README: move blocking work off the loop with
+Once the step is over, a hold of the threshold or more is counted in the server's tally
+(``corral_loop_blocked``) and logged, in the loop, with the handler, route and path of the
+connection it ran for. The remedy, in the README: move blocking work off the loop with
 ``await trio.to_thread.run_sync(fn)``.
 """
 
@@ -25,7 +26,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from time import perf_counter
@@ -38,125 +39,185 @@ from .tally import BlockedStep, Tally
 logger = logging.getLogger("corral.server.watchdog")
 
 DEFAULT_THRESHOLD = 0.1
-"""Seconds the loop may be held before it is reported (ServerOptions.block_threshold)."""
+"""Seconds a task step may hold the loop before it is reported (ServerOptions.block_threshold)."""
 
-BEATS_PER_THRESHOLD = 4
-"""Heartbeats per threshold: a stall is measured to within a quarter threshold."""
+SAMPLES_PER_THRESHOLD = 4
+"""The watcher thread's samples per threshold: a hold is timed to within a quarter threshold."""
 
 STACK_FRAMES = 3
 """Innermost frames of the blocking stack given in the log line."""
 
 
-def is_blocked(lateness: float, threshold: float) -> bool:
-    """Whether a heartbeat ``lateness`` seconds late means the loop was held too long."""
-    return lateness >= threshold
+def is_blocked(held: float, threshold: float) -> bool:
+    """Whether a step that held the loop ``held`` seconds held it too long."""
+    return held >= threshold
 
 
 class StepTracker(trio.abc.Instrument):
-    """Remembers the task whose step runs now, for the watcher thread to read."""
+    """Counts task steps (and pokes) and names the task stepping now, for the watcher thread
+    to read; only the loop's thread writes."""
 
     task: trio.lowlevel.Task | None = None
+    steps = 0
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self.task = task
+        self.steps += 1
+
+    def poked(self) -> None:
+        """The loop ran the watcher's poke: it is not held."""
+        self.steps += 1
+
+
+@attrs.frozen
+class Verdict:
+    """What the watcher thread does after a sample: poke the loop (is it only idle?), look at
+    the stack now, or report a hold of ``held`` seconds that has just ended."""
+
+    poke: bool = False
+    look: bool = False
+    held: float | None = None
+
+
+NOTHING = Verdict()
+POKE = Verdict(poke=True)
+LOOK = Verdict(look=True)
+
+
+@attrs.define
+class Holds:
+    """The watcher thread's decisions, fed samples of the step count (no clock, no thread).
+
+    A step is timed from the first sample that saw it to the first that saw the next one: to
+    within one sample period either way.
+    """
+
+    threshold: float
+    _steps: int = -1
+    _since: float = 0.0
+    _poked: bool = False
+    _looked: bool = False
+
+    def sample(self, now: float, steps: int) -> Verdict:
+        """The verdict on the step count ``steps`` seen at ``now``."""
+        if steps != self._steps:
+            held = now - self._since
+            looked = self._looked
+            self._steps, self._since, self._poked, self._looked = steps, now, False, False
+            if looked and is_blocked(held, self.threshold):
+                return Verdict(held=held)
+            return NOTHING
+        if not self._poked:
+            self._poked = True
+            return POKE
+        if not self._looked and now - self._since >= self.threshold / 2:
+            self._looked = True
+            return LOOK
+        return NOTHING
 
 
 @attrs.frozen
 class Stall:
-    """What the watcher thread saw while the loop was held: the task stepping, and where."""
+    """What the watcher thread saw while a step held the loop: the task ("-" if the loop was
+    in trio itself), the handler, route and path of the connection it runs, and where."""
 
-    task: trio.lowlevel.Task | None
-    where: str
-
-
-UNSEEN = Stall(None, "-")
-"""A stall the watcher thread could not look at (it did not get the GIL in time)."""
+    task: str = "-"
+    handler: str = "-"
+    route: str = ""
+    path: str = "-"
+    where: str = "-"
 
 
 class BlockWatchdog:
-    """Reports to ``tally`` and the log every stall of the loop of ``threshold`` seconds or
-    more. ``run`` it in the loop it watches, until cancelled (``watching`` does)."""
+    """Reports to ``tally`` and the log every task step that holds the loop ``threshold``
+    seconds or more. ``run`` it in the loop it watches, until cancelled (``watching`` does)."""
 
     def __init__(self, threshold: float, tally: Tally) -> None:
         self.threshold = threshold
         self.tally = tally
-        self.interval = threshold / BEATS_PER_THRESHOLD
+        self.interval = threshold / SAMPLES_PER_THRESHOLD
         self._tracker = StepTracker()
-        self._lock = threading.Lock()  # guards the two fields the watcher thread shares
-        self._beat_at = perf_counter()
-        self._stall: Stall | None = None
 
     async def run(self) -> None:
-        """Beat, and watch from a thread, until cancelled."""
+        """Watch from a thread until cancelled."""
         stop = threading.Event()
-        loop_thread = threading.get_ident()
+        where = partial(_where, threading.get_ident())
+        call_soon = trio.lowlevel.current_trio_token().run_sync_soon
         trio.lowlevel.add_instrument(self._tracker)
         try:
             async with trio.open_nursery() as nursery:
                 # A limiter of its own: the watcher holds no slot of trio's shared one.
                 watcher = partial(trio.to_thread.run_sync, limiter=trio.CapacityLimiter(1))
-                nursery.start_soon(watcher, self._watch, stop, loop_thread, name="watchdog thread")
+                nursery.start_soon(watcher, self._watch, stop, where, call_soon)
                 try:
-                    await self._beat()
+                    await trio.sleep_forever()
                 finally:
-                    stop.set()  # the thread returns within one check
+                    stop.set()  # the thread returns within one sample period
         finally:
             trio.lowlevel.remove_instrument(self._tracker)
 
-    async def _beat(self) -> None:
-        while True:
-            with self._lock:
-                self._beat_at = perf_counter()
-            await trio.sleep(self.interval)
-            with self._lock:
-                lateness = perf_counter() - self._beat_at - self.interval
-                stall, self._stall = self._stall, None
-            if is_blocked(lateness, self.threshold):
-                self.report(lateness, stall or UNSEEN)
+    def _watch(
+        self,
+        stop: threading.Event,
+        where: Callable[[], str],
+        call_soon: Callable[..., object],
+    ) -> None:
+        """The watcher thread: sample the step count; hand holds over to the loop."""
+        holds = Holds(self.threshold)
+        stall = Stall()
+        while not stop.wait(self.interval):
+            verdict = holds.sample(perf_counter(), self._tracker.steps)
+            if verdict.poke:
+                call_soon(self._tracker.poked)
+            elif verdict.look:
+                stall = self._look(self._tracker.task, where())
+            elif verdict.held is not None:
+                call_soon(self.report, verdict.held, stall)
 
-    def _watch(self, stop: threading.Event, loop_thread: int) -> None:
-        """The watcher thread: every half beat, look at a loop held past half the threshold."""
-        while not stop.wait(self.interval / 2):
-            with self._lock:
-                held = perf_counter() - self._beat_at - self.interval
-                if self._stall is None and held >= self.threshold / 2:
-                    self._stall = Stall(self._tracker.task, _where(loop_thread))
+    def _look(self, task: trio.lowlevel.Task | None, where: str) -> Stall:
+        """The stall as seen from the watcher thread, while the loop is held: the connection
+        is found now, for it may be gone once the step is over."""
+        if task is None or where == "-":  # in trio itself, not in a task's code
+            return Stall(where=where)
+        # One C call copies the dict, so the loop thread cannot change it under the loop.
+        for connection, route in list(self.tally.open.items()):
+            if task.name == f"actor {connection.actor.address}":
+                handler = type(connection.handler).__qualname__
+                return Stall(task.name, handler, route, connection.request.path, where)
+        return Stall(task.name, where=where)
 
     def report(self, seconds: float, stall: Stall) -> None:
-        """Count and log one stall of ``seconds``."""
-        task = stall.task.name if stall.task is not None else "-"
-        handler, route, path = self._connection_of(task)
-        self.tally.blocked[route] += 1
+        """Count and log one step that held the loop ``seconds``."""
+        self.tally.blocked[stall.route] += 1
         self.tally.blocked_seconds.observe(seconds)
         self.tally.recent_blocked.append(
-            BlockedStep(time.time(), seconds, task, handler, route, path, stall.where)
+            BlockedStep(
+                time.time(),
+                seconds,
+                stall.task,
+                stall.handler,
+                stall.route,
+                stall.path,
+                stall.where,
+            )
         )
         logger.warning(
             "loop blocked for %.0f ms by %s (handler %s, route %s, path %s) at %s",
             seconds * 1000,
-            task,
-            handler,
-            route or "-",
-            path,
+            stall.task,
+            stall.handler,
+            stall.route or "-",
+            stall.path,
             stall.where,
             extra={
                 "blocked_ms": round(seconds * 1000, 1),
-                "task": task,
-                "handler": handler,
-                "route": route,
-                "path": path,
+                "task": stall.task,
+                "handler": stall.handler,
+                "route": stall.route,
+                "path": stall.path,
                 "where": stall.where,
             },
         )
-
-    def _connection_of(self, task: str) -> tuple[str, str, str]:
-        """Handler class, route pattern and path of the connection run by the task named
-        ``task``, if any."""
-        for connection, route in self.tally.open.items():
-            if task == f"actor {connection.actor.address}":
-                handler = type(connection.handler).__qualname__
-                return handler, route, connection.request.path
-        return "-", "", "-"
 
 
 @asynccontextmanager
