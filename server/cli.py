@@ -13,7 +13,6 @@ import gc
 import importlib
 import logging
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -230,10 +229,7 @@ def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int
     directory = tempfile.mkdtemp(prefix="corral-metrics-")
     os.environ[METRICS_DIR_ENV] = directory  # the workers inherit it
     logger.info("metrics of every worker combined through %s", directory)
-    try:
-        return trio.run(Workers(worker_command(argv), args.workers).run)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    return trio.run(Workers(worker_command(argv), args.workers, scratch=directory).run)
 
 
 async def _run(server: Server, worker: bool = False) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -79,11 +80,13 @@ def worker_command(argv: Sequence[str]) -> list[str]:
 class Workers:
     """Runs ``count`` copies of ``command`` until a signal (see the module docstring)."""
 
-    def __init__(self, command: list[str], count: int) -> None:
+    def __init__(self, command: list[str], count: int, scratch: str | None = None) -> None:
         if count < 1:
             raise ValueError(f"--workers must be >= 1, not {count}")
         self.command = command
         self.count = count
+        self.scratch = scratch
+        """A directory the workers share (their metrics), removed on every way out."""
         self.stopping = False
         self.failed = False
         self._processes: dict[int, trio.Process] = {}
@@ -91,6 +94,12 @@ class Workers:
 
     async def run(self) -> int:
         """Start the workers, keep them running, and return the parent's exit status."""
+        try:
+            return await self._run()
+        finally:
+            self._remove_scratch()
+
+    async def _run(self) -> int:
         with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
             async with trio.open_nursery() as nursery:
                 watching = trio.CancelScope()
@@ -111,6 +120,7 @@ class Workers:
         if self.stopping:
             logger.warning("second %s: workers exit at once", signum.name)
             self._forward(signal.SIGTERM)
+            self._remove_scratch()  # os._exit runs no finally
             os._exit(EXIT_AT_ONCE)
         self.stopping = True
         self._stop.set()
@@ -151,3 +161,7 @@ class Workers:
             )
             with trio.move_on_after(delay):
                 await self._stop.wait()
+
+    def _remove_scratch(self) -> None:
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
@@ -77,7 +78,11 @@ async def test_workers_share_one_port_restart_when_killed_and_drain_on_sigterm(
 
 @pytest.mark.slow
 async def test_a_second_signal_makes_the_parent_and_workers_exit_130(tmp_path: Path) -> None:
-    async with workers(tmp_path, 2) as parent, await _silent_client(parent.port) as silent:
+    async with (
+        workers(tmp_path, 2, "--metrics") as parent,
+        await _silent_client(parent.port) as silent,
+    ):
+        metrics = Path(re.findall(r"combined through (\S+)", parent.log)[0])
         pids = parent.worker_pids()
         parent.process.send_signal(signal.SIGINT)
         assert await _close_code(silent) == 1001  # never answered: its worker waits
@@ -86,6 +91,7 @@ async def test_a_second_signal_makes_the_parent_and_workers_exit_130(tmp_path: P
         with trio.fail_after(STARTUP):
             assert await parent.process.wait() == 130
         assert "second SIGINT" in parent.log
+        assert not metrics.exists()  # exiting at once, the parent still removes its directory
         for pid in pids:  # each worker got the second signal too, and is gone
             with trio.fail_after(STARTUP):
                 while _alive(pid):
