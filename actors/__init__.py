@@ -32,6 +32,7 @@ from .mailbox import DEFAULT_CAPACITY, MailboxPolicy, MailboxStatistics
 from .messages import Down, Exit, MonitorRef, Timeout, TimerRef
 from .node import (
     ActorInfo,
+    Census,
     Destination,
     Node,
     NodeStatistics,
@@ -193,6 +194,7 @@ __all__ = [
     "ActorError",
     "ActorFunction",
     "ActorInfo",
+    "Census",
     "ChildInfo",
     "Address",
     "Backend",

@@ -124,12 +124,12 @@ class NodeCollector(Collector):
 
     def _actors(self) -> Iterator[Metric]:
         node, tally = self.node, self.tally
-        infos = node.actors()
+        census = node.census(deepest=TOP_DEPTHS)
         kinds = GaugeMetricFamily("corral_actors", "Live actors, by kind", labels=["kind"])
-        for kind, count in sorted(Counter(info.kind for info in infos).items()):
+        for kind, count in sorted(census.kinds.items()):
             kinds.add_metric([kind], count)
         yield kinds
-        depths = [info.mailbox_length for info in infos]
+        depths = census.depths
         counts = [sum(1 for d in depths if d <= bound) for bound in DEPTH_BUCKETS]
         yield GaugeHistogramMetricFamily(
             "corral_mailbox_depth",
@@ -145,8 +145,7 @@ class NodeCollector(Collector):
             f"The {TOP_DEPTHS} deepest non-empty mailboxes now, by actor",
             labels=["actor", "name", "kind"],
         )
-        deepest = sorted((i for i in infos if i.mailbox_length), key=lambda i: -i.mailbox_length)
-        for info in deepest[:TOP_DEPTHS]:
+        for info in (info for info in census.deepest if info.mailbox_length):
             address = info.address
             name = info.names[0] if info.names else address.label or ""
             top.add_metric(
@@ -156,7 +155,7 @@ class NodeCollector(Collector):
         yield CounterMetricFamily(
             "corral_mailbox_dropped",
             "Messages dropped or evicted by a full mailbox's overflow policy",
-            value=tally.mailbox_dropped_total(infos),
+            value=tally.mailbox_dropped_total(census.with_drops),
         )
         yield CounterMetricFamily(
             "corral_supervisor_restarts",

@@ -150,7 +150,8 @@ class Tally:
         )
 
     def mailbox_dropped_total(self, infos: Sequence[ActorInfo]) -> int:
-        """Messages dropped or evicted by full mailboxes so far, given the live actors."""
+        """Messages dropped or evicted by full mailboxes so far, given the live actors with
+        drops (``Census.with_drops``; others may be in ``infos`` too)."""
         others = {i.address: i.dropped for i in infos if i.kind != "connection" and i.dropped}
         live_connections = sum(i.dropped for i in infos if i.kind == "connection")
         return (

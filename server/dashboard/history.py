@@ -54,7 +54,7 @@ def take_sample(node: Node, tally: Tally, seq: int, at: float) -> Sample:
         connections=len(tally.open),
         frames_in=traffic.frames_in,
         frames_out=traffic.frames_out,
-        dropped=traffic.outbox_dropped + tally.mailbox_dropped_total(node.actors()),
+        dropped=traffic.outbox_dropped + tally.mailbox_dropped_total(node.census().with_drops),
         blocked=sum(tally.blocked.values()),
         closes=tuple(sorted(closes.items())),
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from actors import ActorInfo, Address, ChildInfo, Node
 
+from ..connection import connection_of
 from ..tally import Tally
 from .history import History
 
@@ -31,7 +32,7 @@ def snapshot(
     ``now`` is wall-clock seconds (ages are measured from it); ``feed_route`` is the
     dashboard's own route, whose connections do not make the server busy.
     """
-    infos = node.actors()
+    census = node.census(deepest=ACTOR_ROWS)
     by_route = Counter(tally.open.values())
     served = sum(count for route, count in by_route.items() if route != feed_route)
     return {
@@ -42,8 +43,8 @@ def snapshot(
         "connections": [
             {"route": route, "open": count} for route, count in sorted(by_route.items())
         ],
-        "tree": supervision_tree(node, infos),
-        "actors": {"total": len(infos), "rows": actor_rows(infos, tally, now)},
+        "tree": supervision_tree(node),
+        "actors": {"total": census.total, "rows": actor_rows(node, census.deepest, tally, now)},
         "groups": group_rows(node),
         "blocked": blocked_steps(tally),
         "totals": {
@@ -55,14 +56,13 @@ def snapshot(
     }
 
 
-def supervision_tree(node: Node, infos: list[ActorInfo]) -> list[dict[str, Any]]:
+def supervision_tree(node: Node) -> list[dict[str, Any]]:
     """The running supervisors as trees: each root (a supervisor nobody supervises) with its
     children, nested supervisors expanded, long child lists counted by kind."""
     children = {address: sup.children_info() for address, sup in node.supervisors.items()}
     supervised = {c.address for listed in children.values() for c in listed}
-    names = {info.address: info.names for info in infos}
     return [
-        _tree_node(address, address.label or "supervisor", "supervisor", 0, children, names)
+        _tree_node(address, address.label or "supervisor", "supervisor", 0, children, node)
         for address in children
         if address not in supervised
     ]
@@ -74,20 +74,20 @@ def _tree_node(
     kind: str,
     restarts: int,
     children: dict[Address, list[ChildInfo]],
-    names: dict[Address, tuple[str, ...]],
+    node: Node,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "id": child_id,
         "kind": kind,
         "address": _address(address) if address is not None else None,
-        "name": (names.get(address) or (None,))[0] if address is not None else None,
+        "name": (node.names_of(address) or (None,))[0] if address is not None else None,
         "restarts": restarts,
     }
     listed = children.get(address) if address is not None else None
     if listed is not None:
         entry["supervisor"] = True
         entry["children"] = [
-            _tree_node(c.address, c.id, c.kind, c.restarts, children, names)
+            _tree_node(c.address, c.id, c.kind, c.restarts, children, node)
             for c in listed[:TREE_CHILDREN]
         ]
         rest = listed[TREE_CHILDREN:]
@@ -100,17 +100,19 @@ def _tree_node(
     return entry
 
 
-def actor_rows(infos: list[ActorInfo], tally: Tally, now: float) -> list[dict[str, Any]]:
-    """The ``ACTOR_ROWS`` live actors with the deepest mailboxes, deepest first.
+def actor_rows(
+    node: Node, deepest: list[ActorInfo], tally: Tally, now: float
+) -> list[dict[str, Any]]:
+    """One row per actor of ``deepest`` (``Census.deepest``: the deepest mailboxes first).
 
     ``in``: messages taken into the mailbox, plus frames from the client for a connection;
     ``out``: frames sent to the client (connections only: other actors' sends are not counted).
     """
-    connections = {c.actor.address: (c, route) for c, route in tally.open.items()}
-    deepest = sorted(infos, key=lambda info: -info.mailbox_length)[:ACTOR_ROWS]
     rows = []
     for info in deepest:
-        connection, route = connections.get(info.address, (None, None))
+        actor = node.actor(info.address)
+        connection = connection_of(actor) if actor is not None else None
+        route = tally.open.get(connection) if connection is not None else None
         rows.append(
             {
                 "address": _address(info.address),

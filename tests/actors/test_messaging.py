@@ -140,6 +140,33 @@ async def test_introspection_lists_live_actors_with_mailbox_figures(node: actors
     assert all(info.address != address for info in node.actors())
 
 
+async def test_a_census_counts_every_mailbox_and_describes_only_the_deepest_and_dropping(
+    node: actors.Node,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        quiet = [actors.spawn(nursery, idle) for _ in range(3)]
+        two, five = actors.spawn(nursery, idle), actors.spawn(nursery, idle, name="five")
+        full = actors.spawn(nursery, idle, capacity=1, overflow=MailboxPolicy.DROP_NEWEST)
+        for address, count in ((two, 2), (five, 5), (full, 3)):
+            for i in range(count):
+                actors.send(address, i)
+        census = node.census(deepest=2)
+        assert census.total == 6
+        assert census.kinds == {"idle": 6}
+        assert sorted(census.depths) == [0, 0, 0, 1, 2, 5]
+        assert [(i.address, i.names, i.mailbox_length) for i in census.deepest] == [
+            (five, ("five",), 5),
+            (two, (), 2),
+        ]
+        assert [(i.address, i.dropped) for i in census.with_drops] == [(full, 2)]
+        # Asked for more rows than there are waiting mailboxes: empty ones fill up.
+        rows = node.census(deepest=5).deepest
+        assert [i.mailbox_length for i in rows] == [5, 2, 1, 0, 0]
+        assert {i.address for i in rows[3:]} < set(quiet)
+        assert node.census().deepest == []
+        nursery.cancel_scope.cancel()
+
+
 async def test_outside_a_node_sending_says_how_to_start_one() -> None:
     with pytest.raises(actors.NoNode, match="open_node"):
         actors.send("anyone", "hi")
