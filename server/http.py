@@ -18,6 +18,7 @@ import attrs
 import h11
 import trio
 
+from .rawio import receive_eagerly
 from .router import Match
 
 logger = logging.getLogger("corral.server")
@@ -229,7 +230,7 @@ async def read_request_head(
             return _to_request(event, peer=peer, secure=secure), bytes(rest)
         if event is not h11.NEED_DATA:
             raise BadRequest(f"unexpected {type(event).__name__} before a request head")
-        data = await stream.receive_some(max(1, max_head_bytes + 1 - len(received)))
+        data = await receive_eagerly(stream, max(1, max_head_bytes + 1 - len(received)))
         if not data:
             raise PeerClosed("connection closed before a complete request head")
         start = len(received)
