@@ -338,6 +338,10 @@ class Connection:
                             if self._outbox is not None:
                                 await self._flush()
                                 continue
+                            # Not held while waiting: an idle connection keeps no message (nor
+                            # the result of the callback that handled it) for the collector to
+                            # walk at every full pass.
+                            result = message = None
                             await self._receive(interrupt)
                             streak = 0
                             if interrupt.cancel_called:
