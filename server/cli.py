@@ -9,7 +9,6 @@ that cannot run (its root supervisor gave up: the port is taken, say) exits 1 sa
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import logging
 import os
@@ -26,6 +25,7 @@ import actors
 
 from . import logformat
 from .app import App
+from .collector import prepare_collector
 from .dashboard import TOKEN_ENV, with_dashboard
 from .listener import make_ssl_context
 from .metrics import metrics_route
@@ -238,9 +238,9 @@ async def _run(server: Server, worker: bool = False) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.run)
-            # What start-up made (modules, the app) lives for good: out of the collector's
-            # full passes, which then cost only what connections hold (shorter pauses).
-            gc.freeze()
+            # What start-up made lives for good: out of the collector's passes, which are
+            # spaced out (shorter pauses, and fewer while connections pile up).
+            prepare_collector()
 
             async def watch_signals() -> None:
                 draining = False

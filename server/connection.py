@@ -38,6 +38,7 @@ from .liveness import Liveness, Verdict
 from .options import ConnectionOptions, OutboxPolicy
 from .outbox import Outbox
 from .pacing import take_turn
+from .rawio import socket_fd
 from .session import NEED_DATA, Session, encode_message, encode_ping, encode_pong
 from .tally import tally_of
 from .termination import (
@@ -162,7 +163,7 @@ class Connection:
         """The code of the close frame the client was sent in full, if one was."""
         self.aborted = False
         """Whether TCP was aborted (RST) rather than closed after a close frame."""
-        self._fd = _socket_fd(stream)
+        self._fd = socket_fd(stream)
         self._exit_on_crash = exit_on_crash  # a crashed handler ends the actor as a crash
         self._handling = False
         self._handled_at = self.started_at
@@ -337,6 +338,10 @@ class Connection:
                             if self._outbox is not None:
                                 await self._flush()
                                 continue
+                            # Not held while waiting: an idle connection keeps no message (nor
+                            # the result of the callback that handled it) for the collector to
+                            # walk at every full pass.
+                            result = message = None
                             await self._receive(interrupt)
                             streak = 0
                             if interrupt.cancel_called:
@@ -703,11 +708,6 @@ def _close_summary(connection: Connection, reason: TerminateReason) -> str:
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
 """SO_LINGER on, zero seconds: close() sends RST instead of FIN."""
-
-
-def _socket_fd(stream: trio.abc.Stream) -> int | None:
-    """The file descriptor of a plain TCP stream (None for TLS): written and read directly."""
-    return stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
 
 
 def _is_shutdown(message: Any) -> bool:

@@ -19,6 +19,7 @@ from .handler import Upgrade, call
 from .handshake import accept
 from .listener import Serve
 from .options import ConnectionOptions
+from .rawio import send_eagerly
 from .router import Match
 from .session import Session
 from .tally import tally_of
@@ -72,7 +73,7 @@ async def websocket_endpoint(
         await http.refuse(stream, http.internal_error())
         return None
     try:
-        await stream.send_all(accepted.response)
+        await send_eagerly(stream, accepted.response)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         logger.debug("%s left before the 101 for %s", _peer(request), request.path)
         return None

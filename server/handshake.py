@@ -127,25 +127,24 @@ def _negotiate_deflate(offers: str | None) -> tuple[str, Extension] | None:
 
 def _header_problem(request: Request) -> Response | None:
     """Check the upgrade headers RFC 6455 §4.2.1 requires, a bit strictly."""
-    if (request.header("upgrade") or "").lower() != "websocket":
+    fields = request.header_fields()
+    if fields.get("upgrade", "").lower() != "websocket":
         return bad_request("'Upgrade: websocket' must be the only upgrade asked for")
-    if "upgrade" not in _tokens(request.header("connection")):
+    if "upgrade" not in _tokens(fields.get("connection")):
         return bad_request("missing 'Connection: Upgrade'")
-    version = request.header("sec-websocket-version")
+    version = fields.get("sec-websocket-version")
     if version is None:
         return bad_request("missing Sec-WebSocket-Version")
     if version.strip() != "13":
         return unsupported_websocket_version()
-    if not _valid_key(request.header("sec-websocket-key")):
+    if not _valid_key(fields.get("sec-websocket-key")):
         return bad_request("missing or malformed Sec-WebSocket-Key")
-    if not _valid_host(request.header("host")):
+    if not _valid_host(fields.get("host")):
         return bad_request("missing or malformed Host")
     for name in ("sec-websocket-protocol", "sec-websocket-extensions"):
-        if not (request.header(name) or "").isascii():
+        if not fields.get(name, "").isascii():
             return bad_request(f"{name} is not ASCII")
-    if (request.header("content-length") or "0").strip() != "0" or request.header(
-        "transfer-encoding"
-    ):
+    if (fields.get("content-length") or "0").strip() != "0" or fields.get("transfer-encoding"):
         return bad_request("a WebSocket handshake has no body")
     return None
 

@@ -18,7 +18,9 @@ import attrs
 import h11
 import trio
 
+from .rawio import receive_eagerly
 from .router import Match
+from .simplehead import parse_simple_head
 
 logger = logging.getLogger("corral.server")
 
@@ -88,9 +90,15 @@ class Request:
 
     def header(self, name: str) -> str | None:
         """All values of header ``name`` (any case) joined with ``", "``; None when absent."""
-        wanted = name.lower()
-        values = [value for key, value in self.headers if key == wanted]
-        return ", ".join(values) if values else None
+        return joined_header(self.headers, name.lower())
+
+    def header_fields(self) -> dict[str, str]:
+        """Every header by name, a repeated one's values joined with ``", "``: one scan, for
+        code that looks up many (``header`` scans the head at each call)."""
+        fields: dict[str, str] = {}
+        for name, value in self.headers:
+            fields[name] = f"{fields[name]}, {value}" if name in fields else value
+        return fields
 
     def query_value(self, name: str) -> str | None:
         """The first value of query parameter ``name``, or None."""
@@ -109,7 +117,19 @@ class Request:
 
     def with_match(self, match: Match) -> Request:
         """This request with the bindings and path_info a route match produced."""
-        return attrs.evolve(self, bindings=match.bindings, path_info=match.path_info)
+        # Built directly: attrs.evolve costs a few times as much, on every connection.
+        return Request(
+            self.method,
+            self.target,
+            self.path,
+            self.query,
+            self.headers,
+            self.http_version,
+            self.peer,
+            self.scheme,
+            match.bindings,
+            match.path_info,
+        )
 
 
 @attrs.frozen
@@ -125,6 +145,12 @@ class Response:
         """A ``text/plain; charset=utf-8`` response with ``text`` and a newline as the body."""
         content_type = ("Content-Type", "text/plain; charset=utf-8")
         return cls(status, (content_type, *headers), (text + "\n").encode("utf-8"))
+
+
+def joined_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The values of lower-case ``name`` in ``headers`` joined with ``", "``; None when absent."""
+    values = [value for key, value in headers if key == name]
+    return ", ".join(values) if values else None
 
 
 HttpHandler: TypeAlias = Callable[[Request], Awaitable[Response] | Response]
@@ -206,16 +232,37 @@ async def read_request_head(
     peer: tuple[str, int] | None = None,
     secure: bool = False,
 ) -> tuple[Request, bytes]:
-    """Read one request head, parsed once by h11; return it and the bytes read after it.
+    """Read one request head, parsed once; return it and the bytes read after it.
 
     Those bytes are the start of whatever follows the head: a WebSocket client's first
-    frames. ``secure`` picks the scheme (``https``/``wss``). Raises BadRequest, HeadTooLarge
+    frames. ``secure`` picks the scheme (``https``/``wss``). A complete, strictly simple head
+    is parsed by ``simplehead``; h11 takes every other one, and a head still incomplete, as
+    it arrives (so it refuses a bad or oversized one early). Raises BadRequest, HeadTooLarge
     or PeerClosed.
     """
-    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+    connection: h11.Connection | None = None  # made when the fast path cannot decide
     received = bytearray()
     line_ends = 0  # in the head so far: the request line's, then one per field
     while True:
+        data = await receive_eagerly(stream, max(1, max_head_bytes + 1 - len(received)))
+        if not data:
+            raise PeerClosed("connection closed before a complete request head")
+        start = len(received)
+        received += data
+        line_ends += head_line_ends(received, start)
+        if line_ends > max_headers + 1:  # refused before h11 parses a field
+            raise HeadTooLarge(f"request head with over {max_headers} header fields")
+        simple = parse_simple_head(received)
+        if simple is not None:
+            request = _to_request(
+                simple.method, simple.target, simple.headers, b"1.1", peer=peer, secure=secure
+            )
+            return request, simple.rest
+        if connection is None:
+            connection = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+            connection.receive_data(bytes(received))
+        else:
+            connection.receive_data(bytes(data))
         try:
             event = connection.next_event()
         except h11.RemoteProtocolError as exc:
@@ -226,18 +273,17 @@ async def read_request_head(
             if len(event.headers) > max_headers:
                 raise HeadTooLarge(f"request head with over {max_headers} header fields")
             rest, _ = connection.trailing_data
-            return _to_request(event, peer=peer, secure=secure), bytes(rest)
+            request = _to_request(
+                event.method,
+                event.target,
+                event.headers,
+                event.http_version,
+                peer=peer,
+                secure=secure,
+            )
+            return request, bytes(rest)
         if event is not h11.NEED_DATA:
             raise BadRequest(f"unexpected {type(event).__name__} before a request head")
-        data = await stream.receive_some(max(1, max_head_bytes + 1 - len(received)))
-        if not data:
-            raise PeerClosed("connection closed before a complete request head")
-        start = len(received)
-        received += data
-        line_ends += head_line_ends(received, start)
-        if line_ends > max_headers + 1:  # refused before h11 parses a field
-            raise HeadTooLarge(f"request head with over {max_headers} header fields")
-        connection.receive_data(bytes(data))
 
 
 def head_line_ends(head: bytes | bytearray, start: int) -> int:
@@ -253,32 +299,37 @@ def head_line_ends(head: bytes | bytearray, start: int) -> int:
     return head.count(b"\n", start, end if end >= 0 else len(head))
 
 
-def _to_request(event: h11.Request, *, peer: tuple[str, int] | None, secure: bool) -> Request:
-    """Convert h11's request event, refusing targets and queries that are not ASCII/UTF-8."""
+def _to_request(
+    method: bytes,
+    raw_target: bytes,
+    raw_headers: Iterable[tuple[bytes, bytes]],
+    http_version: bytes,
+    *,
+    peer: tuple[str, int] | None,
+    secure: bool,
+) -> Request:
+    """A parsed head (h11's or the fast path's) as a Request, refusing targets and queries
+    that are not ASCII/UTF-8."""
     try:
-        target = event.target.decode("ascii")
+        target = raw_target.decode("ascii")
     except UnicodeDecodeError:
         raise BadRequest("request target is not ASCII") from None
     path, query = _split_target(target)
     # Interned names: every connection keeps its request, and the names repeat.
     headers = tuple(
-        (sys.intern(name.decode("ascii")), value.decode("latin-1")) for name, value in event.headers
+        (sys.intern(name.decode("ascii")), value.decode("latin-1")) for name, value in raw_headers
     )
-    request = Request(
-        method=event.method.decode("ascii"),
+    upgrade = "websocket" in header_tokens(joined_header(headers, "upgrade"))
+    return Request(
+        method=method.decode("ascii"),
         target=target,
         path=path,
         query=query,
         headers=headers,
-        http_version=event.http_version.decode("ascii"),
+        http_version=http_version.decode("ascii"),
         peer=peer,
+        scheme=("wss" if secure else "ws") if upgrade else ("https" if secure else "http"),
     )
-    scheme = (
-        ("wss" if secure else "ws")
-        if request.is_websocket_upgrade
-        else ("https" if secure else "http")
-    )
-    return attrs.evolve(request, scheme=scheme)
 
 
 def _split_target(target: str) -> tuple[str, dict[str, tuple[str, ...]]]:

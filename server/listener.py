@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import inspect
 import logging
+import os
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
@@ -302,6 +304,27 @@ async def serve_tcp(
 # What trio.serve_listeners retries on: out of file descriptors or memory, for a moment.
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
+# What trio.SocketListener.accept skips: a connection that died in the backlog, say.
+_IGNORABLE_ACCEPT_ERRNOS = {
+    getattr(errno, name)
+    for name in (
+        "EPERM",
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    )
+    if hasattr(errno, name)
+}
+
+ACCEPT_BATCH = 64
+"""Most connections taken from a plain TCP listener's backlog per wake-up."""
+
 
 async def accept_into(
     listeners: list[trio.abc.Listener[trio.abc.Stream]],
@@ -312,11 +335,16 @@ async def accept_into(
     """Accept on every listener until cancelled; ``hand_off`` takes ownership of each stream.
 
     Unlike ``serve_tcp``, the stream is not closed when ``hand_off`` returns: it belongs to
-    whoever took it (a connection actor), which may outlive this accept loop.
+    whoever took it (a connection actor), which may outlive this accept loop. A plain TCP
+    listener's backlog is taken in batches, one wake-up for many connections (trio's
+    ``accept`` passes through the scheduler once per connection).
     """
     async with trio.open_nursery() as nursery:
         for listener in listeners:
-            nursery.start_soon(_accept_loop, listener, hand_off)
+            if isinstance(listener, trio.SocketListener):
+                nursery.start_soon(_accept_batches, listener, hand_off)
+            else:
+                nursery.start_soon(_accept_loop, listener, hand_off)
         task_status.started()
 
 
@@ -330,7 +358,43 @@ async def _accept_loop(
             except OSError as exc:
                 if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
                     raise
-                logger.error("accept failed (%s); retrying in 100 ms", errno.errorcode[exc.errno])
-                await trio.sleep(0.1)
+                await _pause_accepting(exc)
                 continue
             hand_off(stream)
+
+
+async def _accept_batches(
+    listener: trio.SocketListener, hand_off: Callable[[trio.abc.Stream], None]
+) -> None:
+    """Wait until the listening socket is readable, accept up to ``ACCEPT_BATCH`` connections
+    without waiting, hand each off; again. Accepts on a duplicate of the socket (a plain
+    one, whose ``accept`` does not wait), closed when this ends, as the listener is."""
+    async with listener:
+        listening = listener.socket
+        duplicate = socket.socket(
+            listening.family, listening.type, listening.proto, os.dup(listening.fileno())
+        )
+        with duplicate:
+            duplicate.setblocking(False)
+            while True:
+                await trio.lowlevel.wait_readable(duplicate)
+                for _ in range(ACCEPT_BATCH):
+                    try:
+                        accepted, _ = duplicate.accept()
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:
+                        if exc.errno in _IGNORABLE_ACCEPT_ERRNOS:
+                            continue
+                        if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                            raise
+                        await _pause_accepting(exc)
+                        break
+                    hand_off(trio.SocketStream(trio.socket.from_stdlib_socket(accepted)))
+
+
+async def _pause_accepting(exc: OSError) -> None:
+    """Out of descriptors or memory: wait a moment before accepting again."""
+    assert exc.errno is not None
+    logger.error("accept failed (%s); retrying in 100 ms", errno.errorcode[exc.errno])
+    await trio.sleep(0.1)

@@ -5,8 +5,9 @@ Sans-I/O ``Protocol``, which owns framing rules, control frames, the close hands
 permessage-deflate. One narrow fast path skips it: a complete, unfragmented, uncompressed,
 masked text or binary frame between messages is unmasked with websockets' C helper and
 decoded here (``decode_simple_frame``); the library never needs to see it, since it keeps no
-state between messages. The library is made on first need (a control frame, a fragment,
-compression, a close), so an idle connection holds none.
+state between messages. So is a ping or pong between messages (a ping gets its pong, as the
+library would answer it). The library is made on first need (a fragment, compression, a
+close, a control frame inside a message), so an idle connection holds none.
 
 Events are parsed on demand, one per ``next_event`` call, so the handler sees the client's
 frames in order with what they cause (a close after a message ends the connection after
@@ -38,6 +39,10 @@ NEED_DATA: Final = None
 
 _FIN_TEXT, _FIN_BINARY = 0x81, 0x82
 """First header byte of an unfragmented text/binary frame with no reserved bit set."""
+_FIN_PING, _FIN_PONG = 0x89, 0x8A
+"""First header byte of a ping/pong with no reserved bit set."""
+_MAX_CONTROL_PAYLOAD = 125
+"""RFC 6455 §5.5: a control frame's payload is at most this long."""
 _MASKED = 0x80
 _NO_EXTENSIONS: tuple[Extension, ...] = ()
 
@@ -151,6 +156,19 @@ class Session:
                 if message is not None:
                     return message
                 return self._fail(1007, "invalid UTF-8 in a text message")
+            if (
+                (first == _FIN_PING or first == _FIN_PONG)
+                and second & _MASKED
+                and length <= _MAX_CONTROL_PAYLOAD
+                and self._protocol is None
+                and not self.closing
+            ):
+                if first == _FIN_PING:  # answered as websockets would; a pong needs nothing
+                    self._owe(
+                        encode_pong(apply_mask(buffer[start + 4 : end], buffer[start : start + 4]))
+                    )
+                self._buffer = buffer[end:] if size > end else b""
+                continue
             frame = buffer[:end]
             self._buffer = buffer[end:] if size > end else b""
             if first & 0x0F == Opcode.CLOSE and self._fragments is not None and not self.closing:
@@ -260,16 +278,11 @@ class Session:
 
     def _collect(self, protocol: Protocol) -> None:
         """Take the library's writes, and note how the client's side ended, if it did."""
-        writes = protocol.data_to_send()
-        if writes:
-            if self._writes is None:
-                self._writes = []
-            for data in writes:
-                if data:
-                    self._writes.append(data)
-                    self.owes = True
-                else:  # websockets' end-of-stream marker: the server closes TCP now
-                    self.transport_done = True
+        for data in protocol.data_to_send():
+            if data:
+                self._owe(data)
+            else:  # websockets' end-of-stream marker: the server closes TCP now
+                self.transport_done = True
         if protocol.state is CLOSED:
             self.transport_done = True
         if self.ended is not None:
@@ -283,6 +296,13 @@ class Session:
         elif protocol.close_rcvd is not None and not self.closing:
             received = protocol.close_rcvd
             self.ended = ClientClosed(received.code, received.reason)
+
+    def _owe(self, data: bytes) -> None:
+        """Bytes the protocol owes the client, for ``data_to_send``."""
+        if self._writes is None:
+            self._writes = []
+        self._writes.append(data)
+        self.owes = True
 
     def _fail(self, code: int, reason: str) -> TerminateReason:
         """End the connection for a protocol error the client made, with ``code``."""

@@ -98,6 +98,13 @@ async def test_header_lookup_is_case_insensitive_and_joins_repeats() -> None:
     assert request.header("missing") is None
 
 
+async def test_header_fields_give_every_header_as_header_gives_it_from_one_scan() -> None:
+    request, _ = await read(UPGRADE_HEAD)
+    fields = request.header_fields()
+    assert fields["x-dup"] == "one, two"
+    assert fields == {name: request.header(name) for name, _ in request.headers}
+
+
 async def test_query_value_gives_first_value_and_decodes_plus() -> None:
     request, _ = await read(b"GET /s?q=a+b%21&q=2 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert request.query_value("q") == "a b!"

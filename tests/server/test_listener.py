@@ -17,7 +17,14 @@ from trio_websocket import ConnectionRejected, open_websocket_url
 
 from server.handshake import accept
 from server.http import DEFAULT_MAX_HEAD_BYTES, Request, Response
-from server.listener import FrontDoor, make_ssl_context, serve_tcp
+from server.listener import (
+    ACCEPT_BATCH,
+    FrontDoor,
+    accept_into,
+    make_ssl_context,
+    open_listeners,
+    serve_tcp,
+)
 from server.router import Match, Route, Router
 from server.session import NEED_DATA, Session
 from server.static import health_check
@@ -359,3 +366,32 @@ async def test_http_handler_that_never_answers_is_closed_after_the_timeout(
         await stream.send_all(get("/stuck"))
         assert await stream.receive_some() == b""
     assert "no answer within 5 s" in caplog.text
+
+
+async def test_a_backlog_larger_than_one_batch_is_all_accepted_and_handed_off(
+    nursery: trio.Nursery,
+) -> None:
+    listeners = await open_listeners("127.0.0.1", 0)
+    assert isinstance(listeners[0], trio.SocketListener)
+    port = listeners[0].socket.getsockname()[1]
+    handed: list[trio.abc.Stream] = []
+    all_in = trio.Event()
+    count = 2 * ACCEPT_BATCH + 1
+
+    def hand_off(stream: trio.abc.Stream) -> None:
+        assert isinstance(stream, trio.SocketStream)
+        handed.append(stream)
+        if len(handed) == count:
+            all_in.set()
+
+    clients = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(count)]
+    await nursery.start(accept_into, listeners, hand_off)  # the whole backlog is waiting
+    with trio.fail_after(10):
+        await all_in.wait()
+    # Each stream handed off is the server's end of one client, and each client has one.
+    ends = {
+        stream.socket.getpeername() for stream in handed if isinstance(stream, trio.SocketStream)
+    }
+    assert ends == {client.socket.getsockname() for client in clients}
+    for stream in [*handed, *clients]:
+        await stream.aclose()

@@ -146,6 +146,9 @@ async def test_mailbox_depth_and_drops_are_read_when_scraped(nursery: trio.Nurse
         samples = await scrape(served.port)
         release.set()
         await served.node.wait(address)
+        # The first scrape's connection ends after its answer: the connections supervisor
+        # has its Down to take before every mailbox is empty.
+        await served.until_no_connections()
         after = await scrape(served.port)
 
     top = {"actor": f"local.{address.serial}", "name": "stuck", "kind": "stuck"}

@@ -229,6 +229,44 @@ def test_the_fast_path_agrees_with_websockets_on_random_frame_streams(
         assert any(opcode == 0x8 for opcode, _, _ in frames)
 
 
+_whole_frames = st.tuples(
+    st.sampled_from([0x1, 0x2, 0x9, 0xA]),
+    st.text(max_size=40).map(str.encode) | st.binary(max_size=125),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_whole_frames, max_size=8))
+def test_pings_and_pongs_between_messages_get_what_websockets_would_send(
+    frames: list[tuple[int, bytes]],
+) -> None:
+    assume(all(opcode != 0x1 or _is_utf8(payload) for opcode, payload in frames))
+    data = b"".join(frame(opcode, payload) for opcode, payload in frames)
+    library = Protocol(Side.SERVER, state=OPEN, max_size=1000)
+    library.receive_data(data)
+    session = Session(max_message_size=1000)
+    session.receive_data(data)
+    assert events(session) == _library_messages(data, 1000)[0]
+    assert session.data_to_send() == b"".join(library.data_to_send())  # a pong per ping
+    assert session.next_event() is NEED_DATA and not session.transport_done
+
+
+def test_a_ping_over_125_bytes_is_left_to_websockets_which_refuses_it_with_1002() -> None:
+    session = Session(max_message_size=1000)
+    session.receive_data(frame(0x9, b"x" * 126))
+    reason = session.next_event()
+    assert isinstance(reason, ProtocolError) and reason.code == 1002
+    assert session.transport_done
+
+
+def _is_utf8(payload: bytes) -> bool:
+    try:
+        payload.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 # ---- the outbox ---------------------------------------------------------------------------
 
 
