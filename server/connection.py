@@ -507,19 +507,20 @@ class Connection:
         """
         outbox = self._outbox
         if outbox is None and not self._flushing:
+            sent = 0
             if self._fd is not None:
                 try:
                     sent = os.write(self._fd, data)
                 except BlockingIOError:
-                    sent = 0
+                    pass
                 except OSError:
                     return True  # the connection is broken; reading will say how it ended
                 self.bytes_out += sent
                 if sent == len(data):
                     return True
-                data = data[sent:]
             outbox = self._outbox = Outbox(self.options.outbox_capacity, self.options.outbox_bytes)
             outbox.append(data)
+            outbox.discard(sent)
             self._wake()
             return True
         if outbox is None:
@@ -586,14 +587,16 @@ class Connection:
     # ---- closing --------------------------------------------------------------------
 
     def _queue_close(self, code: int, reason: str) -> None:
-        """Queue the close frame behind what is queued (or alone, if the outbox is full)."""
+        """Queue the close frame behind what is queued (if the outbox is full, behind only the
+        end of a frame begun: the frames not begun are dropped)."""
         data = self.session.close(code, reason)
         if not data:
             return
         outbox = self._outbox
         if outbox is not None and not outbox.has_room_for(len(data)):
             self.dropped += outbox.clear()
-        if self._write_nowait(data) and self._outbox is None and not self._flushing:
+        self._write_owed(data)  # past the bounds if the end of a frame begun fills them
+        if self._outbox is None and not self._flushing:
             self.close_code_sent = code
         else:
             self._close_pending = code

@@ -250,6 +250,21 @@ def test_outbox_is_full_by_frames_or_by_bytes_but_always_takes_one_frame() -> No
     assert outbox.clear() == 1 and len(outbox) == 0
 
 
+def test_outbox_discards_written_bytes_and_clearing_keeps_the_end_of_a_frame_begun() -> None:
+    outbox = Outbox(capacity=4, max_bytes=100)
+    for chunk in (b"abc", b"def", b"ghi"):
+        outbox.append(chunk)
+    outbox.discard(4)  # "abc" and the "d" of "def" were written
+    assert outbox.size == 5 and len(outbox) == 2
+    assert outbox.clear() == 1  # "ghi" goes; "ef" stays, or the stream would break
+    assert outbox.size == 2 and outbox.take(100) == b"ef"
+    outbox.written(2)
+    outbox.append(b"jkl")
+    outbox.discard(3)
+    outbox.append(b"mno")
+    assert outbox.clear() == 1 and outbox.size == 0 and len(outbox) == 0  # nothing begun
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.sampled_from([Opcode.TEXT, Opcode.BINARY, Opcode.PING, Opcode.PONG]),
