@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 
@@ -43,12 +44,15 @@ class Outbox:
         """
         chunks = self._chunks
         self._begun = False
-        taken = [chunks.popleft()]
-        total = len(taken[0])
-        while chunks and total + len(chunks[0]) <= limit:
-            total += len(chunks[0])
-            taken.append(chunks.popleft())
+        taken = [chunks.popleft() for _ in range(self._chunks_within(limit))]
         return taken[0] if len(taken) == 1 else b"".join(taken)
+
+    def peek(self, limit: int) -> bytes:
+        """What ``take`` would give, left queued: for a write that may take only part of it
+        (``discard`` then drops what it took)."""
+        chunks = self._chunks
+        count = self._chunks_within(limit)
+        return chunks[0] if count == 1 else b"".join(itertools.islice(chunks, count))
 
     def written(self, size: int) -> None:
         """``size`` bytes that ``take`` gave out have been written."""
@@ -65,6 +69,16 @@ class Outbox:
         if size:
             chunks[0] = chunks[0][size:]
             self._begun = True
+
+    def _chunks_within(self, limit: int) -> int:
+        """How many chunks from the oldest fit in ``limit`` bytes (at least one)."""
+        total, count = len(self._chunks[0]), 1
+        for chunk in itertools.islice(self._chunks, 1, None):
+            total += len(chunk)
+            if total > limit:
+                break
+            count += 1
+        return count
 
     def clear(self) -> int:
         """Drop every frame not begun; return how many were dropped.

@@ -250,10 +250,11 @@ def test_outbox_is_full_by_frames_or_by_bytes_but_always_takes_one_frame() -> No
     assert outbox.clear() == 1 and len(outbox) == 0
 
 
-def test_outbox_discards_written_bytes_and_clearing_keeps_the_end_of_a_frame_begun() -> None:
+def test_outbox_peeks_discards_written_bytes_and_clearing_keeps_the_end_of_a_frame_begun() -> None:
     outbox = Outbox(capacity=4, max_bytes=100)
     for chunk in (b"abc", b"def", b"ghi"):
         outbox.append(chunk)
+    assert outbox.peek(7) == b"abcdef" and outbox.peek(1) == b"abc"  # whole chunks, kept
     outbox.discard(4)  # "abc" and the "d" of "def" were written
     assert outbox.size == 5 and len(outbox) == 2
     assert outbox.clear() == 1  # "ghi" goes; "ef" stays, or the stream would break
