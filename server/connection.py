@@ -245,7 +245,7 @@ class Connection:
             return
         try:
             result = self.actor.run_inline(self.handler.websocket_info, message, self.state)
-            if inspect.isawaitable(result):  # a plain function handing back a coroutine
+            if type(result) is not tuple and inspect.isawaitable(result):  # a coroutine returned
                 self._info_pending = result
                 self._wake()
                 return
@@ -468,9 +468,14 @@ class Connection:
         return None
 
     def _apply_now(self, result: tuple[Commands, Any]) -> TerminateReason | None:
-        """``_apply`` without waiting, for ``_on_mail``: frames the socket does not take at
-        once join the outbox whatever its bounds (one callback's worth), flushed by the loop."""
+        """``_apply`` without waiting, for ``_on_mail``: frames are held for the end of the
+        task step, and join the outbox whatever its bounds (one callback's worth) if it is full
+        or the socket does not take them; the loop flushes it."""
         commands, self.state = result
+        if type(commands) is Text and not self.session.closing:  # the common case, directly
+            self.frames_out += 1
+            self._write_owed(self.session.encode_text(commands.data), soon=True)
+            return None
         for command in as_command_list(commands):
             if self.session.closing:
                 break
