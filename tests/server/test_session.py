@@ -156,6 +156,18 @@ def test_an_unfinished_compressed_message_holds_at_most_max_message_size_inflate
     assert isinstance(reason, ProtocolError) and reason.code == 1009
 
 
+def test_one_text_object_sent_on_many_connections_is_encoded_once_unless_compressed() -> None:
+    first, second = Session(max_message_size=100), Session(max_message_size=100)
+    text = "said " * 20
+    encoded = first.encode_text(text)
+    assert encoded == encode_frame(Opcode.TEXT, text.encode())
+    assert second.encode_text(text) is encoded  # the same frame, not encoded again
+    assert second.encode_text("other") == encode_frame(Opcode.TEXT, b"other")
+    assert first.encode_text("".join(["said "] * 20)) == encoded  # equal text, its own object
+    deflating = Session(max_message_size=100, extensions=[PerMessageDeflate(False, False, 15, 15)])
+    assert deflating.encode_text(text)[0] & 0x40  # compressed (RSV1): its own frame
+
+
 def test_encoded_frames_are_unmasked_server_frames() -> None:
     assert encode_message("hi") == b"\x81\x02hi"
     assert encode_message(b"\x00") == b"\x82\x01\x00"
