@@ -10,8 +10,11 @@ Writes go straight to the socket when it takes them at once (a non-blocking writ
 switch); what it does not take waits in a bounded ``Outbox`` that this task flushes before it
 reads again, so a slow client slows only its own connection: other actors pushing frames to
 it never wait, and its overflow policy applies when the outbox is full. A flush stuck past
-the send timeout aborts TCP. Liveness checks (idle timeout, pings) run on the node's timers.
-Reading only when the handler is done gives backpressure: the client's TCP window fills.
+the send timeout aborts TCP. Frames that other tasks push are held until their task step is
+over (``passwrites``), then written together: a burst broadcast in one step is one write per
+client, not one per frame; the connection's own writes take what is held along, first.
+Liveness checks (idle timeout, pings) run on the node's timers. Reading only when the handler
+is done gives backpressure: the client's TCP window fills.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from .liveness import Liveness, Verdict
 from .options import ConnectionOptions, OutboxPolicy
 from .outbox import Outbox
 from .pacing import take_turn
+from .passwrites import pass_writes_of
 from .rawio import socket_fd
 from .session import NEED_DATA, Session, encode_message, encode_ping, encode_pong
 from .tally import tally_of
@@ -125,6 +129,7 @@ class Connection:
         "_received_at",
         "_failure",
         "_outbox",
+        "_held",
         "_flushing",
         "_close_pending",
         "_waiting",
@@ -171,6 +176,7 @@ class Connection:
         self._received_at = self.started_at
         self._failure: TerminateReason | None = None
         self._outbox: Outbox | None = None  # made when the socket does not take a write
+        self._held: Outbox | None = None  # frames pushed in this task step (see _write_soon)
         self._flushing = False
         self._close_pending: int | None = None  # a close frame queued, not yet written
         self._waiting: trio.CancelScope | None = None  # set while waiting for the client
@@ -184,8 +190,8 @@ class Connection:
 
     @property
     def queued_bytes(self) -> int:
-        """Bytes waiting in the outbox for the client to take them."""
-        return self._outbox.size if self._outbox is not None else 0
+        """Bytes waiting in the outbox for the client to take them (or held to be written)."""
+        return sum(queue.size for queue in (self._outbox, self._held) if queue is not None)
 
     # ---- from other actors ----------------------------------------------------------
 
@@ -193,7 +199,7 @@ class Connection:
         """Queue a pre-encoded frame without waiting; a full outbox applies the policy."""
         if self.session.closing or self._failure is not None:
             return False
-        if self._write_nowait(frame.data):
+        if self._write_soon(frame.data):
             self.frames_out += 1
             return True
         self.dropped += 1
@@ -240,7 +246,7 @@ class Connection:
             return
         try:
             result = self.actor.run_inline(self.handler.websocket_info, message, self.state)
-            if inspect.isawaitable(result):  # a plain function handing back a coroutine
+            if type(result) is not tuple and inspect.isawaitable(result):  # a coroutine returned
                 self._info_pending = result
                 self._wake()
                 return
@@ -354,6 +360,7 @@ class Connection:
             await self._close_for(reason)
         finally:
             _live.pop(self.actor, None)
+            self._held = None  # never written once the socket is closed (its number reused)
             self._cancel_liveness()
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + self.options.close_timeout
@@ -466,14 +473,19 @@ class Connection:
         return None
 
     def _apply_now(self, result: tuple[Commands, Any]) -> TerminateReason | None:
-        """``_apply`` without waiting, for ``_on_mail``: frames the socket does not take at
-        once join the outbox whatever its bounds (one callback's worth), flushed by the loop."""
+        """``_apply`` without waiting, for ``_on_mail``: frames are held for the end of the
+        task step, and join the outbox whatever its bounds (one callback's worth) if it is full
+        or the socket does not take them; the loop flushes it."""
         commands, self.state = result
+        if type(commands) is Text and not self.session.closing:  # the common case, directly
+            self.frames_out += 1
+            self._write_owed(self.session.encode_text(commands.data), soon=True)
+            return None
         for command in as_command_list(commands):
             if self.session.closing:
                 break
             if isinstance(command, (Text, Binary, Ping, Pong)):
-                self._write_owed(self._encode(command))
+                self._write_owed(self._encode(command), soon=True)
             elif isinstance(command, (Close, Stop)):
                 code, why = (
                     (command.code, command.reason) if isinstance(command, Close) else (1000, "")
@@ -508,23 +520,32 @@ class Connection:
         """Write ``data`` now, or queue what the socket does not take; False if full.
 
         Bytes go straight to the socket only when nothing is queued or being flushed, so
-        frames never interleave.
+        frames never interleave; frames held for the end of the task step go first, in the
+        same write if they leave room.
         """
+        held = self._held
+        if held is not None:
+            if held.has_room_for(len(data)):
+                held.append(data)
+                self._write_held()
+                return True
+            self._write_held()
         outbox = self._outbox
         if outbox is None and not self._flushing:
+            sent = 0
             if self._fd is not None:
                 try:
                     sent = os.write(self._fd, data)
                 except BlockingIOError:
-                    sent = 0
+                    pass
                 except OSError:
                     return True  # the connection is broken; reading will say how it ended
                 self.bytes_out += sent
                 if sent == len(data):
                     return True
-                data = data[sent:]
             outbox = self._outbox = Outbox(self.options.outbox_capacity, self.options.outbox_bytes)
             outbox.append(data)
+            outbox.discard(sent)
             self._wake()
             return True
         if outbox is None:
@@ -533,6 +554,49 @@ class Connection:
             return False
         outbox.append(data)
         return True
+
+    def _write_soon(self, data: bytes) -> bool:
+        """``_write_nowait`` once the current task step is over, in one write with whatever
+        else the step pushes to this client; False if full. The outbox's bounds apply to what
+        is held as to what is queued, and a full hold is written at once to make room.
+
+        For frames from other tasks; the loop's own writes go at once (``_write_nowait``).
+        """
+        held = self._held
+        if held is not None and not held.has_room_for(len(data)):
+            self._write_held()
+            held = None
+        if held is None:
+            if self._outbox is not None or self._flushing or self._fd is None:
+                return self._write_nowait(data)  # queued anyway, or TLS: the loop writes it
+            held = self._held = Outbox(self.options.outbox_capacity, self.options.outbox_bytes)
+            node = self.actor.node
+            pass_writes_of(node).add(self._write_held, node.timers)
+        held.append(data)
+        return True
+
+    def _write_held(self) -> None:
+        """Write the held frames in one go; what the socket does not take becomes the outbox,
+        which the loop flushes."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        assert self._fd is not None and self._outbox is None and not self._flushing
+        while held:
+            data = held.peek(RECEIVE_SIZE)
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return  # the connection is broken; reading will say how it ended
+            self.bytes_out += sent
+            held.discard(sent)
+            if sent < len(data):
+                break
+        if held:
+            self._outbox = held
+            self._wake()
 
     async def _send(self, data: bytes) -> None:
         """Write one of the handler's frames, first waiting for room if the outbox is full."""
@@ -547,10 +611,12 @@ class Connection:
         if data:
             self._write_owed(data)
 
-    def _write_owed(self, data: bytes) -> None:
-        """Write ``data`` now or queue it, past the outbox's bounds if need be: it is owed
-        (by the protocol, or by a callback that cannot wait), so it is never dropped."""
-        if not self._write_nowait(data) and self._outbox is not None:
+    def _write_owed(self, data: bytes, *, soon: bool = False) -> None:
+        """Write ``data`` now (``soon``: at the end of the task step) or queue it, past the
+        outbox's bounds if need be: it is owed (by the protocol, or by a callback that cannot
+        wait), so it is never dropped."""
+        written = self._write_soon(data) if soon else self._write_nowait(data)
+        if not written and self._outbox is not None:
             self._outbox.append(data)
 
     async def _flush(self) -> None:
@@ -583,7 +649,7 @@ class Connection:
     async def _abort(self) -> None:
         """Drop TCP with a reset: the client gets no more bytes, and no close frame."""
         self.aborted = True
-        self._outbox = None
+        self._outbox = self._held = None
         if isinstance(self.stream, trio.SocketStream):
             self.stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         await trio.aclose_forcefully(self.stream)
@@ -591,14 +657,16 @@ class Connection:
     # ---- closing --------------------------------------------------------------------
 
     def _queue_close(self, code: int, reason: str) -> None:
-        """Queue the close frame behind what is queued (or alone, if the outbox is full)."""
+        """Queue the close frame behind what is queued (if the outbox is full, behind only the
+        end of a frame begun: the frames not begun are dropped)."""
         data = self.session.close(code, reason)
         if not data:
             return
         outbox = self._outbox
         if outbox is not None and not outbox.has_room_for(len(data)):
             self.dropped += outbox.clear()
-        if self._write_nowait(data) and self._outbox is None and not self._flushing:
+        self._write_owed(data)  # past the bounds if the end of a frame begun fills them
+        if self._outbox is None and not self._flushing:
             self.close_code_sent = code
         else:
             self._close_pending = code
@@ -617,6 +685,7 @@ class Connection:
         elif isinstance(reason, SlowClient):
             await self._abort()
             return
+        self._write_held()
         self._write_protocol_data()
         if self._outbox is None and (self.session.transport_done or not self.session.closing):
             return  # all written, nothing to wait for (the client closed first)

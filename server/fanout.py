@@ -2,8 +2,10 @@
 
 Server frames are unmasked, so the same bytes serve every client: ``broadcast`` builds
 them once and pushes them into each member connection's outbox, where that connection's
-overflow policy applies if it is full. Members that are plain actors (not connections)
-get the message itself in their mailbox. Works from any code under the server's node.
+overflow policy applies if it is full. A connection writes what one task step pushed to it
+in one write, once that step is over (``passwrites``): a burst of broadcasts costs each
+member one ``send``. Members that are plain actors (not connections) get the message itself
+in their mailbox. Works from any code under the server's node.
 
 In a cluster (``ServerOptions.redis_url``) members on other nodes are reached with one message
 per node, which encodes the frame once there and fans it out to its own members; a frame for

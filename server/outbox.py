@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 
@@ -12,7 +13,7 @@ class Outbox:
     an empty outbox, whatever its size, so a large message can still go out.
     """
 
-    __slots__ = ("capacity", "max_bytes", "size", "_chunks")
+    __slots__ = ("capacity", "max_bytes", "size", "_chunks", "_begun")
 
     def __init__(self, capacity: int, max_bytes: int) -> None:
         self.capacity = capacity
@@ -20,6 +21,7 @@ class Outbox:
         self.size = 0
         """Bytes queued, including those taken and not yet ``written``."""
         self._chunks: deque[bytes] = deque()
+        self._begun = False  # the oldest chunk is the end of a frame partly written
 
     def __len__(self) -> int:
         return len(self._chunks)
@@ -41,20 +43,54 @@ class Outbox:
         They still count in ``size`` until ``written`` says they left.
         """
         chunks = self._chunks
-        taken = [chunks.popleft()]
-        total = len(taken[0])
-        while chunks and total + len(chunks[0]) <= limit:
-            total += len(chunks[0])
-            taken.append(chunks.popleft())
+        self._begun = False
+        taken = [chunks.popleft() for _ in range(self._chunks_within(limit))]
         return taken[0] if len(taken) == 1 else b"".join(taken)
+
+    def peek(self, limit: int) -> bytes:
+        """What ``take`` would give, left queued: for a write that may take only part of it
+        (``discard`` then drops what it took)."""
+        chunks = self._chunks
+        count = self._chunks_within(limit)
+        return chunks[0] if count == 1 else b"".join(itertools.islice(chunks, count))
 
     def written(self, size: int) -> None:
         """``size`` bytes that ``take`` gave out have been written."""
         self.size -= size
 
+    def discard(self, size: int) -> None:
+        """Drop the first ``size`` bytes, written without ``take``: whole chunks, then the
+        written head of the next one (its end stays, as a frame begun)."""
+        self.size -= size
+        chunks = self._chunks
+        while size and size >= len(chunks[0]):
+            size -= len(chunks.popleft())
+            self._begun = False
+        if size:
+            chunks[0] = chunks[0][size:]
+            self._begun = True
+
+    def _chunks_within(self, limit: int) -> int:
+        """How many chunks from the oldest fit in ``limit`` bytes (at least one)."""
+        total, count = len(self._chunks[0]), 1
+        for chunk in itertools.islice(self._chunks, 1, None):
+            total += len(chunk)
+            if total > limit:
+                break
+            count += 1
+        return count
+
     def clear(self) -> int:
-        """Drop everything queued; return how many frames were dropped."""
-        dropped = len(self._chunks)
-        self._chunks.clear()
-        self.size = 0
+        """Drop every frame not begun; return how many were dropped.
+
+        The end of a frame partly written stays: without it the client would read the next
+        frame (a close) as that frame's payload.
+        """
+        chunks = self._chunks
+        begun = chunks.popleft() if self._begun else None
+        dropped = len(chunks)
+        self.size -= sum(len(chunk) for chunk in chunks)
+        chunks.clear()
+        if begun is not None:
+            chunks.append(begun)
         return dropped

@@ -187,12 +187,14 @@ class Session:
     def encode(self, frame: Text | Binary) -> bytes:
         """The bytes of one data frame to the client (compressed if that was negotiated)."""
         if isinstance(frame, Text):
-            return encode_frame(Opcode.TEXT, frame.data.encode(), self.extensions)
+            return self.encode_text(frame.data)
         return encode_frame(Opcode.BINARY, frame.data, self.extensions)
 
     def encode_text(self, text: str) -> bytes:
         """``encode(Text(text))`` without the ``Text``."""
-        return encode_frame(Opcode.TEXT, text.encode(), self.extensions)
+        if self.extensions:
+            return encode_frame(Opcode.TEXT, text.encode(), self.extensions)
+        return _last_text.frame_of(text)
 
     def close(self, code: int, reason: str = "") -> bytes:
         """Start the close handshake; return the close frame's bytes (b"" if it is too late)."""
@@ -356,6 +358,26 @@ _SHORT_HEADERS = {
     opcode: tuple(bytes((0x80 | opcode, length)) for length in range(126)) for opcode in Opcode
 }
 """Every header of a final frame under 126 bytes, made once."""
+
+
+class _LastText:
+    """The uncompressed frame of the last text encoded, given again for that same ``str``
+    object: one message that many connections' ``websocket_info`` return is encoded once."""
+
+    __slots__ = ("pair",)
+
+    def __init__(self) -> None:
+        self.pair = ("", encode_frame(Opcode.TEXT, b""))  # one tuple: swapped whole
+
+    def frame_of(self, text: str) -> bytes:
+        last, frame = self.pair
+        if text is not last:  # the object itself: kept here, so no other has its id
+            frame = encode_frame(Opcode.TEXT, text.encode())
+            self.pair = (text, frame)
+        return frame
+
+
+_last_text = _LastText()
 
 
 def encode_ping(payload: bytes) -> bytes:

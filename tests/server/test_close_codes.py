@@ -32,6 +32,7 @@ from server import (
     SlowClient,
     Text,
     Upgrade,
+    broadcast,
     websocket,
 )
 from server.connection import connection_of
@@ -567,6 +568,41 @@ async def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
     assert log.reasons[1:] == [ClientClosed(1000)]
     closes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("closed ")]
     assert "code=1006 (TCP aborted) reason=slow client 1006" in closes[0]  # not a claimed 1000
+
+
+class Listener(Recorded):
+    """Joins the group "listeners" and sends nothing."""
+
+    def websocket_init(self, state: Any) -> tuple[Text, Any]:
+        actors.join("listeners")
+        return Text("joined"), state
+
+
+async def test_a_client_too_slow_for_broadcasts_gets_a_whole_1013_after_a_frame_begun() -> None:
+    """The outbox fills while the socket holds part of a frame: the frames not begun are
+    dropped, the end of that one is not (the close frame would land inside it)."""
+    log = Terminations()
+    options = ConnectionOptions(outbox_capacity=4, idle_timeout=None)
+    app = App([websocket("/", Listener(log), options=options)])
+    big = "x" * 2**16
+    async with (
+        serving(app) as served,
+        raw_client(served.port, receive_buffer=4096) as slow,
+    ):
+        assert await slow.message() == "joined"
+        taken = sum(broadcast("listeners", big, node=served.node) for _ in range(64))
+        assert 4 <= taken < 64
+        messages, part = 0, ""
+        while not isinstance(event := await slow.next_event(), ev.CloseConnection):
+            assert isinstance(event, ev.TextMessage)
+            part += event.data
+            if event.message_finished:
+                assert part == big
+                messages, part = messages + 1, ""
+        assert (event.code, part) == (1013, "") and messages <= taken
+        await slow.send(event.response())
+        call = await log.one()
+    assert call.reason == SlowClient("outbox full: the client is not keeping up", 1013)
 
 
 async def test_a_client_sending_big_messages_and_never_reading_holds_one_outbox_of_bytes() -> None:

@@ -156,6 +156,18 @@ def test_an_unfinished_compressed_message_holds_at_most_max_message_size_inflate
     assert isinstance(reason, ProtocolError) and reason.code == 1009
 
 
+def test_one_text_object_sent_on_many_connections_is_encoded_once_unless_compressed() -> None:
+    first, second = Session(max_message_size=100), Session(max_message_size=100)
+    text = "said " * 20
+    encoded = first.encode_text(text)
+    assert encoded == encode_frame(Opcode.TEXT, text.encode())
+    assert second.encode_text(text) is encoded  # the same frame, not encoded again
+    assert second.encode_text("other") == encode_frame(Opcode.TEXT, b"other")
+    assert first.encode_text("".join(["said "] * 20)) == encoded  # equal text, its own object
+    deflating = Session(max_message_size=100, extensions=[PerMessageDeflate(False, False, 15, 15)])
+    assert deflating.encode_text(text)[0] & 0x40  # compressed (RSV1): its own frame
+
+
 def test_encoded_frames_are_unmasked_server_frames() -> None:
     assert encode_message("hi") == b"\x81\x02hi"
     assert encode_message(b"\x00") == b"\x82\x01\x00"
@@ -286,6 +298,22 @@ def test_outbox_is_full_by_frames_or_by_bytes_but_always_takes_one_frame() -> No
     outbox.append(b"12345")
     assert outbox.has_room_for(5) and not outbox.has_room_for(6)
     assert outbox.clear() == 1 and len(outbox) == 0
+
+
+def test_outbox_peeks_discards_written_bytes_and_clearing_keeps_the_end_of_a_frame_begun() -> None:
+    outbox = Outbox(capacity=4, max_bytes=100)
+    for chunk in (b"abc", b"def", b"ghi"):
+        outbox.append(chunk)
+    assert outbox.peek(7) == b"abcdef" and outbox.peek(1) == b"abc"  # whole chunks, kept
+    outbox.discard(4)  # "abc" and the "d" of "def" were written
+    assert outbox.size == 5 and len(outbox) == 2
+    assert outbox.clear() == 1  # "ghi" goes; "ef" stays, or the stream would break
+    assert outbox.size == 2 and outbox.take(100) == b"ef"
+    outbox.written(2)
+    outbox.append(b"jkl")
+    outbox.discard(3)
+    outbox.append(b"mno")
+    assert outbox.clear() == 1 and outbox.size == 0 and len(outbox) == 0  # nothing begun
 
 
 @settings(max_examples=200, deadline=None)
