@@ -1,19 +1,21 @@
 """A watchdog for blocked loops: a task step that holds the trio loop too long is reported.
 
 Erlang preempts a busy process; trio cannot, so a callback that computes or blocks for a
-second freezes every connection. The watchdog notices without timing every step:
+second freezes every connection. The watchdog notices at no cost per task step:
 
-- a trio instrument counts task steps and names the task stepping (``StepTracker``: one
-  attribute store and one increment per step, its only per-step cost);
-- a watcher thread samples that count four times per threshold (``Holds`` decides). When it
-  has not moved since the last sample, the thread pokes the loop (``run_sync_soon``, which
-  counts too): an idle loop, waiting for I/O, answers at once; a held one cannot. Past half the
-  threshold without a move, the thread looks at the loop thread's stack, from
-  ``faulthandler``'s dump (``loop_thread_frames``): the blocking line itself.
+- a watcher thread pokes the loop four times per threshold (``run_sync_soon``); the loop
+  answers a poke at its next turn, within microseconds when nothing holds it. An idle loop is
+  not poked, so it is not woken: the thread sees the loop thread used little CPU (its
+  ``pthread_getcpuclockid`` clock) and is in trio's wait for I/O (``waits_for_io``);
+- a poke unanswered for half the threshold means something holds the loop: the thread looks
+  at which task is running (the one whose coroutine is mid-step, found from trio's task tree)
+  and, the first time, where: ``faulthandler``'s dump of the loop thread's stack
+  (``loop_thread_frames``), the blocking line itself;
+- once the poke is answered, a wait of the threshold or more is counted in the server's tally
+  (``corral_loop_blocked``) and logged from the loop, with the handler, route and path of the
+  connection the task runs, if one task held the loop at every look (``Pokes`` decides).
 
-Once the step is over, a hold of the threshold or more is counted in the server's tally
-(``corral_loop_blocked``) and logged, in the loop, with the handler, route and path of the
-connection it ran for. The remedy, in the README: move blocking work off the loop with
+The remedy, in the README: move blocking work off the loop with
 ``await trio.to_thread.run_sync(fn)``.
 """
 
@@ -30,6 +32,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from time import perf_counter
+from typing import IO
 
 import attrs
 import trio
@@ -53,30 +56,13 @@ def is_blocked(held: float, threshold: float) -> bool:
     return held >= threshold
 
 
-class StepTracker(trio.abc.Instrument):
-    """Counts task steps (and pokes) and names the task stepping now, for the watcher thread
-    to read; only the loop's thread writes."""
-
-    task: trio.lowlevel.Task | None = None
-    steps = 0
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self.task = task
-        self.steps += 1
-
-    def poked(self) -> None:
-        """The loop ran the watcher's poke: it is not held."""
-        self.steps += 1
-
-
 @attrs.frozen
 class Verdict:
-    """What the watcher thread does after a sample: poke the loop (is it only idle?), look at
-    the stack now, or report a hold of ``held`` seconds that has just ended."""
+    """What the watcher thread does after a sample: poke the loop, or look at it (a poke has
+    waited half the threshold)."""
 
     poke: bool = False
     look: bool = False
-    held: float | None = None
 
 
 NOTHING = Verdict()
@@ -85,35 +71,49 @@ LOOK = Verdict(look=True)
 
 
 @attrs.define
-class Holds:
-    """The watcher thread's decisions, fed samples of the step count (no clock, no thread).
-
-    A step is timed from the first sample that saw it to the first that saw the next one: to
-    within one sample period either way.
-    """
+class Pokes:
+    """The watcher's decisions, apart from clocks, threads and trio: when to poke the loop and
+    when to look at it; whether an answer came late enough, with one task seen holding the
+    loop at every look, to report."""
 
     threshold: float
-    _steps: int = -1
-    _since: float = 0.0
-    _poked: bool = False
-    _looked: bool = False
+    _sent_at: float | None = None
+    _holder: object = None
+    _looks: int = 0
+    _one_task: bool = True
 
-    def sample(self, now: float, steps: int) -> Verdict:
-        """The verdict on the step count ``steps`` seen at ``now``."""
-        if steps != self._steps:
-            held = now - self._since
-            looked = self._looked
-            self._steps, self._since, self._poked, self._looked = steps, now, False, False
-            if looked and is_blocked(held, self.threshold):
-                return Verdict(held=held)
-            return NOTHING
-        if not self._poked:
-            self._poked = True
+    @property
+    def waiting(self) -> bool:
+        """Whether a poke is out, not yet answered."""
+        return self._sent_at is not None
+
+    def sample(self, now: float) -> Verdict:
+        """The verdict at ``now``: poke if no poke is out, look if one has waited too long."""
+        if self._sent_at is None:
+            self._sent_at = now
             return POKE
-        if not self._looked and now - self._since >= self.threshold / 2:
-            self._looked = True
+        if now - self._sent_at >= self.threshold / 2:
             return LOOK
         return NOTHING
+
+    def seen(self, task: object) -> bool:
+        """A look found ``task`` running (None: none, trio's own code); True if it is the
+        first look of this wait (then the caller notes where)."""
+        self._looks += 1
+        if self._looks == 1:
+            self._holder = task
+            return True
+        if task is not self._holder:
+            self._one_task = False
+        return False
+
+    def answered(self, now: float) -> float | None:
+        """The loop answered the poke at ``now``: how long it waited, if that is a hold to
+        report (the threshold or more, one task at every look)."""
+        held = now - (self._sent_at if self._sent_at is not None else now)
+        report = is_blocked(held, self.threshold) and self._one_task
+        self._sent_at, self._holder, self._looks, self._one_task = None, None, 0, True
+        return held if report else None
 
 
 @attrs.frozen
@@ -136,48 +136,55 @@ class BlockWatchdog:
         self.threshold = threshold
         self.tally = tally
         self.interval = threshold / SAMPLES_PER_THRESHOLD
-        self._tracker = StepTracker()
+        self._pokes = Pokes(threshold)
+        self._stall = Stall()
+        self._lock = threading.Lock()  # the pokes and the stall: both threads use them
 
     async def run(self) -> None:
         """Watch from a thread until cancelled."""
         stop = threading.Event()
-        where = partial(_where, threading.get_ident())
+        loop = LoopThread(threading.get_ident(), trio.lowlevel.current_root_task())
         call_soon = trio.lowlevel.current_trio_token().run_sync_soon
-        trio.lowlevel.add_instrument(self._tracker)
-        try:
-            async with trio.open_nursery() as nursery:
-                # A limiter of its own: the watcher holds no slot of trio's shared one.
-                watcher = partial(trio.to_thread.run_sync, limiter=trio.CapacityLimiter(1))
-                nursery.start_soon(watcher, self._watch, stop, where, call_soon)
-                try:
-                    await trio.sleep_forever()
-                finally:
-                    stop.set()  # the thread returns within one sample period
-        finally:
-            trio.lowlevel.remove_instrument(self._tracker)
+        async with trio.open_nursery() as nursery:
+            # A limiter of its own: the watcher holds no slot of trio's shared one.
+            watcher = partial(trio.to_thread.run_sync, limiter=trio.CapacityLimiter(1))
+            nursery.start_soon(watcher, self._watch, stop, loop, call_soon)
+            try:
+                await trio.sleep_forever()
+            finally:
+                stop.set()  # the thread returns within one sample period
 
     def _watch(
-        self,
-        stop: threading.Event,
-        where: Callable[[], str],
-        call_soon: Callable[..., object],
+        self, stop: threading.Event, loop: LoopThread, call_soon: Callable[..., object]
     ) -> None:
-        """The watcher thread: sample the step count; hand holds over to the loop."""
-        holds = Holds(self.threshold)
-        stall = Stall()
-        while not stop.wait(self.interval):
-            verdict = holds.sample(perf_counter(), self._tracker.steps)
-            if verdict.poke:
-                call_soon(self._tracker.poked)
-            elif verdict.look:
-                stall = self._look(self._tracker.task, where())
-            elif verdict.held is not None:
-                call_soon(self.report, verdict.held, stall)
+        """The watcher thread: poke the loop unless it is idle; look at it while a poke
+        waits too long."""
+        with tempfile.TemporaryFile("w+") as dump:
+            while not stop.wait(self.interval):
+                busy = loop.cpu_used() >= self.interval / 4
+                with self._lock:
+                    if not (self._pokes.waiting or busy) and waits_for_io(loop.frames(dump)):
+                        continue  # idle: nothing to poke
+                    verdict = self._pokes.sample(perf_counter())
+                    if verdict.poke:
+                        call_soon(self._answered)
+                    elif verdict.look:
+                        task = running_task(loop.root)
+                        if self._pokes.seen(task):
+                            self._stall = self._look(task, describe_frames(loop.frames(dump)))
+
+    def _answered(self) -> None:
+        """In the loop: the poke ran; report the wait if it was a hold."""
+        with self._lock:
+            held = self._pokes.answered(perf_counter())
+            stall, self._stall = self._stall, Stall()
+        if held is not None:
+            self.report(held, stall)
 
     def _look(self, task: trio.lowlevel.Task | None, where: str) -> Stall:
         """The stall as seen from the watcher thread, while the loop is held: the connection
         is found now, for it may be gone once the step is over."""
-        if task is None or where == "-":  # in trio itself, not in a task's code
+        if task is None:  # in trio itself, not in a task's code
             return Stall(where=where)
         # One C call copies the dict, so the loop thread cannot change it under the loop.
         for connection, route in list(self.tally.open.items()):
@@ -234,12 +241,48 @@ async def watching(threshold: float | None, tally: Tally) -> AsyncIterator[None]
             nursery.cancel_scope.cancel()
 
 
-def _where(loop_thread: int) -> str:
-    """The innermost frames of the loop thread's stack, from a ``faulthandler`` dump."""
-    with tempfile.TemporaryFile("w+") as dump:
+def running_task(root: trio.lowlevel.Task | None) -> trio.lowlevel.Task | None:
+    """The task below ``root`` whose coroutine is mid-step, if any, from trio's task tree
+    (its public ``child_nurseries``, ``child_tasks`` and ``coro``); safe from another thread,
+    each of those being a copy made in one C call."""
+    tasks = [root] if root is not None else []
+    while tasks:
+        task = tasks.pop()
+        if getattr(task.coro, "cr_running", False):
+            return task
+        for nursery in task.child_nurseries:
+            tasks.extend(nursery.child_tasks)
+    return None
+
+
+class LoopThread:
+    """The thread running the trio loop, as the watcher thread sees it."""
+
+    def __init__(self, ident: int, root: trio.lowlevel.Task | None) -> None:
+        self.ident = ident
+        self.root = root
+        self._clock = time.pthread_getcpuclockid(ident)
+        self._cpu = time.clock_gettime(self._clock)
+
+    def cpu_used(self) -> float:
+        """CPU seconds the loop thread used since the last call."""
+        cpu = time.clock_gettime(self._clock)
+        used, self._cpu = cpu - self._cpu, cpu
+        return used
+
+    def frames(self, dump: IO[str]) -> list[tuple[str, int, str]]:
+        """Its stack now, innermost first, from a ``faulthandler`` dump into ``dump``."""
+        dump.seek(0)
+        dump.truncate()
         faulthandler.dump_traceback(dump, all_threads=True)
         dump.seek(0)
-        return describe_frames(loop_thread_frames(dump.read(), loop_thread))
+        return loop_thread_frames(dump.read(), self.ident)
+
+
+def waits_for_io(frames: list[tuple[str, int, str]]) -> bool:
+    """Whether a loop thread with this stack is idle: its innermost frame is trio's wait for
+    I/O (``get_events``, in every one of trio's I/O managers)."""
+    return bool(frames) and frames[0][0].startswith(_TRIO_DIR) and frames[0][2] == "get_events"
 
 
 _THREAD = re.compile(r"^(?:Current thread|Thread) (0x[0-9a-fA-F]+)")

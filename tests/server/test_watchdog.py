@@ -17,12 +17,13 @@ from server.watchdog import (
     NOTHING,
     POKE,
     BlockWatchdog,
-    Holds,
+    Pokes,
     Stall,
-    Verdict,
     describe_frames,
     is_blocked,
     loop_thread_frames,
+    running_task,
+    waits_for_io,
     watching,
 )
 
@@ -32,38 +33,46 @@ def test_a_step_of_the_threshold_counts_as_blocked() -> None:
     assert not is_blocked(0.099, 0.1)
 
 
-def test_a_count_that_stops_moving_is_poked_then_looked_at_then_reported_when_it_moves() -> None:
-    holds = Holds(1.0)  # sampled every quarter second
-    assert holds.sample(0.0, 1) is NOTHING
-    assert holds.sample(0.25, 2) is NOTHING
-    assert holds.sample(0.5, 2) is POKE  # not moved: idle, or held?
-    assert holds.sample(0.75, 2) is LOOK  # the poke did not run: held half the threshold
-    assert holds.sample(1.0, 2) is NOTHING
-    assert holds.sample(1.25, 2) is NOTHING
-    assert holds.sample(1.5, 3) == Verdict(held=1.25)
-    assert holds.sample(1.75, 4) is NOTHING
+def test_a_poke_is_sent_then_looked_after_once_it_waits_half_the_threshold() -> None:
+    pokes = Pokes(1.0)  # sampled every quarter second
+    assert pokes.sample(0.0) is POKE
+    assert pokes.sample(0.25) is NOTHING
+    assert pokes.sample(0.5) is LOOK  # unanswered for half the threshold: who holds the loop?
+    assert pokes.seen("blocker") is True  # the first look: note where
+    assert pokes.sample(0.75) is LOOK
+    assert pokes.seen("blocker") is False
+    assert pokes.answered(1.3) == 1.3
+    assert pokes.sample(1.5) is POKE  # a new poke, a new wait
 
 
-def test_a_step_looked_at_but_shorter_than_the_threshold_is_not_reported() -> None:
-    holds = Holds(1.0)
-    holds.sample(0.0, 1)
-    assert holds.sample(0.25, 1) is POKE
-    assert holds.sample(0.5, 1) is LOOK
-    assert holds.sample(0.75, 2) is NOTHING  # held three quarters of the threshold
+def test_an_answer_under_the_threshold_is_no_hold() -> None:
+    pokes = Pokes(1.0)
+    pokes.sample(0.0)
+    assert pokes.sample(0.5) is LOOK
+    pokes.seen("blocker")
+    assert pokes.answered(0.75) is None
 
 
-def test_an_idle_loop_answers_each_poke_and_is_never_a_hold() -> None:
-    holds = Holds(1.0)
-    steps = 0
+def test_a_wait_through_steps_of_several_tasks_is_no_hold_of_one() -> None:
+    pokes = Pokes(1.0)
+    pokes.sample(0.0)
+    for task in ("a", "b", "c"):
+        pokes.sample(0.5)
+        pokes.seen(task)
+    assert pokes.answered(1.2) is None
+    pokes.sample(2.0)  # the next wait starts afresh
+    pokes.seen("a")
+    pokes.seen("a")
+    assert pokes.answered(3.0) == 1.0
+
+
+def test_an_idle_loop_answers_each_poke_at_once_and_is_never_looked_at() -> None:
+    pokes = Pokes(1.0)
+    verdicts = set()
     for n in range(100):
-        if holds.sample(n * 0.25, steps) is POKE:
-            steps += 1  # the idle loop runs the poke at once
-    assert steps == 50
-
-
-def test_steps_moving_at_every_sample_are_never_a_hold() -> None:
-    holds = Holds(1.0)
-    assert {holds.sample(n * 0.25, n) for n in range(100)} == {NOTHING}
+        verdicts.add(pokes.sample(n * 0.25))
+        assert pokes.answered(n * 0.25 + 0.0001) is None
+    assert verdicts == {POKE}
 
 
 DUMP = """\
@@ -103,6 +112,20 @@ def test_three_frames_are_described_and_trios_own_are_left_out() -> None:
     assert describe_frames([trio_frame]) == "-"
 
 
+def test_a_loop_whose_innermost_frame_is_trios_wait_for_io_is_idle() -> None:
+    trio_wait = (trio.__file__.replace("__init__.py", "_core/_io_epoll.py"), 243, "get_events")
+    assert waits_for_io([trio_wait, ("/srv/app.py", 3, "main")])
+    assert not waits_for_io([("/srv/app.py", 9, "get_events"), trio_wait])  # not trio's
+    assert not waits_for_io(loop_thread_frames(DUMP, 0x7F0000000001))
+    assert not waits_for_io([])
+
+
+async def test_an_idle_loop_is_not_woken_so_its_quiet_can_be_waited_for() -> None:
+    async with watching(0.04, Tally()):  # samples every 10 ms: a poke would end the quiet
+        with trio.fail_after(5):
+            await trio.testing.wait_all_tasks_blocked(cushion=0.2)
+
+
 def _parked(ready: threading.Event, release: threading.Event) -> None:
     ready.set()
     release.wait(10)
@@ -122,6 +145,29 @@ def test_a_real_dump_gives_another_threads_frames() -> None:
         release.set()
         thread.join()
     assert [function for _, _, function in frames[:3]] == ["wait", "wait", "_parked"]
+
+
+async def test_the_running_task_is_found_from_another_thread_while_it_holds_the_loop() -> None:
+    root = trio.lowlevel.current_root_task()
+    found: list[str | None] = []
+
+    def look_while_held(looked: threading.Event) -> None:
+        task = running_task(root)
+        found.append(task.name if task is not None else None)
+        looked.set()
+
+    async def holder() -> None:
+        looked = threading.Event()
+        threading.Thread(target=look_while_held, args=(looked,)).start()
+        looked.wait(10)  # holds the loop until the other thread has looked
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep_forever)
+        nursery.start_soon(holder, name="holder")
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert found == ["holder"]
+    assert running_task(root) is trio.lowlevel.current_task()  # seen from the loop: this one
 
 
 def _hold_the_loop(seconds: float) -> None:
@@ -145,7 +191,7 @@ async def test_a_task_holding_the_loop_is_counted_with_its_name_and_blocking_lin
     [step] = tally.recent_blocked
     assert step.task == "blocker"
     assert (step.handler, step.route, step.path) == ("-", "", "-")
-    assert step.seconds > 0.2 - 0.05 / 4  # timed to within one sample period
+    assert step.seconds > 0.2 - 2 * 0.05 / 4  # timed to within a sample period and jitter
     assert step.where.startswith("test_watchdog.py:")
     assert " in _hold_the_loop <- test_watchdog.py:" in step.where
 
