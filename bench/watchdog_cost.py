@@ -3,9 +3,9 @@
 corral's echo example runs in-process; a client thread (websockets' sync client: no trio task
 steps) keeps one message in flight per connection. In rounds alternating the watchdog off and
 on (``ServerOptions``): the CPU time of the thread running trio (``time.thread_time``: the
-server's loop only) per round trip, medians, and the watchdog's own thread's CPU (read from
-``/proc``). The watchdog adds nothing to a task step: its thread pokes the loop four times per
-threshold.
+server's loop only) per round trip, medians, and the watchdog's own thread's CPU (its
+``pthread_getcpuclockid`` clock). The watchdog adds nothing to a task step: its thread pokes
+the loop four times per threshold.
 
 Run: ``python bench/watchdog_cost.py [--quick]``.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import threading
@@ -50,13 +49,12 @@ def _echo_client(port: int, connections: int, trips: int, ready: threading.Event
 
 
 def _watcher_cpu() -> float:
-    """CPU seconds of this process's watchdog threads so far (Linux: ``/proc``)."""
-    total = 0.0
-    for task in Path("/proc/self/task").iterdir():
-        if "watch" in (task / "comm").read_text():
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    """CPU seconds of this process's watchdog thread so far (0 if it is not running)."""
+    return sum(
+        time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        for thread in threading.enumerate()
+        if thread.name.startswith("_watch") and thread.ident is not None
+    )
 
 
 async def _echo(connections: int, trips: int, watchdog: bool) -> tuple[float, float]:
