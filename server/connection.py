@@ -196,8 +196,10 @@ class Connection:
     # ---- from other actors ----------------------------------------------------------
 
     def push(self, frame: EncodedFrame) -> bool:
-        """Queue a pre-encoded frame without waiting; a full outbox applies the policy."""
-        if self.session.closing or self._failure is not None:
+        """Queue a pre-encoded frame without waiting; a full outbox applies the policy.
+        Refused once either side has closed: nothing may follow a close frame."""
+        session = self.session
+        if session.closing or session.ended is not None or self._failure is not None:
             return False
         if self._write_soon(frame.data):
             self.frames_out += 1

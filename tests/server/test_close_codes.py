@@ -33,6 +33,7 @@ from server import (
     Text,
     Upgrade,
     broadcast,
+    send_frame,
     websocket,
 )
 from server.connection import connection_of
@@ -603,6 +604,57 @@ async def test_a_client_too_slow_for_broadcasts_gets_a_whole_1013_after_a_frame_
         await slow.send(event.response())
         call = await log.one()
     assert call.reason == SlowClient("outbox full: the client is not keeping up", 1013)
+
+
+def server_opcodes(data: bytes) -> list[int]:
+    """The opcodes of the unmasked frames a server wrote, in order."""
+    opcodes, at = [], 0
+    while at < len(data):
+        length, at_payload = data[at + 1] & 0x7F, at + 2
+        if length == 126:
+            length, at_payload = struct.unpack_from("!H", data, at + 2)[0], at + 4
+        elif length == 127:
+            length, at_payload = struct.unpack_from("!Q", data, at + 2)[0], at + 10
+        opcodes.append(data[at] & 0x0F)
+        at = at_payload + length
+    return opcodes
+
+
+async def test_nothing_is_pushed_after_the_reply_to_a_clients_close() -> None:
+    app = App([websocket("/", Echo(Terminations()))])
+    async with running(app) as served:
+        node = served.server.node
+        assert node is not None
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect((HOST, served.port))
+        async with trio.SocketStream(sock) as slow:
+            await slow.send_all(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            ((_, address),) = served.server.connections.which_children()
+            actor = node.actor(address)
+            assert actor is not None
+            with trio.fail_after(WAIT):
+                while (connection := connection_of(actor)) is None:
+                    await until_quiet()
+            # Small kernel buffers on both sides: the echoes of one read overflow them.
+            connection.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            # 20 echoes owed, then a close, in one read: the close is taken while the
+            # echoes that did not fit still wait in the outbox, its reply behind them.
+            await slow.send_all(frame(0x2, b"x" * 2000) * 20 + frame(0x8, b"\x03\xe8"))
+            with trio.fail_after(WAIT):
+                while not (connection.session.ended and connection.queued_bytes):
+                    await until_quiet()
+            assert not send_frame(address, "too late", node=node)
+            received = b""
+            with trio.fail_after(WAIT):
+                while data := await slow.receive_some(2**20):
+                    received += data
+    head_end = received.index(b"\r\n\r\n") + 4
+    opcodes = server_opcodes(received[head_end:])
+    assert opcodes == [0x2] * 20 + [OPCODE_CLOSE]  # the echoes, the close reply, nothing after
 
 
 async def test_a_client_sending_big_messages_and_never_reading_holds_one_outbox_of_bytes() -> None:
