@@ -39,12 +39,20 @@ from wsclient import HOST, BenchError
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("corral", "websockets", "bare")
 """corral's echo example, and the websockets and bare trio-websocket echoes it is compared with."""
-OBSERVED_VARIANTS = ("corral-off", "corral-watchdog", "corral-metrics", "corral-dashboard")
-"""corral's echo with metrics and watchdog off, the watchdog alone (the default), both on
-with ``/metrics`` served, and all three with the dashboard too
-(``echo_throughput.py --observability``)."""
+OBSERVED_VARIANTS = (
+    "corral-off",
+    "corral-off-again",
+    "corral-watchdog",
+    "corral-metrics",
+    "corral-dashboard",
+)
+"""corral's echo with metrics and watchdog off (twice: two identical servers show the bench's
+noise floor), the watchdog alone (the default), both on with ``/metrics`` served, and all three
+with the dashboard too (``echo_throughput.py --observability``)."""
+OBSERVED_CONTROL = "corral-off-again"
 _OBSERVED_FLAGS = {
     "corral-off": ["--no-block-watchdog"],
+    OBSERVED_CONTROL: ["--no-block-watchdog"],
     "corral-watchdog": [],
     "corral-metrics": ["--metrics"],
     "corral-dashboard": ["--metrics", "--dashboard"],

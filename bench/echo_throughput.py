@@ -16,9 +16,10 @@ server's, or the figure measures the client. A wrong or missing echo is a crash 
 Run: ``python bench/echo_throughput.py [--quick] [--rounds R] [--seconds S] [--connections N..]``.
 
 ``--observability`` compares corral with itself instead (issue 12): metrics and the watchdog
-off, the watchdog alone (the default), both with ``/metrics`` scraped every half second
-during each measured round, and all that plus the dashboard with a page open (a client of
-its live feed taking every update), interleaved the same way.
+off (in two identical servers, whose ratio is the run's noise floor), the watchdog alone (the
+default), both with ``/metrics`` scraped every half second during each measured round, and all
+that plus the dashboard with a page open (a client of its live feed taking every update),
+interleaved the same way.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import attrs
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    OBSERVED_CONTROL,
     OBSERVED_VARIANTS,
     VARIANTS,
     ServerProcess,
@@ -257,9 +259,17 @@ def observability_report(results: list[Result], sizes: Sizes) -> str:
         for variant in OBSERVED_VARIANTS[1:]:
             ratio, spread = r.ratio(variant, "corral-off"), r.round_ratios(variant, "corral-off")
             cpu = r.server_us(variant) / r.server_us("corral-off")
+            measured = f"{r.connections} conns: {variant}/corral-off rt/s {ratio:.3f}x " + (
+                f"({min(spread):.2f}-{max(spread):.2f})"
+            )
+            if variant == OBSERVED_CONTROL:
+                lines.append(
+                    f"{measured}; server CPU/rt {cpu:.3f}x: the same server twice, "
+                    "this run's noise floor"
+                )
+                continue
             lines.append(
-                f"{r.connections} conns: {variant}/corral-off rt/s {ratio:.3f}x "
-                f"({min(spread):.2f}-{max(spread):.2f}) target >= {OBSERVED_TARGET:.2f}x "
+                f"{measured} target >= {OBSERVED_TARGET:.2f}x "
                 f"{_verdict(round(ratio, 3) >= OBSERVED_TARGET)}; server CPU/rt {cpu:.3f}x"
             )
     return "\n".join(lines)
