@@ -8,6 +8,7 @@ import logging
 import re
 import socket
 import struct
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -41,18 +42,21 @@ from server.liveness import Liveness, Verdict
 from server.serve import Server
 
 from .serving import (
-    HOST,
     WAIT,
     Recorded,
+    Served,
     Terminations,
     assert_echoes,
     client,
     expect_close,
     frame,
     raw_client,
+    receive_until_closed,
     running,
     serving,
+    tcp_client,
     until_quiet,
+    upgrade_request,
     warnings_logged,
 )
 
@@ -620,38 +624,35 @@ def server_opcodes(data: bytes) -> list[int]:
     return opcodes
 
 
+@contextlib.asynccontextmanager
+async def slow_reader(served: Served) -> AsyncIterator[tuple[trio.SocketStream, actors.Address]]:
+    """A TCP client with a 4 KiB receive buffer that has sent an upgrade request (the 101 is
+    left unread), and the address of the connection serving it."""
+    async with tcp_client(served.port, receive_buffer=4096) as stream:
+        await stream.send_all(upgrade_request())
+        ((_, address),) = served.server.connections.which_children()
+        yield stream, address
+
+
 async def test_nothing_is_pushed_after_the_reply_to_a_clients_close() -> None:
     app = App([websocket("/", Echo(Terminations()))])
-    async with running(app) as served:
-        node = served.server.node
-        assert node is not None
-        sock = trio.socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        await sock.connect((HOST, served.port))
-        async with trio.SocketStream(sock) as slow:
-            await slow.send_all(
-                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-            ((_, address),) = served.server.connections.which_children()
-            actor = node.actor(address)
-            assert actor is not None
-            with trio.fail_after(WAIT):
-                while (connection := connection_of(actor)) is None:
-                    await until_quiet()
-            # Small kernel buffers on both sides: the echoes of one read overflow them.
-            connection.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-            # 20 echoes owed, then a close, in one read: the close is taken while the
-            # echoes that did not fit still wait in the outbox, its reply behind them.
-            await slow.send_all(frame(0x2, b"x" * 2000) * 20 + frame(0x8, b"\x03\xe8"))
-            with trio.fail_after(WAIT):
-                while not (connection.session.ended and connection.queued_bytes):
-                    await until_quiet()
-            assert not send_frame(address, "too late", node=node)
-            received = b""
-            with trio.fail_after(WAIT):
-                while data := await slow.receive_some(2**20):
-                    received += data
+    async with running(app) as served, slow_reader(served) as (slow, address):
+        actor = served.node.actor(address)
+        assert actor is not None
+        with trio.fail_after(WAIT):
+            while (connection := connection_of(actor)) is None:
+                await until_quiet()
+        # Small kernel buffers on both sides: the echoes of one read overflow them.
+        assert isinstance(connection.stream, trio.SocketStream)
+        connection.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        # 20 echoes owed, then a close, in one read: the close is taken while the
+        # echoes that did not fit still wait in the outbox, its reply behind them.
+        await slow.send_all(frame(0x2, b"x" * 2000) * 20 + frame(0x8, b"\x03\xe8"))
+        with trio.fail_after(WAIT):
+            while not (connection.session.ended and connection.queued_bytes):
+                await until_quiet()
+        assert not send_frame(address, "too late", node=served.node)
+        received = await receive_until_closed(slow)
     head_end = received.index(b"\r\n\r\n") + 4
     opcodes = server_opcodes(received[head_end:])
     assert opcodes == [0x2] * 20 + [OPCODE_CLOSE]  # the echoes, the close reply, nothing after
@@ -663,17 +664,8 @@ async def test_a_client_sending_big_messages_and_never_reading_holds_one_outbox_
     app = App([websocket("/", Echo(Terminations()), options=options)])
     message = frame(0x2, b"x" * big)  # built once: masking in Python is slow
     async with running(app) as served:
-        assert served.server.node is not None
-        sock = trio.socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it reads nothing anyway
-        await sock.connect((HOST, served.port))
-        async with trio.SocketStream(sock) as greedy:
-            await greedy.send_all(
-                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-            ((_, address),) = served.server.connections.which_children()
-            actor = served.server.node.actor(address)
+        async with slow_reader(served) as (greedy, address):  # it reads nothing anyway
+            actor = served.node.actor(address)
             assert actor is not None
 
             async def send_without_reading() -> None:
