@@ -102,6 +102,11 @@ class Pokes:
         return self._sent_at is not None
 
     @property
+    def sent_at(self) -> float | None:
+        """When the poke out was sent (None: none is out); it names the wait."""
+        return self._sent_at
+
+    @property
     def holders(self) -> int:
         """How many tasks the looks of this wait found holding the loop."""
         return len(self._holders)
@@ -248,7 +253,9 @@ class BlockWatchdog:
     def _sample(
         self, loop: LoopThread, dump: IO[str], call_soon: Callable[..., object]
     ) -> tuple[float, Stall] | None:
-        """One sample: poke the loop or look at it; the hold to tell of now, if any."""
+        """One sample: poke the loop or look at it; the hold to tell of now, if any. The
+        looking (the task tree, a stack dump, the connections) is done outside the lock,
+        which the loop takes to answer a poke."""
         with self._lock:
             if not self._pokes.waiting and loop.io.waiting:
                 return None  # idle: nothing to poke
@@ -256,17 +263,26 @@ class BlockWatchdog:
             verdict = self._pokes.sample(now)
             if verdict.poke:
                 call_soon(self._answered)
-            if not verdict.look:
-                return None
-            task = running_task(loop.root)
-            if self._pokes.seen(task):
-                where = describe_frames(loop.frames(dump))
-                self._stalls.append(stall_of(task, where, self.tally))
+            wait = self._pokes.sent_at
+        if not verdict.look:
+            return None
+        task = running_task(loop.root)
+        with self._lock:
+            if self._pokes.sent_at != wait:
+                return None  # answered meanwhile
+            first_seen = self._pokes.seen(task)
             held = self._pokes.still_held(now)
-            if held is None:
-                return None
-            stack = describe_frames(loop.frames(dump), limit=None)
-            return held, stall_of(task, stack, self.tally)
+        if not (first_seen or held is not None):
+            return None
+        frames = loop.frames(dump)
+        if first_seen:
+            stall = stall_of(task, describe_frames(frames), self.tally)
+            with self._lock:
+                if self._pokes.sent_at == wait:
+                    self._stalls.append(stall)
+        if held is None:
+            return None
+        return held, stall_of(task, describe_frames(frames, limit=None), self.tally)
 
     def _answered(self) -> None:
         """In the loop: the poke ran; report the wait if it was a hold."""
