@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 
+from timeout_burst import IDLE_ENV
+
 from examples.echo import Echo
 from server import App, ConnectionOptions, websocket
-
-from timeout_burst import IDLE_ENV
 
 app = App(
     [
