@@ -6,8 +6,9 @@ second freezes every connection. The watchdog notices at no cost per task step:
 - a watcher thread pokes the loop four times per threshold (``run_sync_soon``); the loop
   answers a poke at its next turn, within microseconds when nothing holds it. An idle loop
   is not poked, so it is not woken: an instrument's public ``before_io_wait`` and
-  ``after_io_wait`` hooks (once per scheduler pass, not per task step) tell the thread that
-  the loop is in trio's wait for I/O;
+  ``after_io_wait`` hooks tell the thread that the loop is in trio's wait for I/O. They cost
+  about a microsecond per scheduler pass, so the instrument is there only while the loop is
+  quiet (``wants_io_flag``): a busy loop is poked anyway;
 - a poke unanswered for half the threshold means something holds the loop: the thread looks
   at which task is running (the one whose coroutine is mid-step, found from trio's task tree)
   and, for each task it finds there, where: ``faulthandler``'s dump of the loop thread's stack
@@ -61,6 +62,12 @@ STILL_HELD_EVERY = 5.0
 HOLDERS_SHOWN = 3
 """Tasks described in the report of a hold made of several tasks' steps (the first ones)."""
 
+QUIET = 0.2
+"""Share of a core under which the loop is quiet: the idle instrument goes in."""
+
+BUSY = 0.5
+"""Share of a core over which the loop is busy: the idle instrument comes out."""
+
 Frame = tuple[str, int, str]
 """(file, line, function) of one frame of a stack."""
 
@@ -68,6 +75,17 @@ Frame = tuple[str, int, str]
 def is_blocked(held: float, threshold: float) -> bool:
     """Whether a step that held the loop ``held`` seconds held it too long."""
     return held >= threshold
+
+
+def wants_io_flag(installed: bool, cpu: float, wall: float) -> bool:
+    """Whether the idle instrument should be in the loop, which used ``cpu`` seconds of its
+    thread in the last ``wall`` seconds: in when quiet, out when busy, as it was between."""
+    share = cpu / wall if wall > 0 else 1.0
+    if share < QUIET:
+        return True
+    if share > BUSY:
+        return False
+    return installed
 
 
 @attrs.frozen
@@ -220,13 +238,17 @@ class BlockWatchdog:
         self._pokes = Pokes(threshold, still_held_every)
         self._stalls: list[Stall] = []
         self._lock = threading.Lock()  # the pokes and the stalls: both threads use them
+        self._io: IoWaitFlag | None = None  # in the loop while it is quiet; the thread reads it
+        self._running = False
+        self._cpu_at = (time.thread_time(), perf_counter())  # the loop thread's, at the last answer
 
     async def run(self) -> None:
         """Watch from a thread until cancelled."""
         stop = threading.Event()
         loop = LoopThread(threading.get_ident(), trio.lowlevel.current_root_task())
         call_soon = trio.lowlevel.current_trio_token().run_sync_soon
-        trio.lowlevel.add_instrument(loop.io)
+        self._cpu_at = (time.thread_time(), perf_counter())
+        self._running = True
         try:
             async with trio.open_nursery() as nursery:
                 # A limiter of its own: the watcher holds no slot of trio's shared one.
@@ -237,7 +259,8 @@ class BlockWatchdog:
                 finally:
                     stop.set()  # the thread returns within one sample period
         finally:
-            trio.lowlevel.remove_instrument(loop.io)
+            self._running = False  # a poke answered later leaves the loop as it is
+            self._use_io_flag(False)
 
     def _watch(
         self, stop: threading.Event, loop: LoopThread, call_soon: Callable[..., object]
@@ -256,8 +279,9 @@ class BlockWatchdog:
         """One sample: poke the loop or look at it; the hold to tell of now, if any. The
         looking (the task tree, a stack dump, the connections) is done outside the lock,
         which the loop takes to answer a poke."""
+        io = self._io
         with self._lock:
-            if not self._pokes.waiting and loop.io.waiting:
+            if not self._pokes.waiting and io is not None and io.waiting:
                 return None  # idle: nothing to poke
             now = perf_counter()
             verdict = self._pokes.sample(now)
@@ -292,6 +316,19 @@ class BlockWatchdog:
             stalls, self._stalls = self._stalls, []
         if held is not None:
             self.report(held, stalls or [Stall()], holders)
+        cpu, now = time.thread_time(), perf_counter()
+        used, self._cpu_at = (cpu - self._cpu_at[0], now - self._cpu_at[1]), (cpu, now)
+        if self._running:
+            self._use_io_flag(wants_io_flag(self._io is not None, *used))
+
+    def _use_io_flag(self, wanted: bool) -> None:
+        """In the loop: put the idle instrument in, or take it out."""
+        if wanted and self._io is None:
+            self._io = IoWaitFlag()
+            trio.lowlevel.add_instrument(self._io)
+        elif not wanted and self._io is not None:
+            trio.lowlevel.remove_instrument(self._io)
+            self._io = None
 
     def report(self, seconds: float, stalls: Sequence[Stall], holders: int = 1) -> None:
         """Count and log one wait of ``seconds`` that ``holders`` tasks made (the first
@@ -368,8 +405,6 @@ class LoopThread:
     def __init__(self, ident: int, root: trio.lowlevel.Task | None) -> None:
         self.ident = ident
         self.root = root
-        self.io = IoWaitFlag()
-        """Add it to the loop (``trio.lowlevel.add_instrument``) to know when it is idle."""
 
     def frames(self, dump: IO[str]) -> list[Frame]:
         """Its stack now, innermost first, from a ``faulthandler`` dump into ``dump``."""
