@@ -62,11 +62,12 @@ STILL_HELD_EVERY = 5.0
 HOLDERS_SHOWN = 3
 """Tasks described in the report of a hold made of several tasks' steps (the first ones)."""
 
-QUIET = 0.2
+QUIET = 0.05
 """Share of a core under which the loop is quiet: the idle instrument goes in."""
 
-BUSY = 0.5
-"""Share of a core over which the loop is busy: the idle instrument comes out."""
+BUSY = 0.1
+"""Share of a core over which the loop is busy: the idle instrument comes out (poking a loop
+that busy costs it nothing it would notice)."""
 
 Frame = tuple[str, int, str]
 """(file, line, function) of one frame of a stack."""

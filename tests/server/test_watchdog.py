@@ -125,10 +125,10 @@ def test_three_frames_are_described_and_trios_own_are_left_out() -> None:
 
 
 def test_the_idle_instrument_is_in_while_the_loop_is_quiet_and_out_while_it_is_busy() -> None:
-    assert wants_io_flag(installed=False, cpu=0.01, wall=0.1)  # 10% of a core: quiet
-    assert not wants_io_flag(installed=True, cpu=0.08, wall=0.1)  # 80%: its cost would show
-    assert wants_io_flag(installed=True, cpu=0.03, wall=0.1)  # in between: as it was
-    assert not wants_io_flag(installed=False, cpu=0.03, wall=0.1)
+    assert wants_io_flag(installed=False, cpu=0.001, wall=0.1)  # 1% of a core: quiet
+    assert not wants_io_flag(installed=True, cpu=0.05, wall=0.1)  # 50%: its cost would show
+    assert wants_io_flag(installed=True, cpu=0.007, wall=0.1)  # in between: as it was
+    assert not wants_io_flag(installed=False, cpu=0.007, wall=0.1)
     assert not wants_io_flag(installed=True, cpu=0.0, wall=0.0)
 
 
