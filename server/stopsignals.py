@@ -24,8 +24,8 @@ from types import FrameType
 
 import trio
 
+from .loopview import describe_frames, stall_of
 from .tally import Tally
-from .watchdog import describe_frames, stall_of
 
 logger = logging.getLogger("corral.server")
 

@@ -1,5 +1,5 @@
-"""The blocked-loop watchdog without a server: its decisions, its reading of a stack dump, and
-a task caught holding the loop (the server's own test is in test_metrics)."""
+"""The blocked-loop watchdog without a server: its decisions, its reading of a stack dump
+(``loopview``), and a task caught holding the loop (the server's own test is in test_metrics)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import trio
 import trio.testing
 
+from server.loopview import Stall, describe_frames, loop_thread_frames, running_task
 from server.tally import Tally
 from server.watchdog import (
     LOOK,
@@ -21,11 +22,7 @@ from server.watchdog import (
     BlockWatchdog,
     IoWaitFlag,
     Pokes,
-    Stall,
-    describe_frames,
     is_blocked,
-    loop_thread_frames,
-    running_task,
     wants_io_flag,
     watching,
 )
