@@ -5,7 +5,8 @@ server process, a live client in another process (one message, its echo, every 2
 own connection), then opens ``--silent`` connections that each send one frame at about the
 same instant and then nothing: their idle timeouts fall due together. Each silent client
 answers the server's close and goes. Prints the live client's worst and 99th-percentile round
-trip before the burst and during it, and the holds the server's watchdog logged.
+trip before the burst and during it, the server's longest scheduler passes in CPU time (not
+stretched by a busy machine), and the holds its watchdog logged.
 
     python bench/timeout_burst.py --silent 5000
     python bench/timeout_burst.py --silent 5000 --tree /path/to/old/checkout  # A/B
@@ -34,6 +35,7 @@ IDLE_ENV = "CORRAL_BENCH_IDLE_TIMEOUT"
 LIVE_EVERY = 0.002
 """Seconds between the live client's round trips."""
 _BLOCKED = re.compile(r"loop blocked for (\d+) ms")
+_PASSES = re.compile(r"^PASSES (.*)$", re.MULTILINE)
 
 
 def live(port: int) -> None:
@@ -110,7 +112,7 @@ def run(silent_count: int, idle: float, tree: Path) -> int:
         burst = time.time() + idle
         closed = _close_when_asked(silent, burst + 30)
         ended = time.time()
-        time.sleep(0.5)  # the live client goes on a little after the last close
+        time.sleep(1.5)  # the live client goes on a little; the long passes are printed
         out, _ = probe.communicate(b"stop\n", timeout=30)
         log = server.stderr_text()
     finally:
@@ -119,6 +121,9 @@ def run(silent_count: int, idle: float, tree: Path) -> int:
     before = [rtt for sent, rtt in trips if opened < sent < burst - 1]
     during = [rtt for sent, rtt in trips if burst - 0.5 <= sent <= ended]
     blocked = [int(ms) for ms in _BLOCKED.findall(log)]
+    passes = [pass_ for line in _PASSES.findall(log) for pass_ in json.loads(line)]
+    passes_before = [cpu for at, cpu in passes if opened < at < burst - 1]
+    passes_during = [cpu for at, cpu in passes if burst - 0.5 <= at <= ended]
     print(
         f"{silent_count} silent connections (opened in {opened - started:.1f} s), idle timeout "
         f"{idle:g} s: {closed} closed by the server in {ended - burst:.2f} s after the timeout"
@@ -128,6 +133,11 @@ def run(silent_count: int, idle: float, tree: Path) -> int:
         f"p99 {_percentile(before, 0.99) * 1000:.1f} ({len(before)} trips); during the burst "
         f"worst {max(during, default=0) * 1000:.1f} p99 {_percentile(during, 0.99) * 1000:.1f} "
         f"({len(during)} trips)"
+    )
+    print(
+        f"server's longest pass, CPU ms: before {max(passes_before, default=0) * 1000:.1f}, "
+        f"during the burst {max(passes_during, default=0) * 1000:.1f} "
+        f"({len(passes_during)} passes over 5 ms)"
     )
     print(f"watchdog: {len(blocked)} holds logged, longest {max(blocked, default=0)} ms")
     if os.environ.get("SHOW_HOLDS"):
