@@ -81,9 +81,11 @@ async def serving(
         except BaseException as exc:
             failed = exc
         finally:
-            with trio.CancelScope(shield=True):
-                await server.shutdown()  # bounded by the drain timeout
-            shielded.cancel()
+            try:
+                with trio.CancelScope(shield=True):
+                    await server.shutdown()  # bounded by the drain timeout
+            finally:
+                shielded.cancel()
     if failed is not None:
         raise failed
 
