@@ -147,6 +147,7 @@ def run(silent_count: int, idle: float, tree: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200 connections, 3 s: a smoke run")
     parser.add_argument("--silent", type=int, default=5000, help="silent connections")
     parser.add_argument("--idle-timeout", type=float, default=15.0, help="seconds")
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose server runs")
@@ -155,6 +156,8 @@ def main() -> int:
     if args.live is not None:
         live(args.live)
         return 0
+    if args.quick:
+        args.silent, args.idle_timeout = 200, 3.0
     return run(args.silent, args.idle_timeout, args.tree)
 
 
