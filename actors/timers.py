@@ -4,6 +4,8 @@ Ten thousand connections with a ticking timer each cost one sleeping task, and t
 clock (including MockClock in tests) decides when they fire. A cancelled timer lets go of
 its callback at once (the heap keeps only its deadline and reference), so whatever the
 callback holds — a closed connection, say — is freed when cancelled, not at the deadline.
+Timers due together fire ``TIMERS_PER_PASS`` per scheduler pass, the loop polling I/O
+between passes: 5,000 idle timeouts due at once do not stall every other connection.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import trio
 from .messages import TimerRef
 
 Deliver = Callable[[], None]
+
+TIMERS_PER_PASS = 64
+"""Callbacks fired in one scheduler pass: a burst due at the same instant (idle connections
+timing out together, each then closing) is spread over passes of bounded work."""
 
 
 class TimerService:
@@ -61,7 +67,8 @@ class TimerService:
             self._wakeup = trio.Event()
             with trio.move_on_at(self._next_deadline()):
                 await self._wakeup.wait()
-            self._fire_due(trio.current_time())
+            while self._fire_due(trio.current_time()):
+                await trio.lowlevel.checkpoint()  # more are due: the loop polls I/O first
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -76,9 +83,15 @@ class TimerService:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else math.inf
 
-    def _fire_due(self, now: float) -> None:
+    def _fire_due(self, now: float) -> bool:
+        """Fire up to ``TIMERS_PER_PASS`` timers due at ``now``; True if more are due."""
+        fired = 0
         while self._heap and self._heap[0][0] <= now:
+            if fired == TIMERS_PER_PASS:
+                return True
             _, _, ref = heapq.heappop(self._heap)
             pending = self._pending.pop(ref, None)
             if pending is not None and not ref.revoked:
                 pending[1]()
+                fired += 1
+        return False

@@ -12,7 +12,6 @@ import argparse
 import importlib
 import logging
 import os
-import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -31,12 +30,12 @@ from .listener import make_ssl_context
 from .metrics import metrics_route
 from .options import ServerOptions
 from .serve import Server
+from .stopsignals import stop_signals
+from .tally import tally_of
 from .worker_metrics import METRICS_DIR_ENV, combined_metrics_route, metrics_writer
 from .workers import Workers, drain_when_orphaned, worker_command
 
 logger = logging.getLogger("corral.server")
-
-EXIT_AT_ONCE = 130
 
 
 class AppNotFound(Exception):
@@ -233,26 +232,21 @@ def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int
 
 
 async def _run(server: Server, worker: bool = False) -> int:
-    """Serve until a signal; drain on the first, exit at once on the second (a worker also
-    drains when its parent is gone)."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    """Serve until a signal; drain on the first, exit at once on the second, even while a
+    task holds the loop (``stopsignals``; a worker also drains when its parent is gone)."""
+    draining = trio.Event()
+    with stop_signals(draining.set, lambda: tally_of(server.node) if server.node else None):
         async with trio.open_nursery() as nursery:
             await nursery.start(server.run)
             # What start-up made lives for good: out of the collector's passes, which are
             # spaced out (shorter pauses, and fewer while connections pile up).
             prepare_collector()
 
-            async def watch_signals() -> None:
-                draining = False
-                async for signum in signals:
-                    if draining:
-                        logger.warning("second %s: exiting at once", signal.Signals(signum).name)
-                        os._exit(EXIT_AT_ONCE)
-                    draining = True
-                    logger.info("%s: draining", signal.Signals(signum).name)
-                    nursery.start_soon(server.shutdown)
+            async def drain_when_signalled() -> None:
+                await draining.wait()
+                await server.shutdown()
 
-            nursery.start_soon(watch_signals)
+            nursery.start_soon(drain_when_signalled)
             if worker:
                 nursery.start_soon(drain_when_orphaned, server.shutdown)
             await server.stopped.wait()

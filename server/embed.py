@@ -60,7 +60,8 @@ async def serving(
     options: ServerOptions | None = None,
     ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Running]:
-    """Run ``app`` on ``host:port`` for the block; drain it on the way out, however it ends.
+    """Run ``app`` on ``host:port`` for the block; drain it on the way out, however it ends
+    (cancelled too: the drain is shielded, and bounded by the drain timeout).
 
     ``options`` replace ``app.options``; ``ssl_context`` serves ``wss://``. Returns once the
     listener accepts. The drain is bounded by ``options.drain_timeout``: past it, what is left
@@ -70,18 +71,31 @@ async def serving(
     """
     server = Server(app, host=host, port=port, options=options, ssl_context=ssl_context)
     failed: BaseException | None = None  # the block's own error: raised as it is, not grouped
+    # The server runs out of reach of a cancellation of the block (which would cut every
+    # connection off, 1006): leaving the block, however, is what drains it.
+    shielded = trio.CancelScope(shield=True)
     async with trio.open_nursery() as nursery:
-        bound = await nursery.start(server.run)
+        bound = await nursery.start(_run_in, shielded, server)
         try:
             yield Running(server, host, bound)
         except BaseException as exc:
             failed = exc
         finally:
-            with trio.CancelScope(shield=True):
-                await server.shutdown()
-            nursery.cancel_scope.cancel()
+            try:
+                with trio.CancelScope(shield=True):
+                    await server.shutdown()  # bounded by the drain timeout
+            finally:
+                shielded.cancel()
     if failed is not None:
         raise failed
+
+
+async def _run_in(
+    scope: trio.CancelScope, server: Server, *, task_status: trio.TaskStatus[int]
+) -> None:
+    """Run ``server`` inside ``scope``."""
+    with scope:
+        await server.run(task_status=task_status)
 
 
 def _url_host(host: str) -> str:

@@ -4,16 +4,21 @@ Erlang preempts a busy process; trio cannot, so a callback that computes or bloc
 second freezes every connection. The watchdog notices at no cost per task step:
 
 - a watcher thread pokes the loop four times per threshold (``run_sync_soon``); the loop
-  answers a poke at its next turn, within microseconds when nothing holds it. An idle loop is
-  not poked, so it is not woken: the thread sees the loop thread used little CPU (its
-  ``pthread_getcpuclockid`` clock) and is in trio's wait for I/O (``waits_for_io``);
+  answers a poke at its next turn, within microseconds when nothing holds it. An idle loop
+  is not poked, so it is not woken: an instrument's public ``before_io_wait`` and
+  ``after_io_wait`` hooks tell the thread that the loop is in trio's wait for I/O. They cost
+  about a microsecond per scheduler pass, so the instrument is there only while the loop is
+  quiet (``wants_io_flag``): a busy loop is poked anyway;
 - a poke unanswered for half the threshold means something holds the loop: the thread looks
   at which task is running (the one whose coroutine is mid-step, found from trio's task tree)
-  and, the first time, where: ``faulthandler``'s dump of the loop thread's stack
+  and, for each task it finds there, where: ``faulthandler``'s dump of the loop thread's stack
   (``loop_thread_frames``), the blocking line itself;
+- while the poke waits, the hold is logged from the thread at the threshold, then every
+  ``still_held_every`` seconds with the whole stack: a task that never yields is reported
+  although the loop never answers;
 - once the poke is answered, a wait of the threshold or more is counted in the server's tally
   (``corral_loop_blocked``) and logged from the loop, with the handler, route and path of the
-  connection the task runs, if one task held the loop at every look (``Pokes`` decides).
+  connection each task that held it runs (one task, or several back to back).
 
 The remedy, in the README: move blocking work off the loop with
 ``await trio.to_thread.run_sync(fn)``.
@@ -21,14 +26,11 @@ The remedy, in the README: move blocking work off the loop with
 
 from __future__ import annotations
 
-import faulthandler
 import logging
-import os
-import re
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from time import perf_counter
@@ -37,6 +39,7 @@ from typing import IO
 import attrs
 import trio
 
+from .loopview import LoopThread, Stall, describe_frames, running_task, stall_of
 from .tally import BlockedStep, Tally
 
 logger = logging.getLogger("corral.server.watchdog")
@@ -47,13 +50,34 @@ DEFAULT_THRESHOLD = 0.1
 SAMPLES_PER_THRESHOLD = 4
 """The watcher thread's samples per threshold: a hold is timed to within a quarter threshold."""
 
-STACK_FRAMES = 3
-"""Innermost frames of the blocking stack given in the log line."""
+STILL_HELD_EVERY = 5.0
+"""Seconds between the log lines of a hold still going on (the first is at the threshold)."""
+
+HOLDERS_SHOWN = 3
+"""Tasks described in the report of a hold made of several tasks' steps (the first ones)."""
+
+QUIET = 0.05
+"""Share of a core under which the loop is quiet: the idle instrument goes in."""
+
+BUSY = 0.1
+"""Share of a core over which the loop is busy: the idle instrument comes out (poking a loop
+that busy costs it nothing it would notice)."""
 
 
 def is_blocked(held: float, threshold: float) -> bool:
     """Whether a step that held the loop ``held`` seconds held it too long."""
     return held >= threshold
+
+
+def wants_io_flag(installed: bool, cpu: float, wall: float) -> bool:
+    """Whether the idle instrument should be in the loop, which used ``cpu`` seconds of its
+    thread in the last ``wall`` seconds: in when quiet, out when busy, as it was between."""
+    share = cpu / wall if wall > 0 else 1.0
+    if share < QUIET:
+        return True
+    if share > BUSY:
+        return False
+    return installed
 
 
 @attrs.frozen
@@ -73,19 +97,29 @@ LOOK = Verdict(look=True)
 @attrs.define
 class Pokes:
     """The watcher's decisions, apart from clocks, threads and trio: when to poke the loop and
-    when to look at it; whether an answer came late enough, with one task seen holding the
-    loop at every look, to report."""
+    when to look at it; which tasks held it during a wait; when to tell of a hold still going
+    on; whether an answer came late enough to report."""
 
     threshold: float
+    still_held_every: float = STILL_HELD_EVERY
     _sent_at: float | None = None
-    _holder: object = None
-    _looks: int = 0
-    _one_task: bool = True
+    _holders: list[object] = attrs.field(factory=list)
+    _told_at: float | None = None
 
     @property
     def waiting(self) -> bool:
         """Whether a poke is out, not yet answered."""
         return self._sent_at is not None
+
+    @property
+    def sent_at(self) -> float | None:
+        """When the poke out was sent (None: none is out); it names the wait."""
+        return self._sent_at
+
+    @property
+    def holders(self) -> int:
+        """How many tasks the looks of this wait found holding the loop."""
+        return len(self._holders)
 
     def sample(self, now: float) -> Verdict:
         """The verdict at ``now``: poke if no poke is out, look if one has waited too long."""
@@ -97,134 +131,204 @@ class Pokes:
         return NOTHING
 
     def seen(self, task: object) -> bool:
-        """A look found ``task`` running (None: none, trio's own code); True if it is the
-        first look of this wait (then the caller notes where)."""
-        self._looks += 1
-        if self._looks == 1:
-            self._holder = task
-            return True
-        if task is not self._holder:
-            self._one_task = False
-        return False
+        """A look found ``task`` running (None: none, trio's own code); True if no look of
+        this wait had found it and it is among the first ``HOLDERS_SHOWN`` (then the caller
+        notes where)."""
+        if any(task is holder for holder in self._holders):
+            return False
+        self._holders.append(task)
+        return len(self._holders) <= HOLDERS_SHOWN
+
+    def still_held(self, now: float) -> float | None:
+        """How long the unanswered poke has waited, if the hold is to be told of now: once
+        it reaches the threshold, then every ``still_held_every`` seconds."""
+        if self._sent_at is None:
+            return None
+        if self._told_at is None:
+            due = is_blocked(now - self._sent_at, self.threshold)
+        else:
+            due = now - self._told_at >= self.still_held_every
+        if not due:
+            return None
+        self._told_at = now
+        return now - self._sent_at
 
     def answered(self, now: float) -> float | None:
         """The loop answered the poke at ``now``: how long it waited, if that is a hold to
-        report (the threshold or more, one task at every look)."""
+        report (the threshold or more, by one task or by several back to back)."""
         held = now - (self._sent_at if self._sent_at is not None else now)
-        report = is_blocked(held, self.threshold) and self._one_task
-        self._sent_at, self._holder, self._looks, self._one_task = None, None, 0, True
-        return held if report else None
+        self._sent_at, self._told_at = None, None
+        self._holders.clear()
+        return held if is_blocked(held, self.threshold) else None
 
 
-@attrs.frozen
-class Stall:
-    """What the watcher thread saw while a step held the loop: the task ("-" if the loop was
-    in trio itself), the handler, route and path of the connection it runs, and where."""
+def describe_holders(stalls: Sequence[Stall], count: int) -> str:
+    """The tasks that held the loop during one wait: one described, or ``count`` of which
+    the first few are."""
+    described = "; ".join(stall.describe() for stall in stalls)
+    return described if count <= 1 else f"{count} tasks: {described}"
 
-    task: str = "-"
-    handler: str = "-"
-    route: str = ""
-    path: str = "-"
-    where: str = "-"
+
+class IoWaitFlag(trio.abc.Instrument):
+    """Whether the loop is in trio's wait for I/O, from the public hooks trio calls around
+    that wait: once per scheduler pass, never per task step."""
+
+    def __init__(self) -> None:
+        self.waiting = False
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.waiting = True
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.waiting = False
 
 
 class BlockWatchdog:
-    """Reports to ``tally`` and the log every task step that holds the loop ``threshold``
-    seconds or more. ``run`` it in the loop it watches, until cancelled (``watching`` does)."""
+    """Reports to ``tally`` and the log every wait of ``threshold`` seconds or more that task
+    steps (one long one, or several back to back) make the loop's other tasks wait, and a
+    hold still going on every ``still_held_every`` seconds. ``run`` it in the loop it
+    watches, until cancelled (``watching`` does)."""
 
-    def __init__(self, threshold: float, tally: Tally) -> None:
+    def __init__(
+        self, threshold: float, tally: Tally, still_held_every: float = STILL_HELD_EVERY
+    ) -> None:
         self.threshold = threshold
         self.tally = tally
         self.interval = threshold / SAMPLES_PER_THRESHOLD
-        self._pokes = Pokes(threshold)
-        self._stall = Stall()
-        self._lock = threading.Lock()  # the pokes and the stall: both threads use them
+        self._pokes = Pokes(threshold, still_held_every)
+        self._stalls: list[Stall] = []
+        self._lock = threading.Lock()  # the pokes and the stalls: both threads use them
+        self._io: IoWaitFlag | None = None  # in the loop while it is quiet; the thread reads it
+        self._running = False
+        self._cpu_at = (time.thread_time(), perf_counter())  # the loop thread's, at the last answer
 
     async def run(self) -> None:
         """Watch from a thread until cancelled."""
         stop = threading.Event()
         loop = LoopThread(threading.get_ident(), trio.lowlevel.current_root_task())
         call_soon = trio.lowlevel.current_trio_token().run_sync_soon
-        async with trio.open_nursery() as nursery:
-            # A limiter of its own: the watcher holds no slot of trio's shared one.
-            watcher = partial(trio.to_thread.run_sync, limiter=trio.CapacityLimiter(1))
-            nursery.start_soon(watcher, self._watch, stop, loop, call_soon)
-            try:
-                await trio.sleep_forever()
-            finally:
-                stop.set()  # the thread returns within one sample period
+        self._cpu_at = (time.thread_time(), perf_counter())
+        self._running = True
+        try:
+            async with trio.open_nursery() as nursery:
+                # A limiter of its own: the watcher holds no slot of trio's shared one.
+                watcher = partial(trio.to_thread.run_sync, limiter=trio.CapacityLimiter(1))
+                nursery.start_soon(watcher, self._watch, stop, loop, call_soon)
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    stop.set()  # the thread returns within one sample period
+        finally:
+            self._running = False  # a poke answered later leaves the loop as it is
+            self._use_io_flag(False)
 
     def _watch(
         self, stop: threading.Event, loop: LoopThread, call_soon: Callable[..., object]
     ) -> None:
         """The watcher thread: poke the loop unless it is idle; look at it while a poke
-        waits too long."""
+        waits too long, and tell of a hold that goes on."""
         with tempfile.TemporaryFile("w+") as dump:
             while not stop.wait(self.interval):
-                busy = loop.cpu_used() >= self.interval / 4
-                with self._lock:
-                    if not (self._pokes.waiting or busy) and waits_for_io(loop.frames(dump)):
-                        continue  # idle: nothing to poke
-                    verdict = self._pokes.sample(perf_counter())
-                    if verdict.poke:
-                        call_soon(self._answered)
-                    elif verdict.look:
-                        task = running_task(loop.root)
-                        if self._pokes.seen(task):
-                            self._stall = self._look(task, describe_frames(loop.frames(dump)))
+                still_held = self._sample(loop, dump, call_soon)
+                if still_held is not None:
+                    self.report_still_held(*still_held)
+
+    def _sample(
+        self, loop: LoopThread, dump: IO[str], call_soon: Callable[..., object]
+    ) -> tuple[float, Stall] | None:
+        """One sample: poke the loop or look at it; the hold to tell of now, if any. The
+        looking (the task tree, a stack dump, the connections) is done outside the lock,
+        which the loop takes to answer a poke."""
+        io = self._io
+        with self._lock:
+            if not self._pokes.waiting and io is not None and io.waiting:
+                return None  # idle: nothing to poke
+            now = perf_counter()
+            verdict = self._pokes.sample(now)
+            if verdict.poke:
+                call_soon(self._answered)
+            wait = self._pokes.sent_at
+        if not verdict.look:
+            return None
+        task = running_task(loop.root)
+        with self._lock:
+            if self._pokes.sent_at != wait:
+                return None  # answered meanwhile
+            first_seen = self._pokes.seen(task)
+            held = self._pokes.still_held(now)
+        if not (first_seen or held is not None):
+            return None
+        frames = loop.frames(dump)
+        if first_seen:
+            stall = stall_of(task, describe_frames(frames), self.tally)
+            with self._lock:
+                if self._pokes.sent_at == wait:
+                    self._stalls.append(stall)
+        if held is None:
+            return None
+        return held, stall_of(task, describe_frames(frames, limit=None), self.tally)
 
     def _answered(self) -> None:
         """In the loop: the poke ran; report the wait if it was a hold."""
         with self._lock:
+            holders = self._pokes.holders
             held = self._pokes.answered(perf_counter())
-            stall, self._stall = self._stall, Stall()
+            stalls, self._stalls = self._stalls, []
         if held is not None:
-            self.report(held, stall)
+            self.report(held, stalls or [Stall()], holders)
+        cpu, now = time.thread_time(), perf_counter()
+        used, self._cpu_at = (cpu - self._cpu_at[0], now - self._cpu_at[1]), (cpu, now)
+        if self._running:
+            self._use_io_flag(wants_io_flag(self._io is not None, *used))
 
-    def _look(self, task: trio.lowlevel.Task | None, where: str) -> Stall:
-        """The stall as seen from the watcher thread, while the loop is held: the connection
-        is found now, for it may be gone once the step is over."""
-        if task is None:  # in trio itself, not in a task's code
-            return Stall(where=where)
-        # One C call copies the dict, so the loop thread cannot change it under the loop.
-        for connection, route in list(self.tally.open.items()):
-            if task.name == f"actor {connection.actor.address}":
-                handler = type(connection.handler).__qualname__
-                return Stall(task.name, handler, route, connection.request.path, where)
-        return Stall(task.name, where=where)
+    def _use_io_flag(self, wanted: bool) -> None:
+        """In the loop: put the idle instrument in, or take it out."""
+        if wanted and self._io is None:
+            self._io = IoWaitFlag()
+            trio.lowlevel.add_instrument(self._io)
+        elif not wanted and self._io is not None:
+            trio.lowlevel.remove_instrument(self._io)
+            self._io = None
 
-    def report(self, seconds: float, stall: Stall) -> None:
-        """Count and log one step that held the loop ``seconds``."""
-        self.tally.blocked[stall.route] += 1
+    def report(self, seconds: float, stalls: Sequence[Stall], holders: int = 1) -> None:
+        """Count and log one wait of ``seconds`` that ``holders`` tasks made (the first
+        ones in ``stalls``)."""
+        first = stalls[0]
+        self.tally.blocked[first.route] += 1
         self.tally.blocked_seconds.observe(seconds)
+        tasks = ", ".join(stall.task for stall in stalls)
         self.tally.recent_blocked.append(
             BlockedStep(
-                time.time(),
-                seconds,
-                stall.task,
-                stall.handler,
-                stall.route,
-                stall.path,
-                stall.where,
+                time.time(), seconds, tasks, first.handler, first.route, first.path, first.where
             )
         )
         logger.warning(
-            "loop blocked for %.0f ms by %s (handler %s, route %s, path %s) at %s",
+            "loop blocked for %.0f ms by %s",
             seconds * 1000,
-            stall.task,
-            stall.handler,
-            stall.route or "-",
-            stall.path,
-            stall.where,
-            extra={
-                "blocked_ms": round(seconds * 1000, 1),
-                "task": stall.task,
-                "handler": stall.handler,
-                "route": stall.route,
-                "path": stall.path,
-                "where": stall.where,
-            },
+            describe_holders(stalls, holders),
+            extra={**_fields(seconds, first), "tasks": holders},
         )
+
+    def report_still_held(self, seconds: float, stall: Stall) -> None:
+        """Log, from the watcher thread, a hold of ``seconds`` so far that still goes on."""
+        logger.warning(
+            "loop held for %.0f ms so far by %s",
+            seconds * 1000,
+            stall.describe(),
+            extra={**_fields(seconds, stall), "still_held": True},
+        )
+
+
+def _fields(seconds: float, stall: Stall) -> dict[str, object]:
+    """A hold's fields for ``--log-format json``, one per key."""
+    return {
+        "blocked_ms": round(seconds * 1000, 1),
+        "task": stall.task,
+        "handler": stall.handler,
+        "route": stall.route,
+        "path": stall.path,
+        "where": stall.where,
+    }
 
 
 @asynccontextmanager
@@ -239,78 +343,3 @@ async def watching(threshold: float | None, tally: Tally) -> AsyncIterator[None]
             yield
         finally:
             nursery.cancel_scope.cancel()
-
-
-def running_task(root: trio.lowlevel.Task | None) -> trio.lowlevel.Task | None:
-    """The task below ``root`` whose coroutine is mid-step, if any, from trio's task tree
-    (its public ``child_nurseries``, ``child_tasks`` and ``coro``); safe from another thread,
-    each of those being a copy made in one C call."""
-    tasks = [root] if root is not None else []
-    while tasks:
-        task = tasks.pop()
-        if getattr(task.coro, "cr_running", False):
-            return task
-        for nursery in task.child_nurseries:
-            tasks.extend(nursery.child_tasks)
-    return None
-
-
-class LoopThread:
-    """The thread running the trio loop, as the watcher thread sees it."""
-
-    def __init__(self, ident: int, root: trio.lowlevel.Task | None) -> None:
-        self.ident = ident
-        self.root = root
-        self._clock = time.pthread_getcpuclockid(ident)
-        self._cpu = time.clock_gettime(self._clock)
-
-    def cpu_used(self) -> float:
-        """CPU seconds the loop thread used since the last call."""
-        cpu = time.clock_gettime(self._clock)
-        used, self._cpu = cpu - self._cpu, cpu
-        return used
-
-    def frames(self, dump: IO[str]) -> list[tuple[str, int, str]]:
-        """Its stack now, innermost first, from a ``faulthandler`` dump into ``dump``."""
-        dump.seek(0)
-        dump.truncate()
-        faulthandler.dump_traceback(dump, all_threads=True)
-        dump.seek(0)
-        return loop_thread_frames(dump.read(), self.ident)
-
-
-def waits_for_io(frames: list[tuple[str, int, str]]) -> bool:
-    """Whether a loop thread with this stack is idle: its innermost frame is trio's wait for
-    I/O (``get_events``, in every one of trio's I/O managers)."""
-    return bool(frames) and frames[0][0].startswith(_TRIO_DIR) and frames[0][2] == "get_events"
-
-
-_THREAD = re.compile(r"^(?:Current thread|Thread) (0x[0-9a-fA-F]+)")
-_FRAME = re.compile(r'^  File "(.*)", line (\d+) in (.*)$')
-
-
-def loop_thread_frames(dump: str, thread: int) -> list[tuple[str, int, str]]:
-    """(file, line, function) of ``thread``'s frames in a ``faulthandler`` dump, innermost
-    first; empty if the dump has no such thread."""
-    frames: list[tuple[str, int, str]] = []
-    current: int | None = None
-    for line in dump.splitlines():
-        header = _THREAD.match(line)
-        if header is not None:
-            current = int(header.group(1), 16)
-            continue
-        frame = _FRAME.match(line)
-        if frame is not None and current == thread:
-            frames.append((frame.group(1), int(frame.group(2)), frame.group(3)))
-    return frames
-
-
-def describe_frames(frames: list[tuple[str, int, str]]) -> str:
-    """The innermost frames outside trio itself, as ``file:line in function``, innermost
-    first ("-" if there are none)."""
-    shown = [frame for frame in frames if not frame[0].startswith(_TRIO_DIR)][:STACK_FRAMES]
-    described = [f"{os.path.basename(path)}:{line} in {function}" for path, line, function in shown]
-    return " <- ".join(described) or "-"
-
-
-_TRIO_DIR = os.path.dirname(trio.__file__) + os.sep

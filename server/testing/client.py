@@ -15,6 +15,7 @@ from trio_websocket import (
     WebSocketConnection,
     wrap_client_stream,
 )
+from wsproto.utilities import LocalProtocolError
 
 from ..app import App
 from ..commands import Binary, Text
@@ -31,6 +32,8 @@ class Client(Pushes):
         self.running = running
         """The server ``connect`` started (None for ``open_client``)."""
         self._closed: tuple[int, str | None] | None = None
+        self.closing = False
+        """Whether the kit has begun closing the connection (``close``, or the block's end)."""
 
     async def send_text(self, text: str) -> None:
         """Send a text message."""
@@ -46,6 +49,7 @@ class Client(Pushes):
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close as a client does (waits for the server's answer)."""
+        self.closing = True
         await self.ws.aclose(code, reason)
 
     async def assert_closed(
@@ -91,6 +95,7 @@ async def open_client(
         resource += f"?{parts.query}"
     extra = [(name.encode(), value.encode()) for name, value in headers]
     failed: BaseException | None = None  # raised as it is once the nursery is done
+    client: Client | None = None
     try:
         async with trio.open_nursery() as nursery:
             stream = await trio.open_tcp_stream(parts.hostname, parts.port)
@@ -103,19 +108,26 @@ async def open_client(
                     subprotocols=list(subprotocols) or None,
                     extra_headers=extra,
                 )
+                client = Client(ws)
                 try:
-                    yield Client(ws)
+                    yield client
                 except BaseException as exc:
                     failed = exc
                 finally:
+                    client.closing = True
                     await ws.aclose()
             finally:
                 await trio.aclose_forcefully(stream)
     except BaseExceptionGroup as group:
-        refusal = _refusal(group)
-        if refusal is None:
-            raise
-        raise refusal from None  # the server's answer, not the reader task's group
+        closing = client is not None and client.closing
+        rest = _without_pongs_after_close(group) if closing else group
+        if rest is not None:
+            refusal = _refusal(rest)
+            if refusal is not None:
+                raise refusal from None  # the server's answer, not the reader task's group
+            if rest is group:
+                raise
+            raise rest from None
     if failed is not None:
         raise failed
 
@@ -136,6 +148,20 @@ async def connect(
         ) as client:
             client.running = running
             yield client
+
+
+def _without_pongs_after_close(
+    group: BaseExceptionGroup[BaseException],
+) -> BaseExceptionGroup[BaseException] | None:
+    """``group`` without trio-websocket's failure to answer a ping that crossed our close.
+
+    Its reader task answers a server's ping even once the client has sent its close, and
+    wsproto refuses a pong in that state (``LocalProtocolError: Event Pong(...) cannot be sent
+    in state LOCAL_CLOSING``): an open trio-websocket bug,
+    https://github.com/python-trio/trio-websocket/issues/184 (fix proposed in its pull
+    request 198). The connection was closing anyway; a test whose block passed must pass.
+    """
+    return group.split(LocalProtocolError)[1]
 
 
 def _refusal(group: BaseExceptionGroup[BaseException]) -> ConnectionRejected | None:

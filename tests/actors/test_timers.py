@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import gc
 import weakref
 
@@ -11,6 +12,8 @@ import trio.testing
 
 import actors
 from actors import Timeout
+from actors.messages import TimerRef
+from actors.timers import TIMERS_PER_PASS, TimerService
 
 from .kit import Recorder, raise_crash, run_actor
 
@@ -172,3 +175,36 @@ async def test_churning_timers_do_not_grow_the_heap(node: actors.Node) -> None:
         node.timers.schedule(ref, 3600, lambda: None)
         node.timers.cancel(ref)
     assert len(node.timers._heap) <= 128
+
+
+class _Passes(trio.abc.Instrument):
+    """Counts the loop's scheduler passes (one wait for I/O each)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.count += 1
+
+
+async def test_timers_due_together_fire_in_bounded_batches_one_per_pass(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    timers = TimerService()
+    passes = _Passes()
+    fired_in: list[int] = []  # the pass each callback ran in
+    due = 3 * TIMERS_PER_PASS + 5
+    trio.lowlevel.add_instrument(passes)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(timers.run)
+            for _ in range(due):
+                timers.schedule(TimerRef(), 30.0, lambda: fired_in.append(passes.count))
+            await trio.sleep(31)
+            nursery.cancel_scope.cancel()
+    finally:
+        trio.lowlevel.remove_instrument(passes)
+    assert len(fired_in) == due
+    per_pass = collections.Counter(fired_in)
+    assert max(per_pass.values()) == TIMERS_PER_PASS
+    assert len(per_pass) == 4  # four passes, the loop polling I/O between them

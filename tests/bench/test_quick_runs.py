@@ -50,6 +50,12 @@ EXPECTED: dict[str, list[str]] = {
         rf"  RSS at rest {NUMBER} MB; every head answered, .*",
         rf"  server CPU per head: {NUMBER} ms",
     ],
+    "timeout_burst.py": [
+        r"200 silent connections \(opened in .* s\), idle timeout 3 s: 200 closed by the server .*",
+        rf"live client round trip, ms: before worst {NUMBER} p99 {NUMBER} .* during the burst .*",
+        rf"server's longest pass, CPU ms: before {NUMBER}, during the burst {NUMBER} .*",
+        r"watchdog: \d+ holds logged, longest \d+ ms",
+    ],
     "gc_pause.py": [
         "corral" + _CHURN_ROW,
         "websockets" + _CHURN_ROW,

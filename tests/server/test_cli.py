@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 import trio
+import wsproto.events as ev
 
-from server.cli import EXIT_AT_ONCE, AppNotFound, load_app, main
+from server.cli import AppNotFound, load_app, main
+from server.stopsignals import EXIT_AT_ONCE
 
 from .corral_process import CORRAL, ROOT, STARTUP, corral_serve, free_port
 from .serving import client, expect_close, raw_client
+from .stuck_app import STUCK_LINE
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -54,6 +57,26 @@ async def test_a_second_sigterm_during_the_drain_exits_at_once(tmp_path: Path) -
             corral.process.send_signal(signal.SIGTERM)  # the drain would take 5 s more
             assert await corral.exit_code(timeout=3) == EXIT_AT_ONCE
     assert "second SIGTERM: exiting at once" in corral.log
+
+
+async def test_a_second_sigterm_ends_a_server_whose_loop_is_stuck_naming_the_holder(
+    tmp_path: Path,
+) -> None:
+    app = "tests.server.stuck_app:app"
+    async with corral_serve(tmp_path, app, "--block-threshold", "0.1") as corral:
+        async with raw_client(corral.port, "/stuck") as stuck:
+            await stuck.send(ev.TextMessage("hold the loop"))
+            await corral.wait_for_log("loop held for .* ms so far by actor ")  # stuck now
+            corral.process.send_signal(signal.SIGTERM)
+            await corral.wait_for_log("SIGTERM: draining")  # a drain the loop cannot start
+            with pytest.raises(trio.TooSlowError):
+                await corral.exit_code(timeout=0.5)
+            corral.process.send_signal(signal.SIGTERM)
+            assert await corral.exit_code(timeout=5) == EXIT_AT_ONCE
+    [line] = [line for line in corral.log.splitlines() if "second SIGTERM" in line]
+    assert "second SIGTERM: exiting at once; the loop was running actor " in line
+    assert "(handler Stuck, route /stuck, path /stuck)" in line
+    assert f" <- stuck_app.py:{STUCK_LINE} in websocket_handle <- connection.py:" in line
 
 
 @pytest.mark.parametrize(

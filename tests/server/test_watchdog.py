@@ -1,29 +1,29 @@
-"""The blocked-loop watchdog without a server: its decisions, its reading of a stack dump, and
-a task caught holding the loop (the server's own test is in test_metrics)."""
+"""The blocked-loop watchdog without a server: its decisions, its reading of a stack dump
+(``loopview``), and a task caught holding the loop (the server's own test is in test_metrics)."""
 
 from __future__ import annotations
 
 import faulthandler
+import logging
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 
 import trio
 import trio.testing
 
+from server.loopview import Stall, describe_frames, loop_thread_frames, running_task
 from server.tally import Tally
 from server.watchdog import (
     LOOK,
     NOTHING,
     POKE,
     BlockWatchdog,
+    IoWaitFlag,
     Pokes,
-    Stall,
-    describe_frames,
     is_blocked,
-    loop_thread_frames,
-    running_task,
-    waits_for_io,
+    wants_io_flag,
     watching,
 )
 
@@ -53,17 +53,26 @@ def test_an_answer_under_the_threshold_is_no_hold() -> None:
     assert pokes.answered(0.75) is None
 
 
-def test_a_wait_through_steps_of_several_tasks_is_no_hold_of_one() -> None:
+def test_a_wait_through_steps_of_several_tasks_is_a_hold_by_each_of_them() -> None:
     pokes = Pokes(1.0)
     pokes.sample(0.0)
-    for task in ("a", "b", "c"):
+    firsts = []
+    for task in ("a", "a", "b", "c", "d", "b"):
         pokes.sample(0.5)
-        pokes.seen(task)
-    assert pokes.answered(1.2) is None
-    pokes.sample(2.0)  # the next wait starts afresh
-    pokes.seen("a")
-    pokes.seen("a")
-    assert pokes.answered(3.0) == 1.0
+        firsts.append(pokes.seen(task))
+    assert firsts == [True, False, True, True, False, False]  # where: of the first three
+    assert pokes.holders == 4
+    assert pokes.answered(1.2) == 1.2
+    assert pokes.holders == 0  # the next wait starts afresh
+
+
+def test_a_hold_still_going_on_is_told_at_the_threshold_then_periodically() -> None:
+    pokes = Pokes(1.0, still_held_every=10.0)
+    pokes.sample(0.0)
+    told = [pokes.still_held(now) for now in (0.5, 0.75, 1.0, 1.25, 10.75, 11.0, 20.0, 21.0)]
+    assert told == [None, None, 1.0, None, None, 11.0, None, 21.0]
+    pokes.answered(21.1)
+    assert pokes.still_held(30.0) is None  # no poke out: nothing held
 
 
 def test_an_idle_loop_answers_each_poke_at_once_and_is_never_looked_at() -> None:
@@ -112,12 +121,24 @@ def test_three_frames_are_described_and_trios_own_are_left_out() -> None:
     assert describe_frames([trio_frame]) == "-"
 
 
-def test_a_loop_whose_innermost_frame_is_trios_wait_for_io_is_idle() -> None:
-    trio_wait = (trio.__file__.replace("__init__.py", "_core/_io_epoll.py"), 243, "get_events")
-    assert waits_for_io([trio_wait, ("/srv/app.py", 3, "main")])
-    assert not waits_for_io([("/srv/app.py", 9, "get_events"), trio_wait])  # not trio's
-    assert not waits_for_io(loop_thread_frames(DUMP, 0x7F0000000001))
-    assert not waits_for_io([])
+def test_the_idle_instrument_is_in_while_the_loop_is_quiet_and_out_while_it_is_busy() -> None:
+    assert wants_io_flag(installed=False, cpu=0.001, wall=0.1)  # 1% of a core: quiet
+    assert not wants_io_flag(installed=True, cpu=0.05, wall=0.1)  # 50%: its cost would show
+    assert wants_io_flag(installed=True, cpu=0.007, wall=0.1)  # in between: as it was
+    assert not wants_io_flag(installed=False, cpu=0.007, wall=0.1)
+    assert not wants_io_flag(installed=True, cpu=0.0, wall=0.0)
+
+
+async def test_the_io_wait_flag_is_up_only_while_the_loop_waits_for_io() -> None:
+    flag = IoWaitFlag()
+    trio.lowlevel.add_instrument(flag)
+    try:
+        assert not flag.waiting  # a task step runs: this one
+        seen = await trio.to_thread.run_sync(lambda: flag.waiting)  # the loop waits for it
+        assert seen
+        assert not flag.waiting
+    finally:
+        trio.lowlevel.remove_instrument(flag)
 
 
 async def test_an_idle_loop_is_not_woken_so_its_quiet_can_be_waited_for() -> None:
@@ -198,7 +219,79 @@ async def test_a_task_holding_the_loop_is_counted_with_its_name_and_blocking_lin
 
 def test_a_hold_by_no_task_is_counted_outside_any_route() -> None:
     tally = Tally()
-    BlockWatchdog(0.1, tally).report(0.25, Stall())
+    BlockWatchdog(0.1, tally).report(0.25, [Stall()])
     assert tally.blocked[""] == 1
     [step] = tally.recent_blocked
     assert (step.seconds, step.task, step.where) == (0.25, "-", "-")
+
+
+class _Lines(logging.Handler):
+    """The watchdog's log lines, whatever thread writes them; ``told`` is set at the
+    ``count``-th line of a hold still going on."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.count = count
+        self.told = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        if sum("so far" in line for line in self.lines) >= self.count:
+            self.told.set()
+
+
+async def _logged_by_watchdog(lines: _Lines, body: Callable[[], Awaitable[None]]) -> None:
+    watchdog_log = logging.getLogger("corral.server.watchdog")
+    watchdog_log.addHandler(lines)
+    try:
+        await body()
+    finally:
+        watchdog_log.removeHandler(lines)
+
+
+async def test_a_task_that_never_yields_is_told_of_while_it_holds_the_loop() -> None:
+    tally = Tally()
+    lines = _Lines(count=2)
+
+    async def stuck() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        lines.told.wait(10)  # stuck until told of twice: the loop cannot answer a poke
+
+    async def watched() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(BlockWatchdog(0.04, tally, still_held_every=0.1).run)
+            async with trio.open_nursery() as tasks:
+                tasks.start_soon(stuck, name="stuck")
+            nursery.cancel_scope.cancel()
+
+    await _logged_by_watchdog(lines, watched)
+    assert lines.told.is_set(), lines.lines
+    first, second = [line for line in lines.lines if "so far" in line][:2]
+    assert first.startswith("loop held for ") and " by stuck (handler -, " in first
+    # The whole stack of the task, innermost first, down to its coroutine's first frame.
+    assert " at threading.py:" in first and first.endswith(" in stuck")
+    assert second.startswith("loop held for ") and " in stuck" in second
+
+
+async def test_holds_made_of_two_tasks_steps_back_to_back_are_each_reported() -> None:
+    tally = Tally()
+    rounds = 4
+
+    async def blocker(go: trio.Event) -> None:
+        await go.wait()
+        _hold_the_loop(0.1)
+
+    async with watching(0.04, tally):
+        for _ in range(rounds):
+            go = trio.Event()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(blocker, go, name="a")
+                nursery.start_soon(blocker, go, name="b")
+                await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # idle: not poked
+                go.set()  # both run in the next pass, one after the other
+        with trio.fail_after(5):
+            while sum(step.seconds for step in tally.recent_blocked) < rounds * 0.15:
+                await trio.sleep(0.01)
+    assert len(tally.recent_blocked) >= rounds
+    assert {"a", "b"} <= {name for step in tally.recent_blocked for name in step.task.split(", ")}
