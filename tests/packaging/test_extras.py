@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -51,9 +52,12 @@ def test_the_embedded_default_imports_no_optional_library() -> None:
     assert loaded.stdout.strip() == "[]"
 
 
-def test_pyproject_lists_the_extras_the_code_names() -> None:
-    extras = importlib.metadata.metadata("corral").get_all("Provides-Extra") or []
+def test_pyproject_declares_each_extra_and_all_of_them_in_all() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
     assert set(OPTIONAL) <= set(extras), extras
+    assert extras["all"] == [f"corral[{','.join(OPTIONAL)}]"]
 
 
 @pytest.mark.parametrize(("extra", "arguments"), FEATURE_ARGUMENTS)
