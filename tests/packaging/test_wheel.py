@@ -53,9 +53,17 @@ def make_venv(path: Path, *requirements: str, constraints: Path | None = None) -
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """corral's wheel, built from the source tree once for this module."""
+    """corral's wheel, built once for this module from a copy of what it is made of (so no
+    earlier build's leftovers in the source tree can slip into it, and none is left there)."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("actors", "server"):
+        shutil.copytree(
+            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     out = tmp_path_factory.mktemp("wheel")
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, ROOT)
+    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, source)
     assert built.returncode == 0, built.stdout + built.stderr
     (path,) = out.glob("corral-*.whl")
     return path
