@@ -74,14 +74,20 @@ signal exits at once with status 130. A bad module:attribute exits 2; a server
 that cannot run (the port is taken, say) exits 1 and says why."""
 
 
+def _version() -> str:
+    """The installed corral's version (pyproject.toml's, the one place it is written)."""
+    try:
+        return importlib.metadata.version("corral")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "(not installed: run from a source tree)"
+
+
 def _parser() -> argparse.ArgumentParser:
     defaults = ServerOptions()
     parser = argparse.ArgumentParser(
         prog="corral", description="corral: Erlang/Cowboy-style WebSocket servers on trio."
     )
-    parser.add_argument(
-        "--version", action="version", version=f"corral {importlib.metadata.version('corral')}"
-    )
+    parser.add_argument("--version", action="version", version=f"corral {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
