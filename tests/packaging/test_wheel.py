@@ -43,7 +43,7 @@ def run(*command: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[s
 def make_venv(path: Path, *requirements: str, constraints: Path | None = None) -> Path:
     """A fresh venv at ``path`` with ``requirements`` installed; its ``bin`` directory."""
     assert run(sys.executable, "-m", "venv", path).returncode == 0
-    pip = [path / "bin" / "python", "-m", "pip", "install", "--quiet"]
+    pip: list[str | Path] = [path / "bin" / "python", "-m", "pip", "install", "--quiet"]
     if constraints is not None:
         pip += ["-c", constraints]
     installed = run(*pip, *requirements)
@@ -91,7 +91,7 @@ async def test_the_wheel_alone_serves_the_seed_example_and_names_each_missing_ex
     where = run(bin_ / "python", "-c", "import server; print(server.__file__)", cwd=app_dir)
     assert Path(where.stdout.strip()).is_relative_to(tmp_path / "venv"), where
 
-    async with corral_serve(tmp_path, "seed_app:app", corral=bin_ / "corral", cwd=app_dir) as (
+    async with corral_serve(tmp_path, "seed_app:app", script=bin_ / "corral", cwd=app_dir) as (
         corral
     ):
         async with open_client(f"ws://127.0.0.1:{corral.port}/") as client:
