@@ -28,6 +28,7 @@ from .errors import (
     NotInActor,
     RestartIntensityExceeded,
 )
+from .extras import MissingExtra
 from .mailbox import DEFAULT_CAPACITY, MailboxPolicy, MailboxStatistics
 from .messages import Down, Exit, MonitorRef, Timeout, TimerRef
 from .node import (
@@ -211,6 +212,7 @@ __all__ = [
     "MailboxFull",
     "MailboxOverflow",
     "MailboxStatistics",
+    "MissingExtra",
     "MonitorRef",
     "NameTaken",
     "NoConnection",

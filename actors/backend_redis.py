@@ -30,10 +30,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import anyio
-import coredis
-import coredis.exceptions
-import coredis.retry
 import trio
 
 from . import backend_wire as wire
@@ -41,7 +37,16 @@ from .address import Address
 from .backend import ClusterStatistics, LocalBackend, PeerInfo
 from .backend_batch import Command, Op, plan
 from .errors import NameTaken
+from .extras import MissingExtra
 from .reasons import Crash
+
+try:
+    import anyio
+    import coredis
+    import coredis.exceptions
+    import coredis.retry
+except ModuleNotFoundError as missing:
+    raise MissingExtra("redis", "the Redis backend (--redis)") from missing
 
 if TYPE_CHECKING:
     from .node import Node

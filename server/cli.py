@@ -2,14 +2,16 @@
 
 The first signal drains (stop accepting, close every connection with 1001, wait for
 every terminate up to the drain timeout) and exits 0; a second one exits at once with
-status 130 (``EXIT_AT_ONCE``, no terminate runs). A bad ``module:app`` exits 2; a server
-that cannot run (its root supervisor gave up: the port is taken, say) exits 1 saying why.
+status 130 (``EXIT_AT_ONCE``, no terminate runs). A bad ``module:app`` exits 2, and so does a
+feature whose extra is not installed (``--redis`` without ``corral[redis]``: one line naming it);
+a server that cannot run (its root supervisor gave up: the port is taken, say) exits 1 saying why.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import os
 import sys
@@ -21,18 +23,18 @@ import attrs
 import trio
 
 import actors
+from actors import MissingExtra
 
 from . import logformat
 from .app import App
 from .collector import prepare_collector
 from .dashboard import TOKEN_ENV, with_dashboard
 from .listener import make_ssl_context
-from .metrics import metrics_route
 from .options import ServerOptions
+from .scrape import metrics_route
 from .serve import Server
 from .stopsignals import stop_signals
 from .tally import tally_of
-from .worker_metrics import METRICS_DIR_ENV, combined_metrics_route, metrics_writer
 from .workers import Workers, drain_when_orphaned, worker_command
 
 logger = logging.getLogger("corral.server")
@@ -50,6 +52,8 @@ def load_app(spec: str) -> App:
     sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
+    except MissingExtra:
+        raise
     except ImportError as exc:
         raise AppNotFound(f"cannot import {module_name!r}: {exc}") from exc
     if not hasattr(module, attribute):
@@ -69,11 +73,20 @@ signal exits at once with status 130. A bad module:attribute exits 2; a server
 that cannot run (the port is taken, say) exits 1 and says why."""
 
 
+def _version() -> str:
+    """The installed corral's version (pyproject.toml's, the one place it is written)."""
+    try:
+        return importlib.metadata.version("corral")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "(not installed: run from a source tree)"
+
+
 def _parser() -> argparse.ArgumentParser:
     defaults = ServerOptions()
     parser = argparse.ArgumentParser(
         prog="corral", description="corral: Erlang/Cowboy-style WebSocket servers on trio."
     )
+    parser.add_argument("--version", action="version", version=f"corral {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
@@ -204,6 +217,8 @@ def _options(app: App, args: argparse.Namespace) -> ServerOptions:
 def _with_metrics(app: App, worker: bool) -> App:
     """``app`` with ``/metrics`` first among its routes; a worker of ``--workers`` serves
     every worker's metrics and writes its own for the others (``worker_metrics``)."""
+    from .worker_metrics import METRICS_DIR_ENV, combined_metrics_route, metrics_writer
+
     directory = os.environ.get(METRICS_DIR_ENV) if worker else None
     if directory is None:
         return attrs.evolve(app, routes=(metrics_route("/metrics"), *app.routes))
@@ -225,6 +240,8 @@ def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int
     logger.info("%d workers on %s:%d (SO_REUSEPORT)", args.workers, args.host, args.port)
     if not args.metrics:
         return trio.run(Workers(worker_command(argv), args.workers).run)
+    from .worker_metrics import METRICS_DIR_ENV  # the metrics extra, checked at start-up
+
     directory = tempfile.mkdtemp(prefix="corral-metrics-")
     os.environ[METRICS_DIR_ENV] = directory  # the workers inherit it
     logger.info("metrics of every worker combined through %s", directory)
@@ -254,13 +271,21 @@ async def _run(server: Server, worker: bool = False) -> int:
     return 0
 
 
+def _load_extras(options: ServerOptions) -> None:
+    """Import the optional libraries ``options`` need now, so that a missing extra stops the
+    start-up (``MissingExtra``) instead of the server once it runs."""
+    if options.redis_url is not None:
+        importlib.import_module("actors.backend_redis")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``corral`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    logformat.configure(args.log_level, args.log_format)
     try:
+        logformat.configure(args.log_level, args.log_format)
         app = load_app(args.app)
+        _load_extras(_options(app, args))
         if args.metrics:
             app = _with_metrics(app, args.worker)
         if args.dashboard:
@@ -272,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--workers must be >= 1, not {args.workers}")
         if args.workers is not None and args.port == 0:
             raise ValueError("--workers needs a fixed --port (workers share it)")
-    except (AppNotFound, ValueError, OSError) as exc:
+    except (AppNotFound, MissingExtra, ValueError, OSError) as exc:
         print(f"corral: {exc}", file=sys.stderr)
         return 2
     if args.workers is not None:

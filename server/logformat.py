@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from pythonjsonlogger.json import JsonFormatter
+from actors.extras import MissingExtra
 
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -21,6 +21,10 @@ def formatter(log_format: str) -> logging.Formatter:
     if log_format == "text":
         return logging.Formatter(TEXT_FORMAT)
     if log_format == "json":
+        try:
+            from pythonjsonlogger.json import JsonFormatter
+        except ModuleNotFoundError as missing:
+            raise MissingExtra("json-logs", "--log-format json") from missing
         return JsonFormatter(
             "{asctime}{levelname}{name}{message}",
             style="{",

@@ -1,5 +1,8 @@
 """Prometheus metrics, built when scraped: ``corral serve --metrics`` or ``metrics_route``.
 
+This module needs prometheus_client (``pip install 'corral[metrics]'``); ``server.scrape``
+imports it only when a metrics route is made, so an app without one never loads it.
+
 Nothing is pushed to prometheus_client while the server runs: the counters are plain
 integers on the connections, the node and the server's ``Tally``, and ``NodeCollector``
 reads them all when ``/metrics`` is fetched. Mailbox depths are a gauge histogram over the
@@ -11,23 +14,25 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeHistogramMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
-
 import actors
 from actors import Node
+from actors.extras import MissingExtra
 
-from .app import http_route
 from .http import Request, Response
-from .router import Route
 from .tally import Histogram, Tally, tally_of
+
+try:
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeHistogramMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
+    from prometheus_client.registry import Collector
+except ModuleNotFoundError as missing:
+    raise MissingExtra("metrics", "Prometheus metrics (--metrics)") from missing
 
 DEPTH_BUCKETS = (0, 1, 4, 16, 64, 256, 1024)
 """Upper bounds of the mailbox-depth histogram (messages waiting)."""
@@ -208,8 +213,3 @@ def serve_metrics(request: Request) -> Response:
         headers=[("content-type", CONTENT_TYPE_LATEST)],
         body=exposition(actors.current_node()),
     )
-
-
-def metrics_route(path: str = "/metrics") -> Route:
-    """An ``App`` route serving the server's Prometheus metrics at ``path``."""
-    return http_route(path, serve_metrics)

@@ -18,18 +18,23 @@ from pathlib import Path
 
 import attrs
 import trio
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import Metric
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
 
 import actors
 from actors import ChildSpec
+from actors.extras import MissingExtra
 
 from .app import http_route
 from .http import Request, Response
 from .metrics import exposition
 from .router import Route
+
+try:
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client.core import Metric
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.registry import Collector
+except ModuleNotFoundError as missing:
+    raise MissingExtra("metrics", "Prometheus metrics (--metrics)") from missing
 
 METRICS_DIR_ENV = "CORRAL_METRICS_DIR"
 """Where the workers of one parent write their metrics (set by the parent)."""

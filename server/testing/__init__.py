@@ -15,6 +15,8 @@ matching ``match`` arrives in time; others stay queued), ``refute_push()`` (noth
 for a while) and ``assert_closed(code)``. A ``match`` is a ``Text``/``Binary``, a ``str``
 (a text push equal to it), ``bytes``, a ``dict`` (a JSON object holding those keys with
 those values), or a predicate on the push.
+
+The kit needs the ``test`` extra (``pip install 'corral[test]'``: trio-websocket, its client).
 """
 
 from .client import Client, connect, open_client

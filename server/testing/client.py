@@ -9,18 +9,24 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    WebSocketConnection,
-    wrap_client_stream,
-)
-from wsproto.utilities import LocalProtocolError
+
+from actors.extras import MissingExtra
 
 from ..app import App
 from ..commands import Binary, Text
 from ..embed import Running, serving
 from .pushes import ASSERT_TIMEOUT, Pushes
+
+try:
+    from trio_websocket import (
+        ConnectionClosed,
+        ConnectionRejected,
+        WebSocketConnection,
+        wrap_client_stream,
+    )
+    from wsproto.utilities import LocalProtocolError  # trio-websocket's own protocol library
+except ModuleNotFoundError as missing:
+    raise MissingExtra("test", "the test kit (server.testing)") from missing
 
 
 class Client(Pushes):

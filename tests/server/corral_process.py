@@ -59,16 +59,17 @@ class CorralProcess:
 
 @asynccontextmanager
 async def corral_serve(
-    tmp_path: Path, *args: str, listening: int = 1
+    tmp_path: Path, *args: str, listening: int = 1, script: Path = CORRAL, cwd: Path = ROOT
 ) -> AsyncIterator[CorralProcess]:
     """Run ``corral serve *args`` on a free port until ``listening`` processes say they
-    listen (one per worker); kill it and its workers on the way out if still running."""
+    listen (one per worker); kill it and its workers on the way out if still running.
+    ``script`` and ``cwd`` default to this venv's ``corral`` in the source tree."""
     port = free_port()
     log_path = tmp_path / "corral.log"
     with log_path.open("wb") as log_file:
         process = await trio.lowlevel.open_process(
-            [str(CORRAL), "serve", *args, "--port", str(port)],
-            cwd=ROOT,
+            [str(script), "serve", *args, "--port", str(port)],
+            cwd=cwd,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
