@@ -32,6 +32,15 @@ from .watchdog import watching
 logger = logging.getLogger("corral.server")
 
 
+class CannotListen(Exception):
+    """The server cannot listen on its address (the port is taken, the host unknown...)."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        reason = error.strerror or str(error)
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.error = error
+
+
 class Server:
     """Runs ``app`` on ``host:port`` until ``shutdown`` (or cancellation)."""
 
@@ -87,6 +96,7 @@ class Server:
         self.node: actors.Node | None = None
         self._root: actors.Address | None = None
         self._scope = trio.CancelScope()
+        self._cannot_listen: CannotListen | None = None
 
     @property
     def scheme(self) -> str:
@@ -120,6 +130,8 @@ class Server:
                         task_status.started(self.port)
         finally:
             self.stopped.set()
+        if self._cannot_listen is not None:
+            raise self._cannot_listen
 
     def _backend(self) -> actors.Backend | None:
         """Redis when the options name one, else the node's embedded default."""
@@ -151,10 +163,15 @@ class Server:
         await self.stopped.wait()  # cancelled connections still run terminate (bounded)
 
     async def _listen(self, actor: actors.Actor) -> None:
-        if self.reuse_port:
-            listeners = await _shared_port_listeners(self.host, self.port, self.ssl_context)
-        else:
-            listeners = await open_listeners(self.host, self.port, self.ssl_context)
+        try:
+            if self.reuse_port:
+                listeners = await _shared_port_listeners(self.host, self.port, self.ssl_context)
+            else:
+                listeners = await open_listeners(self.host, self.port, self.ssl_context)
+        except OSError as exc:  # restarting will not free the port: stop the server instead
+            self._cannot_listen = CannotListen(self.host, self.port, exc)
+            self._scope.cancel()
+            await trio.sleep_forever()
         self.port = _bound_port(listeners[0])
         async with trio.open_nursery() as nursery:
             await nursery.start(accept_into, listeners, self._hand_off)
