@@ -35,7 +35,7 @@ from .metrics import metrics_route
 from .options import ServerOptions
 from .serve import CannotListen, Server
 from .worker_metrics import METRICS_DIR_ENV, combined_metrics_route, metrics_writer
-from .workers import Workers, drain_when_orphaned, worker_command
+from .workers import Workers, drain_when_orphaned, worker_command, worker_index
 
 logger = logging.getLogger("corral.server")
 
@@ -279,7 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``corral`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    logformat.configure(args.log_level, args.log_format)
+    logformat.configure(
+        args.log_level, args.log_format, worker=worker_index() if args.worker else None
+    )
     try:
         app = load_app(args.app)
         if args.metrics:
