@@ -33,7 +33,7 @@ from .dashboard import TOKEN_ENV, with_dashboard
 from .listener import make_ssl_context
 from .metrics import metrics_route
 from .options import ServerOptions
-from .serve import CannotListen, Server
+from .serve import CannotListen, Server, check_port_shareable
 from .worker_metrics import METRICS_DIR_ENV, combined_metrics_route, metrics_writer
 from .workers import Workers, drain_when_orphaned, worker_command, worker_index
 
@@ -232,6 +232,11 @@ def _with_metrics(app: App, worker: bool) -> App:
 
 def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int:
     """The parent of ``--workers N``: start them, restart them, pass signals on."""
+    try:
+        check_port_shareable(args.host, args.port)
+    except CannotListen as cannot:
+        print(f"corral: {cannot}", file=sys.stderr)
+        return 1
     if _options(app, args).redis_url is None and args.workers > 1:
         logger.warning(
             "--workers %d without --redis: each worker has its own names, groups and app "

@@ -207,12 +207,8 @@ async def _shared_port_listeners(
     for family, kind, proto, _, address in await trio.socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     ):
-        sock = trio.socket.socket(family, kind, proto)
+        sock = trio.socket.from_stdlib_socket(_reuse_port_socket(family, kind, proto))
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             await sock.bind(address)
             sock.listen(socket.SOMAXCONN)
         except BaseException:
@@ -225,6 +221,34 @@ async def _shared_port_listeners(
             else trio.SSLListener(tcp, ssl_context, https_compatible=True)
         )
     return listeners
+
+
+def check_port_shareable(host: str, port: int) -> None:
+    """Raise CannotListen unless every address of ``host:port`` can be bound with
+    SO_REUSEPORT, as each worker of ``--workers`` will (a port held by another program
+    cannot), so that the parent says so once instead of restarting workers that cannot."""
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            with _reuse_port_socket(family, kind, proto) as probe:
+                probe.bind(address)
+    except OSError as exc:
+        raise CannotListen(host, port, exc) from exc
+
+
+def _reuse_port_socket(family: int, kind: int, proto: int) -> socket.socket:
+    """A TCP socket that shares its port with the other workers' (SO_REUSEPORT)."""
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _bound_port(listener: trio.abc.Listener[trio.abc.Stream]) -> int:

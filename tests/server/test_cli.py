@@ -102,6 +102,18 @@ async def test_a_port_in_use_exits_1_with_one_line_naming_it() -> None:
     assert lines == [f"corral: cannot listen on 127.0.0.1:{port}: Address already in use"]
 
 
+async def test_workers_on_a_port_in_use_exit_1_with_one_line_and_no_restarts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        status, lines = await _corral_serve_fails(
+            "examples.echo:app", "--port", port, "--workers", "2"
+        )
+    assert status == 1
+    assert lines == [f"corral: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
 async def test_a_port_out_of_range_exits_2_with_one_line_before_starting() -> None:
     status, lines = await _corral_serve_fails("examples.echo:app", "--port", "99999")
     assert status == 2
