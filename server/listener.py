@@ -20,7 +20,7 @@ from typing import TypeAlias, cast
 import attrs
 import trio
 
-from .accesslog import log_access
+from .accesslog import log_access, peer_text
 from .handshake import handshake_problem
 from .http import (
     DEFAULT_MAX_HEAD_BYTES,
@@ -165,9 +165,9 @@ class FrontDoor:
                 if serve is not None:
                     await serve()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            logger.debug("connection from %s lost: %r", _peer(stream), exc)
+            logger.debug("connection from %s lost: %r", peer_text(_peer(stream)), exc)
         except Exception:
-            logger.exception("connection from %s failed", _peer(stream))
+            logger.exception("connection from %s failed", peer_text(_peer(stream)))
         finally:
             if admitted:
                 self._active -= 1
@@ -183,7 +183,11 @@ class FrontDoor:
             return None
         request, rest = head
         if not admitted:
-            logger.warning("refusing %s: at max_connections=%d", request.peer, self.max_connections)
+            logger.warning(
+                "refusing %s: at max_connections=%d",
+                peer_text(request.peer),
+                self.max_connections,
+            )
             self.answered[503] += 1
             await self._reply(stream, request, service_unavailable(), started)
             return None
@@ -222,12 +226,14 @@ class FrontDoor:
                     secure=isinstance(stream, trio.SSLStream),
                 )
             except HttpError as exc:
-                logger.info("bad request head from %s: %s", peer, exc)
+                logger.info("bad request head from %s: %s", peer_text(peer), exc)
                 await self._reply(stream, None, error_response(exc), started)
             except PeerClosed:
-                logger.debug("%s closed before sending a request head", peer)
+                logger.debug("%s closed before sending a request head", peer_text(peer))
             return None
-        logger.info("closing %s: no request head within %.3g s", peer, self.handshake_timeout)
+        logger.info(
+            "closing %s: no request head within %.3g s", peer_text(peer), self.handshake_timeout
+        )
         return None
 
     async def _reply(
