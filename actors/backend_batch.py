@@ -82,14 +82,14 @@ def _plan_op(
     elif kind == "claim":
         _, name, address = op
         if owned.get(name) == address:
-            _claim(result, keys, name, address, lease_ms)
+            _claim(result, keys, name, address)
         else:
             result.unsent_claims.append(name)  # released (or lost) since it was queued
     elif kind == "release":
         _, name, address = op
         event = wire.encode((wire.NAME_RELEASED, name, address))
         commands.append(
-            Command("release", (keys.name(name), keys.events, wire.pack_address(address), event))
+            Command("release", (keys.name(name), keys.events, wire.name_value(address), event))
         )
     elif kind in ("join", "leave"):
         _, group, address = op
@@ -102,8 +102,7 @@ def _plan_op(
         commands.append(Command("set_px", (keys.alive(node), b"1", lease_ms)))
         commands.append(Command("pexpire", (keys.members(node), lease_ms)))
         commands.append(Command("publish", (keys.events, wire.encode((wire.HEARTBEAT, node)))))
-        for name, address in owned.items():  # renew every lease (or claim it back)
-            _claim(result, keys, name, address, lease_ms)
+        # The names need nothing: they hold while the alive key does (wire.CLAIM).
     elif kind == "goodbye":
         commands.append(Command("delete", (keys.members(node), keys.alive(node))))
         commands.append(Command("publish", (keys.events, wire.encode((wire.BYE, node)))))
@@ -112,11 +111,10 @@ def _plan_op(
         raise AssertionError(f"unknown op {kind!r}")
 
 
-def _claim(result: Plan, keys: wire.Keys, name: str, address: Address, lease_ms: int) -> None:
+def _claim(result: Plan, keys: wire.Keys, name: str, address: Address) -> None:
     event = wire.encode((wire.NAME_CLAIMED, name, address))
+    value = wire.name_value(address)
     result.claims.append((name, address, len(result.commands)))
     result.commands.append(
-        Command(
-            "claim", (keys.name(name), keys.events, wire.pack_address(address), lease_ms, event)
-        )
+        Command("claim", (keys.name(name), keys.events, value, keys.alive_prefix, event))
     )

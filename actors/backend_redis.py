@@ -5,10 +5,12 @@ Each node keeps a local view of the whole cluster (names, groups, live nodes), s
 
 - a message for another node is published on that node's channel (``<prefix>:node:<id>``),
   batched per flush, so messages from one sender arrive in the order they were sent;
-- a name is claimed atomically with a Lua script (SET if absent) under a lease that the node
-  renews with every heartbeat; if another node won the race, the local claimant is stopped
-  with ``Crash(NameTaken)`` (as Erlang's ``global`` resolves a clash), and a dead node's names
-  expire with their lease;
+- a name is claimed atomically with a Lua script (SET unless a live node holds it); it holds
+  as long as its node's ``alive`` lease, which one command per heartbeat renews, however many
+  names the node has (an idle chat room costs nothing); if another node won the race, the
+  local claimant is stopped with ``Crash(NameTaken)`` (as Erlang's ``global`` resolves a
+  clash); a dead node's names can be claimed at once, and the nodes that notice its death
+  delete them;
 - group memberships live in one set per node (a lease too), and every change, claim and
   heartbeat is announced on ``<prefix>:events``; a node not heard for ``lease`` seconds is
   down: its names and memberships leave the view, and monitors of its actors get
@@ -73,9 +75,10 @@ class RedisBackend:
 
     ``url`` is a ``redis://`` URL; nodes with the same Redis and ``prefix`` form one cluster.
     ``node_id`` defaults to ``host:pid:random``. Every ``heartbeat`` seconds the node renews its
-    leases and says it is alive; a node not heard for ``lease`` seconds is down, and its names
-    expire. While Redis is unreachable the node retries with backoff up to ``max_backoff``
-    seconds; past ``max_queued`` unsent messages, new cross-node sends are lost (counted).
+    lease (which keeps its names) and says it is alive; a node not heard for ``lease`` seconds
+    is down, and its names are free. While Redis is unreachable the node retries with backoff
+    up to ``max_backoff`` seconds; past ``max_queued`` unsent messages, new cross-node sends
+    are lost (counted).
     Pass it to ``open_node(backend=...)``; the server does with ``ServerOptions.redis_url``.
     """
 
@@ -92,6 +95,8 @@ class RedisBackend:
     ) -> None:
         if not lease > heartbeat > 0:
             raise ValueError(f"need lease > heartbeat > 0, not {lease=} {heartbeat=}")
+        if node_id is not None and "\n" in node_id:
+            raise ValueError(f"a node id cannot hold a newline: {node_id!r}")
         self.url = url
         self.keys = wire.Keys(prefix)
         self.node_id: str | None = node_id or default_node_id()
@@ -302,7 +307,7 @@ class RedisBackend:
         async for key in client.scan_iter(match=self.keys.name("*")):
             value = await client.get(key)
             if value is not None:
-                self._learn_name(key.decode()[len(self.keys.name("")) :], wire.unpack(value))
+                self._learn_name(key.decode()[len(self.keys.name("")) :], wire.holder_of(value))
         async for key in client.scan_iter(match=self.keys.members("*")):
             if self.keys.node_of(key, "members") == self._me:
                 continue
@@ -425,6 +430,8 @@ class RedisBackend:
             return
         logger.warning("node %s: node %s is down (%s)", self._me, peer, why)
         for address in self.view.addresses_on(peer):
+            for name in self.view.names_of(address):  # its names hold no lease: sweep them
+                self._queue(("release", name, address))
             self.view.forget(address)
         for group, address in [key for key in self._owned_members if key[1].node == peer]:
             self.leave(group, address)
@@ -483,7 +490,7 @@ class RedisBackend:
             for name in batch.unsent_claims:
                 self._answered(name)
             for name, address, index in batch.claims:
-                self._claimed(name, address, wire.unpack(results[index]))
+                self._claimed(name, address, wire.holder_of(results[index]))
                 self._answered(name)
             if batch.goodbye and self._flushed is not None:
                 self._flushed.set()
@@ -520,10 +527,18 @@ class RedisBackend:
             actor.terminate(Crash(error))
 
     async def _beat(self) -> None:
+        last = trio.current_time()
         while True:
             await trio.sleep(self.heartbeat)
-            self._queue(("heartbeat",))
             now = trio.current_time()
+            if now - last > self.lease:  # a stalled loop: the others may have swept our names
+                logger.warning(
+                    "node %s: no heartbeat for %.1f s: claiming names again", self._me, now - last
+                )
+                for name, address in self._owned_names.items():
+                    self._queue(("claim", name, address))
+            last = now
+            self._queue(("heartbeat",))
             for peer, heard in list(self._peers.items()):
                 if now - heard > self.lease:
                     self._node_down(peer, f"no heartbeat for {now - heard:.1f} s")

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from .address import Address
 from .reasons import Crash, ExitReason
 
 # Envelopes from one node to another (the first item of the tuple).
@@ -99,10 +100,16 @@ class Keys:
 
     def alive(self, node: str) -> str:
         """Exists while the node heartbeats (a lease)."""
-        return f"{self.prefix}:alive:{node}"
+        return f"{self.alive_prefix}{node}"
+
+    @property
+    def alive_prefix(self) -> str:
+        """What ``alive`` keys start with (the claim script appends a node id)."""
+        return f"{self.prefix}:alive:"
 
     def name(self, name: str) -> str:
-        """Holds the address registered as ``name`` (a lease its node renews)."""
+        """Holds the address registered as ``name`` (``name_value``): valid while its node's
+        ``alive`` key exists, so a node's heartbeat renews all its names at once."""
         return f"{self.prefix}:name:{name}"
 
     def members(self, node: str) -> str:
@@ -116,17 +123,21 @@ class Keys:
 
 CLAIM = """
 local holder = redis.call('GET', KEYS[1])
-if holder == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  redis.call('PUBLISH', KEYS[2], ARGV[3])
-  return ARGV[1]
+if holder ~= false and holder ~= ARGV[1] then
+  local node = string.match(holder, '^([^\\n]*)\\n')
+  if node and redis.call('EXISTS', ARGV[2] .. node) == 1 then
+    return holder
+  end
 end
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return holder
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+return ARGV[1]
 """
-"""Claim or renew a name atomically; returns the holder (ours if we got or kept it)."""
+"""Claim a name atomically: it is ours unless another node holds it and is alive (its
+``alive`` key, ``ARGV[2]`` plus its id, exists); returns the holder's ``name_value``. The name
+keys carry no lease of their own: a dead node's names are taken over (and swept by the nodes
+that notice it died), so renewing costs one command per heartbeat, not one per name. (The
+alive key is built in the script: fine on one Redis, not on Redis Cluster.)"""
 
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -137,6 +148,18 @@ end
 return 0
 """
 """Release a name only if we still hold it, and tell the cluster."""
+
+
+def name_value(address: Address) -> bytes:
+    """What a name key holds: the holder's node id, a newline, then the packed address (the
+    claim script reads the node id to check whether the holder is alive)."""
+    return address.node.encode() + b"\n" + pack_address(address)
+
+
+def holder_of(value: bytes) -> Address:
+    """The address in a name key's ``name_value``."""
+    address: Address = unpack(value[value.index(b"\n") + 1 :])
+    return address
 
 
 def pack_address(address: Any) -> bytes:

@@ -2,9 +2,10 @@
 
 The first signal drains (stop accepting, close every connection with 1001, wait for
 every terminate up to the drain timeout) and exits 0; a second one exits at once with
-status 130 (``EXIT_AT_ONCE``, no terminate runs). A bad ``module:app`` exits 2, and so does a
-feature whose extra is not installed (``--redis`` without ``corral[redis]``: one line naming it);
-a server that cannot run (its root supervisor gave up: the port is taken, say) exits 1 saying why.
+status 130 (``EXIT_AT_ONCE``, no terminate runs). A bad option value (``option_values``),
+TLS file or ``module:app`` exits 2 with one line, and so does a feature whose extra is not
+installed (``--redis`` without ``corral[redis]``: one line naming it); a server that cannot run
+(the port is taken: ``CannotListen``, or its root supervisor gave up) exits 1 saying why.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import importlib
 import importlib.metadata
 import logging
 import os
+import ssl
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 import trio
@@ -25,17 +28,17 @@ import trio
 import actors
 from actors import MissingExtra
 
-from . import logformat
+from . import logformat, option_values
 from .app import App
 from .collector import prepare_collector
 from .dashboard import TOKEN_ENV, with_dashboard
 from .listener import make_ssl_context
 from .options import ServerOptions
 from .scrape import metrics_route
-from .serve import Server
+from .serve import CannotListen, Server, check_port_shareable
 from .stopsignals import stop_signals
 from .tally import tally_of
-from .workers import Workers, drain_when_orphaned, worker_command
+from .workers import Workers, drain_when_orphaned, worker_command, worker_index
 
 logger = logging.getLogger("corral.server")
 
@@ -54,8 +57,8 @@ def load_app(spec: str) -> App:
         module = importlib.import_module(module_name)
     except MissingExtra:
         raise
-    except ImportError as exc:
-        raise AppNotFound(f"cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # the module's own code runs here: any error means a bad module
+        raise AppNotFound(option_values.import_failure(module_name, exc)) from exc
     if not hasattr(module, attribute):
         raise AppNotFound(f"module {module_name} has no attribute {attribute!r}")
     app = getattr(module, attribute)
@@ -69,8 +72,17 @@ Run an app under a supervisor until SIGINT or SIGTERM.
 
 The first signal drains: the server stops accepting, closes every connection with
 1001, waits for every terminate (up to the drain timeout) and exits 0. A second
-signal exits at once with status 130. A bad module:attribute exits 2; a server
-that cannot run (the port is taken, say) exits 1 and says why."""
+signal exits at once with status 130. A bad option value, TLS file or
+module:attribute (one that does not import, too) exits 2 before anything starts,
+saying in one line what is wrong; a server that cannot run (the port is taken, say)
+exits 1, naming the address."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the option, the value, what is allowed)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"corral: {message}; see corral serve --help\n")
 
 
 def _version() -> str:
@@ -83,7 +95,7 @@ def _version() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     defaults = ServerOptions()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="corral", description="corral: Erlang/Cowboy-style WebSocket servers on trio."
     )
     parser.add_argument("--version", action="version", version=f"corral {_version()}")
@@ -101,7 +113,10 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
     )
     serve.add_argument(
-        "--port", type=int, default=8080, help="TCP port to listen on (default: 8080)"
+        "--port",
+        type=option_values.port,
+        default=8080,
+        help="TCP port to listen on (default: 8080)",
     )
     serve.add_argument(
         "--log-level",
@@ -117,21 +132,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-connections",
-        type=int,
+        type=option_values.positive_count,
         metavar="N",
         help="open connections past which new ones get HTTP 503 "
         f"(default: the app's; {defaults.max_connections} unless it sets one)",
     )
     serve.add_argument(
         "--handshake-timeout",
-        type=float,
+        type=option_values.positive_seconds,
         metavar="SECONDS",
         help="time a client gets to send its whole request head "
         f"(default: the app's; {defaults.handshake_timeout:g} unless it sets one)",
     )
     serve.add_argument(
         "--drain-timeout",
-        type=float,
+        type=option_values.positive_seconds,
         metavar="SECONDS",
         help="time connections get to close on shutdown before the rest is cancelled "
         f"(default: the app's; {defaults.drain_timeout:g} unless it sets one)",
@@ -150,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--workers",
-        type=int,
+        type=option_values.positive_count,
         metavar="N",
         help="run N worker processes sharing the port (SO_REUSEPORT) under a parent that "
         "restarts them; without --redis each worker has its own names and groups (default: 1)",
@@ -186,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     watchdog = serve.add_mutually_exclusive_group()
     watchdog.add_argument(
         "--block-threshold",
-        type=float,
+        type=option_values.positive_seconds,
         metavar="SECONDS",
         help="log a task step that holds the event loop this long "
         f"(default: the app's; {defaults.block_threshold} unless it sets one)",
@@ -231,6 +246,11 @@ def _with_metrics(app: App, worker: bool) -> App:
 
 def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int:
     """The parent of ``--workers N``: start them, restart them, pass signals on."""
+    try:
+        check_port_shareable(args.host, args.port)
+    except CannotListen as cannot:
+        print(f"corral: {cannot}", file=sys.stderr)
+        return 1
     if _options(app, args).redis_url is None and args.workers > 1:
         logger.warning(
             "--workers %d without --redis: each worker has its own names, groups and app "
@@ -283,7 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     try:
-        logformat.configure(args.log_level, args.log_format)
+        logformat.configure(
+            args.log_level, args.log_format, worker=worker_index() if args.worker else None
+        )
         app = load_app(args.app)
         _load_extras(_options(app, args))
         if args.metrics:
@@ -292,11 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             app = with_dashboard(app, token=args.dashboard_token)
         if args.keyfile and not args.certfile:
             raise ValueError("--keyfile needs --certfile")
-        ssl_context = make_ssl_context(args.certfile, args.keyfile) if args.certfile else None
-        if args.workers is not None and args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, not {args.workers}")
+        ssl_context = _tls_context(args.certfile, args.keyfile) if args.certfile else None
         if args.workers is not None and args.port == 0:
             raise ValueError("--workers needs a fixed --port (workers share it)")
+        options = _options(app, args)
     except (AppNotFound, MissingExtra, ValueError, OSError) as exc:
         print(f"corral: {exc}", file=sys.stderr)
         return 2
@@ -306,16 +327,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         app,
         host=args.host,
         port=args.port,
-        options=_options(app, args),
+        options=options,
         ssl_context=ssl_context,
         reuse_port=args.worker,
     )
     status = 1
     try:
         status = trio.run(_run, server, args.worker)
+    except* CannotListen as cannot:
+        print(f"corral: {_innermost(cannot)}", file=sys.stderr)
     except* actors.RestartIntensityExceeded as gave_up:  # the log already has each crash
         print(f"corral: {_innermost(gave_up)}", file=sys.stderr)
     return status
+
+
+def _tls_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
+    """The TLS context, or a ValueError naming the file that is missing or not valid PEM."""
+    key_option, key_path = ("--keyfile", keyfile) if keyfile else ("--certfile", certfile)
+    for option, path, kind in (
+        ("--certfile", certfile, option_values.CERTIFICATE),
+        (key_option, key_path, option_values.PRIVATE_KEY),
+    ):
+        try:
+            contents = Path(path).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{option} {path}: cannot read it ({exc.strerror})") from exc
+        problem = option_values.pem_problem(contents, kind)
+        if problem is not None:
+            raise ValueError(f"{option} {path} {problem}") from None
+    try:
+        return make_ssl_context(certfile, keyfile)
+    except ssl.SSLError as exc:
+        try:
+            ssl.create_default_context(cafile=certfile)  # parses the certificates alone
+        except ssl.SSLError:
+            raise ValueError(f"--certfile {certfile} is not a valid certificate ({exc})") from exc
+        raise ValueError(
+            f"{key_option} {key_path} is not a valid private key, or not the key of "
+            f"--certfile {certfile} ({exc})"
+        ) from exc
 
 
 def _innermost(error: BaseException) -> BaseException:

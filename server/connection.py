@@ -34,6 +34,7 @@ import trio
 import actors
 from actors import Actor, TimerRef
 
+from .accesslog import peer_text
 from .commands import Binary, Close, Commands, Ping, Pong, SetOptions, Stop, Text, as_command_list
 from .handler import WebSocketHandler, call, unpack_result
 from .http import Request
@@ -441,7 +442,7 @@ class Connection:
             "%s: handler %s crashed on %s %s",
             self.actor.address,
             type(self.handler).__qualname__,
-            _peer(self.request),
+            peer_text(self.request.peer),
             self.request.path,
             exc_info=exc,
         )
@@ -738,8 +739,9 @@ async def _terminate(connection: Connection, reason: TerminateReason) -> None:
     request = connection.request
     duration = trio.current_time() - connection.started_at
     code = _close_summary(connection, reason)
-    tally_of(connection.actor.node).connection_closed(connection, reason, code.split()[0])
-    peer = _peer(request)
+    number = code.split()[0]
+    tally_of(connection.actor.node).connection_closed(connection, reason, number)
+    peer = peer_text(request.peer)
     logger.info(
         "closed %s %s code=%s reason=%s after %.3f s",
         peer,
@@ -750,7 +752,8 @@ async def _terminate(connection: Connection, reason: TerminateReason) -> None:
         extra={  # --log-format json: the same fields, one per key
             "peer": peer,
             "path": request.path,
-            "code": code,
+            "code": int(number),
+            "aborted": connection.aborted,
             "reason": str(reason),
             "duration": round(duration, 3),
         },
@@ -790,7 +793,3 @@ def _server_closes(reason: TerminateReason) -> bool:
     if isinstance(reason, (ClientClosed, ProtocolError)):
         return False
     return not (isinstance(reason, SlowClient) and reason.code == 1006)
-
-
-def _peer(request: Request) -> str:
-    return f"{request.peer[0]}:{request.peer[1]}" if request.peer else "?"

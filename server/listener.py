@@ -20,6 +20,7 @@ from typing import TypeAlias, cast
 import attrs
 import trio
 
+from .accesslog import log_access, peer_text
 from .handshake import handshake_problem
 from .http import (
     DEFAULT_MAX_HEAD_BYTES,
@@ -164,9 +165,9 @@ class FrontDoor:
                 if serve is not None:
                     await serve()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            logger.debug("connection from %s lost: %r", _peer(stream), exc)
+            logger.debug("connection from %s lost: %r", peer_text(_peer(stream)), exc)
         except Exception:
-            logger.exception("connection from %s failed", _peer(stream))
+            logger.exception("connection from %s failed", peer_text(_peer(stream)))
         finally:
             if admitted:
                 self._active -= 1
@@ -176,21 +177,27 @@ class FrontDoor:
         self, stream: trio.abc.Stream, admitted: bool
     ) -> tuple[UpgradeWebSocket, bytes] | None:
         """Answer the request, or return the upgrade to run and the bytes after its head."""
-        head = await self._read_head(stream)
+        started = trio.current_time()
+        head = await self._read_head(stream, started)
         if head is None:
             return None
         request, rest = head
         if not admitted:
-            logger.warning("refusing %s: at max_connections=%d", request.peer, self.max_connections)
+            logger.warning(
+                "refusing %s: at max_connections=%d",
+                peer_text(request.peer),
+                self.max_connections,
+            )
             self.answered[503] += 1
-            await self._reply(stream, request, service_unavailable())
+            await self._reply(stream, request, service_unavailable(), started)
             return None
         decision = dispatch(self.router, request, allowed_origins=self.allowed_origins)
         if isinstance(decision, UpgradeWebSocket):
             return decision, rest
         if isinstance(decision, CallHttpHandler):
             with trio.move_on_after(self.handshake_timeout) as deadline:
-                await self._reply(stream, request, await _call_http_handler(decision))
+                response = await _call_http_handler(decision)
+                await self._reply(stream, request, response, started)
             if deadline.cancelled_caught:
                 logger.warning(
                     "%s %s: no answer within %.3g s; closing",
@@ -200,10 +207,12 @@ class FrontDoor:
                 )
         else:
             self.answered[decision.response.status] += 1
-            await self._reply(stream, request, decision.response)
+            await self._reply(stream, request, decision.response, started)
         return None
 
-    async def _read_head(self, stream: trio.abc.Stream) -> tuple[Request, bytes] | None:
+    async def _read_head(
+        self, stream: trio.abc.Stream, started: float
+    ) -> tuple[Request, bytes] | None:
         """The head and the bytes after it; None after answering or closing a bad or silent
         client."""
         peer = _peer(stream)
@@ -217,25 +226,28 @@ class FrontDoor:
                     secure=isinstance(stream, trio.SSLStream),
                 )
             except HttpError as exc:
-                logger.info("bad request head from %s: %s", peer, exc)
-                await self._reply(stream, None, error_response(exc))
+                logger.info("bad request head from %s: %s", peer_text(peer), exc)
+                await self._reply(stream, None, error_response(exc), started)
             except PeerClosed:
-                logger.debug("%s closed before sending a request head", peer)
+                logger.debug("%s closed before sending a request head", peer_text(peer))
             return None
-        logger.info("closing %s: no request head within %.3g s", peer, self.handshake_timeout)
+        logger.info(
+            "closing %s: no request head within %.3g s", peer_text(peer), self.handshake_timeout
+        )
         return None
 
     async def _reply(
-        self, stream: trio.abc.Stream, request: Request | None, response: Response
+        self, stream: trio.abc.Stream, request: Request | None, response: Response, started: float
     ) -> None:
-        """Send ``response``, log it, and close the stream gracefully, all within the deadline."""
-        if request is not None:
-            logger.info(
-                "%s %s %s -> %d", request.peer, request.method, request.target, response.status
-            )
+        """Send ``response`` and close the stream gracefully, all within the deadline; then
+        log the access line (``accesslog``) of a request that was read whole."""
+        sent_at = None
         with trio.move_on_after(self.handshake_timeout):
             await send_response(stream, response, request=request)
+            sent_at = trio.current_time()
             await close_after_response(stream)
+        if request is not None:
+            log_access(request, response.status, (sent_at or trio.current_time()) - started)
 
 
 async def _call_http_handler(decision: CallHttpHandler) -> Response:

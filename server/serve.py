@@ -32,6 +32,15 @@ from .watchdog import watching
 logger = logging.getLogger("corral.server")
 
 
+class CannotListen(Exception):
+    """The server cannot listen on its address (the port is taken, the host unknown...)."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        reason = error.strerror or str(error)
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.error = error
+
+
 class Server:
     """Runs ``app`` on ``host:port`` until ``shutdown`` (or cancellation)."""
 
@@ -87,6 +96,7 @@ class Server:
         self.node: actors.Node | None = None
         self._root: actors.Address | None = None
         self._scope = trio.CancelScope()
+        self._cannot_listen: CannotListen | None = None
 
     @property
     def scheme(self) -> str:
@@ -120,6 +130,8 @@ class Server:
                         task_status.started(self.port)
         finally:
             self.stopped.set()
+        if self._cannot_listen is not None:
+            raise self._cannot_listen
 
     def _backend(self) -> actors.Backend | None:
         """Redis when the options name one, else the node's embedded default."""
@@ -151,10 +163,15 @@ class Server:
         await self.stopped.wait()  # cancelled connections still run terminate (bounded)
 
     async def _listen(self, actor: actors.Actor) -> None:
-        if self.reuse_port:
-            listeners = await _shared_port_listeners(self.host, self.port, self.ssl_context)
-        else:
-            listeners = await open_listeners(self.host, self.port, self.ssl_context)
+        try:
+            if self.reuse_port:
+                listeners = await _shared_port_listeners(self.host, self.port, self.ssl_context)
+            else:
+                listeners = await open_listeners(self.host, self.port, self.ssl_context)
+        except OSError as exc:  # restarting will not free the port: stop the server instead
+            self._cannot_listen = CannotListen(self.host, self.port, exc)
+            self._scope.cancel()
+            await trio.sleep_forever()
         self.port = _bound_port(listeners[0])
         async with trio.open_nursery() as nursery:
             await nursery.start(accept_into, listeners, self._hand_off)
@@ -190,12 +207,8 @@ async def _shared_port_listeners(
     for family, kind, proto, _, address in await trio.socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     ):
-        sock = trio.socket.socket(family, kind, proto)
+        sock = trio.socket.from_stdlib_socket(_reuse_port_socket(family, kind, proto))
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             await sock.bind(address)
             sock.listen(socket.SOMAXCONN)
         except BaseException:
@@ -208,6 +221,34 @@ async def _shared_port_listeners(
             else trio.SSLListener(tcp, ssl_context, https_compatible=True)
         )
     return listeners
+
+
+def check_port_shareable(host: str, port: int) -> None:
+    """Raise CannotListen unless every address of ``host:port`` can be bound with
+    SO_REUSEPORT, as each worker of ``--workers`` will (a port held by another program
+    cannot), so that the parent says so once instead of restarting workers that cannot."""
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            with _reuse_port_socket(family, kind, proto) as probe:
+                probe.bind(address)
+    except OSError as exc:
+        raise CannotListen(host, port, exc) from exc
+
+
+def _reuse_port_socket(family: int, kind: int, proto: int) -> socket.socket:
+    """A TCP socket that shares its port with the other workers' (SO_REUSEPORT)."""
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _bound_port(listener: trio.abc.Listener[trio.abc.Stream]) -> int:

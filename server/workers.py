@@ -31,6 +31,8 @@ import trio
 logger = logging.getLogger("corral.workers")
 
 EXIT_AT_ONCE = 130
+WORKER_INDEX_ENV = "CORRAL_WORKER_INDEX"
+"""Tells a worker its index (0 to N-1), which it writes on every log line."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -61,6 +63,12 @@ async def drain_when_orphaned(shutdown: Callable[[], Awaitable[None]]) -> None:
         await trio.sleep(1.0)
     logger.warning("the parent (pid %d) is gone: draining", parent)
     await shutdown()
+
+
+def worker_index() -> int | None:
+    """In a worker of ``--workers``: its index, from the parent; None elsewhere."""
+    index = os.environ.get(WORKER_INDEX_ENV)
+    return int(index) if index is not None and index.isdigit() else None
 
 
 def worker_command(argv: Sequence[str]) -> list[str]:
@@ -135,7 +143,9 @@ class Workers:
     async def _keep(self, index: int) -> None:
         backoff = Backoff()
         while not self.stopping:
-            process = await trio.lowlevel.open_process(self.command, process_group=0)
+            process = await trio.lowlevel.open_process(
+                self.command, process_group=0, env={**os.environ, WORKER_INDEX_ENV: str(index)}
+            )
             self._processes[index] = process
             started = trio.current_time()
             logger.info("worker %d started (pid %d)", index, process.pid)

@@ -62,6 +62,8 @@ def test_a_message_sent_on_one_page_shows_on_the_other(
     bob = open_page(f"{chat.url}/#lobby")
     expect(ann.locator("#room-name")).to_have_text("lobby")
     expect(ann.locator("#status")).to_have_text("Connected")
+    # An icon of its own: the browser does not ask for /favicon.ico (a logged 404).
+    expect(ann.locator("link[rel=icon]")).to_have_attribute("href", "data:,")
     join(ann, "ann")
     join(bob, "bob")
     expect(ann.locator("#messages")).to_contain_text("bob joined")

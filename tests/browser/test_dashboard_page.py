@@ -121,6 +121,8 @@ def test_the_tree_a_blocked_mailbox_and_a_chart_show_live(
     page = open_page(served.dashboard, width=1280, height=900)
     expect(page.locator("#status")).to_have_text("live")
     expect(page.locator("#idle")).to_be_visible()
+    # An icon of its own: the browser does not ask for /favicon.ico (a logged 404).
+    expect(page.locator("link[rel=icon]")).to_have_attribute("href", "data:,")
     root = page.locator("#tree > li[data-id=root]")
     expect(root).to_contain_text("restarts 0")
     for child in ("inbox", "dashboard-sampler", "connections", "listener"):

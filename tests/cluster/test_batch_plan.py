@@ -34,10 +34,21 @@ def test_a_claim_is_located_among_the_results_and_a_released_one_is_not_sent() -
     assert batch.unsent_claims == ["gone"]
 
 
-def test_a_heartbeat_renews_the_node_its_memberships_and_every_name() -> None:
-    batch = _plan([("heartbeat",)], owned={"a": HERE, "b": HERE})
-    assert [c.name for c in batch.commands] == ["set_px", "pexpire", "publish", "claim", "claim"]
-    assert [(name, index) for name, _, index in batch.claims] == [("a", 3), ("b", 4)]
+def test_a_heartbeat_is_three_commands_however_many_names_the_node_holds() -> None:
+    """The names hold while the node's alive key does: idle names cost no command at all."""
+    owned = {f"room:{number}": HERE for number in range(1000)}
+    batch = _plan([("heartbeat",)], owned=owned)
+    assert [c.name for c in batch.commands] == ["set_px", "pexpire", "publish"]
+    assert batch.claims == []
+
+
+def test_a_claim_names_the_holders_node_and_where_alive_keys_live() -> None:
+    batch = _plan([("claim", "room:lobby", HERE)], owned={"room:lobby": HERE})
+    [claim] = batch.commands
+    key, channel, value, alive_prefix, event = claim.args
+    assert (key, channel, alive_prefix) == ("p:name:room:lobby", "p:events", "p:alive:")
+    assert value.startswith(b"here\n") and wire.holder_of(value) == HERE
+    assert list(wire.decode(event)) == [(wire.NAME_CLAIMED, "room:lobby", HERE)]
 
 
 def test_goodbye_removes_the_node_and_says_bye() -> None:

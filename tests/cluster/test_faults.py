@@ -3,11 +3,15 @@ nodes reconnect, resubscribe and re-claim their names (a private redis-server pe
 
 from __future__ import annotations
 
+import logging
+
 import coredis
+import pytest
 import trio
 
 import actors
 from actors import backend_wire as wire
+from server.logformat import is_library_noise
 from tests.actors.kit import Recorder, idle
 
 from .conftest import backend_of, cluster_node
@@ -15,8 +19,9 @@ from .redis_kit import RedisServer
 
 
 async def test_redis_restart_loses_only_cross_node_messages_and_the_nodes_come_back(
-    private_redis: RedisServer, prefix: str
+    private_redis: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     url = private_redis.url
     async with (
         cluster_node(url, prefix, "a") as a,
@@ -50,6 +55,12 @@ async def test_redis_restart_loses_only_cross_node_messages_and_the_nodes_come_b
         a.send("far", "after")
         assert await remote.wait_for_count(2) == ["before", "after"]
         nursery.cancel_scope.cancel()
+    # The log corral serve writes: one line per node for the outage, none from coredis.
+    assert any(record.name == "coredis" for record in caplog.records)  # it did chatter
+    shown = [record for record in caplog.records if not is_library_noise(record)]
+    assert not [record for record in shown if record.name.startswith("coredis")]
+    outages = [record for record in shown if " unreachable (" in record.getMessage()]
+    assert sorted(record.getMessage().split(":")[0] for record in outages) == ["node a", "node b"]
 
 
 async def test_a_node_starts_while_redis_is_down_and_joins_when_it_comes_up(

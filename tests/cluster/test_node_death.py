@@ -9,7 +9,7 @@ from pathlib import Path
 import trio
 
 import actors
-from tests.actors.kit import Recorder
+from tests.actors.kit import Recorder, idle
 
 from .conftest import backend_of, cluster_node
 
@@ -45,6 +45,9 @@ async def test_a_killed_node_gives_noconnection_to_monitors_and_links_and_frees_
             assert node.whereis("victim") is None
             assert node.members("victims") == []
             assert [peer.node for peer in node.cluster().peers] == ["watcher"]
+            # Its names held no lease of their own: the name is free for another node now.
+            successor = node.spawn(nursery, idle, name="victim")
+            assert await node.wait_for("victim", timeout=5) == successor
             nursery.cancel_scope.cancel()
         finally:
             if process.returncode is None:

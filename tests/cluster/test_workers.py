@@ -74,6 +74,10 @@ async def test_workers_share_one_port_restart_when_killed_and_drain_on_sigterm(
             assert await parent.process.wait() == 0
         assert parent.log.count("drained") == 2
         assert "exited with 0" in parent.log
+    # Every line a worker writes says which worker (the restarted one keeps its index).
+    listening = re.findall(r" INFO (worker=\d )?corral\.server: listening on", parent.log)
+    assert len(listening) == 3 and {*listening} == {"worker=0 ", "worker=1 "}
+    assert len(re.findall(r" INFO worker=[01] corral\.server: drained", parent.log)) == 2
 
 
 @pytest.mark.slow

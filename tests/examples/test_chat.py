@@ -265,3 +265,27 @@ async def test_the_page_and_its_files_are_served_at_the_root() -> None:
         assert status == 200 and "javascript" in headers["content-type"]
         status, headers, _ = await http_exchange(server.port, get("/chat.css", "Connection: close"))
         assert status == 200 and "text/css" in headers["content-type"]
+
+
+async def test_idle_rooms_with_history_wake_only_when_their_ttl_is_due(
+    virtual_clock: trio.testing.MockClock,
+) -> None:
+    """A parked room costs nothing between messages: no wake-up until its one TTL timer."""
+    async with chat(RoomSettings(empty_ttl=300.0)) as server:
+        assert server.node is not None
+        node = server.node
+        rooms = [f"idle-{number}" for number in range(5)]
+        for room in rooms:
+            async with member(server, room, "ann") as ann:
+                await ann.send(type="say", text="one message")
+                await ann.receive_type("said")
+        addresses = [room_address(server, room) for room in rooms]
+        actors_of = [node.actor(address) for address in addresses if address is not None]
+        assert len(actors_of) == len(rooms)
+        await trio.sleep(1.0)  # every leave handled: the rooms are parked
+        received = [actor.mailbox.statistics().received for actor in actors_of]
+        await trio.sleep(298.0)  # virtual time: just short of the TTL
+        assert [actor.mailbox.statistics().received for actor in actors_of] == received
+        assert [room_address(server, room) for room in rooms] == addresses
+        await trio.sleep(2.0)  # the TTL: each room wakes once, and stops
+        assert [room_address(server, room) for room in rooms] == [None] * len(rooms)

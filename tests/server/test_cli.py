@@ -102,23 +102,59 @@ async def test_a_bad_app_spec_exits_2_with_a_clear_message(spec: str, message: s
     assert "Traceback" not in result.stderr.decode()
 
 
-async def test_a_port_in_use_exits_1_naming_the_error() -> None:
+async def _corral_serve_fails(*args: str, cwd: Path = ROOT) -> tuple[int, list[str]]:
+    """Run ``corral serve *args``, which must end on its own: its status and stderr lines."""
+    with trio.fail_after(STARTUP):
+        result = await trio.run_process(
+            [str(CORRAL), "serve", *args],
+            cwd=cwd,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    return result.returncode, result.stderr.decode().splitlines()
+
+
+async def test_a_port_in_use_exits_1_with_one_line_naming_it() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        with trio.fail_after(STARTUP):
-            result = await trio.run_process(
-                [str(CORRAL), "serve", "examples.echo:app", "--port", port],
-                cwd=ROOT,
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-            )
-    assert result.returncode == 1
-    last_line = result.stderr.decode().splitlines()[-1]
-    assert last_line.startswith("corral: supervisor <actor local.1 'root'> gave up")
-    assert "Address already in use" in last_line
+        status, lines = await _corral_serve_fails("examples.echo:app", "--port", port)
+    assert status == 1
+    assert lines == [f"corral: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
+async def test_workers_on_a_port_in_use_exit_1_with_one_line_and_no_restarts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        status, lines = await _corral_serve_fails(
+            "examples.echo:app", "--port", port, "--workers", "2"
+        )
+    assert status == 1
+    assert lines == [f"corral: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
+async def test_a_port_out_of_range_exits_2_with_one_line_before_starting() -> None:
+    status, lines = await _corral_serve_fails("examples.echo:app", "--port", "99999")
+    assert status == 2
+    assert lines == [
+        "corral: argument --port: '99999' is not a port: allowed 0 to 65535 (0 picks a free "
+        "one); see corral serve --help"
+    ]
+
+
+async def test_an_app_module_with_a_syntax_error_exits_2_naming_file_and_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "typo_app.py").write_text("from server import App\n\napp = App([)\n")
+    status, lines = await _corral_serve_fails("typo_app:app", "--port", "0", cwd=tmp_path)
+    assert status == 2
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("corral: cannot import 'typo_app': SyntaxError: ")
+    assert lines[0].endswith(f" at {tmp_path / 'typo_app.py'}:3")
 
 
 def test_serve_help_says_what_each_option_means_and_its_default(
