@@ -16,7 +16,6 @@ import trio
 from .actor import Actor, ActorArgs, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
-from .backend_wire import NotPortable
 from .children import ChildInfo
 from .dynamic import DynamicSupervisor, SupervisorNotRunning, TooManyChildren
 from .errors import (
@@ -26,6 +25,7 @@ from .errors import (
     NoNode,
     NoSuchActor,
     NotInActor,
+    RemoteError,
     RestartIntensityExceeded,
 )
 from .mailbox import DEFAULT_CAPACITY, MailboxPolicy, MailboxStatistics
@@ -59,6 +59,7 @@ from .reasons import (
 )
 from .specs import ChildSpec, Restart, Strategy
 from .supervisor import Supervisor, supervise
+from .wire_codec import NotPortable, wire_type
 
 
 def self_address() -> Address:
@@ -225,6 +226,7 @@ __all__ = [
     "NotPortable",
     "MailboxPolicy",
     "PeerInfo",
+    "RemoteError",
     "Restart",
     "RestartIntensityExceeded",
     "Shutdown",
@@ -261,4 +263,5 @@ __all__ = [
     "whereis",
     "which_groups",
     "self_address",
+    "wire_type",
 ]

@@ -117,6 +117,8 @@ class RedisBackend:
         self.sent = 0
         self.received = 0
         self.lost = 0
+        self.rejected = 0
+        self._rejections_logged: dict[str, float] = {}
         self.reconnects = 0
         self.last_resubscribe: float | None = None
 
@@ -219,6 +221,7 @@ class RedisBackend:
             sent=self.sent,
             received=self.received,
             lost=self.lost,
+            rejected=self.rejected,
             reconnects=self.reconnects,
             last_resubscribe=self.last_resubscribe,
         )
@@ -297,12 +300,21 @@ class RedisBackend:
         async for key in client.scan_iter(match=self.keys.name("*")):
             value = await client.get(key)
             if value is not None:
-                self._learn_name(key.decode()[len(self.keys.name("")) :], wire.unpack(value))
+                try:
+                    address = wire.unpack_address(value)
+                except wire.Rejected as rejected:
+                    self._reject(rejected, key)
+                    continue
+                self._learn_name(key.decode()[len(self.keys.name("")) :], address)
         async for key in client.scan_iter(match=self.keys.members("*")):
             if self.keys.node_of(key, "members") == self._me:
                 continue
             for member in await client.smembers(key):
-                group, address = wire.unpack(member)
+                try:
+                    group, address = wire.unpack_member(member)
+                except wire.Rejected as rejected:
+                    self._reject(rejected, key)
+                    continue
                 if self.is_alive(address.node) or address.node == self._me:
                     self.view.join(group, address)
         ops: list[Op] = [("event", (wire.HELLO, self._me)), ("heartbeat",)]
@@ -362,17 +374,40 @@ class RedisBackend:
     # ---- reading -------------------------------------------------------------------------
 
     def _arrived(self, message: Any) -> None:
-        data = message["data"]
+        data, channel = message["data"], message["channel"]
         if not isinstance(data, bytes):
             return
-        events = message["channel"] == self.keys.events.encode()
-        for envelope in wire.decode(data):
-            if events:
+        events = channel == self.keys.events.encode()
+        for envelope in wire.decode(data, wire.EVENTS if events else wire.ENVELOPES):
+            if isinstance(envelope, wire.Rejected):
+                self._reject(envelope, channel)
+            elif events:
                 self._event(envelope)
             elif self._node is not None:
+                try:
+                    self._node.receive_remote(envelope)
+                except wire.Rejected as rejected:
+                    self._reject(rejected, channel)
+                    continue
                 self.received += 1
-                self._node.receive_remote(envelope)
         self._changes()
+
+    def _reject(self, rejected: wire.Rejected, where: bytes) -> None:
+        """Drop what came from Redis that is not allowed data: count it, and log each cause
+        at most once a minute (whoever writes it may write it fast)."""
+        self.rejected += 1
+        now = trio.current_time()
+        if now - self._rejections_logged.get(rejected.cause, -math.inf) >= 60.0:
+            self._rejections_logged[rejected.cause] = now
+            logger.warning(
+                "node %s: dropped data from Redis at %s that the cluster wire does not allow "
+                "(%s); %d dropped so far. Another writer on this Redis? Give it a password "
+                "(see the README's Security section)",
+                self._me,
+                where.decode(errors="replace"),
+                rejected,
+                self.rejected,
+            )
 
     def _event(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
@@ -478,7 +513,10 @@ class RedisBackend:
             for name in batch.unsent_claims:
                 self._answered(name)
             for name, address, index in batch.claims:
-                self._claimed(name, address, wire.unpack(results[index]))
+                try:
+                    self._claimed(name, address, wire.unpack_address(results[index]))
+                except wire.Rejected as rejected:  # junk under the key: the next beat retries
+                    self._reject(rejected, self.keys.name(name).encode())
                 self._answered(name)
             if batch.goodbye and self._flushed is not None:
                 self._flushed.set()

@@ -58,6 +58,16 @@ class NameTaken(ActorError):
         super().__init__(f"name {name!r} is already registered to {holder}")
 
 
+class RemoteError(ActorError):
+    """An exception raised on another node, as it arrived here: exceptions cross the cluster
+    wire as their type's name and text (``type_name``, ``text``), never as objects."""
+
+    def __init__(self, type_name: str, text: str = "") -> None:
+        self.type_name = type_name
+        self.text = text
+        super().__init__(f"{type_name}: {text}" if text else type_name)
+
+
 class MailboxFull(ActorError):
     """The destination's mailbox is full and its overflow policy is ``fail``."""
 
