@@ -18,6 +18,7 @@ import actors
 from actors import Address
 from actors import backend_wire as wire
 from actors import wire_codec as codec
+from tests.actors.kit import Marker
 
 HERE = Address("here", 7, "room")
 THERE = Address("there", 9)
@@ -185,16 +186,6 @@ def test_a_tag_taken_by_another_class_is_refused() -> None:
     with pytest.raises(ValueError, match="taken"):
         actors.wire_type(Other, tag=f"{Said.__module__}.{Said.__qualname__}")
     actors.wire_type(Said)  # registering the same class again is fine
-
-
-class Marker:
-    """Unpickling this object would create a file: the attack a pickled wire allowed."""
-
-    def __init__(self, path: pathlib.Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (pathlib.Path.touch, (self.path,))
 
 
 def _framed(data: bytes) -> bytes:
