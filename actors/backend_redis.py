@@ -40,7 +40,8 @@ from . import backend_wire as wire
 from .address import Address
 from .backend import ClusterStatistics, LocalBackend, PeerInfo
 from .backend_batch import Command, Op, plan
-from .errors import NameTaken
+from .broker_url import parse_broker_url
+from .errors import BrokerUnreachable, NameTaken
 from .reasons import Crash
 
 if TYPE_CHECKING:
@@ -66,11 +67,15 @@ def default_node_id() -> str:
 class RedisBackend:
     """Names, groups and remote delivery over Redis (see the module docstring).
 
-    ``url`` is a ``redis://`` URL; nodes with the same Redis and ``prefix`` form one cluster.
+    ``url`` is a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, checked at once
+    (``broker_url``: BadBrokerUrl says what is wrong; credentials may come from the
+    environment); nodes with the same Redis and ``prefix`` form one cluster.
     ``node_id`` defaults to ``host:pid:random``. Every ``heartbeat`` seconds the node renews its
     leases and says it is alive; a node not heard for ``lease`` seconds is down, and its names
     expire. While Redis is unreachable the node retries with backoff up to ``max_backoff``
     seconds; past ``max_queued`` unsent messages, new cross-node sends are lost (counted).
+    At start-up, ``startup_wait`` None serves at once and keeps trying; a number of seconds
+    waits that long for the first connection, then raises BrokerUnreachable.
     Pass it to ``open_node(backend=...)``; the server does with ``ServerOptions.redis_url``.
     """
 
@@ -84,10 +89,14 @@ class RedisBackend:
         lease: float = 5.0,
         max_backoff: float = 0.5,
         max_queued: int = 100_000,
+        startup_wait: float | None = None,
     ) -> None:
         if not lease > heartbeat > 0:
             raise ValueError(f"need lease > heartbeat > 0, not {lease=} {heartbeat=}")
-        self.url = url
+        self.broker = parse_broker_url(url)
+        self.url = self.broker.redacted
+        self.startup_wait = startup_wait
+        self._wait_logged = False
         self.keys = wire.Keys(prefix)
         self.node_id: str | None = node_id or default_node_id()
         self.heartbeat = heartbeat
@@ -248,19 +257,48 @@ class RedisBackend:
         first = min(0.05, self.max_backoff)
         backoff = first
         self._task_status = task_status
+        deadline = trio.current_time() + (self.startup_wait or 0.0)
         while True:
+            failure: BaseExceptionGroup[BaseException] | None = None
             try:
                 await self._session()
                 if self._said_goodbye:
                     self._stopped.set()
                     return
-            except* BROKER_ERRORS as failure:
+            except* BROKER_ERRORS as caught:
+                failure = caught
+            if failure is not None:
+                if self._must_fail_start(deadline):
+                    raise BrokerUnreachable(self.url, _first(failure))
                 if self._connected:
                     backoff = first
-                self._disconnected(failure)
-            self._started()  # unreachable at start-up: serve anyway, and keep trying
+                if self._waiting_to_start():
+                    self._log_waiting(failure, deadline)
+                else:
+                    self._disconnected(failure)
+            if self.startup_wait is None:
+                self._started()  # unreachable at start-up: serve anyway, and keep trying
             await trio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff)
+
+    def _waiting_to_start(self) -> bool:
+        """Not started yet, and told to wait for Redis before starting."""
+        return self._task_status is not None and self.startup_wait is not None
+
+    def _must_fail_start(self, deadline: float) -> bool:
+        """Waiting to start, and the wait allowed is over."""
+        return self._waiting_to_start() and trio.current_time() >= deadline
+
+    def _log_waiting(self, failure: BaseExceptionGroup[BaseException], deadline: float) -> None:
+        if not self._wait_logged:
+            self._wait_logged = True
+            logger.warning(
+                "node %s: waiting up to %.3g s for Redis at %s (%s)",
+                self._me,
+                deadline - trio.current_time(),
+                self.url,
+                _first(failure),
+            )
 
     def _started(self) -> None:
         if self._task_status is not None:
@@ -269,7 +307,10 @@ class RedisBackend:
 
     async def _session(self) -> None:
         client = coredis.Redis.from_url(
-            self.url, connect_timeout=2.0, retry_policy=coredis.retry.NoRetryPolicy()
+            self.broker.url,
+            connect_timeout=2.0,
+            retry_policy=coredis.retry.NoRetryPolicy(),
+            **self.broker.client_options(),
         )
         async with client:
             channels = [self.keys.inbox(self._me), self.keys.events]

@@ -68,6 +68,17 @@ class RemoteError(ActorError):
         super().__init__(f"{type_name}: {text}" if text else type_name)
 
 
+class BrokerUnreachable(ActorError):
+    """The cluster's broker did not answer at start-up within the wait allowed for it."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        self.url = url
+        self.cause = cause
+        super().__init__(
+            f"Redis at {url} is unreachable at start-up ({cause or type(cause).__name__})"
+        )
+
+
 class MailboxFull(ActorError):
     """The destination's mailbox is full and its overflow policy is ``fail``."""
 

@@ -22,6 +22,8 @@ import attrs
 import trio
 
 import actors
+from actors.broker_url import BadBrokerUrl, parse_broker_url
+from actors.errors import BrokerUnreachable
 
 from . import logformat
 from .app import App
@@ -132,6 +134,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default: $CORRAL_REDIS_URL; none: this process alone)",
     )
     serve.add_argument(
+        "--redis-wait",
+        type=float,
+        metavar="SECONDS",
+        help="wait this long at start-up for --redis to answer, then exit 1 (default: 0, fail "
+        "at once; inf: as long as it takes)",
+    )
+    serve.add_argument(
         "--cluster-prefix",
         metavar="PREFIX",
         help="Redis key prefix of the cluster (default: corral)",
@@ -193,6 +202,8 @@ def _options(app: App, args: argparse.Namespace) -> ServerOptions:
     }
     if args.redis:
         overrides["redis_url"] = args.redis
+    if args.redis_wait is not None:
+        overrides["redis_wait"] = args.redis_wait
     if args.block_threshold is not None:
         overrides["block_threshold"] = args.block_threshold
     if args.no_block_watchdog:
@@ -278,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--workers must be >= 1, not {args.workers}")
         if args.workers is not None and args.port == 0:
             raise ValueError("--workers needs a fixed --port (workers share it)")
+        _check_cluster_options(args)
     except (AppNotFound, ValueError, OSError) as exc:
         print(f"corral: {exc}", file=sys.stderr)
         return 2
@@ -296,7 +308,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = trio.run(_run, server, args.worker)
     except* actors.RestartIntensityExceeded as gave_up:  # the log already has each crash
         print(f"corral: {_innermost(gave_up)}", file=sys.stderr)
+    except* BrokerUnreachable as unreachable:
+        print(
+            f"corral: {_innermost(unreachable)}: start it, check --redis, or wait for it with "
+            "--redis-wait SECONDS",
+            file=sys.stderr,
+        )
     return status
+
+
+def _check_cluster_options(args: argparse.Namespace) -> None:
+    """``--redis`` (or $CORRAL_REDIS_URL) and ``--redis-wait``: ValueError naming the option,
+    the value and what is allowed."""
+    if args.redis:
+        try:
+            parse_broker_url(args.redis)
+        except BadBrokerUrl as error:
+            raise ValueError(f"--redis {error}") from None
+    if args.redis_wait is not None and not args.redis_wait >= 0:
+        raise ValueError(f"--redis-wait must be a number of seconds >= 0, not {args.redis_wait}")
 
 
 def _innermost(error: BaseException) -> BaseException:
