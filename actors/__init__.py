@@ -20,6 +20,7 @@ from .children import ChildInfo
 from .dynamic import DynamicSupervisor, SupervisorNotRunning, TooManyChildren
 from .errors import (
     ActorError,
+    BrokerUnreachable,
     MailboxFull,
     NameTaken,
     NoNode,
@@ -193,6 +194,7 @@ __all__ = [
     "SHUTDOWN",
     "Actor",
     "ActorError",
+    "BrokerUnreachable",
     "ActorFunction",
     "ActorInfo",
     "Census",

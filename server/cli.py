@@ -23,7 +23,6 @@ import trio
 
 import actors
 from actors.broker_url import BadBrokerUrl, parse_broker_url
-from actors.errors import BrokerUnreachable
 
 from . import logformat
 from .app import App
@@ -308,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = trio.run(_run, server, args.worker)
     except* actors.RestartIntensityExceeded as gave_up:  # the log already has each crash
         print(f"corral: {_innermost(gave_up)}", file=sys.stderr)
-    except* BrokerUnreachable as unreachable:
+    except* actors.BrokerUnreachable as unreachable:
         print(
             f"corral: {_innermost(unreachable)}: start it, check --redis, or wait for it with "
             "--redis-wait SECONDS",

@@ -11,9 +11,9 @@ import pytest
 import trustme
 
 import actors
+from actors import BrokerUnreachable
 from actors.backend_redis import RedisBackend
 from actors.broker_url import PASSWORD_ENV, USERNAME_ENV
-from actors.errors import BrokerUnreachable
 from tests.actors.kit import Recorder
 
 from .conftest import backend_of, two_nodes
