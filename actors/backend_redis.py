@@ -273,7 +273,7 @@ class RedisBackend:
                 if self._connected:
                     backoff = first
                 if self._waiting_to_start():
-                    self._log_waiting(failure, deadline)
+                    self._log_waiting(failure)
                 else:
                     self._disconnected(failure)
             if self.startup_wait is None:
@@ -289,13 +289,13 @@ class RedisBackend:
         """Waiting to start, and the wait allowed is over."""
         return self._waiting_to_start() and trio.current_time() >= deadline
 
-    def _log_waiting(self, failure: BaseExceptionGroup[BaseException], deadline: float) -> None:
+    def _log_waiting(self, failure: BaseExceptionGroup[BaseException]) -> None:
         if not self._wait_logged:
             self._wait_logged = True
             logger.warning(
-                "node %s: waiting up to %.3g s for Redis at %s (%s)",
+                "node %s: waiting up to %g s for Redis at %s (%s)",
                 self._me,
-                deadline - trio.current_time(),
+                self.startup_wait,
                 self.url,
                 _first(failure),
             )

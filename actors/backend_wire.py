@@ -168,8 +168,9 @@ def unpack_member(data: bytes) -> tuple[str, Address]:
 
 
 def _build_address(values: list[Any]) -> Address:
-    match values:
-        case [str(node), int(serial), (str() | None) as label] if type(serial) is int:
+    if len(values) == 3:  # plain checks: an address is in nearly every envelope
+        node, serial, label = values
+        if type(node) is str and type(serial) is int and (label is None or type(label) is str):
             return Address(node, serial, label)
     raise Rejected("malformed address")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -134,13 +135,36 @@ def _default(value: Any) -> msgpack.ExtType:
     return msgpack.ExtType(_OBJECT, _pack([entry.tag, *entry.fields_of(value)]))
 
 
+class _Packers(threading.local):
+    """One msgpack packer per nesting level (a tuple's or an object's fields are packed while
+    its container is), made once per thread: a new packer per value costs more than packing."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.by_depth: list[msgpack.Packer] = []
+
+
+_packers = _Packers()
+
+
 def _pack(value: Any) -> bytes:
+    packers = _packers
+    depth = packers.depth
+    if depth > MAX_DEPTH:
+        raise NotPortable(value, f"nested more than {MAX_DEPTH} tuples or objects deep")
+    if depth == len(packers.by_depth):
+        packers.by_depth.append(
+            msgpack.Packer(default=_default, strict_types=True, use_bin_type=True)
+        )
+    packers.depth = depth + 1
     try:
-        return msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)
+        return packers.by_depth[depth].pack(value)
     except NotPortable:
         raise
     except (TypeError, ValueError, OverflowError, RecursionError) as error:
         raise NotPortable(value, str(error)) from error
+    finally:
+        packers.depth = depth
 
 
 def _ext_hook(code: int, data: bytes, depth: int) -> Any:
