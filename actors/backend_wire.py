@@ -16,20 +16,12 @@ from typing import Any
 
 import attrs
 
+from . import reasons
 from . import wire_codec as codec
 from .address import Address
 from .errors import RemoteError
 from .messages import Exit
-from .reasons import (
-    Crash,
-    ExitReason,
-    Killed,
-    MailboxOverflow,
-    NoConnection,
-    NoProc,
-    Normal,
-    Shutdown,
-)
+from .reasons import Crash, ExitReason
 from .wire_codec import NotPortable as NotPortable
 from .wire_codec import Rejected as Rejected
 
@@ -199,7 +191,14 @@ def _build_exit(values: list[Any]) -> Exit:
 codec.register(Address, "corral.Address", lambda a: [a.node, a.serial, a.label], _build_address)
 codec.register(Crash, "corral.Crash", _crash_fields, _build_crash)
 codec.register(Exit, "corral.Exit", lambda e: [e.address, e.reason], _build_exit)
-for _reason in (Normal, Shutdown, Killed, MailboxOverflow, NoProc, NoConnection):
+for _reason in (
+    reasons.Normal,
+    reasons.Shutdown,
+    reasons.Killed,
+    reasons.MailboxOverflow,
+    reasons.NoProc,
+    reasons.NoConnection,
+):
     codec.wire_type(_reason, tag=f"corral.{_reason.__name__}")
 
 
