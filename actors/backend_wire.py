@@ -119,9 +119,9 @@ def checked(value: Any, shapes: dict[str, Shape]) -> tuple[Any, ...]:
         raise Rejected("unknown envelope kind", repr(value[0][:50]))
     if len(value) != len(shape) + 1:
         raise Rejected("malformed envelope", f"{value[0]} with {len(value) - 1} items")
-    for item, expected in zip(value[1:], shape, strict=True):
-        if not isinstance(item, expected):
-            raise Rejected("malformed envelope", f"{value[0]} with a {type(item).__name__}")
+    for index, expected in enumerate(shape, 1):
+        if expected is not object and not isinstance(value[index], expected):
+            raise Rejected("malformed envelope", f"{value[0]} with a {type(value[index]).__name__}")
     return tuple(value)
 
 

@@ -12,6 +12,7 @@ those: an unknown tag or anything malformed raises ``Rejected``. The runtime reg
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 import threading
 from collections.abc import Callable
@@ -198,18 +199,17 @@ def _unpack(data: bytes | memoryview, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise Rejected("nested too deep", f"more than {MAX_DEPTH} tuples or objects")
     try:
-        return msgpack.unpackb(
-            data,
-            ext_hook=lambda code, inner: _ext_hook(code, inner, depth + 1),
-            raw=False,
-            strict_map_key=False,
-        )
+        return msgpack.unpackb(data, ext_hook=_HOOKS[depth], raw=False, strict_map_key=False)
     except Rejected:
         raise
     except msgpack.ExtraData as error:
         raise Rejected("trailing bytes") from error
     except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as error:
         raise Rejected("not MessagePack", type(error).__name__) from error
+
+
+_HOOKS = tuple(functools.partial(_ext_hook, depth=depth + 1) for depth in range(MAX_DEPTH + 1))
+"""The extension hook for each nesting level (made once: decoding is a hot path)."""
 
 
 def pack(value: Any) -> bytes:
