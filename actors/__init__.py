@@ -16,16 +16,17 @@ import trio
 from .actor import Actor, ActorArgs, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
-from .backend_wire import NotPortable
 from .children import ChildInfo
 from .dynamic import DynamicSupervisor, SupervisorNotRunning, TooManyChildren
 from .errors import (
     ActorError,
+    BrokerUnreachable,
     MailboxFull,
     NameTaken,
     NoNode,
     NoSuchActor,
     NotInActor,
+    RemoteError,
     RestartIntensityExceeded,
 )
 from .extras import MissingExtra
@@ -60,6 +61,7 @@ from .reasons import (
 )
 from .specs import ChildSpec, Restart, Strategy
 from .supervisor import Supervisor, supervise
+from .wire_codec import NotPortable, wire_type
 
 
 def self_address() -> Address:
@@ -193,6 +195,7 @@ __all__ = [
     "SHUTDOWN",
     "Actor",
     "ActorError",
+    "BrokerUnreachable",
     "ActorFunction",
     "ActorInfo",
     "Census",
@@ -227,6 +230,7 @@ __all__ = [
     "NotPortable",
     "MailboxPolicy",
     "PeerInfo",
+    "RemoteError",
     "Restart",
     "RestartIntensityExceeded",
     "Shutdown",
@@ -263,4 +267,5 @@ __all__ = [
     "whereis",
     "which_groups",
     "self_address",
+    "wire_type",
 ]

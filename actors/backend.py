@@ -44,6 +44,9 @@ class ClusterStatistics:
     reconnects: int
     last_resubscribe: float | None
     """Seconds from losing the broker to being subscribed again, for the last outage."""
+    rejected: int = 0
+    """What arrived from the broker and was dropped for not being allowed data (a forged or
+    garbled envelope, an unknown type tag, a node running other code): see the log's cause."""
 
 
 class Backend(Protocol):

@@ -38,7 +38,8 @@ from . import backend_wire as wire
 from .address import Address
 from .backend import ClusterStatistics, LocalBackend, PeerInfo
 from .backend_batch import Command, Op, plan
-from .errors import NameTaken
+from .broker_url import parse_broker_url
+from .errors import BrokerUnreachable, NameTaken
 from .extras import MissingExtra
 from .reasons import Crash
 
@@ -73,12 +74,15 @@ def default_node_id() -> str:
 class RedisBackend:
     """Names, groups and remote delivery over Redis (see the module docstring).
 
-    ``url`` is a ``redis://`` URL; nodes with the same Redis and ``prefix`` form one cluster.
+    ``url`` is a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, checked at once
+    (``broker_url``: BadBrokerUrl says what is wrong; credentials may come from the
+    environment); nodes with the same Redis and ``prefix`` form one cluster.
     ``node_id`` defaults to ``host:pid:random``. Every ``heartbeat`` seconds the node renews its
     lease (which keeps its names) and says it is alive; a node not heard for ``lease`` seconds
     is down, and its names are free. While Redis is unreachable the node retries with backoff
     up to ``max_backoff`` seconds; past ``max_queued`` unsent messages, new cross-node sends
-    are lost (counted).
+    are lost (counted). At start-up, ``startup_wait`` None serves at once and keeps trying; a
+    number of seconds waits that long for the first connection, then raises BrokerUnreachable.
     Pass it to ``open_node(backend=...)``; the server does with ``ServerOptions.redis_url``.
     """
 
@@ -92,12 +96,16 @@ class RedisBackend:
         lease: float = 5.0,
         max_backoff: float = 0.5,
         max_queued: int = 100_000,
+        startup_wait: float | None = None,
     ) -> None:
         if not lease > heartbeat > 0:
             raise ValueError(f"need lease > heartbeat > 0, not {lease=} {heartbeat=}")
         if node_id is not None and "\n" in node_id:
             raise ValueError(f"a node id cannot hold a newline: {node_id!r}")
-        self.url = url
+        self.broker = parse_broker_url(url)
+        self.url = self.broker.redacted
+        self.startup_wait = startup_wait
+        self._wait_logged = False
         self.keys = wire.Keys(prefix)
         self.node_id: str | None = node_id or default_node_id()
         self.heartbeat = heartbeat
@@ -127,6 +135,8 @@ class RedisBackend:
         self.sent = 0
         self.received = 0
         self.lost = 0
+        self.rejected = 0
+        self._rejections_logged: dict[str, float] = {}
         self.reconnects = 0
         self.last_resubscribe: float | None = None
 
@@ -229,6 +239,7 @@ class RedisBackend:
             sent=self.sent,
             received=self.received,
             lost=self.lost,
+            rejected=self.rejected,
             reconnects=self.reconnects,
             last_resubscribe=self.last_resubscribe,
         )
@@ -255,19 +266,48 @@ class RedisBackend:
         first = min(0.05, self.max_backoff)
         backoff = first
         self._task_status = task_status
+        deadline = trio.current_time() + (self.startup_wait or 0.0)
         while True:
+            failure: BaseExceptionGroup[BaseException] | None = None
             try:
                 await self._session()
                 if self._said_goodbye:
                     self._stopped.set()
                     return
-            except* BROKER_ERRORS as failure:
+            except* BROKER_ERRORS as caught:
+                failure = caught
+            if failure is not None:
+                if self._must_fail_start(deadline):
+                    raise BrokerUnreachable(self.url, _first(failure))
                 if self._connected:
                     backoff = first
-                self._disconnected(failure)
-            self._started()  # unreachable at start-up: serve anyway, and keep trying
+                if self._waiting_to_start():
+                    self._log_waiting(failure)
+                else:
+                    self._disconnected(failure)
+            if self.startup_wait is None:
+                self._started()  # unreachable at start-up: serve anyway, and keep trying
             await trio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff)
+
+    def _waiting_to_start(self) -> bool:
+        """Not started yet, and told to wait for Redis before starting."""
+        return self._task_status is not None and self.startup_wait is not None
+
+    def _must_fail_start(self, deadline: float) -> bool:
+        """Waiting to start, and the wait allowed is over."""
+        return self._waiting_to_start() and trio.current_time() >= deadline
+
+    def _log_waiting(self, failure: BaseExceptionGroup[BaseException]) -> None:
+        if not self._wait_logged:
+            self._wait_logged = True
+            logger.warning(
+                "node %s: waiting up to %g s for Redis at %s (%s)",
+                self._me,
+                self.startup_wait,
+                self.url,
+                _first(failure),
+            )
 
     def _started(self) -> None:
         if self._task_status is not None:
@@ -276,7 +316,10 @@ class RedisBackend:
 
     async def _session(self) -> None:
         client = coredis.Redis.from_url(
-            self.url, connect_timeout=2.0, retry_policy=coredis.retry.NoRetryPolicy()
+            self.broker.url,
+            connect_timeout=2.0,
+            retry_policy=coredis.retry.NoRetryPolicy(),
+            **self.broker.client_options(),
         )
         async with client:
             channels = [self.keys.inbox(self._me), self.keys.events]
@@ -307,12 +350,21 @@ class RedisBackend:
         async for key in client.scan_iter(match=self.keys.name("*")):
             value = await client.get(key)
             if value is not None:
-                self._learn_name(key.decode()[len(self.keys.name("")) :], wire.holder_of(value))
+                try:
+                    address = wire.holder_of(value)
+                except wire.Rejected as rejected:
+                    self._reject(rejected, key)
+                    continue
+                self._learn_name(key.decode()[len(self.keys.name("")) :], address)
         async for key in client.scan_iter(match=self.keys.members("*")):
             if self.keys.node_of(key, "members") == self._me:
                 continue
             for member in await client.smembers(key):
-                group, address = wire.unpack(member)
+                try:
+                    group, address = wire.unpack_member(member)
+                except wire.Rejected as rejected:
+                    self._reject(rejected, key)
+                    continue
                 if self.is_alive(address.node) or address.node == self._me:
                     self.view.join(group, address)
         ops: list[Op] = [("event", (wire.HELLO, self._me)), ("heartbeat",)]
@@ -372,17 +424,40 @@ class RedisBackend:
     # ---- reading -------------------------------------------------------------------------
 
     def _arrived(self, message: Any) -> None:
-        data = message["data"]
+        data, channel = message["data"], message["channel"]
         if not isinstance(data, bytes):
             return
-        events = message["channel"] == self.keys.events.encode()
-        for envelope in wire.decode(data):
-            if events:
+        events = channel == self.keys.events.encode()
+        for envelope in wire.decode(data, wire.EVENTS if events else wire.ENVELOPES):
+            if isinstance(envelope, wire.Rejected):
+                self._reject(envelope, channel)
+            elif events:
                 self._event(envelope)
             elif self._node is not None:
+                try:
+                    self._node.receive_remote(envelope)
+                except wire.Rejected as rejected:
+                    self._reject(rejected, channel)
+                    continue
                 self.received += 1
-                self._node.receive_remote(envelope)
         self._changes()
+
+    def _reject(self, rejected: wire.Rejected, where: bytes) -> None:
+        """Drop what came from Redis that is not allowed data: count it, and log each cause
+        at most once a minute (whoever writes it may write it fast)."""
+        self.rejected += 1
+        now = trio.current_time()
+        if now - self._rejections_logged.get(rejected.cause, -math.inf) >= 60.0:
+            self._rejections_logged[rejected.cause] = now
+            logger.warning(
+                "node %s: dropped data from Redis at %s that the cluster wire does not allow "
+                "(%s); %d dropped so far. Another writer on this Redis? Give it a password "
+                "(see the README's Security section)",
+                self._me,
+                where.decode(errors="replace"),
+                rejected,
+                self.rejected,
+            )
 
     def _event(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
@@ -490,7 +565,10 @@ class RedisBackend:
             for name in batch.unsent_claims:
                 self._answered(name)
             for name, address, index in batch.claims:
-                self._claimed(name, address, wire.holder_of(results[index]))
+                try:
+                    self._claimed(name, address, wire.holder_of(results[index]))
+                except wire.Rejected as rejected:  # junk under the key: the next beat retries
+                    self._reject(rejected, self.keys.name(name).encode())
                 self._answered(name)
             if batch.goodbye and self._flushed is not None:
                 self._flushed.set()

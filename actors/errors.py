@@ -58,6 +58,27 @@ class NameTaken(ActorError):
         super().__init__(f"name {name!r} is already registered to {holder}")
 
 
+class RemoteError(ActorError):
+    """An exception raised on another node, as it arrived here: exceptions cross the cluster
+    wire as their type's name and text (``type_name``, ``text``), never as objects."""
+
+    def __init__(self, type_name: str, text: str = "") -> None:
+        self.type_name = type_name
+        self.text = text
+        super().__init__(f"{type_name}: {text}" if text else type_name)
+
+
+class BrokerUnreachable(ActorError):
+    """The cluster's broker did not answer at start-up within the wait allowed for it."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        self.url = url
+        self.cause = cause
+        super().__init__(
+            f"Redis at {url} is unreachable at start-up ({cause or type(cause).__name__})"
+        )
+
+
 class MailboxFull(ActorError):
     """The destination's mailbox is full and its overflow policy is ``fail``."""
 

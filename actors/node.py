@@ -407,7 +407,8 @@ class Node:
         self.remote_links.ended(ended, remote, reason)
 
     def receive_remote(self, envelope: tuple[Any, ...]) -> None:
-        """Act on an envelope another node sent this one (called by the backend)."""
+        """Act on an envelope another node sent this one (called by the backend, which has
+        checked its shape); ``wire.Rejected`` if it names a fan-out this node does not have."""
         kind = envelope[0]
         if kind == wire.SEND:
             actor = self._actors.get(envelope[1])
@@ -421,8 +422,11 @@ class Node:
         elif kind == wire.NOTIFY:
             self.notify(envelope[1], envelope[2])
         elif kind == wire.PUBLISH:
-            _, fanout, group, payload = envelope
-            _fanouts[fanout](self, group, payload)
+            _, kind, group, payload = envelope
+            fanout = _fanouts.get(kind)
+            if fanout is None:
+                raise wire.Rejected("unknown fan-out", repr(kind[:50]))
+            fanout(self, group, payload)
         elif kind == wire.MONITOR:
             _, serial, watcher, target = envelope
             self.remote_monitors.watch(serial, watcher, target, alive=target in self._actors)

@@ -27,6 +27,7 @@ import trio
 
 import actors
 from actors import MissingExtra
+from actors.broker_url import BadBrokerUrl, parse_broker_url
 
 from . import logformat, option_values
 from .app import App
@@ -159,6 +160,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default: $CORRAL_REDIS_URL; none: this process alone)",
     )
     serve.add_argument(
+        "--redis-wait",
+        type=float,
+        metavar="SECONDS",
+        help="wait this long at start-up for --redis to answer, then exit 1 (default: 0, fail "
+        "at once; inf: as long as it takes)",
+    )
+    serve.add_argument(
         "--cluster-prefix",
         metavar="PREFIX",
         help="Redis key prefix of the cluster (default: corral)",
@@ -220,6 +228,8 @@ def _options(app: App, args: argparse.Namespace) -> ServerOptions:
     }
     if args.redis:
         overrides["redis_url"] = args.redis
+    if args.redis_wait is not None:
+        overrides["redis_wait"] = args.redis_wait
     if args.block_threshold is not None:
         overrides["block_threshold"] = args.block_threshold
     if args.no_block_watchdog:
@@ -306,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logformat.configure(
             args.log_level, args.log_format, worker=worker_index() if args.worker else None
         )
+        _check_cluster_options(args)
         app = load_app(args.app)
         _load_extras(_options(app, args))
         if args.metrics:
@@ -338,6 +349,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"corral: {_innermost(cannot)}", file=sys.stderr)
     except* actors.RestartIntensityExceeded as gave_up:  # the log already has each crash
         print(f"corral: {_innermost(gave_up)}", file=sys.stderr)
+    except* actors.BrokerUnreachable as unreachable:
+        print(
+            f"corral: {_innermost(unreachable)}: start it, check --redis, or wait for it with "
+            "--redis-wait SECONDS",
+            file=sys.stderr,
+        )
     return status
 
 
@@ -366,6 +383,18 @@ def _tls_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
             f"{key_option} {key_path} is not a valid private key, or not the key of "
             f"--certfile {certfile} ({exc})"
         ) from exc
+
+
+def _check_cluster_options(args: argparse.Namespace) -> None:
+    """``--redis`` (or $CORRAL_REDIS_URL) and ``--redis-wait``: ValueError naming the option,
+    the value and what is allowed."""
+    if args.redis:
+        try:
+            parse_broker_url(args.redis)
+        except BadBrokerUrl as error:
+            raise ValueError(f"--redis {error}") from None
+    if args.redis_wait is not None and not args.redis_wait >= 0:
+        raise ValueError(f"--redis-wait must be a number of seconds >= 0, not {args.redis_wait}")
 
 
 def _innermost(error: BaseException) -> BaseException:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import actors
 from actors import Address, Destination, Node
 from actors.node import register_fanout
+from actors.wire_codec import Rejected
 
 from .connection import EncodedFrame, connection_of
 
@@ -64,11 +65,18 @@ _FRAME = "corral.frame"
 
 
 def _frames_to_group(node: Node, group: str, message: str | bytes) -> int:
-    return _deliver(node, node.local_members(group), EncodedFrame.of(message))
+    return _deliver(node, node.local_members(group), _arrived_frame(message))
 
 
 def _frame_to_one(node: Node, address: Address, message: str | bytes) -> int:
-    return _deliver(node, (address,), EncodedFrame.of(message))
+    return _deliver(node, (address,), _arrived_frame(message))
+
+
+def _arrived_frame(message: object) -> EncodedFrame:
+    """The frame for a message another node sent (Rejected if it is not text or bytes)."""
+    if not isinstance(message, str | bytes):
+        raise Rejected("malformed envelope", f"a frame of {type(message).__name__}")
+    return EncodedFrame.of(message)
 
 
 register_fanout(_FRAMES, _frames_to_group)

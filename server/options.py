@@ -90,7 +90,12 @@ class ServerOptions:
     (``server.memory``, glibc only); None never trims."""
     connection: ConnectionOptions = ConnectionOptions()
     redis_url: str | None = None
-    """A Redis (``redis://host:port/db``) shared by every server of a cluster: names, groups,
-    sends and monitors then span them. None: this process alone, no service needed."""
+    """A Redis (``redis://[user:password@]host:port/db``, ``rediss://`` for TLS) shared by every
+    server of a cluster: names, groups, sends and monitors then span them (``broker_url``
+    says what is allowed). None: this process alone, no service needed."""
+    redis_wait: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+    """Seconds to wait at start-up for ``redis_url`` to answer (``inf``: as long as it takes);
+    past them the server fails with ``BrokerUnreachable`` (0: at once). Once up, a server
+    rides out Redis outages (cross-node messages are lost meanwhile, counted)."""
     cluster_prefix: str = "corral"
     """The Redis key prefix of the cluster (servers with the same URL and prefix meet)."""

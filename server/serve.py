@@ -139,7 +139,11 @@ class Server:
             return None
         from actors.backend_redis import RedisBackend  # coredis loads only for a cluster
 
-        return RedisBackend(self.options.redis_url, prefix=self.options.cluster_prefix)
+        return RedisBackend(
+            self.options.redis_url,
+            prefix=self.options.cluster_prefix,
+            startup_wait=self.options.redis_wait,
+        )
 
     async def shutdown(self) -> None:
         """Drain: stop accepting, close connections with 1001, stop the app's actors.

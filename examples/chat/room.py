@@ -1,6 +1,7 @@
 """A chat room as an actor: its roster, its history, and the fan-out to its members.
 
-Connections send the room ``Join``, ``Say`` and ``Leave``; the room answers with frames written
+Connections send the room ``Join``, ``Say`` and ``Leave`` (registered with ``actors.wire_type``,
+as a room and its members may live on different nodes); the room answers with frames written
 straight to the connections' outboxes (``send_frame`` for one, ``broadcast`` to the room's group
 ``chat:<room>``, each frame JSON- and WebSocket-encoded once) and tells a connection whose join
 it accepted with a ``Joined`` message. It monitors every member, so a connection that ends
@@ -33,6 +34,7 @@ from .budget import HistoryBudget
 from .roster import Member, Roster
 
 
+@actors.wire_type
 @attrs.frozen
 class Join:
     """A connection asks to join as ``nick`` (``rejoin``: after the room restarted)."""
@@ -42,6 +44,7 @@ class Join:
     rejoin: bool = False
 
 
+@actors.wire_type
 @attrs.frozen
 class Say:
     """A connection says ``text``."""
@@ -50,6 +53,7 @@ class Say:
     text: str
 
 
+@actors.wire_type
 @attrs.frozen
 class Leave:
     """A connection is closing."""
@@ -57,6 +61,7 @@ class Leave:
     address: Address
 
 
+@actors.wire_type
 @attrs.frozen
 class Joined:
     """To a connection: the room at ``room`` accepted it as ``nick``."""
@@ -65,6 +70,7 @@ class Joined:
     nick: str
 
 
+@actors.wire_type
 @attrs.frozen
 class RoomRestarted:
     """To a connection that was a member: the room restarted at ``room``; join it again."""
@@ -72,6 +78,7 @@ class RoomRestarted:
     room: Address
 
 
+@actors.wire_type
 @attrs.frozen
 class Evict:
     """To an empty room, from the history budget or a full ``Rooms``: stop if still empty."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 from typing import Any
 
 import trio
@@ -54,3 +55,14 @@ def raise_crash(reason: actors.ExitReason) -> None:
     """Re-raise the exception behind a Crash reason (for actors run in a test's nursery)."""
     if isinstance(reason, actors.Crash):
         raise reason.exception
+
+
+class Marker:
+    """Unpickling one creates the file at ``path``: the attack a pickled cluster wire allowed
+    (a real attacker would run a shell command instead)."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (pathlib.Path.touch, (self.path,))

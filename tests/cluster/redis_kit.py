@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 
 HOST = "127.0.0.1"
 MACHINE_PORT = 6379
@@ -31,6 +32,16 @@ def answers(port: int) -> bool:
         return False
 
 
+def listening(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port`` (a Redis that wants a
+    password or TLS answers no plain PING)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as sock:
@@ -44,12 +55,15 @@ def unique_prefix() -> str:
 
 
 class RedisServer:
-    """A redis-server of our own on a free port, with nothing kept on disk."""
+    """A redis-server of our own on a free port, with nothing kept on disk; ``options`` are
+    more of its command-line options (``--requirepass``, a TLS port...), which may override
+    the plain ``--port``."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, options: Sequence[str] = ()) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError(NO_REDIS)
         self.port = port or free_port()
+        self.options = list(options)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -69,12 +83,13 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while not answers(self.port):
+        while not (listening(self.port) if self.options else answers(self.port)):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
             time.sleep(0.01)

@@ -55,4 +55,4 @@ def test_goodbye_removes_the_node_and_says_bye() -> None:
     batch = _plan([("goodbye",)])
     assert batch.goodbye
     assert batch.commands[0].args == ("p:members:here", "p:alive:here")
-    assert list(wire.decode(batch.commands[1].args[1])) == [(wire.BYE, "here")]
+    assert list(wire.decode(batch.commands[1].args[1], wire.EVENTS)) == [(wire.BYE, "here")]
