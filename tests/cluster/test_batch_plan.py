@@ -48,7 +48,7 @@ def test_a_claim_names_the_holders_node_and_where_alive_keys_live() -> None:
     key, channel, value, alive_prefix, event = claim.args
     assert (key, channel, alive_prefix) == ("p:name:room:lobby", "p:events", "p:alive:")
     assert value.startswith(b"here\n") and wire.holder_of(value) == HERE
-    assert list(wire.decode(event)) == [(wire.NAME_CLAIMED, "room:lobby", HERE)]
+    assert list(wire.decode(event, wire.EVENTS)) == [(wire.NAME_CLAIMED, "room:lobby", HERE)]
 
 
 def test_goodbye_removes_the_node_and_says_bye() -> None:
