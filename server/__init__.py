@@ -17,7 +17,7 @@ from .embed import Running, serving
 from .fanout import broadcast, send_frame, send_frames
 from .handler import InitResult, Result, Upgrade, WebSocketHandler
 from .http import Request, Response
-from .metrics import metrics_route
+from .metrics_endpoint import metrics_route
 from .options import ConnectionOptions, OutboxPolicy, ServerOptions
 from .ratelimit import TokenBucket
 from .static import health_check

@@ -28,7 +28,8 @@ from .app import App
 from .collector import prepare_collector
 from .dashboard import TOKEN_ENV, with_dashboard
 from .listener import make_ssl_context
-from .metrics import metrics_route
+from .metrics_endpoint import TOKEN_ENV as METRICS_TOKEN_ENV
+from .metrics_endpoint import metrics_route
 from .options import ServerOptions
 from .serve import Server
 from .worker_metrics import METRICS_DIR_ENV, combined_metrics_route, metrics_writer
@@ -154,6 +155,13 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics", action="store_true", help="serve Prometheus metrics at /metrics (default: off)"
     )
     serve.add_argument(
+        "--metrics-token",
+        metavar="TOKEN",
+        default=os.environ.get(METRICS_TOKEN_ENV),
+        help=f"answer /metrics only with Authorization: Bearer TOKEN (default: "
+        f"${METRICS_TOKEN_ENV}; none: anyone who reaches the port)",
+    )
+    serve.add_argument(
         "--dashboard",
         action="store_true",
         help="serve a live dashboard at /corral/ to loopback, or to requests with the token "
@@ -163,8 +171,24 @@ def _parser() -> argparse.ArgumentParser:
         "--dashboard-token",
         metavar="TOKEN",
         default=os.environ.get(TOKEN_ENV),
-        help=f"let requests from elsewhere see the dashboard with this token (default: "
+        help=f"show the dashboard only with this token, loopback included (default: "
         f"${TOKEN_ENV}; none: loopback only)",
+    )
+    serve.add_argument(
+        "--dashboard-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a Host name the dashboard and /metrics answer to besides IP addresses, localhost "
+        "and --host (repeatable)",
+    )
+    serve.add_argument(
+        "--dashboard-origin",
+        metavar="ORIGIN",
+        action="append",
+        default=[],
+        help="another site (https://ops.example) whose pages may open the dashboard's feed "
+        "(repeatable; default: the dashboard's own page only)",
     )
     serve.add_argument(
         "--no-memory-trim",
@@ -202,17 +226,24 @@ def _options(app: App, args: argparse.Namespace) -> ServerOptions:
     return attrs.evolve(app.options, **overrides)
 
 
-def _with_metrics(app: App, worker: bool) -> App:
+def _with_metrics(app: App, args: argparse.Namespace) -> App:
     """``app`` with ``/metrics`` first among its routes; a worker of ``--workers`` serves
     every worker's metrics and writes its own for the others (``worker_metrics``)."""
-    directory = os.environ.get(METRICS_DIR_ENV) if worker else None
+    directory = os.environ.get(METRICS_DIR_ENV) if args.worker else None
+    access = {"token": args.metrics_token, "hosts": _host_names(args)}
     if directory is None:
-        return attrs.evolve(app, routes=(metrics_route("/metrics"), *app.routes))
+        return attrs.evolve(app, routes=(metrics_route("/metrics", **access), *app.routes))
     return attrs.evolve(
         app,
-        routes=(combined_metrics_route(Path(directory)), *app.routes),
+        routes=(combined_metrics_route(Path(directory), **access), *app.routes),
         children=(*app.children, metrics_writer(Path(directory))),
     )
+
+
+def _host_names(args: argparse.Namespace) -> list[str]:
+    """The Host names the dashboard and /metrics answer to: ``--dashboard-host`` and
+    ``--host``."""
+    return [*args.dashboard_host, args.host]
 
 
 def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -268,9 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app = load_app(args.app)
         if args.metrics:
-            app = _with_metrics(app, args.worker)
+            app = _with_metrics(app, args)
         if args.dashboard:
-            app = with_dashboard(app, token=args.dashboard_token)
+            app = with_dashboard(
+                app,
+                token=args.dashboard_token,
+                hosts=_host_names(args),
+                origins=args.dashboard_origin,
+            )
         if args.keyfile and not args.certfile:
             raise ValueError("--keyfile needs --certfile")
         ssl_context = make_ssl_context(args.certfile, args.keyfile) if args.certfile else None

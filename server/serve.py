@@ -22,6 +22,7 @@ from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
 
 from .app import App
 from .endpoint import websocket_endpoint
+from .exposure import exposure_warnings
 from .listener import FrontDoor, accept_into, open_listeners
 from .memory import MALLOC_TRIM, MemoryTrimmer
 from .options import ServerOptions
@@ -164,6 +165,8 @@ class Server:
             logger.info(
                 "listening on %s://%s:%d (and %s://)", self.scheme, self.host, self.port, http
             )
+            for warning in exposure_warnings(self.app.routes, self.host):
+                logger.warning("%s", warning)
             self._listening.set()
 
     def _hand_off(self, stream: trio.abc.Stream) -> None:
