@@ -4,6 +4,7 @@ snapshot shows of a node), then its page and live feed over real sockets."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from functools import partial
 from pathlib import Path
@@ -149,6 +150,21 @@ def test_a_sample_is_due_once_a_period_has_passed_and_the_ring_keeps_the_last_mi
     assert history.samples[0].seq == 10 and history.last_seq == KEPT + 9
 
 
+async def test_the_closes_chart_gets_a_caption_per_close_code_label() -> None:
+    history = History()
+    history.samples.extend(
+        [sample(0, 100.0), sample(1, 101.0, closes={"1000": 2, "4xxx": 5, "4001": 1, "other": 1})]
+    )
+    async with actors.open_node("test") as node:
+        view = snapshot(node, Tally(), history, since=-1, now=102.0, feed_route="/corral/live")
+    assert view["close_captions"] == {
+        "1000": "1000 normal",
+        "4xxx": "4000-4999 private",
+        "4001": "4001 app",
+        "other": "other",
+    }
+
+
 # ---- what a snapshot shows -------------------------------------------------------------------
 
 
@@ -249,6 +265,7 @@ async def test_the_feed_counts_the_other_routes_connections_and_their_messages()
     ]
     [echo_row] = [row for row in first["actors"]["rows"] if row["route"] == "/echo"]
     assert echo_row["kind"] == "connection"
+    assert re.fullmatch(r"/echo 127\.0\.0\.1:\d+", echo_row["name"]), echo_row["name"]
     assert (echo_row["in"], echo_row["out"]) == (5, 5)
     [root] = first["tree"]
     assert [child["id"] for child in root["children"]] == [

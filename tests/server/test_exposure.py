@@ -13,7 +13,9 @@ import trio
 from server import App, Request, embed, metrics_route, websocket
 from server.dashboard import dashboard_routes, with_dashboard
 from server.dashboard.access import origin_allowed
+from server.dashboard.history import take_sample
 from server.exposure import exposure_warnings, host_allowed, is_loopback_bind, redacted_target
+from server.tally import tally_of
 
 from .serving import (
     HttpAnswer,
@@ -217,3 +219,24 @@ async def test_a_plain_get_to_an_unknown_path_is_no_refused_upgrade() -> None:
             samples = await scrape(served.port)
     assert value(samples, "corral_upgrades_refused_total", status="404") == 1
     assert value(samples, "corral_upgrades_refused_total", status="426") == 1
+
+
+async def test_many_distinct_client_close_codes_make_a_bounded_number_of_series() -> None:
+    codes = [*range(3000, 3060), *range(4000, 4060)]
+    async with running(App([metrics_route(), websocket("/echo", Echo())])) as served:
+        for code in codes:
+            async with client(served.url("/echo")) as ws:
+                await ws.aclose(code=code)
+        await served.until_no_connections()
+        answer = await http_exchange(served.port, get("/metrics"))
+        closes = dict(take_sample(served.node, tally_of(served.node), 0, 0.0).closes)
+    closed = [
+        line
+        for line in answer.body.decode().splitlines()
+        if line.startswith("corral_connections_closed_total{")
+    ]
+    assert len(closed) == 2, closed
+    assert 'code="3xxx"' in closed[0] and closed[0].endswith(" 60.0")
+    assert 'code="4xxx"' in closed[1] and closed[1].endswith(" 60.0")
+    assert closes == {"3xxx": 60, "4xxx": 60}  # the dashboard's history keeps as few
+    assert len(answer.body) < 12_000
