@@ -1,5 +1,6 @@
 """A page from another origin, opened in the same browser as the operator's, cannot read the
-dashboard's live feed; the dashboard's own page still can (headless Chromium)."""
+dashboard's live feed; the dashboard's own page still can, and a token in its URL becomes a
+cookie (headless Chromium)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from playwright.sync_api import Page, expect
 from server import App, Request, Response, embed, http_route
 from server.dashboard import with_dashboard
 
+TOKEN = "s3cret-token"
 ATTACK_PAGE = """<!doctype html><title>elsewhere</title><script>
 window.result = {messages: 0, closed: null};
 const feed = new WebSocket("ws://127.0.0.1:%d/corral/live");
@@ -50,3 +52,17 @@ def test_a_page_of_another_origin_gets_no_snapshot_while_the_dashboard_page_does
     dashboard = open_page(f"http://127.0.0.1:{port}/corral/")
     expect(dashboard.locator("#status")).to_have_text("live")
     expect(dashboard.locator("#routes tbody")).to_contain_text("/corral/live")
+
+
+def test_a_token_in_the_url_becomes_a_cookie_and_the_page_goes_live(
+    serve_trio: Callable[..., Any], open_page: Callable[..., Page]
+) -> None:
+    port = serve_trio(serve, with_dashboard(App([]), token=TOKEN), "127.0.0.1")
+    page = open_page(f"http://127.0.0.1:{port}/corral/?token={TOKEN}")
+    assert page.url == f"http://127.0.0.1:{port}/corral/"  # the token left the address bar
+    expect(page.locator("#status")).to_have_text("live")  # the feed went with the cookie
+    [cookie] = page.context.cookies()
+    assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/corral")
+    assert TOKEN not in cookie["value"]
+    stranger = open_page()
+    assert stranger.goto(f"http://127.0.0.1:{port}/corral/").status == 403
