@@ -5,6 +5,7 @@ then over real sockets on 127.0.0.1."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from server.dashboard.history import take_sample
 from server.exposure import exposure_warnings, host_allowed, is_loopback_bind, redacted_target
 from server.tally import tally_of
 
+from .corral_process import corral_serve
 from .serving import (
     HttpAnswer,
     client,
@@ -240,3 +242,16 @@ async def test_many_distinct_client_close_codes_make_a_bounded_number_of_series(
     assert 'code="4xxx"' in closed[1] and closed[1].endswith(" 60.0")
     assert closes == {"3xxx": 60, "4xxx": 60}  # the dashboard's history keeps as few
     assert len(answer.body) < 12_000
+
+
+async def test_corral_serve_takes_the_metrics_token_and_dashboard_names_from_its_options(
+    tmp_path: Path,
+) -> None:
+    args = ("--metrics", "--metrics-token", TOKEN, "--dashboard", "--dashboard-host", "ops.example")
+    async with corral_serve(tmp_path, "examples.echo:app", *args) as corral:
+        anonymous = await http_exchange(corral.port, get("/metrics"))
+        bearer = await http_exchange(corral.port, get("/metrics", f"Authorization: Bearer {TOKEN}"))
+        named = await http_exchange(corral.port, request_with_host("/corral/", "ops.example"))
+        rebound = await http_exchange(corral.port, request_with_host("/corral/", "evil.example"))
+    assert (anonymous.status, bearer.status) == (401, 200)
+    assert (named.status, rebound.status) == (200, 403)
