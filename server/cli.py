@@ -154,12 +154,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--metrics", action="store_true", help="serve Prometheus metrics at /metrics (default: off)"
     )
-    serve.add_argument(
+    _token_option(
+        serve,
         "--metrics-token",
-        metavar="TOKEN",
-        default=os.environ.get(METRICS_TOKEN_ENV),
-        help=f"answer /metrics only with Authorization: Bearer TOKEN (default: "
-        f"${METRICS_TOKEN_ENV}; none: anyone who reaches the port)",
+        METRICS_TOKEN_ENV,
+        "answer /metrics only with Authorization: Bearer TOKEN",
+        "anyone who reaches the port",
     )
     serve.add_argument(
         "--dashboard",
@@ -167,12 +167,12 @@ def _parser() -> argparse.ArgumentParser:
         help="serve a live dashboard at /corral/ to loopback, or to requests with the token "
         "(default: off)",
     )
-    serve.add_argument(
+    _token_option(
+        serve,
         "--dashboard-token",
-        metavar="TOKEN",
-        default=os.environ.get(TOKEN_ENV),
-        help=f"show the dashboard only with this token, loopback included (default: "
-        f"${TOKEN_ENV}; none: loopback only)",
+        TOKEN_ENV,
+        "show the dashboard only with this token, loopback included",
+        "loopback only",
     )
     serve.add_argument(
         "--dashboard-host",
@@ -207,6 +207,18 @@ def _parser() -> argparse.ArgumentParser:
         "--no-block-watchdog", action="store_true", help="do not watch for a blocked loop"
     )
     return parser
+
+
+def _token_option(
+    parser: argparse.ArgumentParser, flag: str, env: str, what: str, without: str
+) -> None:
+    """A ``TOKEN`` option whose default comes from the environment variable ``env``."""
+    parser.add_argument(
+        flag,
+        metavar="TOKEN",
+        default=os.environ.get(env),
+        help=f"{what} (default: ${env}; none: {without})",
+    )
 
 
 def _options(app: App, args: argparse.Namespace) -> ServerOptions:
