@@ -9,9 +9,9 @@ The rules, in order:
 3. With a token configured, every request needs it, loopback included: a reverse proxy that
    adds no forwarding header connects from loopback, so loopback cannot be told from the
    proxy's clients. It travels as ``Authorization: Bearer``, or as ``?token=`` on the page
-   once: the page then answers with a redirect to itself without it and an HttpOnly,
-   SameSite=Strict cookie (a keyed hash of the token, not the token) that the page and its
-   feed carry from then on.
+   once: the answer then sets an HttpOnly, SameSite=Strict cookie (a keyed hash of the
+   token, not the token) that the page and its feed carry from then on, and moves the
+   browser to the page's URL without the token (``remembered``).
 4. Without a token, only loopback peers without forwarding headers get in.
 """
 
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
+import json
 import re
 from collections.abc import Collection
 from urllib.parse import urlencode, urlsplit
@@ -32,6 +34,13 @@ TOKEN_ENV = "CORRAL_DASHBOARD_TOKEN"
 """The environment variable ``corral serve --dashboard`` reads the token from."""
 TOKEN_QUERY = "token"
 COOKIE = "corral_dashboard"
+_REPLACE_PAGE = (
+    '<!doctype html><meta name="referrer" content="no-referrer">'
+    '<meta http-equiv="refresh" content="0; url={attribute}">'
+    "<script>location.replace({script});</script>"
+    '<a href="{attribute}">the corral dashboard</a>\n'
+)
+"""What a right ``?token=`` gets: the cookie, and a same-site move to the URL without it."""
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
@@ -60,18 +69,30 @@ class DashboardAccess:
         return self._refusal(request, page=False)
 
     def remembered(self, request: Request, cookie_path: str) -> Response | None:
-        """The redirect that trades a right ``?token=`` for the cookie; None without one."""
+        """The answer that trades a right ``?token=`` for the cookie; None without one.
+
+        A page that sets the cookie and replaces itself with its URL without the token,
+        rather than a 303: a SameSite=Strict cookie does not ride a redirect chain that
+        began on another site (a link in a chat or a mail), while the page's own
+        navigation is same-site.
+        """
         if request.query_value(TOKEN_QUERY) is None or not self._query_token_ok(request):
             return None
         secure = "; Secure" if request.scheme == "https" else ""
         cookie = f"{COOKIE}={cookie_value(self.token or '')}; Path={cookie_path}; HttpOnly"
+        target = _without_token(request)
+        body = _REPLACE_PAGE.format(
+            script=json.dumps(target).replace("</", "<\\/"), attribute=html.escape(target)
+        )
         return Response(
-            303,
+            200,
             [
-                ("Location", _without_token(request)),
+                ("Content-Type", "text/html; charset=utf-8"),
                 ("Set-Cookie", f"{cookie}; SameSite=Strict{secure}"),
                 ("Cache-Control", "no-store"),
+                ("Referrer-Policy", "no-referrer"),
             ],
+            body.encode(),
         )
 
     def _refusal(self, request: Request, *, page: bool) -> Response | None:

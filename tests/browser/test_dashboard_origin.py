@@ -28,12 +28,11 @@ async def serve(app: App, host: str, *, task_status: trio.TaskStatus[int]) -> No
         await trio.sleep_forever()
 
 
-def attack_site(dashboard_port: int) -> App:
-    """Another origin (127.0.0.2) whose page opens the dashboard's feed on 127.0.0.1."""
+def page_site(html: str) -> App:
+    """A site of one page (served from another origin: 127.0.0.2)."""
 
     def page(request: Request) -> Response:
-        body = (ATTACK_PAGE % dashboard_port).encode()
-        return Response(200, [("Content-Type", "text/html; charset=utf-8")], body)
+        return Response(200, [("Content-Type", "text/html; charset=utf-8")], html.encode())
 
     return App([http_route("/", page)])
 
@@ -42,7 +41,7 @@ def test_a_page_of_another_origin_gets_no_snapshot_while_the_dashboard_page_does
     serve_trio: Callable[..., Any], open_page: Callable[..., Page]
 ) -> None:
     port = serve_trio(serve, with_dashboard(App([])), "127.0.0.1")
-    elsewhere = serve_trio(serve, attack_site(port), "127.0.0.2")
+    elsewhere = serve_trio(serve, page_site(ATTACK_PAGE % port), "127.0.0.2")
 
     attack = open_page(f"http://127.0.0.2:{elsewhere}/")
     attack.wait_for_function("window.result.closed !== null || window.result.messages > 0")
@@ -59,10 +58,23 @@ def test_a_token_in_the_url_becomes_a_cookie_and_the_page_goes_live(
 ) -> None:
     port = serve_trio(serve, with_dashboard(App([]), token=TOKEN), "127.0.0.1")
     page = open_page(f"http://127.0.0.1:{port}/corral/?token={TOKEN}")
-    assert page.url == f"http://127.0.0.1:{port}/corral/"  # the token left the address bar
+    page.wait_for_url(f"http://127.0.0.1:{port}/corral/")  # the token left the address bar
     expect(page.locator("#status")).to_have_text("live")  # the feed went with the cookie
     [cookie] = page.context.cookies()
     assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/corral")
     assert TOKEN not in cookie["value"]
     stranger = open_page()
     assert stranger.goto(f"http://127.0.0.1:{port}/corral/").status == 403
+
+
+def test_a_link_with_the_token_from_another_site_opens_the_live_page(
+    serve_trio: Callable[..., Any], open_page: Callable[..., Page]
+) -> None:
+    """Strict cookies do not ride a redirect chain that began on another site."""
+    port = serve_trio(serve, with_dashboard(App([]), token=TOKEN), "127.0.0.1")
+    link = f"http://127.0.0.1:{port}/corral/?token={TOKEN}"
+    elsewhere = serve_trio(serve, page_site(f'<a id="go" href="{link}">dashboard</a>'), "127.0.0.2")
+    page = open_page(f"http://127.0.0.2:{elsewhere}/")
+    page.click("#go")
+    page.wait_for_url(f"http://127.0.0.1:{port}/corral/")
+    expect(page.locator("#status")).to_have_text("live")
