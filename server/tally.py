@@ -2,9 +2,9 @@
 
 Nothing here is called per message. Each connection keeps its own integer counters (frames
 and bytes in and out); the tally holds the open connections, folds a connection's counters
-into its totals when it closes, and counts opens, closes (by route, close code and terminate
-reason), refused upgrades, sampled callback times and blocked-loop steps. ``server.metrics``
-turns a tally and its node into Prometheus metrics when they are scraped.
+into its totals when it closes, and counts opens, closes (by route, close code label and
+terminate reason), refused upgrades, sampled callback times and blocked-loop steps.
+``server.metrics`` turns a tally and its node into Prometheus metrics when they are scraped.
 
 There is one tally per actor node (one server per node): ``tally_of(node)``.
 """

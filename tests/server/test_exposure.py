@@ -17,6 +17,7 @@ from server.dashboard.access import origin_allowed
 from server.dashboard.history import take_sample
 from server.exposure import exposure_warnings, host_allowed, is_loopback_bind, redacted_target
 from server.tally import tally_of
+from server.worker_metrics import combined_metrics_route
 
 from .corral_process import corral_serve
 from .serving import (
@@ -255,3 +256,12 @@ async def test_corral_serve_takes_the_metrics_token_and_dashboard_names_from_its
         rebound = await http_exchange(corral.port, request_with_host("/corral/", "evil.example"))
     assert (anonymous.status, bearer.status) == (401, 200)
     assert (named.status, rebound.status) == (200, 403)
+
+
+async def test_the_workers_combined_metrics_take_the_token_too(tmp_path: Path) -> None:
+    app = App([combined_metrics_route(tmp_path, token=TOKEN), *APP.routes])
+    async with running(app) as served:
+        without = await http_exchange(served.port, get("/metrics"))
+        right = await http_exchange(served.port, get("/metrics", f"Authorization: Bearer {TOKEN}"))
+    assert (without.status, right.status) == (401, 200)
+    assert b"corral_connections_open" in right.body
