@@ -30,6 +30,7 @@ from .dashboard import TOKEN_ENV, with_dashboard
 from .listener import make_ssl_context
 from .metrics_endpoint import TOKEN_ENV as METRICS_TOKEN_ENV
 from .metrics_endpoint import metrics_route
+from .metrics_listener import metrics_listener
 from .options import ServerOptions
 from .serve import Server
 from .worker_metrics import METRICS_DIR_ENV, combined_metrics_route, metrics_writer
@@ -154,6 +155,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--metrics", action="store_true", help="serve Prometheus metrics at /metrics (default: off)"
     )
+    serve.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve /metrics on this address alone, not on the app's port (implies --metrics)",
+    )
     _token_option(
         serve,
         "--metrics-token",
@@ -244,12 +250,23 @@ def _with_metrics(app: App, args: argparse.Namespace) -> App:
     directory = os.environ.get(METRICS_DIR_ENV) if args.worker else None
     access = {"token": args.metrics_token, "hosts": _host_names(args)}
     if directory is None:
-        return attrs.evolve(app, routes=(metrics_route("/metrics", **access), *app.routes))
-    return attrs.evolve(
-        app,
-        routes=(combined_metrics_route(Path(directory), **access), *app.routes),
-        children=(*app.children, metrics_writer(Path(directory))),
-    )
+        route, children = metrics_route("/metrics", **access), app.children
+    else:
+        route = combined_metrics_route(Path(directory), **access)
+        children = (*app.children, metrics_writer(Path(directory)))
+    if args.metrics_address is None:
+        return attrs.evolve(app, routes=(route, *app.routes), children=children)
+    host, port = _address(args.metrics_address)
+    listener = metrics_listener(host, port, route, reuse_port=args.worker)
+    return attrs.evolve(app, children=(*children, listener))
+
+
+def _address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9100`` for IPv6) as a host and a port; ValueError otherwise."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--metrics-address must be HOST:PORT (port 1-65535), not {text!r}")
+    return host.strip("[]"), int(port)
 
 
 def _host_names(args: argparse.Namespace) -> list[str]:
@@ -307,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``corral`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.metrics = args.metrics or args.metrics_address is not None
     logformat.configure(args.log_level, args.log_format)
     try:
         app = load_app(args.app)

@@ -153,10 +153,10 @@ class Server:
 
     async def _listen(self, actor: actors.Actor) -> None:
         if self.reuse_port:
-            listeners = await _shared_port_listeners(self.host, self.port, self.ssl_context)
+            listeners = await shared_port_listeners(self.host, self.port, self.ssl_context)
         else:
             listeners = await open_listeners(self.host, self.port, self.ssl_context)
-        self.port = _bound_port(listeners[0])
+        self.port = bound_port(listeners[0])
         async with trio.open_nursery() as nursery:
             await nursery.start(accept_into, listeners, self._hand_off)
             if self.memory_trimmer is not None:  # trims while accepting, as long as we do
@@ -184,7 +184,7 @@ class Server:
         return self.front_door.handle(stream)
 
 
-async def _shared_port_listeners(
+async def shared_port_listeners(
     host: str, port: int, ssl_context: ssl.SSLContext | None
 ) -> list[trio.abc.Listener[trio.abc.Stream]]:
     """Listeners on ``host:port`` with SO_REUSEPORT: several processes share the port and
@@ -213,7 +213,7 @@ async def _shared_port_listeners(
     return listeners
 
 
-def _bound_port(listener: trio.abc.Listener[trio.abc.Stream]) -> int:
+def bound_port(listener: trio.abc.Listener[trio.abc.Stream]) -> int:
     """The port a (TLS-wrapped) TCP listener is bound to."""
     if isinstance(listener, trio.SSLListener):
         listener = listener.transport_listener

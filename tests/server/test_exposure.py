@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from server import App, Request, embed, metrics_route, websocket
+from server.cli import main
 from server.dashboard import dashboard_routes, with_dashboard
 from server.dashboard.access import origin_allowed
 from server.dashboard.history import take_sample
@@ -19,7 +20,7 @@ from server.exposure import exposure_warnings, host_allowed, is_loopback_bind, r
 from server.tally import tally_of
 from server.worker_metrics import combined_metrics_route
 
-from .corral_process import corral_serve
+from .corral_process import corral_serve, free_port
 from .serving import (
     HttpAnswer,
     client,
@@ -265,3 +266,25 @@ async def test_the_workers_combined_metrics_take_the_token_too(tmp_path: Path) -
         right = await http_exchange(served.port, get("/metrics", f"Authorization: Bearer {TOKEN}"))
     assert (without.status, right.status) == (401, 200)
     assert b"corral_connections_open" in right.body
+
+
+async def test_metrics_on_an_address_of_their_own_leave_the_app_port(tmp_path: Path) -> None:
+    scrape_port = free_port()
+    args = ("--metrics-address", f"127.0.0.1:{scrape_port}", "--metrics-token", TOKEN)
+    async with corral_serve(tmp_path, "examples.echo:app", *args) as corral:
+        await corral.wait_for_log(rf"metrics on http://127\.0\.0\.1:{scrape_port}/metrics")
+        on_app_port = await http_exchange(corral.port, get("/metrics"))
+        anonymous = await http_exchange(scrape_port, get("/metrics"))
+        bearer = await http_exchange(scrape_port, get("/metrics", f"Authorization: Bearer {TOKEN}"))
+        elsewhere = await http_exchange(scrape_port, get("/"))
+    assert on_app_port.status == 404
+    assert (anonymous.status, bearer.status, elsewhere.status) == (401, 200, 404)
+    assert b"corral_connections_open" in bearer.body
+
+
+@pytest.mark.parametrize("address", ["9100", "nohost:", ":9100", "host:99999", "host:http"])
+def test_a_bad_metrics_address_exits_2_naming_the_option(
+    address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "examples.echo:app", "--metrics-address", address]) == 2
+    assert "--metrics-address must be HOST:PORT" in capsys.readouterr().err
