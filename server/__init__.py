@@ -17,9 +17,9 @@ from .embed import Running, serving
 from .fanout import broadcast, send_frame, send_frames
 from .handler import InitResult, Result, Upgrade, WebSocketHandler
 from .http import Request, Response
+from .metrics_endpoint import metrics_route
 from .options import ConnectionOptions, OutboxPolicy, ServerOptions
 from .ratelimit import TokenBucket
-from .scrape import metrics_route
 from .static import health_check
 from .termination import (
     ClientClosed,

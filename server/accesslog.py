@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from .exposure import redacted_target
 from .http import Request
 
 logger = logging.getLogger("corral.server")
@@ -23,13 +24,14 @@ def peer_text(peer: tuple[str, int] | None) -> str:
 
 
 def log_access(request: Request, status: int, duration: float) -> None:
-    """Log that ``request`` was answered with ``status``, ``duration`` seconds after accept."""
+    """Log that ``request`` was answered with ``status``, ``duration`` seconds after accept
+    (secrets in its query, such as the dashboard's token, redacted)."""
     peer = peer_text(request.peer)
     logger.info(
         "%s %s %s -> %d in %.3f s",
         peer,
         request.method,
-        request.target,
+        redacted_target(request.target),
         status,
         duration,
         extra={

@@ -34,8 +34,10 @@ from .app import App
 from .collector import prepare_collector
 from .dashboard import TOKEN_ENV, with_dashboard
 from .listener import make_ssl_context
+from .metrics_endpoint import TOKEN_ENV as METRICS_TOKEN_ENV
+from .metrics_endpoint import metrics_route
+from .metrics_listener import metrics_listener
 from .options import ServerOptions
-from .scrape import metrics_route
 from .serve import CannotListen, Server, check_port_shareable
 from .stopsignals import stop_signals
 from .tally import tally_of
@@ -189,17 +191,45 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics", action="store_true", help="serve Prometheus metrics at /metrics (default: off)"
     )
     serve.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve /metrics on this address alone, not on the app's port (implies --metrics)",
+    )
+    _token_option(
+        serve,
+        "--metrics-token",
+        METRICS_TOKEN_ENV,
+        "answer /metrics only with Authorization: Bearer TOKEN",
+        "anyone who reaches the port",
+    )
+    serve.add_argument(
         "--dashboard",
         action="store_true",
         help="serve a live dashboard at /corral/ to loopback, or to requests with the token "
         "(default: off)",
     )
-    serve.add_argument(
+    _token_option(
+        serve,
         "--dashboard-token",
-        metavar="TOKEN",
-        default=os.environ.get(TOKEN_ENV),
-        help=f"let requests from elsewhere see the dashboard with this token (default: "
-        f"${TOKEN_ENV}; none: loopback only)",
+        TOKEN_ENV,
+        "show the dashboard only with this token, loopback included",
+        "loopback only",
+    )
+    serve.add_argument(
+        "--dashboard-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a Host name the dashboard and /metrics answer to besides IP addresses, localhost "
+        "and --host (repeatable)",
+    )
+    serve.add_argument(
+        "--dashboard-origin",
+        metavar="ORIGIN",
+        action="append",
+        default=[],
+        help="another site (https://ops.example) whose pages may open the dashboard's feed "
+        "(repeatable; default: the dashboard's own page only)",
     )
     serve.add_argument(
         "--no-memory-trim",
@@ -218,6 +248,18 @@ def _parser() -> argparse.ArgumentParser:
         "--no-block-watchdog", action="store_true", help="do not watch for a blocked loop"
     )
     return parser
+
+
+def _token_option(
+    parser: argparse.ArgumentParser, flag: str, env: str, what: str, without: str
+) -> None:
+    """A ``TOKEN`` option whose default comes from the environment variable ``env``."""
+    parser.add_argument(
+        flag,
+        metavar="TOKEN",
+        default=os.environ.get(env),
+        help=f"{what} (default: ${env}; none: {without})",
+    )
 
 
 def _options(app: App, args: argparse.Namespace) -> ServerOptions:
@@ -239,19 +281,37 @@ def _options(app: App, args: argparse.Namespace) -> ServerOptions:
     return attrs.evolve(app.options, **overrides)
 
 
-def _with_metrics(app: App, worker: bool) -> App:
+def _with_metrics(app: App, args: argparse.Namespace) -> App:
     """``app`` with ``/metrics`` first among its routes; a worker of ``--workers`` serves
     every worker's metrics and writes its own for the others (``worker_metrics``)."""
     from .worker_metrics import METRICS_DIR_ENV, combined_metrics_route, metrics_writer
 
-    directory = os.environ.get(METRICS_DIR_ENV) if worker else None
+    directory = os.environ.get(METRICS_DIR_ENV) if args.worker else None
+    access = {"token": args.metrics_token, "hosts": _host_names(args)}
     if directory is None:
-        return attrs.evolve(app, routes=(metrics_route("/metrics"), *app.routes))
-    return attrs.evolve(
-        app,
-        routes=(combined_metrics_route(Path(directory)), *app.routes),
-        children=(*app.children, metrics_writer(Path(directory))),
-    )
+        route, children = metrics_route("/metrics", **access), app.children
+    else:
+        route = combined_metrics_route(Path(directory), **access)
+        children = (*app.children, metrics_writer(Path(directory)))
+    if args.metrics_address is None:
+        return attrs.evolve(app, routes=(route, *app.routes), children=children)
+    host, port = _address(args.metrics_address)
+    listener = metrics_listener(host, port, route, reuse_port=args.worker)
+    return attrs.evolve(app, children=(*children, listener))
+
+
+def _address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9100`` for IPv6) as a host and a port; ValueError otherwise."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--metrics-address must be HOST:PORT (port 1-65535), not {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _host_names(args: argparse.Namespace) -> list[str]:
+    """The Host names the dashboard and /metrics answer to: ``--dashboard-host`` and
+    ``--host``."""
+    return [*args.dashboard_host, args.host]
 
 
 def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -312,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``corral`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.metrics = args.metrics or args.metrics_address is not None
     try:
         logformat.configure(
             args.log_level, args.log_format, worker=worker_index() if args.worker else None
@@ -320,9 +381,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = load_app(args.app)
         _load_extras(_options(app, args))
         if args.metrics:
-            app = _with_metrics(app, args.worker)
+            app = _with_metrics(app, args)
         if args.dashboard:
-            app = with_dashboard(app, token=args.dashboard_token)
+            app = with_dashboard(
+                app,
+                token=args.dashboard_token,
+                hosts=_host_names(args),
+                origins=args.dashboard_origin,
+            )
         if args.keyfile and not args.certfile:
             raise ValueError("--keyfile needs --certfile")
         ssl_context = _tls_context(args.certfile, args.keyfile) if args.certfile else None

@@ -67,9 +67,11 @@ The stream is the WebSocket's until that life ends: the connection counts agains
 
 @attrs.frozen
 class Answer:
-    """Decision: reply with ``response`` and close."""
+    """Decision: reply with ``response`` and close (``websocket_route``: the path is a
+    WebSocket route's)."""
 
     response: Response
+    websocket_route: bool = False
 
 
 @attrs.frozen
@@ -106,11 +108,11 @@ def dispatch(
         return CallHttpHandler(cast(HttpHandler, match.route.target), routed)
     if not request.is_websocket_upgrade:
         if request.method in ("GET", "HEAD"):
-            return Answer(upgrade_required())
-        return Answer(method_not_allowed(["GET"]))
+            return Answer(upgrade_required(), websocket_route=True)
+        return Answer(method_not_allowed(["GET"]), websocket_route=True)
     problem = handshake_problem(request, allowed_origins=allowed_origins)
     if problem is not None:
-        return Answer(problem)
+        return Answer(problem, websocket_route=True)
     return UpgradeWebSocket(routed, match)
 
 
@@ -140,6 +142,8 @@ class FrontDoor:
     allowed_origins: Collection[str] | None = None
     answered: Counter[int] = attrs.field(factory=Counter, init=False)
     """Requests answered before any upgrade or HTTP handler (404, 426, 403, 503...), by status."""
+    upgrades_refused: Counter[int] = attrs.field(factory=Counter, init=False)
+    """Those of them that asked to upgrade or were for a WebSocket route, by status."""
     _active: int = attrs.field(default=0, init=False)
     _refused: int = attrs.field(default=0, init=False)
 
@@ -188,7 +192,7 @@ class FrontDoor:
                 peer_text(request.peer),
                 self.max_connections,
             )
-            self.answered[503] += 1
+            self._count_answer(503, request.is_websocket_upgrade)
             await self._reply(stream, request, service_unavailable(), started)
             return None
         decision = dispatch(self.router, request, allowed_origins=self.allowed_origins)
@@ -206,9 +210,15 @@ class FrontDoor:
                     self.handshake_timeout,
                 )
         else:
-            self.answered[decision.response.status] += 1
+            upgrade = decision.websocket_route or request.is_websocket_upgrade
+            self._count_answer(decision.response.status, upgrade)
             await self._reply(stream, request, decision.response, started)
         return None
+
+    def _count_answer(self, status: int, refuses_an_upgrade: bool) -> None:
+        self.answered[status] += 1
+        if refuses_an_upgrade:
+            self.upgrades_refused[status] += 1
 
     async def _read_head(
         self, stream: trio.abc.Stream, started: float

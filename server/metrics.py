@@ -1,6 +1,7 @@
-"""Prometheus metrics, built when scraped: ``corral serve --metrics`` or ``metrics_route``.
+"""Prometheus metrics, built when scraped: ``corral serve --metrics`` or ``metrics_route``
+(``metrics_endpoint``).
 
-This module needs prometheus_client (``pip install 'corral[metrics]'``); ``server.scrape``
+This module needs prometheus_client (``pip install 'corral[metrics]'``); ``server.metrics_endpoint``
 imports it only when a metrics route is made, so an app without one never loads it.
 
 Nothing is pushed to prometheus_client while the server runs: the counters are plain
@@ -14,15 +15,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
-import actors
+import attrs
+
 from actors import Node
 from actors.extras import MissingExtra
 
-from .http import Request, Response
 from .tally import Histogram, Tally, tally_of
 
 try:
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import (
         CounterMetricFamily,
         GaugeHistogramMetricFamily,
@@ -38,6 +39,18 @@ DEPTH_BUCKETS = (0, 1, 4, 16, 64, 256, 1024)
 """Upper bounds of the mailbox-depth histogram (messages waiting)."""
 TOP_DEPTHS = 5
 """How many of the deepest mailboxes are named in ``corral_mailbox_depth_top``."""
+CLUSTER_COUNTERS = {
+    "sent": ("corral_cluster_messages_sent", "Cross-node messages sent through the broker"),
+    "received": ("corral_cluster_messages_received", "Cross-node messages received"),
+    "lost": (
+        "corral_cluster_messages_lost",
+        "Cross-node messages lost because the broker was unreachable",
+    ),
+    "reconnects": ("corral_cluster_reconnects", "Times the link to the broker came back"),
+}
+"""``actors.cluster()`` counters by field. Any other int field (a counter the actors backend
+gains later) is exported too, as ``corral_cluster_<field>``: add it here to name it well."""
+_CLUSTER_OTHER_FIELDS = frozenset({"node", "connected", "peers", "last_resubscribe"})
 
 
 class NodeCollector(Collector):
@@ -53,13 +66,14 @@ class NodeCollector(Collector):
         yield from self._traffic()
         yield from self._actors()
         yield from self._loop()
+        yield from self._cluster()
 
     def _connections(self) -> Iterator[Metric]:
         tally = self.tally
         open_ = GaugeMetricFamily(
             "corral_connections_open", "Upgraded WebSocket connections open now", labels=["route"]
         )
-        for route, count in sorted(Counter(tally.open.values()).items()):
+        for route, count in sorted(tally.open_by_route().items()):
             open_.add_metric([route], count)
         yield open_
         opened = CounterMetricFamily(
@@ -90,13 +104,13 @@ class NodeCollector(Collector):
         yield crashes
         refused = CounterMetricFamily(
             "corral_upgrades_refused",
-            "Requests answered with an error instead of an upgrade (404, 426, 403, 503, "
-            "or init's own response), by HTTP status",
+            "Requests for a WebSocket (an upgrade, or a WebSocket route's path) answered with "
+            "an error instead (404, 426, 403, 503, or init's own response), by HTTP status",
             labels=["status"],
         )
         statuses = Counter(tally.refused)
         if tally.front_door is not None:
-            statuses.update(tally.front_door.answered)
+            statuses.update(tally.front_door.upgrades_refused)
         for status, count in sorted(statuses.items()):
             refused.add_metric([str(status)], count)
         yield refused
@@ -192,6 +206,30 @@ class NodeCollector(Collector):
             self.tally.blocked_seconds,
         )
 
+    def _cluster(self) -> Iterator[Metric]:
+        """The link to the other nodes, for a node in a cluster (none for a node alone)."""
+        if self.node.backend.node_id is None:
+            return
+        cluster = self.node.cluster()
+        yield GaugeMetricFamily(
+            "corral_cluster_connected",
+            "1 while the link to the broker is up, else 0",
+            value=int(cluster.connected),
+        )
+        yield GaugeMetricFamily(
+            "corral_cluster_nodes",
+            "Nodes of the cluster this node sees, itself included",
+            value=len(cluster.peers),
+        )
+        for field in attrs.fields(type(cluster)):
+            value = getattr(cluster, field.name)
+            if field.name in _CLUSTER_OTHER_FIELDS or not isinstance(value, int):
+                continue
+            name, documentation = CLUSTER_COUNTERS.get(
+                field.name, (f"corral_cluster_{field.name}", f"actors.cluster().{field.name}")
+            )
+            yield CounterMetricFamily(name, documentation, value=value)
+
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
     return HistogramMetricFamily(
@@ -204,12 +242,3 @@ def exposition(node: Node) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector(node))
     return generate_latest(registry)
-
-
-def serve_metrics(request: Request) -> Response:
-    """An HTTP handler answering with the metrics of the server it runs in."""
-    return Response(
-        200,
-        headers=[("content-type", CONTENT_TYPE_LATEST)],
-        body=exposition(actors.current_node()),
-    )

@@ -22,6 +22,7 @@ from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
 
 from .app import App
 from .endpoint import websocket_endpoint
+from .exposure import exposure_warnings
 from .listener import FrontDoor, accept_into, open_listeners
 from .memory import MALLOC_TRIM, MemoryTrimmer
 from .options import ServerOptions
@@ -169,14 +170,14 @@ class Server:
     async def _listen(self, actor: actors.Actor) -> None:
         try:
             if self.reuse_port:
-                listeners = await _shared_port_listeners(self.host, self.port, self.ssl_context)
+                listeners = await shared_port_listeners(self.host, self.port, self.ssl_context)
             else:
                 listeners = await open_listeners(self.host, self.port, self.ssl_context)
         except OSError as exc:  # restarting will not free the port: stop the server instead
             self._cannot_listen = CannotListen(self.host, self.port, exc)
             self._scope.cancel()
             await trio.sleep_forever()
-        self.port = _bound_port(listeners[0])
+        self.port = bound_port(listeners[0])
         async with trio.open_nursery() as nursery:
             await nursery.start(accept_into, listeners, self._hand_off)
             if self.memory_trimmer is not None:  # trims while accepting, as long as we do
@@ -185,6 +186,8 @@ class Server:
             logger.info(
                 "listening on %s://%s:%d (and %s://)", self.scheme, self.host, self.port, http
             )
+            for warning in exposure_warnings(self.app.routes, self.host):
+                logger.warning("%s", warning)
             self._listening.set()
 
     def _hand_off(self, stream: trio.abc.Stream) -> None:
@@ -202,7 +205,7 @@ class Server:
         return self.front_door.handle(stream)
 
 
-async def _shared_port_listeners(
+async def shared_port_listeners(
     host: str, port: int, ssl_context: ssl.SSLContext | None
 ) -> list[trio.abc.Listener[trio.abc.Stream]]:
     """Listeners on ``host:port`` with SO_REUSEPORT: several processes share the port and
@@ -255,7 +258,7 @@ def _reuse_port_socket(family: int, kind: int, proto: int) -> socket.socket:
     return sock
 
 
-def _bound_port(listener: trio.abc.Listener[trio.abc.Stream]) -> int:
+def bound_port(listener: trio.abc.Listener[trio.abc.Stream]) -> int:
     """The port a (TLS-wrapped) TCP listener is bound to."""
     if isinstance(listener, trio.SSLListener):
         listener = listener.transport_listener

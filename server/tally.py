@@ -2,9 +2,9 @@
 
 Nothing here is called per message. Each connection keeps its own integer counters (frames
 and bytes in and out); the tally holds the open connections, folds a connection's counters
-into its totals when it closes, and counts opens, closes (by route, close code and terminate
-reason), refused upgrades, sampled callback times and blocked-loop steps. ``server.metrics``
-turns a tally and its node into Prometheus metrics when they are scraped.
+into its totals when it closes, and counts opens, closes (by route, close code label and
+terminate reason), refused upgrades, sampled callback times and blocked-loop steps.
+``server.metrics`` turns a tally and its node into Prometheus metrics when they are scraped.
 
 There is one tally per actor node (one server per node): ``tally_of(node)``.
 """
@@ -21,7 +21,8 @@ import attrs
 
 from actors import ActorInfo, Address, Node
 
-from .termination import TerminateReason
+from .closecodes import close_code_label
+from .termination import ClientClosed, TerminateReason
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -62,7 +63,8 @@ class Histogram:
 
 @attrs.frozen
 class CloseKey:
-    """How one connection ended, as counted: its route, the close code, the reason's kind."""
+    """How one connection ended, as counted: its route, the close code's label
+    (``closecodes``: a bounded set), the reason's kind."""
 
     route: str
     code: str
@@ -128,15 +130,29 @@ class Tally:
         self.opened[route] += 1
 
     def connection_closed(self, connection: Connection, reason: TerminateReason, code: str) -> None:
-        """A connection ended: count how, and keep its counters in the totals."""
+        """A connection ended: count how (``code`` as its label), and keep its counters in
+        the totals."""
         route = self.open.pop(connection, "")
-        self.closed[CloseKey(route, code, reason.kind)] += 1
+        label = close_code_label(int(code), chosen_by_client=isinstance(reason, ClientClosed))
+        self.closed[CloseKey(route, label, reason.kind)] += 1
         self.frames_in += connection.frames_in
         self.frames_out += connection.frames_out
         self.bytes_in += connection.bytes_in
         self.bytes_out += connection.bytes_out
         self.outbox_dropped += connection.dropped
         self.mailbox_dropped += connection.actor.mailbox.dropped
+
+    def open_by_route(self) -> dict[str, int]:
+        """Connections open now by route pattern, 0 for a WebSocket route with none (every
+        route that ever had one, and the front door's), so a series reads 0 at zero."""
+        routes = dict.fromkeys(self.opened, 0)
+        if self.front_door is not None:
+            for route in self.front_door.router.routes:
+                if route.kind == "websocket":
+                    routes.setdefault(route.pattern, 0)
+        for pattern in self.open.values():
+            routes[pattern] = routes.get(pattern, 0) + 1
+        return routes
 
     def traffic(self) -> Traffic:
         """Frames, bytes and outbox drops so far (reads every open connection's counters)."""

@@ -13,7 +13,8 @@ The deepest mailboxes (``corral_mailbox_depth_top``) are kept apart, labelled by
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import attrs
@@ -24,12 +25,12 @@ from actors import ChildSpec
 from actors.extras import MissingExtra
 
 from .app import http_route
-from .http import Request, Response
 from .metrics import exposition
+from .metrics_endpoint import MetricsEndpoint
 from .router import Route
 
 try:
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import Metric
     from prometheus_client.parser import text_string_to_metric_families
     from prometheus_client.registry import Collector
@@ -146,18 +147,19 @@ async def _write_every_second(actor: actors.Actor, directory: Path) -> None:
         _write_atomically(path, exposition(actor.node))  # the last word, even when cancelled
 
 
-def combined_metrics_route(directory: Path, path: str = "/metrics") -> Route:
-    """A route serving the metrics of every worker writing to ``directory``."""
+def combined_metrics_route(
+    directory: Path,
+    path: str = "/metrics",
+    *,
+    token: str | None = None,
+    hosts: Collection[str] = (),
+) -> Route:
+    """A route serving the metrics of every worker writing to ``directory`` (access as
+    ``metrics_route``'s)."""
+    return http_route(path, MetricsEndpoint(partial(_every_worker, directory), token, hosts))
 
-    async def serve(request: Request) -> Response:
-        own = WorkerExposition(
-            str(os.getpid()), exposition(actors.current_node()).decode(), alive=True
-        )
-        others = await trio.to_thread.run_sync(_others, directory)
-        return Response(
-            200,
-            headers=[("content-type", CONTENT_TYPE_LATEST)],
-            body=render(combine([own, *others])),
-        )
 
-    return http_route(path, serve)
+async def _every_worker(directory: Path) -> bytes:
+    own = WorkerExposition(str(os.getpid()), exposition(actors.current_node()).decode(), alive=True)
+    others = await trio.to_thread.run_sync(_others, directory)
+    return render(combine([own, *others]))

@@ -2,8 +2,9 @@
 
 It shows the supervision tree, the actors by mailbox depth, groups, connections by route,
 charts of the last minutes and the blocked-loop watchdog's findings, updated every second over
-a WebSocket that corral serves itself. Only loopback requests and requests carrying the
-token are let in (403 otherwise; see ``access``).
+a WebSocket that corral serves itself. Only loopback requests (no token configured) or
+requests carrying the token are let in, under a Host this server answers to, and the feed
+only from the page's own origin (403 otherwise; see ``access``).
 
 In an app of your own::
 
@@ -15,25 +16,43 @@ children (without the sampler, the charts fill only while a page is open).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import attrs
 
 from actors import ChildSpec
 
 from ..app import App, http_route, websocket
 from ..router import Route
-from .access import TOKEN_ENV, may_see
-from .handler import DashboardFeed, DashboardPage
+from .access import TOKEN_ENV, DashboardAccess
+from .handler import MAX_FEEDS, DashboardFeed, DashboardPage
 from .history import sample_every_second
 from .snapshot import snapshot
 
 DEFAULT_PATH = "/corral/"
 
 
-def dashboard_routes(path: str = DEFAULT_PATH, token: str | None = None) -> tuple[Route, ...]:
-    """The page at ``path`` and its live feed at ``path + "live"`` (a WebSocket)."""
+def dashboard_routes(
+    path: str = DEFAULT_PATH,
+    token: str | None = None,
+    *,
+    hosts: Collection[str] = (),
+    origins: Collection[str] = (),
+    max_feeds: int = MAX_FEEDS,
+) -> tuple[Route, ...]:
+    """The page at ``path`` and its live feed at ``path + "live"`` (a WebSocket).
+
+    ``hosts``: names the dashboard answers to besides IP addresses and localhost (the
+    server's own name, say); ``origins``: other sites whose pages may open the feed;
+    ``max_feeds``: feeds open at once (past it, 1013).
+    """
     base = "/" + path.strip("/")
     feed = f"{base}/live" if base != "/" else "/live"
-    return (websocket(feed, DashboardFeed(token, feed)), http_route(base, DashboardPage(token)))
+    access = DashboardAccess(token, hosts, origins)
+    return (
+        websocket(feed, DashboardFeed(access, feed, max_feeds)),
+        http_route(base, DashboardPage(access, base)),
+    )
 
 
 def dashboard_sampler() -> ChildSpec:
@@ -41,21 +60,32 @@ def dashboard_sampler() -> ChildSpec:
     return ChildSpec("dashboard-sampler", sample_every_second, kind="dashboard-sampler")
 
 
-def with_dashboard(app: App, path: str = DEFAULT_PATH, token: str | None = None) -> App:
-    """``app`` with the dashboard's routes first and its sampler among its children."""
+def with_dashboard(
+    app: App,
+    path: str = DEFAULT_PATH,
+    token: str | None = None,
+    *,
+    hosts: Collection[str] = (),
+    origins: Collection[str] = (),
+    max_feeds: int = MAX_FEEDS,
+) -> App:
+    """``app`` with the dashboard's routes first (``dashboard_routes``) and its sampler among
+    its children."""
+    routes = dashboard_routes(path, token, hosts=hosts, origins=origins, max_feeds=max_feeds)
     return attrs.evolve(
         app,
-        routes=(*dashboard_routes(path, token), *app.routes),
+        routes=(*routes, *app.routes),
         children=(*app.children, dashboard_sampler()),
     )
 
 
 __all__ = [
     "DEFAULT_PATH",
+    "MAX_FEEDS",
     "TOKEN_ENV",
+    "DashboardAccess",
     "dashboard_routes",
     "dashboard_sampler",
-    "may_see",
     "snapshot",
     "with_dashboard",
 ]

@@ -19,16 +19,19 @@ import attrs
 import actors
 from actors import Timeout
 
-from ..commands import Text
+from ..commands import Close, Text
 from ..handler import InitResult, Result, Upgrade, WebSocketHandler
 from ..http import Request, Response, method_not_allowed
 from ..tally import tally_of
-from .access import forbidden, may_see
+from .access import DashboardAccess
 from .history import history_of
 from .snapshot import snapshot
 
 TICK = 1.0
 """Seconds between two updates of an open page."""
+MAX_FEEDS = 8
+"""Dashboard feeds open at once, by default; past it a new one is closed with 1013. Each
+costs a snapshot a second (at 3,000 connections, about 1% of a core)."""
 _TICK = "corral.dashboard.tick"
 _PAGE = "dashboard.html"
 
@@ -41,20 +44,26 @@ class FeedState:
 
 
 class DashboardFeed(WebSocketHandler[FeedState]):
-    """Pushes a snapshot on upgrade and then every ``TICK`` seconds, to loopback or token
-    holders (403 for anyone else)."""
+    """Pushes a snapshot on upgrade and then every ``TICK`` seconds, to those ``access`` lets
+    in (403 for anyone else), at most ``max_feeds`` at once (1013 for the next)."""
 
-    def __init__(self, token: str | None, route: str) -> None:
-        self.token = token
+    def __init__(self, access: DashboardAccess, route: str, max_feeds: int = MAX_FEEDS) -> None:
+        self.access = access
         self.route = route
         """The feed's own route pattern: its connections do not count as traffic."""
+        self.max_feeds = max_feeds
 
     def init(self, request: Request) -> InitResult[FeedState]:
         """Upgrade if the request may see the dashboard, else 403."""
-        return Upgrade(FeedState()) if may_see(request, self.token) else forbidden()
+        refusal = self.access.feed_refusal(request)
+        return Upgrade(FeedState()) if refusal is None else refusal
 
     def websocket_init(self, state: FeedState) -> Result[FeedState]:
-        """The first update at once: it carries the whole history."""
+        """The first update at once (it carries the whole history), unless too many feeds
+        are open: this one is among them, counted once when it opens."""
+        tally = tally_of(actors.current_node())
+        if sum(1 for route in tally.open.values() if route == self.route) > self.max_feeds:
+            return Close(1013, f"too many dashboard feeds open (at most {self.max_feeds})"), state
         return self._update(state)
 
     def websocket_info(self, message: Any, state: FeedState) -> Result[FeedState]:
@@ -77,24 +86,42 @@ class DashboardFeed(WebSocketHandler[FeedState]):
 
 @attrs.frozen
 class DashboardPage:
-    """The HTTP handler serving the page to loopback or token holders (403 for anyone else)."""
+    """The HTTP handler serving the page to those ``access`` lets in (403 for anyone else);
+    a ``?token=`` is traded for a cookie scoped to ``path`` (the dashboard's)."""
 
-    token: str | None
+    access: DashboardAccess
+    path: str
 
     def __call__(self, request: Request) -> Response:
         """GET/HEAD the page."""
         if request.method not in ("GET", "HEAD"):
             return method_not_allowed(("GET", "HEAD"))
-        if not may_see(request, self.token):
-            return forbidden()
+        refusal = self.access.page_refusal(request)
+        if refusal is not None:
+            return refusal
+        redirect = self.access.remembered(request, self.path)
+        if redirect is not None:
+            return redirect
         return Response(
             200,
             [
                 ("Content-Type", "text/html; charset=utf-8"),
                 ("Cache-Control", "no-store"),
                 ("X-Content-Type-Options", "nosniff"),
+                ("X-Frame-Options", "DENY"),
             ],
             page(),
+        )
+
+    def exposure_warning(self, path: str) -> str | None:
+        """Without a token, the page answers loopback peers, so a reverse proxy on this
+        machine would show it to everyone it serves."""
+        if self.access.token:
+            return None
+        return (
+            f"the dashboard at {path} has no token: it answers loopback peers only, and a "
+            "reverse proxy on this machine would show it to all its clients "
+            "(set --dashboard-token or $CORRAL_DASHBOARD_TOKEN)"
         )
 
 

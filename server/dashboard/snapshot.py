@@ -12,7 +12,8 @@ from typing import Any
 
 from actors import ActorInfo, Address, ChildInfo, Node
 
-from ..connection import connection_of
+from ..closecodes import close_code_caption
+from ..connection import Connection, connection_of
 from ..tally import Tally
 from .history import History
 
@@ -33,7 +34,8 @@ def snapshot(
     dashboard's own route, whose connections do not make the server busy.
     """
     census = node.census(deepest=ACTOR_ROWS)
-    by_route = Counter(tally.open.values())
+    points = history.points(since)
+    by_route = tally.open_by_route()
     served = sum(count for route, count in by_route.items() if route != feed_route)
     return {
         "node": node.name,
@@ -52,7 +54,26 @@ def snapshot(
             "dead_letters": node.dead_letters,
             "timers": len(node.timers),
         },
-        "points": history.points(since),
+        "cluster": cluster_summary(node),
+        "points": points,
+        "close_captions": {
+            label: close_code_caption(label) for point in points for label in point["closes"]
+        },
+    }
+
+
+def cluster_summary(node: Node) -> dict[str, Any] | None:
+    """The link to the other nodes (None for a node alone): whether it is up, the nodes
+    seen, and the cross-node messages sent, received and lost (Redis unreachable)."""
+    if node.backend.node_id is None:
+        return None
+    cluster = node.cluster()
+    return {
+        "connected": cluster.connected,
+        "nodes": len(cluster.peers),
+        "sent": cluster.sent,
+        "received": cluster.received,
+        "lost": cluster.lost,
     }
 
 
@@ -116,7 +137,7 @@ def actor_rows(
         rows.append(
             {
                 "address": _address(info.address),
-                "name": info.names[0] if info.names else info.address.label or "",
+                "name": _row_name(info, connection, route),
                 "kind": "connection" if info.kind == "connection" else "actor",
                 "role": info.kind,
                 "route": route,
@@ -129,6 +150,18 @@ def actor_rows(
             }
         )
     return rows
+
+
+def _row_name(info: ActorInfo, connection: Connection | None, route: str | None) -> str:
+    """An actor's first name, else its label; a connection's route and peer
+    (``/chat/:room 127.0.0.1:50312``), since every connection has the same label."""
+    if info.names:
+        return info.names[0]
+    if connection is not None:
+        peer = connection.request.peer
+        where = f"{peer[0]}:{peer[1]}" if peer is not None else "?"
+        return f"{route or connection.request.path} {where}"
+    return info.address.label or ""
 
 
 def group_rows(node: Node) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ page says so when the server goes away. Screenshots land in test-output/browser/
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -151,6 +152,8 @@ def test_the_tree_a_blocked_mailbox_and_a_chart_show_live(
         expect(page.locator("#blocked-count")).to_have_text("1")
         expect(page.locator("#blocked tbody")).to_contain_text("Slow")
         expect(page.locator("#blocked tbody")).to_contain_text("/slow")
+        expect(page.locator("#closes-key")).to_contain_text("1000 normal")
+        expect(page.locator("#actors tbody")).to_contain_text(re.compile(r"/echo 127\.0\.0\.1:\d+"))
         page.locator("#actors th[data-key=name]").click()
         expect(page.locator("#actors th[data-key=name]")).to_have_class("sorted")
         page.locator("#actors th[data-key=depth]").click()

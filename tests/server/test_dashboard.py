@@ -4,6 +4,7 @@ snapshot shows of a node), then its page and live feed over real sockets."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from functools import partial
 from pathlib import Path
@@ -16,9 +17,10 @@ import actors
 from actors import ChildSpec, DynamicSupervisor, Restart, Supervisor
 from server import App, Frame, Request, WebSocketHandler, websocket
 from server.dashboard import dashboard_routes, with_dashboard
-from server.dashboard.access import is_loopback_host, may_see
+from server.dashboard.access import DashboardAccess, cookie_value
 from server.dashboard.history import KEPT, History, Sample
 from server.dashboard.snapshot import TREE_CHILDREN, snapshot
+from server.exposure import is_loopback_host
 from server.tally import BlockedStep, Tally
 
 from .serving import client, get, http_exchange, rejection, running, upgrade_request
@@ -27,15 +29,25 @@ from .test_cli import corral_serve
 TOKEN = "s3cret-token"
 
 
-def request(peer: str = "127.0.0.1", *headers: tuple[str, str], query: str = "") -> Request:
+def request(
+    peer: str = "127.0.0.1", *headers: tuple[str, str], query: str = "", path: str = "/corral/"
+) -> Request:
     return Request(
         method="GET",
-        target="/corral/" + query,
-        path="/corral/",
+        target=path + query,
+        path=path,
         query={"token": (query.removeprefix("?token="),)} if query else {},
-        headers=tuple(headers),
+        headers=(("host", "127.0.0.1:8080"), *headers),
         peer=(peer, 40000),
     )
+
+
+def may_see(request: Request, token: str | None) -> bool:
+    return DashboardAccess(token).page_refusal(request) is None
+
+
+def may_open_feed(request: Request, access: DashboardAccess) -> bool:
+    return access.feed_refusal(request) is None
 
 
 # ---- who may see it ----------------------------------------------------------------------
@@ -51,9 +63,16 @@ def test_other_addresses_are_not(host: str) -> None:
     assert not is_loopback_host(host)
 
 
-def test_loopback_sees_the_dashboard_without_a_token() -> None:
+def test_loopback_sees_the_dashboard_without_a_token_configured() -> None:
     assert may_see(request("127.0.0.1"), None)
-    assert may_see(request("::1"), TOKEN)
+    assert may_see(request("::1"), None)
+
+
+def test_with_a_token_configured_loopback_needs_it_too() -> None:
+    """A reverse proxy that adds no forwarding header connects from loopback."""
+    assert not may_see(request("127.0.0.1"), TOKEN)
+    assert not may_see(request("::1"), TOKEN)
+    assert may_see(request("127.0.0.1", ("authorization", f"Bearer {TOKEN}")), TOKEN)
 
 
 def test_elsewhere_is_refused_without_the_token() -> None:
@@ -62,12 +81,15 @@ def test_elsewhere_is_refused_without_the_token() -> None:
     assert not may_see(request("10.1.2.3", ("authorization", "Bearer wrong")), TOKEN)
     assert not may_see(request("10.1.2.3", query="?token=wrong"), TOKEN)
     assert not may_see(request("10.1.2.3", ("authorization", f"Basic {TOKEN}")), TOKEN)
+    assert not may_see(request("10.1.2.3", ("cookie", f"corral_dashboard={TOKEN}")), TOKEN)
 
 
-def test_elsewhere_with_the_token_is_let_in_by_header_or_query() -> None:
+def test_elsewhere_with_the_token_is_let_in_by_header_query_or_cookie() -> None:
     assert may_see(request("10.1.2.3", ("authorization", f"Bearer {TOKEN}")), TOKEN)
     assert may_see(request("10.1.2.3", ("authorization", f"bearer  {TOKEN} ")), TOKEN)
     assert may_see(request("10.1.2.3", query=f"?token={TOKEN}"), TOKEN)
+    cookie = ("cookie", f"theme=dark; corral_dashboard={cookie_value(TOKEN)}")
+    assert may_see(request("10.1.2.3", cookie), TOKEN)
 
 
 def test_no_token_configured_lets_no_presented_token_in() -> None:
@@ -126,6 +148,21 @@ def test_a_sample_is_due_once_a_period_has_passed_and_the_ring_keeps_the_last_mi
         history.samples.append(sample(seq, 100.0 + seq))
     assert len(history.samples) == KEPT
     assert history.samples[0].seq == 10 and history.last_seq == KEPT + 9
+
+
+async def test_the_closes_chart_gets_a_caption_per_close_code_label() -> None:
+    history = History()
+    history.samples.extend(
+        [sample(0, 100.0), sample(1, 101.0, closes={"1000": 2, "4xxx": 5, "4001": 1, "other": 1})]
+    )
+    async with actors.open_node("test") as node:
+        view = snapshot(node, Tally(), history, since=-1, now=102.0, feed_route="/corral/live")
+    assert view["close_captions"] == {
+        "1000": "1000 normal",
+        "4xxx": "4000-4999 private",
+        "4001": "4001 app",
+        "other": "other",
+    }
 
 
 # ---- what a snapshot shows -------------------------------------------------------------------
@@ -228,6 +265,7 @@ async def test_the_feed_counts_the_other_routes_connections_and_their_messages()
     ]
     [echo_row] = [row for row in first["actors"]["rows"] if row["route"] == "/echo"]
     assert echo_row["kind"] == "connection"
+    assert re.fullmatch(r"/echo 127\.0\.0\.1:\d+", echo_row["name"]), echo_row["name"]
     assert (echo_row["in"], echo_row["out"]) == (5, 5)
     [root] = first["tree"]
     assert [child["id"] for child in root["children"]] == [
@@ -239,35 +277,36 @@ async def test_the_feed_counts_the_other_routes_connections_and_their_messages()
     assert all(p["seq"] > first["seq"] for p in second["points"])
 
 
-async def test_loopback_gets_the_page_and_a_proxied_request_gets_403_without_the_token() -> None:
+async def test_with_a_token_the_page_trades_it_for_a_cookie_that_opens_the_feed() -> None:
     app = App([*dashboard_routes("/ops/", token=TOKEN), *APP.routes])
     async with running(app) as served:
-        page = await http_exchange(served.port, get("/ops/"))
-        proxied = await http_exchange(served.port, get("/ops/", "X-Forwarded-For: 203.0.113.7"))
+        local = await http_exchange(served.port, get("/ops/"))
         with_header = await http_exchange(
-            served.port,
-            get("/ops/", "X-Forwarded-For: 203.0.113.7", f"Authorization: Bearer {TOKEN}"),
+            served.port, get("/ops/", f"Authorization: Bearer {TOKEN}")
         )
-        with_query = await http_exchange(
-            served.port, get(f"/ops/?token={TOKEN}", "X-Forwarded-For: 203.0.113.7")
-        )
-        feed_refused = await http_exchange(
-            served.port, upgrade_request("/ops/live", "X-Forwarded-For: 203.0.113.7")
-        )
-        refused = await rejection(
-            served.url("/ops/live?token=wrong"), extra_headers=[("X-Forwarded-For", "203.0.113.7")]
-        )
-        async with client(
-            served.url(f"/ops/live?token={TOKEN}"),
-            extra_headers=[("X-Forwarded-For", "203.0.113.7")],
-        ) as feed:
+        with_query = await http_exchange(served.port, get(f"/ops/?view=tree&token={TOKEN}"))
+        cookie = with_query.headers["set-cookie"].split(";")[0]
+        with_cookie = await http_exchange(served.port, get("/ops/", f"Cookie: {cookie}"))
+        feed_refused = await http_exchange(served.port, upgrade_request("/ops/live"))
+        refused = await rejection(served.url(f"/ops/live?token={TOKEN}"))
+        async with client(served.url("/ops/live"), extra_headers=[("Cookie", cookie)]) as feed:
             update = await next_update(feed)
-    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
-    assert b"<title>corral dashboard</title>" in page.body
-    assert proxied.status == 403 and b"token" in proxied.body
-    assert with_header.status == 200 and with_query.status == 200
+    assert local.status == 403 and b"token" in local.body
+    assert with_header.status == 200 and with_header.headers["content-type"].startswith("text/html")
+    assert b"<title>corral dashboard</title>" in with_header.body
+    assert with_query.status == 200 and "location" not in with_query.headers
+    assert b'location.replace("/ops/?view=tree")' in with_query.body  # same-site, unlike a 303
+    assert TOKEN.encode() not in with_query.body
+    attributes = {part.strip() for part in with_query.headers["set-cookie"].split(";")[1:]}
+    assert attributes == {"Path=/ops", "HttpOnly", "SameSite=Strict"}
+    assert TOKEN not in cookie
+    assert with_cookie.status == 200 and TOKEN.encode() not in with_cookie.body
     assert feed_refused.status == 403 and refused.status_code == 403
-    assert update["idle"] and update["connections"] == [{"route": "/ops/live", "open": 1}]
+    assert update["idle"]
+    assert update["connections"] == [
+        {"route": "/echo", "open": 0},
+        {"route": "/ops/live", "open": 1},
+    ]
 
 
 async def test_corral_serve_dashboard_serves_the_page_and_takes_its_token_from_the_command_line(
@@ -278,10 +317,14 @@ async def test_corral_serve_dashboard_serves_the_page_and_takes_its_token_from_t
         local = await http_exchange(corral.port, get("/corral/"))
         proxied = await http_exchange(corral.port, get("/corral/", "Forwarded: for=203.0.113.7"))
         with_token = await http_exchange(
-            corral.port, get(f"/corral/?token={TOKEN}", "Forwarded: for=203.0.113.7")
+            corral.port,
+            get("/corral/", "Forwarded: for=203.0.113.7", f"Authorization: Bearer {TOKEN}"),
         )
-        async with client(f"ws://127.0.0.1:{corral.port}/corral/live") as feed:
+        bearer = [("Authorization", f"Bearer {TOKEN}")]
+        async with client(
+            f"ws://127.0.0.1:{corral.port}/corral/live", extra_headers=bearer
+        ) as feed:
             update = await next_update(feed)
-    assert (local.status, proxied.status, with_token.status) == (200, 403, 200)
+    assert (local.status, proxied.status, with_token.status) == (403, 403, 200)
     [root] = update["tree"]
     assert "dashboard-sampler" in [child["id"] for child in root["children"]]

@@ -132,6 +132,17 @@ async def test_metrics_count_connections_closes_refusals_and_frames_after_real_t
     assert ("corral_dead_letters_total", frozenset()) in samples
 
 
+async def test_connections_open_reads_zero_for_every_websocket_route_with_none_open() -> None:
+    log = Terminations()
+    async with running(traffic_app(log)) as served:
+        async with client(served.url("/echo/1")):
+            pass
+        await log.wait(1)
+        samples = await scrape(served.port, "/stats/prometheus")
+    for route in ("/echo/:n", "/crash", "/refuse"):
+        assert value(samples, "corral_connections_open", route=route) == 0
+
+
 async def test_mailbox_depth_and_drops_are_read_when_scraped(nursery: trio.Nursery) -> None:
     app = App([metrics_route()])
     release = trio.Event()
