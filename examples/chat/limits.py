@@ -10,11 +10,13 @@ frame whether it is handled, dropped with a warning, dropped quietly, or ends th
 from __future__ import annotations
 
 import enum
-import ipaddress
 
 import attrs
 
 from server import TokenBucket
+from server.peers import PeerCount, address_group
+
+__all__ = ["ChatLimits", "PeerCount", "PeerQuota", "Throttle", "Verdict", "peer_key"]
 
 MIB = 2**20
 
@@ -90,16 +92,8 @@ class Throttle:
 
 
 def peer_key(peer: tuple[str, int] | None) -> str:
-    """Whom a quota counts: the peer's IP address, or its /64 for IPv6 (one host's usual share)."""
-    if peer is None:
-        return "unknown"
-    try:
-        address = ipaddress.ip_address(peer[0])
-    except ValueError:
-        return peer[0]
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
-        return str(ipaddress.ip_network((address, 64), strict=False))
-    return str(address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else address)
+    """Whom a quota counts: the peer's IP address, or its /64 for IPv6 (``address_group``)."""
+    return "unknown" if peer is None else address_group(peer[0])
 
 
 @attrs.define
@@ -128,29 +122,3 @@ class PeerQuota:
         """Forget full buckets (a new one says the same); next prune at twice what is left."""
         self._buckets = {k: b for k, b in self._buckets.items() if not b.is_full(now)}
         self._prune_at = max(1024, 2 * len(self._buckets))
-
-
-@attrs.define
-class PeerCount:
-    """How many of something each peer key holds at once, at most ``limit``."""
-
-    limit: int
-    _counts: dict[str, int] = attrs.field(factory=dict, init=False)
-
-    def acquire(self, key: str) -> bool:
-        """Count one more for ``key`` if it is under the limit; False (nothing counted) if not."""
-        held = self._counts.get(key, 0)
-        if held >= self.limit:
-            return False
-        self._counts[key] = held + 1
-        return True
-
-    def release(self, key: str) -> None:
-        """One fewer for ``key``."""
-        held = self._counts.pop(key, 0) - 1
-        if held > 0:
-            self._counts[key] = held
-
-    def held(self, key: str) -> int:
-        """How many ``key`` holds."""
-        return self._counts.get(key, 0)

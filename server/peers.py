@@ -1,0 +1,56 @@
+"""Per-address accounting: whom a per-address limit counts, and how much each one holds.
+
+A limit per client address must not be dodged by an IPv6 client, which usually holds a whole
+/64 (2^64 addresses): ``address_group`` counts IPv6 by its /64, IPv4 (and IPv4-mapped IPv6)
+by the address. ``PeerCount`` holds how many of something each group has at once.
+Pure data and decisions, no I/O: the front door and the chat example use both.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import attrs
+
+
+def address_group(host: str) -> str:
+    """Whom a per-address limit counts for ``host``: the IPv4 address, or the IPv6 /64."""
+    if ":" not in host:
+        return host  # IPv4 (the hot path: no parsing)
+    try:
+        address = ipaddress.IPv6Address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
+
+
+@attrs.define
+class PeerCount:
+    """How many of something each peer group holds at once, at most ``limit``."""
+
+    limit: int
+    _counts: dict[str, int] = attrs.field(factory=dict, init=False)
+
+    def acquire(self, key: str) -> bool:
+        """Count one more for ``key`` if it is under the limit; False (nothing counted) if not."""
+        held = self._counts.get(key, 0)
+        if held >= self.limit:
+            return False
+        self._counts[key] = held + 1
+        return True
+
+    def release(self, key: str) -> None:
+        """One fewer for ``key``."""
+        held = self._counts.pop(key, 0) - 1
+        if held > 0:
+            self._counts[key] = held
+
+    def held(self, key: str) -> int:
+        """How many ``key`` holds."""
+        return self._counts.get(key, 0)
+
+    def __len__(self) -> int:
+        """How many keys hold something (the rest are forgotten)."""
+        return len(self._counts)
