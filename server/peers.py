@@ -12,7 +12,6 @@ import socket
 
 import attrs
 
-
 _V4_MAPPED = bytes(10) + b"\xff\xff"
 """The first 12 bytes of an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``)."""
 
