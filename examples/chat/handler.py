@@ -2,11 +2,13 @@
 
 Every client frame first passes the connection's ``Throttle`` (see ``limits``): past the rate
 it is dropped, the first of a run with an ``error``, and a client that keeps sending is closed
-with 1008, so a flood stops here and never reaches the room. Bad input gets an ``error`` frame
-from the connection itself and goes no further. A ``join`` opens the room (starting it on first
-use, charged to the client's peer address) and sends it ``Join``; the room answers the client
-directly and tells the connection ``Joined``. The connection remembers its nick so that it can
-join again by itself when the room restarts.
+with 1008, so a flood stops here and never reaches the room. A ``say`` then takes a token from
+its peer address's bucket (``Rooms.says``, shared by all the connections from there): past it
+the message is dropped with an ``error``, so more connections or reconnecting gain nothing.
+Bad input gets an ``error`` frame from the connection itself and goes no further. A ``join``
+opens the room (starting it on first use, charged to the client's peer address) and sends it
+``Join``; the room answers the client directly and tells the connection ``Joined``. The
+connection remembers its nick so that it can join again by itself when the room restarts.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ class Session:
     room_address: Address | None = None
     nick: str | None = None
     """Set when the room accepted the join."""
+
+
+TOO_MANY_FROM_ADDRESS = (
+    "slow down: too many messages from your address (all its connections together); "
+    "this one was dropped"
+)
 
 
 def _error(reason: str) -> Text:
@@ -100,6 +108,8 @@ class ChatHandler(WebSocketHandler[Session]):
     async def _say(self, text: str, state: Session) -> tuple[Text | None, Session]:
         if state.room_address is None:
             return _error("join first: say is for members of the room"), state
+        if not self.rooms.says.take(state.peer, trio.current_time()):
+            return _error(TOO_MANY_FROM_ADDRESS), state
         if actors.send(state.room_address, Say(actors.self_address(), text)):
             return None, state
         if _ended(state.room_address):

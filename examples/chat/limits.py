@@ -3,8 +3,9 @@
 ``ChatLimits`` holds every number. ``Throttle`` is one connection's inbound rate limit: a
 ``server.TokenBucket`` and the count of frames it dropped in a row, deciding for each client
 frame whether it is handled, dropped with a warning, dropped quietly, or ends the connection.
-``PeerQuota`` gives each peer address (an IPv6 client: its /64) a bucket of new rooms, and
-``PeerCount`` caps how many of its connections are in rooms at once.
+``PeerQuota`` gives each peer address (an IPv6 client: its /64) a bucket (of new rooms, of
+messages said by all its connections together), and ``PeerCount`` caps how many of its
+connections are in rooms at once.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ class ChatLimits:
     """New rooms one peer address may open at once."""
     max_members_per_peer: int = 256
     """Connections from one peer address that may be in rooms (have asked to join) at once."""
+    peer_message_rate: float = 20.0
+    """Messages (``say``) one peer address may send per second, all its connections together:
+    opening more connections, or reconnecting for a fresh burst, gains nothing past it."""
+    peer_message_burst: int = 100
+    """Messages one peer address may send at once, all its connections together."""
+    room_message_rate: float = 50.0
+    """Messages one room passes on per second, whoever sends them: what its readers must keep
+    up with (a reader's outbox holds 256 frames)."""
+    room_message_burst: int = 100
+    """Messages one room passes on at once after a quiet spell."""
 
 
 class Verdict(enum.Enum):
