@@ -21,7 +21,17 @@ import trio
 
 import actors
 from actors import Address
-from server import Close, Frame, Request, TerminateReason, Text, Upgrade, WebSocketHandler
+from server import (
+    Close,
+    Frame,
+    Request,
+    Response,
+    TerminateReason,
+    Text,
+    Upgrade,
+    WebSocketHandler,
+)
+from server.tokens import TokenAuth, chosen_subprotocol
 
 from . import protocol
 from .limits import Throttle, Verdict, peer_key
@@ -44,6 +54,8 @@ class Session:
     room_address: Address | None = None
     nick: str | None = None
     """Set when the room accepted the join."""
+    signed_nick: str | None = None
+    """The nick the client's token gives it (a chat with a secret): the only one it may use."""
 
 
 TOO_MANY_FROM_ADDRESS = (
@@ -64,13 +76,22 @@ def _ended(address: Address) -> bool:
 class ChatHandler(WebSocketHandler[Session]):
     """The handler of ``/ws/:room``."""
 
-    def __init__(self, rooms: Rooms) -> None:
+    def __init__(self, rooms: Rooms, auth: TokenAuth | None = None) -> None:
         self.rooms = rooms
+        self.auth = auth
+        """With one, a connection needs a token for its room (topic ``room:<room>``)."""
 
-    def init(self, request: Request) -> Upgrade[Session]:
+    def init(self, request: Request) -> Upgrade[Session] | Response:
         throttle = Throttle.for_limits(self.rooms.limits)
         room, peer = str(request.bindings["room"]), peer_key(request.peer)
-        return Upgrade(Session(room=room, throttle=throttle, peer=peer))
+        session = Session(room=room, throttle=throttle, peer=peer)
+        if self.auth is None:
+            return Upgrade(session)
+        claims = self.auth.authenticate(request, topic=f"room:{room}")
+        if isinstance(claims, Response):
+            return claims
+        signed = attrs.evolve(session, signed_nick=claims.subject)
+        return Upgrade(signed, subprotocol=chosen_subprotocol(request))
 
     async def websocket_handle(
         self, frame: Frame, state: Session
@@ -93,6 +114,8 @@ class ChatHandler(WebSocketHandler[Session]):
         return await self._say(request.text, state)
 
     async def _join(self, nick: str, state: Session) -> tuple[Text | None, Session]:
+        if state.signed_nick is not None and nick != state.signed_nick:
+            return _error(f"your token makes you {state.signed_nick!r}: join with that nick"), state
         if not state.counted:
             if not self.rooms.members.acquire(state.peer):
                 return _error("too many connections from your address are in rooms"), state
