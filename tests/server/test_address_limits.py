@@ -29,13 +29,17 @@ async def upgraded(stream: trio.SocketStream) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
+async def connections(
+    stack: AsyncExitStack, port: int, source: str, count: int
+) -> list[trio.SocketStream]:
+    """``count`` TCP connections from ``source``, closed when ``stack`` closes."""
+    return [await stack.enter_async_context(tcp_client(port, source=source)) for _ in range(count)]
+
+
 async def test_slow_heads_from_one_address_cannot_take_every_slot() -> None:
     options = ServerOptions(max_connections=8, max_heads_per_address=4)
     async with serving(app, options) as server, AsyncExitStack() as stack:
-        slow = [
-            await stack.enter_async_context(tcp_client(server.port, source=GREEDY))
-            for _ in range(8)
-        ]
+        slow = await connections(stack, server.port, GREEDY, 8)
         for stream in slow:
             await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
         await until_quiet()
@@ -50,10 +54,7 @@ async def test_slow_heads_from_one_address_cannot_take_every_slot() -> None:
 async def test_one_address_at_its_connection_cap_gets_429_and_others_still_get_in() -> None:
     options = ServerOptions(max_connections=10, max_connections_per_address=3)
     async with serving(app, options) as server, AsyncExitStack() as stack:
-        held = [
-            await stack.enter_async_context(tcp_client(server.port, source=GREEDY))
-            for _ in range(3)
-        ]
+        held = await connections(stack, server.port, GREEDY, 3)
         for stream in held:
             assert await upgraded(stream) == 101
         async with tcp_client(server.port, source=GREEDY) as fourth:
