@@ -177,7 +177,7 @@ class FrontDoor:
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one connection to its end; log (never raise) its failures; close the stream."""
         peer = _peer(stream)
-        group = self._limited_group(peer)
+        group = self.limited_group(peer)
         heads = self._heads_by_address
         if group is not None and heads is not None and not heads.acquire(group):
             self._refused += 1
@@ -207,11 +207,13 @@ class FrontDoor:
                     self._connections_by_address.release(group)
             await trio.aclose_forcefully(stream)
 
-    def _limited_group(self, peer: tuple[str, int] | None) -> str | None:
-        """The address group that ``peer``'s per-address limits count (None: not limited)."""
+    def limited_group(self, peer: tuple[str, int] | None) -> str | None:
+        """The address group that ``peer``'s per-address limits count (None: not limited).
+        An IPv4-mapped address is unlimited as its IPv4 address is, an IPv6 one as its /64."""
         if peer is None or peer[0] in self.unlimited_addresses:
             return None
-        return address_group(peer[0])
+        group = address_group(peer[0])
+        return None if group in self.unlimited_addresses else group
 
     def _admit(self, group: str | None) -> Response | None:
         """Count a new connection in (None) if it is under both limits; else count it refused

@@ -8,8 +8,10 @@ from contextlib import AsyncExitStack
 import trio
 
 from examples.echo import app
-from server import ServerOptions
+from server import Request, ServerOptions
+from server.listener import FrontDoor
 from server.peers import PeerCount, address_group
+from server.router import Match, Router
 
 from .serving import WAIT, receive_until_closed, serving, tcp_client, until_quiet, upgrade_request
 
@@ -97,3 +99,21 @@ def test_a_peer_count_refuses_past_its_limit_and_forgets_what_is_released() -> N
         count.release("a")
     count.release("b")
     assert len(count) == 0
+
+
+def test_unlimited_addresses_match_an_ip_its_ipv4_mapped_form_or_a_64() -> None:
+    front_door = FrontDoor(
+        Router([]),
+        refuse_every_upgrade,
+        unlimited_addresses={"127.0.0.1", "::1", "2001:db8::/64"},
+    )
+    for host in ("127.0.0.1", "::ffff:127.0.0.1", "::1", "2001:db8::7"):
+        assert front_door.limited_group((host, 1)) is None, host
+    assert front_door.limited_group(("127.0.0.2", 1)) == "127.0.0.2"
+    assert front_door.limited_group(("2001:db8:0:1::7", 1)) == "2001:db8:0:1::/64"
+
+
+async def refuse_every_upgrade(
+    stream: trio.abc.Stream, request: Request, rest: bytes, match: Match
+) -> None:
+    return None
