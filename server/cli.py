@@ -141,6 +141,20 @@ def _parser() -> argparse.ArgumentParser:
         f"(default: the app's; {defaults.max_connections} unless it sets one)",
     )
     serve.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        metavar="N",
+        help="open connections from one client address (IPv6: /64) past which new ones get "
+        f"HTTP 429 (default: the app's; {defaults.max_connections_per_address} unless it sets one)",
+    )
+    serve.add_argument(
+        "--max-heads-per-address",
+        type=int,
+        metavar="N",
+        help="unfinished request heads from one client address past which a new connection is "
+        f"closed unread (default: the app's; {defaults.max_heads_per_address} unless it sets one)",
+    )
+    serve.add_argument(
         "--handshake-timeout",
         type=option_values.positive_seconds,
         metavar="SECONDS",
@@ -265,7 +279,14 @@ def _token_option(
 def _options(app: App, args: argparse.Namespace) -> ServerOptions:
     overrides = {
         name: getattr(args, name)
-        for name in ("max_connections", "handshake_timeout", "drain_timeout", "cluster_prefix")
+        for name in (
+            "max_connections",
+            "max_connections_per_address",
+            "max_heads_per_address",
+            "handshake_timeout",
+            "drain_timeout",
+            "cluster_prefix",
+        )
         if getattr(args, name) is not None
     }
     if args.redis:

@@ -217,6 +217,15 @@ def service_unavailable() -> Response:
     )
 
 
+def too_many_from_address() -> Response:
+    """429: the client's address is at its own connection limit."""
+    return Response.text(
+        429,
+        "Too Many Requests: too many connections from your address",
+        headers=[("Retry-After", "1")],
+    )
+
+
 def error_response(error: HttpError) -> Response:
     """The answer a head-reading error deserves."""
     if isinstance(error, HeadTooLarge):

@@ -39,8 +39,10 @@ from .http import (
     read_request_head,
     send_response,
     service_unavailable,
+    too_many_from_address,
     upgrade_required,
 )
+from .peers import PeerCount, address_group
 from .router import MalformedPath, Match, Router
 
 logger = logging.getLogger("corral.server")
@@ -50,6 +52,16 @@ DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 
 DEFAULT_MAX_CONNECTIONS = 10_000
 """Open connections past which a new one gets HTTP 503."""
+
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 1_000
+"""Open connections from one address (IPv6: one /64) past which a new one gets HTTP 429."""
+
+DEFAULT_MAX_HEADS_PER_ADDRESS = 100
+"""Unfinished request heads from one address past which a new connection is closed unread."""
+
+DEFAULT_UNLIMITED_ADDRESSES = frozenset({"127.0.0.1", "::1"})
+"""Addresses the per-address limits leave alone: a reverse proxy on this host (through which
+every client comes from one address), the benchmarks' load clients."""
 
 Serve: TypeAlias = Callable[[], Awaitable[object]]
 """An accepted WebSocket's life, to await until it ends."""
@@ -130,7 +142,11 @@ class FrontDoor:
 
     The head must arrive within ``handshake_timeout``; an HTTP exchange (handler and reply)
     must also finish within it. Over ``max_connections`` open connections, a new one reads
-    its head and gets 503. Every stream is closed when ``handle`` returns.
+    its head and gets 503; over ``max_connections_per_address`` from its address (IPv6: /64),
+    429. A new connection from an address with ``max_heads_per_address`` heads still coming
+    is closed at once, unread: one address cannot hold every slot with slow heads. Addresses in
+    ``unlimited_addresses`` are not counted per address. Every stream is closed when ``handle``
+    returns.
     """
 
     router: Router
@@ -140,12 +156,24 @@ class FrontDoor:
     max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES
     max_headers: int = DEFAULT_MAX_HEADERS
     allowed_origins: Collection[str] | None = None
+    max_connections_per_address: int | None = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+    max_heads_per_address: int | None = DEFAULT_MAX_HEADS_PER_ADDRESS
+    unlimited_addresses: Collection[str] = DEFAULT_UNLIMITED_ADDRESSES
     answered: Counter[int] = attrs.field(factory=Counter, init=False)
     """Requests answered before any upgrade or HTTP handler (404, 426, 403, 503...), by status."""
     upgrades_refused: Counter[int] = attrs.field(factory=Counter, init=False)
     """Those of them that asked to upgrade or were for a WebSocket route, by status."""
     _active: int = attrs.field(default=0, init=False)
     _refused: int = attrs.field(default=0, init=False)
+    _connections_by_address: PeerCount | None = attrs.field(default=None, init=False)
+    _heads_by_address: PeerCount | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.unlimited_addresses = frozenset(self.unlimited_addresses)
+        if self.max_connections_per_address is not None:
+            self._connections_by_address = PeerCount(self.max_connections_per_address)
+        if self.max_heads_per_address is not None:
+            self._heads_by_address = PeerCount(self.max_heads_per_address)
 
     def statistics(self) -> FrontDoorStatistics:
         """A snapshot of the connection counters."""
@@ -153,13 +181,20 @@ class FrontDoor:
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one connection to its end; log (never raise) its failures; close the stream."""
-        admitted = self._active < self.max_connections
-        if admitted:
-            self._active += 1
-        else:
+        peer = _peer(stream)
+        group = self.limited_group(peer)
+        heads = self._heads_by_address
+        if group is not None and heads is not None and not heads.acquire(group):
             self._refused += 1
+            logger.debug(
+                "closing %s unread: too many unfinished heads from its address", peer_text(peer)
+            )
+            await trio.aclose_forcefully(stream)
+            return
+        refusal = self._admit(group)
+        admitted = refusal is None
         try:
-            upgrade = await self._serve(stream, admitted)
+            upgrade = await self._serve(stream, peer, group, refusal)
             if upgrade is not None:
                 # Called here rather than from _serve, so that its frame and the unrouted
                 # request are gone while the WebSocket lives.
@@ -175,25 +210,50 @@ class FrontDoor:
         finally:
             if admitted:
                 self._active -= 1
+                if group is not None and self._connections_by_address is not None:
+                    self._connections_by_address.release(group)
             await trio.aclose_forcefully(stream)
 
+    def limited_group(self, peer: tuple[str, int] | None) -> str | None:
+        """The address group that ``peer``'s per-address limits count (None: not limited).
+        An IPv4-mapped address is unlimited as its IPv4 address is, an IPv6 one as its /64."""
+        if peer is None or peer[0] in self.unlimited_addresses:
+            return None
+        group = address_group(peer[0])
+        return None if group in self.unlimited_addresses else group
+
+    def _admit(self, group: str | None) -> Response | None:
+        """Count a new connection in (None) if it is under both limits; else count it refused
+        and return its answer: 503 at ``max_connections``, 429 at its address's limit."""
+        if self._active >= self.max_connections:
+            self._refused += 1
+            return service_unavailable()
+        by_address = self._connections_by_address
+        if group is not None and by_address is not None and not by_address.acquire(group):
+            self._refused += 1
+            return too_many_from_address()
+        self._active += 1
+        return None
+
     async def _serve(
-        self, stream: trio.abc.Stream, admitted: bool
+        self,
+        stream: trio.abc.Stream,
+        peer: tuple[str, int] | None,
+        group: str | None,
+        refusal: Response | None,
     ) -> tuple[UpgradeWebSocket, bytes] | None:
         """Answer the request, or return the upgrade to run and the bytes after its head."""
         started = trio.current_time()
-        head = await self._read_head(stream, started)
+        try:
+            head = await self._read_head(stream, peer, started)
+        finally:
+            if group is not None and self._heads_by_address is not None:
+                self._heads_by_address.release(group)
         if head is None:
             return None
         request, rest = head
-        if not admitted:
-            logger.warning(
-                "refusing %s: at max_connections=%d",
-                peer_text(request.peer),
-                self.max_connections,
-            )
-            self._count_answer(503, request.is_websocket_upgrade)
-            await self._reply(stream, request, service_unavailable(), started)
+        if refusal is not None:
+            await self._refuse(stream, request, refusal, started)
             return None
         decision = dispatch(self.router, request, allowed_origins=self.allowed_origins)
         if isinstance(decision, UpgradeWebSocket):
@@ -220,12 +280,30 @@ class FrontDoor:
         if refuses_an_upgrade:
             self.upgrades_refused[status] += 1
 
+    async def _refuse(
+        self, stream: trio.abc.Stream, request: Request, response: Response, started: float
+    ) -> None:
+        """Answer a connection refused at admission (503 or 429), and log why."""
+        if response.status == 503:
+            logger.warning(
+                "refusing %s: at max_connections=%d",
+                peer_text(request.peer),
+                self.max_connections,
+            )
+        else:
+            logger.info(
+                "refusing %s: its address is at max_connections_per_address=%s",
+                peer_text(request.peer),
+                self.max_connections_per_address,
+            )
+        self._count_answer(response.status, request.is_websocket_upgrade)
+        await self._reply(stream, request, response, started)
+
     async def _read_head(
-        self, stream: trio.abc.Stream, started: float
+        self, stream: trio.abc.Stream, peer: tuple[str, int] | None, started: float
     ) -> tuple[Request, bytes] | None:
         """The head and the bytes after it; None after answering or closing a bad or silent
         client."""
-        peer = _peer(stream)
         with trio.move_on_after(self.handshake_timeout):
             try:
                 return await read_request_head(
@@ -323,26 +401,30 @@ async def serve_tcp(
     await trio.serve_listeners(handle, listeners, task_status=task_status)
 
 
-# What trio.serve_listeners retries on: out of file descriptors or memory, for a moment.
-_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+"""accept(2) failures that mean the server is out of something for a moment: descriptors
+(``EMFILE`` this process, ``ENFILE`` the system) or kernel memory (``ENOMEM``, ``ENOBUFS``). The
+connection stays in the backlog: accepting pauses 100 ms and tries again."""
 
-# What trio.SocketListener.accept skips: a connection that died in the backlog, say.
-_IGNORABLE_ACCEPT_ERRNOS = {
+DEAD_CONNECTION_ERRNOS = frozenset(
     getattr(errno, name)
     for name in (
-        "EPERM",
-        "ECONNABORTED",
-        "EPROTO",
+        "ECONNABORTED",  # the client reset it while it waited in the backlog
+        "EPROTO",  # a protocol error on that connection (some systems' ECONNABORTED)
+        "EPERM",  # a firewall rule refused it (Linux)
+        # Linux passes on the connection's pending network error (accept(2), "Error handling"):
         "ENETDOWN",
-        "ENOPROTOOPT",
-        "EHOSTDOWN",
-        "ENONET",
-        "EHOSTUNREACH",
-        "EOPNOTSUPP",
         "ENETUNREACH",
+        "EHOSTDOWN",
+        "EHOSTUNREACH",
+        "ENONET",
+        "ENOPROTOOPT",
+        "EOPNOTSUPP",
     )
     if hasattr(errno, name)
-}
+)
+"""accept(2) failures that concern the one connection being taken, which is gone: skip it and
+accept the next (the listening socket is fine). From the Linux and POSIX accept(2) pages."""
 
 ACCEPT_BATCH = 64
 """Most connections taken from a plain TCP listener's backlog per wake-up."""
@@ -378,7 +460,7 @@ async def _accept_loop(
             try:
                 stream = await listener.accept()
             except OSError as exc:
-                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                     raise
                 await _pause_accepting(exc)
                 continue
@@ -406,9 +488,9 @@ async def _accept_batches(
                     except BlockingIOError:
                         break
                     except OSError as exc:
-                        if exc.errno in _IGNORABLE_ACCEPT_ERRNOS:
+                        if exc.errno in DEAD_CONNECTION_ERRNOS:
                             continue
-                        if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                        if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                             raise
                         await _pause_accepting(exc)
                         break

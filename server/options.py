@@ -11,7 +11,13 @@ import attrs
 from actors import DEFAULT_CAPACITY, MailboxPolicy
 
 from .http import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS
-from .listener import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+from .listener import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    DEFAULT_MAX_HEADS_PER_ADDRESS,
+    DEFAULT_UNLIMITED_ADDRESSES,
+)
 from .memory import TrimPolicy
 
 
@@ -72,6 +78,24 @@ class ServerOptions:
     """A client must send its whole request head within this."""
     max_connections: int = attrs.field(default=DEFAULT_MAX_CONNECTIONS, validator=_positive)
     """Over this many open connections, new ones get HTTP 503 before the upgrade."""
+    max_connections_per_address: int | None = attrs.field(
+        default=DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, validator=_positive
+    )
+    """Over this many open connections from one client address (an IPv6 client: its /64), a
+    new one from there gets HTTP 429 before the upgrade; None: no limit per address."""
+    max_heads_per_address: int | None = attrs.field(
+        default=DEFAULT_MAX_HEADS_PER_ADDRESS, validator=_positive
+    )
+    """While this many connections from one address (IPv6: /64) are still sending their
+    request head, a new one from there is closed unread (slow heads cannot take every slot);
+    None: no limit."""
+    unlimited_addresses: Collection[str] = attrs.field(
+        default=DEFAULT_UNLIMITED_ADDRESSES, converter=frozenset
+    )
+    """Client addresses that the two limits per address leave alone (IPs, or an IPv6 /64
+    written as ``2001:db8::/64``; ``::ffff:127.0.0.1`` counts as ``127.0.0.1``): loopback by
+    default, where a reverse proxy on this host connects from; add a remote proxy's address,
+    or set both limits to None, when every client comes through a proxy."""
     max_head_bytes: int = attrs.field(default=DEFAULT_MAX_HEAD_BYTES, validator=_positive)
     """A larger request head gets 431."""
     max_headers: int = attrs.field(default=DEFAULT_MAX_HEADERS, validator=_positive)

@@ -73,6 +73,9 @@ class Server:
             max_head_bytes=self.options.max_head_bytes,
             max_headers=self.options.max_headers,
             allowed_origins=self.options.allowed_origins,
+            max_connections_per_address=self.options.max_connections_per_address,
+            max_heads_per_address=self.options.max_heads_per_address,
+            unlimited_addresses=self.options.unlimited_addresses,
         )
         connection = self.options.connection
         self._connection_spec = ChildSpec(

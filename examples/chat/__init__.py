@@ -32,12 +32,20 @@ Limits, so that no one client can spoil the chat for the others (numbers in ``Ch
   limited this way), and at most 256 connections in rooms at once (a connection counts from its
   first ``join`` until it closes: "too many connections from your address are in rooms"). So one
   address cannot hold ``max_rooms`` rooms open either.
+- **Messages, per peer address and per room**: all the connections of one address together say
+  at most 20 a second (bursts of 100), and a room passes on at most 50 a second (bursts of 100),
+  whoever says them; past either a say is dropped with an ``error``. Reconnecting for a fresh
+  burst, or opening many connections, gains nothing; the room's readers keep up.
+
+With a secret (``make_app(secret=...)``; ``app`` takes it from ``CORRAL_CHAT_SECRET``) every
+connection needs a signed token (``server.tokens``) allowing its room (``room:<name>``), and the
+token's subject is its nick; ``python -m examples.chat.token NICK`` issues one.
 
 Modules, one job each: ``protocol`` (the wire format and its checks), ``confusables`` (Unicode's
 confusable skeleton), ``limits`` (the numbers, the per-connection throttle, per-peer quotas),
 ``budget`` (the history budget), ``roster`` (a room's members and history as plain data),
 ``room`` (the room actor), ``rooms`` (rooms on demand under supervision), ``handler`` (one
-connection), ``app`` (routes and children).
+connection), ``app`` (routes and children), ``token`` (issues tokens).
 """
 
 from .app import app, make_app

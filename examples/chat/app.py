@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from server import App, ConnectionOptions, static, websocket
+from server.tokens import TokenAuth
 
 from .handler import ChatHandler
 from .limits import ChatLimits
@@ -19,14 +21,28 @@ OPTIONS = ConnectionOptions(idle_timeout=90.0, ping_interval=30.0, max_message_s
 while a text between 4 KiB and that gets an ``error``."""
 
 
-def make_app(settings: RoomSettings | None = None, *, limits: ChatLimits | None = None) -> App:
-    """A chat app with its own rooms (each call: independent rooms, for tests)."""
+SECRET_VARIABLE = "CORRAL_CHAT_SECRET"
+"""The environment variable whose value (32 bytes or more), if set, makes ``app`` take nicks
+from signed tokens only (``python -m examples.chat.token NICK`` issues one)."""
+
+
+def make_app(
+    settings: RoomSettings | None = None,
+    *,
+    limits: ChatLimits | None = None,
+    secret: str | None = None,
+) -> App:
+    """A chat app with its own rooms (each call: independent rooms, for tests).
+
+    With a ``secret``, every connection needs a token signed with it (``server.tokens``), which
+    sets its nick and may list the rooms it may join (topics ``room:<name>``)."""
     rooms = Rooms(settings, limits)
+    auth = None if secret is None else TokenAuth(secret)
     return App(
         [
             websocket(
                 "/ws/:room",
-                ChatHandler(rooms),
+                ChatHandler(rooms, auth),
                 constraints={"room": room_name},
                 options=OPTIONS,
             ),
@@ -36,4 +52,4 @@ def make_app(settings: RoomSettings | None = None, *, limits: ChatLimits | None 
     )
 
 
-app = make_app()
+app = make_app(secret=os.environ.get(SECRET_VARIABLE) or None)

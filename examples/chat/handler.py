@@ -2,11 +2,13 @@
 
 Every client frame first passes the connection's ``Throttle`` (see ``limits``): past the rate
 it is dropped, the first of a run with an ``error``, and a client that keeps sending is closed
-with 1008, so a flood stops here and never reaches the room. Bad input gets an ``error`` frame
-from the connection itself and goes no further. A ``join`` opens the room (starting it on first
-use, charged to the client's peer address) and sends it ``Join``; the room answers the client
-directly and tells the connection ``Joined``. The connection remembers its nick so that it can
-join again by itself when the room restarts.
+with 1008, so a flood stops here and never reaches the room. A ``say`` then takes a token from
+its peer address's bucket (``Rooms.says``, shared by all the connections from there): past it
+the message is dropped with an ``error``, so more connections or reconnecting gain nothing.
+Bad input gets an ``error`` frame from the connection itself and goes no further. A ``join``
+opens the room (starting it on first use, charged to the client's peer address) and sends it
+``Join``; the room answers the client directly and tells the connection ``Joined``. The
+connection remembers its nick so that it can join again by itself when the room restarts.
 """
 
 from __future__ import annotations
@@ -19,7 +21,17 @@ import trio
 
 import actors
 from actors import Address
-from server import Close, Frame, Request, TerminateReason, Text, Upgrade, WebSocketHandler
+from server import (
+    Close,
+    Frame,
+    Request,
+    Response,
+    TerminateReason,
+    Text,
+    Upgrade,
+    WebSocketHandler,
+)
+from server.tokens import TokenAuth, chosen_subprotocol
 
 from . import protocol
 from .limits import Throttle, Verdict, peer_key
@@ -42,6 +54,14 @@ class Session:
     room_address: Address | None = None
     nick: str | None = None
     """Set when the room accepted the join."""
+    signed_nick: str | None = None
+    """The nick the client's token gives it (a chat with a secret): the only one it may use."""
+
+
+TOO_MANY_FROM_ADDRESS = (
+    "slow down: too many messages from your address (all its connections together); "
+    "this one was dropped"
+)
 
 
 def _error(reason: str) -> Text:
@@ -56,13 +76,22 @@ def _ended(address: Address) -> bool:
 class ChatHandler(WebSocketHandler[Session]):
     """The handler of ``/ws/:room``."""
 
-    def __init__(self, rooms: Rooms) -> None:
+    def __init__(self, rooms: Rooms, auth: TokenAuth | None = None) -> None:
         self.rooms = rooms
+        self.auth = auth
+        """With one, a connection needs a token for its room (topic ``room:<room>``)."""
 
-    def init(self, request: Request) -> Upgrade[Session]:
+    def init(self, request: Request) -> Upgrade[Session] | Response:
         throttle = Throttle.for_limits(self.rooms.limits)
         room, peer = str(request.bindings["room"]), peer_key(request.peer)
-        return Upgrade(Session(room=room, throttle=throttle, peer=peer))
+        session = Session(room=room, throttle=throttle, peer=peer)
+        if self.auth is None:
+            return Upgrade(session)
+        claims = self.auth.authenticate(request, topic=f"room:{room}")
+        if isinstance(claims, Response):
+            return claims
+        signed = attrs.evolve(session, signed_nick=claims.subject)
+        return Upgrade(signed, subprotocol=chosen_subprotocol(request))
 
     async def websocket_handle(
         self, frame: Frame, state: Session
@@ -85,6 +114,8 @@ class ChatHandler(WebSocketHandler[Session]):
         return await self._say(request.text, state)
 
     async def _join(self, nick: str, state: Session) -> tuple[Text | None, Session]:
+        if state.signed_nick is not None and nick != state.signed_nick:
+            return _error(f"your token makes you {state.signed_nick!r}: join with that nick"), state
         if not state.counted:
             if not self.rooms.members.acquire(state.peer):
                 return _error("too many connections from your address are in rooms"), state
@@ -100,6 +131,8 @@ class ChatHandler(WebSocketHandler[Session]):
     async def _say(self, text: str, state: Session) -> tuple[Text | None, Session]:
         if state.room_address is None:
             return _error("join first: say is for members of the room"), state
+        if not self.rooms.says.take(state.peer, trio.current_time()):
+            return _error(TOO_MANY_FROM_ADDRESS), state
         if actors.send(state.room_address, Say(actors.self_address(), text)):
             return None, state
         if _ended(state.room_address):

@@ -3,18 +3,21 @@
 ``ChatLimits`` holds every number. ``Throttle`` is one connection's inbound rate limit: a
 ``server.TokenBucket`` and the count of frames it dropped in a row, deciding for each client
 frame whether it is handled, dropped with a warning, dropped quietly, or ends the connection.
-``PeerQuota`` gives each peer address (an IPv6 client: its /64) a bucket of new rooms, and
-``PeerCount`` caps how many of its connections are in rooms at once.
+``PeerQuota`` gives each peer address (an IPv6 client: its /64) a bucket (of new rooms, of
+messages said by all its connections together), and ``PeerCount`` caps how many of its
+connections are in rooms at once.
 """
 
 from __future__ import annotations
 
 import enum
-import ipaddress
 
 import attrs
 
 from server import TokenBucket
+from server.peers import PeerCount, address_group
+
+__all__ = ["ChatLimits", "PeerCount", "PeerQuota", "Throttle", "Verdict", "peer_key"]
 
 MIB = 2**20
 
@@ -39,6 +42,16 @@ class ChatLimits:
     """New rooms one peer address may open at once."""
     max_members_per_peer: int = 256
     """Connections from one peer address that may be in rooms (have asked to join) at once."""
+    peer_message_rate: float = 20.0
+    """Messages (``say``) one peer address may send per second, all its connections together:
+    opening more connections, or reconnecting for a fresh burst, gains nothing past it."""
+    peer_message_burst: int = 100
+    """Messages one peer address may send at once, all its connections together."""
+    room_message_rate: float = 50.0
+    """Messages one room passes on per second, whoever sends them: what its readers must keep
+    up with (a reader's outbox holds 256 frames)."""
+    room_message_burst: int = 100
+    """Messages one room passes on at once after a quiet spell."""
 
 
 class Verdict(enum.Enum):
@@ -90,16 +103,8 @@ class Throttle:
 
 
 def peer_key(peer: tuple[str, int] | None) -> str:
-    """Whom a quota counts: the peer's IP address, or its /64 for IPv6 (one host's usual share)."""
-    if peer is None:
-        return "unknown"
-    try:
-        address = ipaddress.ip_address(peer[0])
-    except ValueError:
-        return peer[0]
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
-        return str(ipaddress.ip_network((address, 64), strict=False))
-    return str(address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else address)
+    """Whom a quota counts: the peer's IP address, or its /64 for IPv6 (``address_group``)."""
+    return "unknown" if peer is None else address_group(peer[0])
 
 
 @attrs.define
@@ -128,29 +133,3 @@ class PeerQuota:
         """Forget full buckets (a new one says the same); next prune at twice what is left."""
         self._buckets = {k: b for k, b in self._buckets.items() if not b.is_full(now)}
         self._prune_at = max(1024, 2 * len(self._buckets))
-
-
-@attrs.define
-class PeerCount:
-    """How many of something each peer key holds at once, at most ``limit``."""
-
-    limit: int
-    _counts: dict[str, int] = attrs.field(factory=dict, init=False)
-
-    def acquire(self, key: str) -> bool:
-        """Count one more for ``key`` if it is under the limit; False (nothing counted) if not."""
-        held = self._counts.get(key, 0)
-        if held >= self.limit:
-            return False
-        self._counts[key] = held + 1
-        return True
-
-    def release(self, key: str) -> None:
-        """One fewer for ``key``."""
-        held = self._counts.pop(key, 0) - 1
-        if held > 0:
-            self._counts[key] = held
-
-    def held(self, key: str) -> int:
-        """How many ``key`` holds."""
-        return self._counts.get(key, 0)

@@ -12,6 +12,10 @@ the new room finds the old members there, sends each ``RoomRestarted``, and they
 their nicks; once all have (or ``settle`` seconds have passed) every member gets a fresh
 ``members`` and ``{"type": "error", "reason": "room restarted: ..."}``. The history is lost.
 
+A room passes on at most ``ChatLimits.room_message_rate`` messages a second (with a burst of
+``room_message_burst``), whoever says them: past it a ``say`` is dropped and its sender told, so
+that many senders together cannot outrun the room's readers.
+
 A room that becomes empty with no history stops at once (a new room waits ``settle`` seconds
 for its first join). An empty room with history stays ``empty_ttl`` seconds, parked in the
 app's ``HistoryBudget``: when all rooms' history passes the budget, the least recently used
@@ -24,13 +28,15 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import trio
 
 import actors
 from actors import Actor, Address, Down, Timeout, TimerRef
-from server import broadcast, send_frame
+from server import TokenBucket, broadcast, send_frame
 
 from . import protocol
 from .budget import HistoryBudget
+from .limits import ChatLimits
 from .roster import Member, Roster
 
 
@@ -99,6 +105,7 @@ class RoomSettings:
 
 
 RESTARTED = "room restarted: earlier messages were lost"
+ROOM_BUSY = "slow down: this room gets too many messages right now; yours was dropped"
 
 
 def room_key(room: str) -> str:
@@ -134,10 +141,15 @@ def evict(room: str, budget: HistoryBudget) -> None:
 
 
 async def room_actor(
-    actor: Actor, name: str, settings: RoomSettings, budget: HistoryBudget
+    actor: Actor,
+    name: str,
+    settings: RoomSettings,
+    budget: HistoryBudget,
+    limits: ChatLimits,
 ) -> None:
     """The body of the room ``name``: handle messages until it stops for being empty."""
-    room = _Room(actor, name, settings, budget)
+    rate = TokenBucket(rate=limits.room_message_rate, burst=limits.room_message_burst)
+    room = _Room(actor, name, settings, budget, rate)
     try:
         room.reclaim_members()
         async for message in actor:
@@ -151,9 +163,16 @@ class _Room:
     """What the room actor does with each message; ``handle`` returns True to stop."""
 
     def __init__(
-        self, actor: Actor, name: str, settings: RoomSettings, budget: HistoryBudget
+        self,
+        actor: Actor,
+        name: str,
+        settings: RoomSettings,
+        budget: HistoryBudget,
+        rate: TokenBucket,
     ) -> None:
         self.actor = actor
+        self.rate = rate
+        """Messages the room passes on (``ChatLimits.room_message_rate``), whoever says them."""
         self.name = name
         self.group = group_of(name)
         self.settings = settings
@@ -220,6 +239,9 @@ class _Room:
         member = self.roster.get(say.address)
         if member is None:
             send_frame(say.address, protocol.error("join first: say is for members of the room"))
+            return
+        if not self.rate.take(trio.current_time()):
+            send_frame(say.address, protocol.error(ROOM_BUSY))
             return
         message = self.roster.record(member.nick, say.text, protocol.now())
         self._account()

@@ -6,8 +6,9 @@ own restart intensity; its members are asked to rejoin by the next room of that 
 found by their registered name ``room:<room>`` and started the first time someone joins.
 
 Limits (``ChatLimits``): each peer address may start ``room_creation_burst`` rooms at once and
-``room_creation_rate`` a second after that, and have ``max_members_per_peer`` connections in
-rooms (``members``, counted by the handler); at ``max_rooms`` the least recently used empty room
+``room_creation_rate`` a second after that, have ``max_members_per_peer`` connections in
+rooms (``members``, counted by the handler) and say ``peer_message_rate`` messages a second
+(``says``, taken by the handler); at ``max_rooms`` the least recently used empty room
 with history is evicted to make way (empty rooms without history stop at once, see ``room``),
 and only when every room has members is a newcomer told that there are too many rooms.
 """
@@ -56,6 +57,8 @@ class Rooms:
         self.creations = PeerQuota(limits.room_creation_rate, limits.room_creation_burst)
         self.members = PeerCount(limits.max_members_per_peer)
         """Connections in rooms per peer address (counted by the handler, join to terminate)."""
+        self.says = PeerQuota(limits.peer_message_rate, limits.peer_message_burst)
+        """Messages per peer address, all its connections together (taken by the handler)."""
         self._supervisor = DynamicSupervisor(max_children=limits.max_rooms)
 
     def child_spec(self, id: str = "rooms") -> ChildSpec:
@@ -112,7 +115,7 @@ class Rooms:
         room_spec = ChildSpec(
             "room",
             room_actor,
-            args=(room, settings, self.budget),
+            args=(room, settings, self.budget, self.limits),
             restart=Restart.TRANSIENT,
             shutdown=1.0,
             name=room_key(room),

@@ -16,7 +16,9 @@ from playwright.sync_api import Page, expect
 
 import examples.chat
 from actors import KILLED
+from server import App
 from server.serve import Server
+from server.tokens import TokenAuth
 
 
 @attrs.frozen
@@ -32,9 +34,9 @@ class Served:
         return trio.from_thread.run_sync(fn, *args, trio_token=self.token)
 
 
-async def serve_chat(*, task_status: trio.TaskStatus[Served]) -> None:
-    """Run the chat app on a free port until cancelled."""
-    server = Server(examples.chat.app, host="127.0.0.1", port=0)
+async def serve_chat(app: App = examples.chat.app, *, task_status: trio.TaskStatus[Served]) -> None:
+    """Run the chat app (``examples.chat.app`` unless told) on a free port until cancelled."""
+    server = Server(app, host="127.0.0.1", port=0)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(server.run)
         token = trio.lowlevel.current_trio_token()
@@ -115,6 +117,28 @@ def test_a_taken_nick_is_refused_on_the_form(
     screenshot(other, "nick-taken")
     join(other, "ann2")
     expect(other.locator("#members li")).to_have_count(2)
+
+
+def test_with_a_token_the_page_joins_with_its_nick_and_without_one_is_refused(
+    serve_trio: Callable[..., Any],
+    open_page: Callable[..., Page],
+    screenshot: Callable[[Page, str], Path],
+) -> None:
+    secret = "browser test secret, 32 bytes or more"
+    chat: Served = serve_trio(serve_chat, examples.chat.make_app(secret=secret))
+    token = TokenAuth(secret).issue("zoë", expires_in=600, topics=["room:red"])
+    ann = open_page(f"{chat.url}/#token={token}&room=red")
+    expect(ann.locator("#room-name")).to_have_text("red")
+    expect(ann.locator("#nick-input")).to_have_value("zoë")
+    expect(ann.locator("#nick-input")).not_to_be_editable()
+    ann.click("#join-button")
+    expect(ann.locator("#message-input")).to_be_visible()
+    say(ann, "signed in")
+    expect(ann.locator("#messages .message.mine")).to_contain_text("signed in")
+    screenshot(ann, "token")
+    anonymous = open_page(f"{chat.url}/?room=red")
+    expect(anonymous.locator("#status")).to_contain_text("Disconnected")  # refused: 401
+    expect(ann.locator("#members li")).to_have_count(1)
 
 
 def test_too_long_text_is_stopped_by_the_page(

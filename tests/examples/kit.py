@@ -110,10 +110,13 @@ async def member(served: Served, room: str, nick: str) -> AsyncIterator[Client]:
 
 @asynccontextmanager
 async def connect_over(
-    served: Served, path: str
+    served: Served, path: str, *, source: str | None = None, receive_buffer: int | None = None
 ) -> AsyncIterator[tuple[Client, trio.SocketStream]]:
-    """A client on a TCP stream the test holds, so that it can drop TCP without a close frame."""
-    async with tcp_client(served.port) as stream, trio.open_nursery() as nursery:
+    """A client on a TCP stream the test holds, so that it can drop TCP without a close frame;
+    from the local address ``source`` if given (127.0.0.2...: another client address), with a
+    small ``receive_buffer`` if given (a slow reader)."""
+    tcp = tcp_client(served.port, source=source, receive_buffer=receive_buffer)
+    async with tcp as stream, trio.open_nursery() as nursery:
         ws = await wrap_client_stream(nursery, stream, HOST, path)
         yield Client(ws), stream
         await trio.aclose_forcefully(stream)

@@ -25,6 +25,7 @@ OPTIONAL = {
     "metrics": ("prometheus_client",),
     "json-logs": ("pythonjsonlogger",),
     "test": ("trio_websocket",),
+    "tokens": ("jwt",),
 }
 """Each extra and the top-level modules it installs (as pyproject.toml lists them)."""
 EVERY_OPTIONAL = tuple(module for modules in OPTIONAL.values() for module in modules)
@@ -69,12 +70,21 @@ def test_a_feature_without_its_extra_stops_the_start_with_one_line(
     assert_names_the_extra(result, extra)
 
 
-def test_the_test_kit_without_its_extra_says_which_to_install() -> None:
-    result = run_hiding(OPTIONAL["test"], "import server.testing")
+@pytest.mark.parametrize(
+    ("extra", "module", "feature"),
+    [
+        ("test", "server.testing", "the test kit (server.testing)"),
+        ("tokens", "server.tokens", "signed tokens (server.tokens)"),
+    ],
+)
+def test_a_module_without_its_extra_says_which_to_install(
+    extra: str, module: str, feature: str
+) -> None:
+    result = run_hiding(OPTIONAL[extra], f"import {module}")
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
-        "actors.extras.MissingExtra: the test kit (server.testing) needs the test extra: "
-        "pip install 'corral[test]'"
+        f"actors.extras.MissingExtra: {feature} needs the {extra} extra: "
+        f"pip install 'corral[{extra}]'"
     )
 
 

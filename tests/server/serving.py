@@ -367,12 +367,15 @@ async def raw_client(
 
 @asynccontextmanager
 async def tcp_client(
-    port: int, *, receive_buffer: int | None = None
+    port: int, *, receive_buffer: int | None = None, source: str | None = None
 ) -> AsyncIterator[trio.SocketStream]:
-    """A bare TCP connection to the server (closed, if still open, on the way out)."""
+    """A bare TCP connection to the server (closed, if still open, on the way out), from the
+    local address ``source`` if given (127.0.0.2...: another client address)."""
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
     if receive_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    if source is not None:
+        await sock.bind((source, 0))
     await sock.connect((HOST, port))
     stream = trio.SocketStream(sock)
     try:

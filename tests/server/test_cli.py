@@ -174,6 +174,8 @@ def test_serve_help_says_what_each_option_means_and_its_default(
         "--certfile PEM": "serve wss:// (default: plain ws://)",
         "--keyfile PEM": "(default: read from --certfile)",
         "--max-connections N": "HTTP 503 (default: the app's; 10000 unless it sets one)",
+        "--max-connections-per-address N": "HTTP 429 (default: the app's; 1000 unless",
+        "--max-heads-per-address N": "closed unread (default: the app's; 100 unless",
         "--handshake-timeout SECONDS": "(default: the app's; 10 unless it sets one)",
         "--drain-timeout SECONDS": "(default: the app's; 30 unless it sets one)",
     }

@@ -6,6 +6,10 @@
 //                    left {nick}, said {nick, text, at}, error {reason}
 // When the connection drops it reconnects with exponential backoff and joins again with the
 // same nick. All server text goes into the page through textContent, never as HTML.
+// A chat run with a secret needs a signed token, given to the page in its fragment
+// (#token=...&room=...: never sent to the server): the page offers it as the subprotocol
+// "bearer.<token>" (a browser cannot set headers on a WebSocket), and the token's nick is the
+// only one the server takes.
 "use strict";
 
 (() => {
@@ -32,6 +36,7 @@
     memberCount: byId("member-count"),
   };
 
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
   const room = roomFromUrl();
   const chat = {
     socket: null,
@@ -52,7 +57,8 @@
     stopRetryTimers();
     setStatus("connecting", "Connecting…");
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(`${scheme}//${location.host}/ws/${encodeURIComponent(room)}`);
+    const url = `${scheme}//${location.host}/ws/${encodeURIComponent(room)}`;
+    const socket = token ? new WebSocket(url, ["chat", `bearer.${token}`]) : new WebSocket(url);
     chat.socket = socket;
     socket.addEventListener("open", () => {
       chat.openedAt = Date.now();
@@ -283,13 +289,18 @@
 
   function roomFromUrl() {
     const fromQuery = new URLSearchParams(location.search).get("room");
-    let fromHash = location.hash.slice(1);
+    return (fromQuery || roomFromHash() || "lobby").trim() || "lobby";
+  }
+
+  // #lobby, or #token=...&room=lobby when the page was given a token
+  function roomFromHash() {
+    const hash = location.hash.slice(1);
+    if (token) return new URLSearchParams(hash).get("room") || "";
     try {
-      fromHash = decodeURIComponent(fromHash);
+      return decodeURIComponent(hash);
     } catch {
-      // a malformed %-escape: use the hash as written
+      return hash; // a malformed %-escape: use the hash as written
     }
-    return (fromQuery || fromHash || "lobby").trim() || "lobby";
   }
 
   function element(tag, className, text) {
@@ -297,6 +308,18 @@
     node.className = className;
     if (text !== undefined) node.textContent = text;
     return node;
+  }
+
+  // The nick a token carries (its "sub"), read without checking: the server checks.
+  function nickOf(signed) {
+    try {
+      const part = signed.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const bytes = Uint8Array.from(atob(part), (char) => char.charCodeAt(0));
+      const sub = JSON.parse(new TextDecoder().decode(bytes)).sub;
+      return typeof sub === "string" ? sub : null;
+    } catch {
+      return null;
+    }
   }
 
   function byId(id) {
@@ -307,7 +330,9 @@
 
   ui.roomName.textContent = room;
   document.title = `#${room} — corral chat`;
-  ui.nickInput.value = sessionStorage.getItem("corral-chat-nick") || "";
+  const signedNick = token ? nickOf(token) : null;
+  ui.nickInput.value = signedNick || sessionStorage.getItem("corral-chat-nick") || "";
+  ui.nickInput.readOnly = signedNick !== null;
   showForms();
   ui.nickInput.focus();
   connect();
