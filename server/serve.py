@@ -22,6 +22,7 @@ from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
 
 from .app import App
 from .endpoint import websocket_endpoint
+from .inflate import InflateBudget
 from .listener import FrontDoor, accept_into, open_listeners
 from .memory import MALLOC_TRIM, MemoryTrimmer
 from .options import ServerOptions
@@ -57,7 +58,11 @@ class Server:
         self.stopped = trio.Event()
         self.front_door = FrontDoor(
             Router(app.routes),
-            partial(websocket_endpoint, default_options=self.options.connection),
+            partial(
+                websocket_endpoint,
+                default_options=self.options.connection,
+                inflate_budget=InflateBudget(self.options.inflate_budget),
+            ),
             handshake_timeout=self.options.handshake_timeout,
             max_connections=self.options.max_connections,
             max_head_bytes=self.options.max_head_bytes,

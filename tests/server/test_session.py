@@ -16,6 +16,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
 
 from server.commands import Binary, Text
+from server.inflate import InflateBudget, Inflater, InflateSettings
 from server.outbox import Outbox
 from server.session import NEED_DATA, Session, encode_frame, encode_message, encode_ping
 from server.termination import ClientClosed, ProtocolError
@@ -129,13 +130,20 @@ def test_an_unmasked_client_frame_is_a_protocol_error() -> None:
     assert isinstance(reason, ProtocolError) and reason.code == 1002
 
 
-def test_compressed_messages_are_inflated_by_the_library_within_the_limit() -> None:
-    def deflated(text: bytes) -> bytes:
-        compressor = zlib.compressobj(wbits=-15)
-        return (compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+def deflated(data: bytes) -> bytes:
+    """One whole message compressed as permessage-deflate sends it (RFC 7692 §7.2.1)."""
+    compressor = zlib.compressobj(wbits=-15)
+    return (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
 
-    extension = PerMessageDeflate(False, False, 15, 15)
-    session = Session(max_message_size=1000, extensions=[extension])
+
+def compressed_session(max_message_size: int, budget: InflateBudget | None = None) -> Session:
+    """A session that negotiated permessage-deflate (15-bit windows, context takeover)."""
+    inflater = Inflater(InflateSettings(), budget or InflateBudget())
+    return Session(max_message_size=max_message_size, inflater=inflater)
+
+
+def test_compressed_messages_are_inflated_within_the_limit() -> None:
+    session = compressed_session(1000)
     session.receive_data(frame(0x1, deflated(b"a" * 1000), rsv=4))
     assert events(session) == [Text("a" * 1000)]
     session.receive_data(frame(0x1, deflated(b"a" * 1001), rsv=4))  # tiny on the wire
@@ -147,8 +155,7 @@ def test_an_unfinished_compressed_message_holds_at_most_max_message_size_inflate
     compressor = zlib.compressobj(wbits=-15)
     first = compressor.compress(b"a" * 600) + compressor.flush(zlib.Z_SYNC_FLUSH)
     second = compressor.compress(b"a" * 600) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    extension = PerMessageDeflate(False, False, 15, 15)
-    session = Session(max_message_size=1000, extensions=[extension])
+    session = compressed_session(1000)
     session.receive_data(frame(0x2, first, fin=False, rsv=4))
     assert session.next_event() is NEED_DATA  # 600 bytes held, inflated
     session.receive_data(frame(0x0, second, fin=False))  # 1200 would be held: refused
