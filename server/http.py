@@ -255,7 +255,7 @@ async def read_request_head(
             raise _too_many_fields(max_headers)
         simple = parse_simple_head(received)
         if simple is not None:
-            check_field_count(len(simple.headers), max_headers)
+            _check_field_count(len(simple.headers), max_headers)
             request = _to_request(
                 simple.method, simple.target, simple.headers, b"1.1", peer=peer, secure=secure
             )
@@ -272,7 +272,7 @@ async def read_request_head(
                 raise HeadTooLarge(f"request head over {max_head_bytes} bytes") from None
             raise BadRequest(str(exc)) from None
         if isinstance(event, h11.Request):
-            check_field_count(len(event.headers), max_headers)
+            _check_field_count(len(event.headers), max_headers)
             rest, _ = connection.trailing_data
             request = _to_request(
                 event.method,
@@ -287,7 +287,7 @@ async def read_request_head(
             raise BadRequest(f"unexpected {type(event).__name__} before a request head")
 
 
-def check_field_count(fields: int, max_headers: int) -> None:
+def _check_field_count(fields: int, max_headers: int) -> None:
     """The one field limit, for heads from both parsers: HeadTooLarge over ``max_headers``."""
     if fields > max_headers:
         raise _too_many_fields(max_headers)
