@@ -51,7 +51,7 @@ _RELIED_ON: Final = {
 """Attributes (beyond the names imported above) whose absence would break corral."""
 
 
-def _check(module_name: str, dotted: str) -> None:
+def require(module_name: str, dotted: str) -> None:
     """Raise IncompatibleWebsockets unless ``module_name`` has the attribute path ``dotted``."""
     target: object = importlib.import_module(module_name)
     for part in dotted.split("."):
@@ -62,7 +62,7 @@ def _check(module_name: str, dotted: str) -> None:
 
 for _module, _names in _RELIED_ON.items():
     for _name in _names:
-        _check(_module, _name)
+        require(_module, _name)
 
 
 def _apply_mask_python(data: bytes | bytearray, mask: bytes | bytearray) -> bytes:
