@@ -18,7 +18,7 @@ import attrs
 INFLATE_STEP: Final = 256 * 1024
 """Most inflated bytes one step makes: about a millisecond of zlib, so the loop moves on."""
 
-DEFAULT_INFLATE_BUDGET: Final = 256 * 2**20
+DEFAULT_INFLATE_BUDGET: Final = 128 * 2**20
 """Inflated bytes all unfinished compressed messages of a server may hold together."""
 
 _EMPTY_BLOCK: Final = b"\x00\x00\xff\xff"

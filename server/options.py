@@ -100,7 +100,8 @@ class ServerOptions:
     inflated, all connections together. A message that would pass it closes its connection
     with 1013 (try again later): each message stays under its own ``max_message_size``, and
     this bounds their sum, since a few kilobytes on the wire can inflate to megabytes. The
-    default, 256 MiB, holds 256 messages of the default 1 MiB limit at once."""
+    default, 128 MiB, holds 128 messages of the default 1 MiB limit at once, or two of the
+    64 MiB the echo example allows, and keeps an attack's cost near a tenth of a gigabyte."""
     connection: ConnectionOptions = ConnectionOptions()
     redis_url: str | None = None
     """A Redis (``redis://host:port/db``) shared by every server of a cluster: names, groups,
