@@ -80,6 +80,7 @@ class Session:
         "closing",
         "close_received",
         "transport_done",
+        "inflating",
         "_buffer",
         "_message",
         "_inflater",
@@ -106,6 +107,9 @@ class Session:
         self.close_received = False
         """Whether the client's close frame arrived (the handshake is complete if we sent ours)."""
         self.transport_done = False
+        self.inflating = False
+        """Whether a compressed message is being inflated: ``next_event`` has more to give
+        without any new bytes (it inflates a bounded step per call)."""
         self._buffer: bytes | bytearray = b""
         self._message: _Message | None = None  # a fragmented message being assembled
         self._inflater = inflater
@@ -117,6 +121,8 @@ class Session:
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the client, appended to what is still unparsed."""
+        if self.close_received:
+            return  # what follows a close is discarded (RFC 6455 §1.4)
         buffer = self._buffer
         if not buffer:
             self._buffer = data
@@ -131,24 +137,18 @@ class Session:
         if self.ended is None:
             self.ended = ClientClosed(1006)
 
-    @property
-    def inflating(self) -> bool:
-        """Whether a compressed message is being inflated: ``next_event`` has more to give
-        without any new bytes (it inflates a bounded step per call)."""
-        inflater = self._inflater
-        return inflater is not None and inflater.pending and self.ended is None
-
     def next_event(self) -> Text | Binary | TerminateReason | None:
         """The next whole message, the reason the client's side ended, or NEED_DATA."""
         while self.ended is None:
             if self._inflater is not None and self._inflater.pending:
                 inflated = self._inflate_step()
-                if inflated is not None or self._inflater.pending:
+                self.inflating = self._inflater.pending
+                if inflated is not None or self.inflating:
                     return inflated  # NEED_DATA here: one step done, ``inflating`` says more
                 continue
             buffer = self._buffer
             size = len(buffer)
-            if size < 2 or self.close_received:
+            if size < 2:
                 return NEED_DATA
             first, second = buffer[0], buffer[1]
             length = second & 0x7F
@@ -345,6 +345,7 @@ class Session:
         if self._message is not None and self._message.charge is not None:
             assert self._inflater is not None
             self._inflater.drop()
+            self.inflating = False
         self._message = None
 
     def _owe(self, data: bytes) -> None:
