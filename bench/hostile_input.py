@@ -17,6 +17,7 @@ Everything goes to 127.0.0.1, bounded in count and time (60 s per attack at most
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 import zlib
@@ -97,11 +98,17 @@ async def fragments(port: int, ends: list[str]) -> None:
     ends.append("echoed" if len(received) >= 2**20 else f"closed {_close_code(received)}")
 
 
+@functools.cache
+def _deflated_zeros() -> bytes:
+    """50 MB of zeros as a non-final permessage-deflate fragment (made once, before timing)."""
+    compressor = zlib.compressobj(wbits=-12)
+    return compressor.compress(bytes(50_000_000)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
 async def inflate(port: int, ends: list[str]) -> None:
     """One unfinished compressed message: 50 MB of zeros, held (no final fragment)."""
     stream = await _open(port, compressed=True)
-    compressor = zlib.compressobj(wbits=-12)
-    body = compressor.compress(bytes(50_000_000)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    body = _deflated_zeros()
     try:
         await stream.send_all(bytes([0x42, 0x80 | 127]) + len(body).to_bytes(8, "big"))
         await stream.send_all(b"\0\0\0\0" + body)  # a zero mask: the bytes as they are
@@ -159,6 +166,7 @@ async def _attack(
 
 
 def measure(tree: Path) -> list[str]:
+    _deflated_zeros()  # the client's own work, done before anything is timed
     lines = []
     for name, app, count, one in (
         ("fragments", "examples.echo:app", 4, fragments),

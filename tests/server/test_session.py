@@ -1,7 +1,7 @@
 """The connection's protocol state without a socket: frames in, events and bytes out.
 
-The fast path (whole, unfragmented, uncompressed data frames decoded by corral) is checked
-against websockets' own parser on random frame streams: same messages, same end.
+corral's frame parser is checked against websockets' own on random frame streams: same
+messages, same end.
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ def test_pings_and_pongs_between_messages_get_what_websockets_would_send(
     assert session.next_event() is NEED_DATA and not session.transport_done
 
 
-def test_a_ping_over_125_bytes_is_left_to_websockets_which_refuses_it_with_1002() -> None:
+def test_a_ping_over_125_bytes_is_refused_with_1002() -> None:
     session = Session(max_message_size=1000)
     session.receive_data(frame(0x9, b"x" * 126))
     reason = session.next_event()
