@@ -11,6 +11,7 @@ what the attack held the loop for), and how each attacker's connection ended.
 Everything goes to 127.0.0.1, bounded in count and time (60 s per attack at most).
 
     python bench/hostile_input.py                                  # this checkout
+    python bench/hostile_input.py --quick                          # one attacker each
     python bench/hostile_input.py --trees /work/wt/input-base .   # main, then this branch
 """
 
@@ -165,12 +166,13 @@ async def _attack(
     }
 
 
-def measure(tree: Path) -> list[str]:
+def measure(tree: Path, *, quick: bool = False) -> list[str]:
+    """Both attacks on ``tree``'s server; ``quick``: one attacker each (a smoke run)."""
     _deflated_zeros()  # the client's own work, done before anything is timed
     lines = []
     for name, app, count, one in (
-        ("fragments", "examples.echo:app", 4, fragments),
-        ("inflate", "examples.echo:compressed_app", 20, inflate),
+        ("fragments", "examples.echo:app", 1 if quick else 4, fragments),
+        ("inflate", "examples.echo:compressed_app", 1 if quick else 20, inflate),
     ):
         with run_server("corral", app=app, tree=tree) as server:
             server.settled_rss()
@@ -188,10 +190,11 @@ def measure(tree: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--trees", nargs="+", type=Path, default=[Path(__file__).parents[1]])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one attacker each")
     args = parser.parse_args(argv)
     try:
         for tree in args.trees:
-            measure(tree.resolve())
+            measure(tree.resolve(), quick=args.quick)
     except BenchError as exc:
         print(f"hostile_input: {exc}", file=sys.stderr)
         return 1

@@ -50,6 +50,10 @@ EXPECTED: dict[str, list[str]] = {
         rf"  RSS at rest {NUMBER} MB; every head answered, .*",
         rf"  server CPU per head: {NUMBER} ms",
     ],
+    "hostile_input.py": [
+        rf"\s+\S+\s+fragments: RSS\s+{NUMBER} -> peak\s+{NUMBER} MB .* attackers: closed 1009",
+        rf"\s+\S+\s+inflate: RSS\s+{NUMBER} -> peak\s+{NUMBER} MB .* attackers: held",
+    ],
     "gc_pause.py": [
         "corral" + _CHURN_ROW,
         "websockets" + _CHURN_ROW,
