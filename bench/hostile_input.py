@@ -30,7 +30,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from attack_memory import _drain, connect, frame  # noqa: E402
-from common import BenchError, ServerProcess, run_server  # noqa: E402
+from common import BenchError, ServerProcess, print_report, run_server  # noqa: E402
 from wsclient import TEXT, handshake  # noqa: E402
 
 _LIMIT = 60.0
@@ -183,7 +183,6 @@ def measure(tree: Path, *, quick: bool = False) -> list[str]:
             f"(+{peak - rest:6.1f}), server CPU {got['cpu_s']:5.2f} s, "
             f"worst good echo {got['worst_echo_ms']:7.1f} ms, attackers: {', '.join(got['ends'])}"  # type: ignore[arg-type]
         )
-        print(lines[-1], flush=True)
     return lines
 
 
@@ -192,13 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trees", nargs="+", type=Path, default=[Path(__file__).parents[1]])
     parser.add_argument("--quick", action="store_true", help="a smoke run: one attacker each")
     args = parser.parse_args(argv)
-    try:
-        for tree in args.trees:
-            measure(tree.resolve(), quick=args.quick)
-    except BenchError as exc:
-        print(f"hostile_input: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    trees = [tree.resolve() for tree in args.trees]
+    return print_report(
+        "hostile_input",
+        lambda: "\n".join(line for tree in trees for line in measure(tree, quick=args.quick)),
+    )
 
 
 if __name__ == "__main__":
