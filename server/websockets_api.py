@@ -3,8 +3,9 @@
 corral parses the client's frames itself (``session``) and uses websockets for what it
 documents: frame and close records (``websockets.frames``), the permessage-deflate extension
 and its negotiation, extension headers, and exceptions. One undocumented name remains:
-``websockets.speedups.apply_mask``, the C helper that unmasks a client frame (ten times the
-speed of Python's), used when the installed websockets was built with it. If a later
+``websockets.speedups.apply_mask``, the C helper that unmasks a client frame, on every
+message's path, where Python's XOR would cost several times as much; when websockets was
+built without its C extension, ``apply_mask_in_python`` takes its place. If a later
 websockets renames or drops any of these, importing corral fails here, naming the version,
 rather than a limit silently stopping to apply.
 """
@@ -15,9 +16,9 @@ import importlib
 from collections.abc import Callable
 from typing import Final
 
-import websockets.version
+import websockets
 
-WEBSOCKETS_VERSION: Final = websockets.version.version
+WEBSOCKETS_VERSION: Final[str] = websockets.__version__
 
 
 class IncompatibleWebsockets(ImportError):
@@ -65,7 +66,7 @@ for _module, _names in _RELIED_ON.items():
         require(_module, _name)
 
 
-def _apply_mask_python(data: bytes | bytearray, mask: bytes | bytearray) -> bytes:
+def apply_mask_in_python(data: bytes | bytearray, mask: bytes | bytearray) -> bytes:
     """XOR ``data`` with the 4-byte ``mask`` repeated (RFC 6455 §5.3), in pure Python."""
     length = len(data)
     repeated = (bytes(mask) * (length // 4 + 1))[:length]
@@ -76,7 +77,7 @@ def _speedups_apply_mask() -> Callable[[bytes | bytearray, bytes | bytearray], b
     try:
         speedups = importlib.import_module("websockets.speedups")
     except ImportError:  # pragma: no cover - websockets built without its C extension
-        return _apply_mask_python
+        return apply_mask_in_python
     if not hasattr(speedups, "apply_mask"):
         raise _missing("websockets.speedups.apply_mask")
     apply: Callable[[bytes | bytearray, bytes | bytearray], bytes] = speedups.apply_mask

@@ -6,7 +6,13 @@ import os
 
 import pytest
 
-from server.websockets_api import WEBSOCKETS_VERSION, IncompatibleWebsockets, apply_mask, require
+from server.websockets_api import (
+    WEBSOCKETS_VERSION,
+    IncompatibleWebsockets,
+    apply_mask,
+    apply_mask_in_python,
+    require,
+)
 
 
 def test_a_name_websockets_no_longer_has_fails_naming_the_installed_version() -> None:
@@ -25,3 +31,5 @@ def test_unmasking_gives_the_payload_back() -> None:
     payload, mask = os.urandom(1000), os.urandom(4)
     masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
     assert apply_mask(masked, mask) == payload
+    assert apply_mask_in_python(masked, mask) == payload  # without websockets' C extension
+    assert apply_mask_in_python(b"", mask) == b""
