@@ -16,9 +16,9 @@ import importlib
 from collections.abc import Callable
 from typing import Final
 
-import websockets
+from websockets.version import version as _installed_version
 
-WEBSOCKETS_VERSION: Final[str] = websockets.__version__
+WEBSOCKETS_VERSION: Final[str] = _installed_version
 
 
 class IncompatibleWebsockets(ImportError):
