@@ -184,7 +184,7 @@ class Session:
             if size < end:
                 return NEED_DATA
             payload = apply_mask(buffer[start + 4 : end], buffer[start : start + 4])
-            self._buffer = buffer[end:] if size > end else b""
+            self._consume(buffer, end, size)
             if first & 0x08:
                 self._control(first & 0x0F, payload)
             else:
@@ -228,6 +228,16 @@ class Session:
         return b"".join(writes) if writes else b""
 
     # ---- inside ---------------------------------------------------------------------
+
+    def _consume(self, buffer: bytes | bytearray, end: int, size: int) -> None:
+        """Drop the frame that ends at ``end`` from the buffer: in place for a bytearray (no
+        copy of the rest), so a read of thousands of tiny fragments is not copied once each."""
+        if size == end:
+            self._buffer = b""
+        elif type(buffer) is bytearray:
+            del buffer[:end]
+        else:
+            self._buffer = bytearray(memoryview(buffer)[end:])
 
     def _refuse_header(self, first: int, second: int, length: int) -> TerminateReason | None:
         """End the session if a frame's header alone breaks a rule, before its payload is
