@@ -11,8 +11,9 @@ import attrs
 
 from server import App, ConnectionOptions, Frame, WebSocketHandler, websocket
 
-# Autobahn sends messages of up to 16 MiB; the echo takes them whole.
-_OPTIONS = ConnectionOptions(max_message_size=64 * 2**20)
+# Autobahn sends messages of up to 16 MiB, and 4 MiB ones in fragments as small as 64 bytes
+# (over 65,536 frames); the echo takes them whole.
+_OPTIONS = ConnectionOptions(max_message_size=64 * 2**20, max_fragments=2**17)
 
 
 class Echo(WebSocketHandler[None]):

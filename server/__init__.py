@@ -1,5 +1,5 @@
-"""corral's WebSocket server: Cowboy's handler lifecycle on trio streams, with the protocol
-from websockets' Sans-I/O layer.
+"""corral's WebSocket server: Cowboy's handler lifecycle on trio streams, with its own
+Sans-I/O frame parser and websockets' frame records and compression.
 
 Every connection is an actor.
 

@@ -347,6 +347,9 @@ class Connection:
                             if self._outbox is not None:
                                 await self._flush()
                                 continue
+                            if session.inflating:  # a step at a time: let the others run
+                                await trio.lowlevel.checkpoint()
+                                continue
                             # Not held while waiting: an idle connection keeps no message (nor
                             # the result of the callback that handled it) for the collector to
                             # walk at every full pass.

@@ -17,6 +17,7 @@ from .app import WebSocketTarget
 from .connection import Connection
 from .handler import Upgrade, call
 from .handshake import accept
+from .inflate import InflateBudget, Inflater
 from .listener import Serve
 from .options import ConnectionOptions
 from .rawio import send_eagerly
@@ -34,13 +35,15 @@ async def websocket_endpoint(
     match: Match,
     *,
     default_options: ConnectionOptions,
+    inflate_budget: InflateBudget,
 ) -> Serve | None:
     """Run ``init``; refuse with its response, or answer 101 and return the connection's
     ``run`` for the caller to await (None when refused or gone).
 
     Runs in the connection's actor (the front door's ``on_websocket``); ``rest`` is what the
     client sent after its request head: its first frames. The route's own options, if it
-    has any, replace ``default_options``. Returning rather than awaiting the connection
+    has any, replace ``default_options``; ``inflate_budget`` is the server's, shared by every
+    compressed connection. Returning rather than awaiting the connection
     keeps this frame, and what it refers to, off every idle connection's stack.
     """
     actor = actors.current_actor()
@@ -80,7 +83,13 @@ async def websocket_endpoint(
     # From here a shutdown is a message (close with 1001, terminate); before, it cancels.
     actor.trap_exits = True
     actor.mailbox.overflow = options.mailbox_overflow
-    session = Session(max_message_size=options.max_message_size, extensions=accepted.extensions)
+    inflate = accepted.inflate
+    session = Session(
+        max_message_size=options.max_message_size,
+        max_fragments=options.max_fragments,
+        extensions=accepted.extensions,
+        inflater=None if inflate is None else Inflater(inflate, inflate_budget),
+    )
     if rest:
         session.receive_data(rest)
     connection = Connection(

@@ -15,10 +15,6 @@ import logging
 from collections.abc import Collection, Iterable
 
 import attrs
-from websockets.exceptions import InvalidHandshake, NegotiationError
-from websockets.extensions.base import Extension
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.headers import build_extension, parse_extension
 
 from .http import (
     Request,
@@ -27,6 +23,15 @@ from .http import (
     forbidden,
     method_not_allowed,
     unsupported_websocket_version,
+)
+from .inflate import InflateSettings
+from .websockets_api import (
+    Extension,
+    InvalidHandshake,
+    NegotiationError,
+    ServerPerMessageDeflateFactory,
+    build_extension,
+    parse_extension,
 )
 
 logger = logging.getLogger("corral.server")
@@ -46,6 +51,9 @@ class Accepted:
 
     response: bytes
     extensions: tuple[Extension, ...] = ()
+    """What compresses the server's frames (permessage-deflate, if negotiated)."""
+    inflate: InflateSettings | None = None
+    """How to inflate the client's compressed messages (None: compression not negotiated)."""
 
 
 def handshake_problem(
@@ -88,16 +96,17 @@ def accept(
     if subprotocol is not None:
         headers.append(("Sec-WebSocket-Protocol", subprotocol))
     extensions: tuple[Extension, ...] = ()
+    inflate = None
     if compression:
         negotiated = _negotiate_deflate(request.header("sec-websocket-extensions"))
         if negotiated is not None:
-            header, extension = negotiated
+            header, extension, inflate = negotiated
             headers.append(("Sec-WebSocket-Extensions", header))
             extensions = (extension,)
     headers.extend(extra_headers)
     lines = [b"HTTP/1.1 101 Switching Protocols"]
     lines += [f"{name}: {value}".encode("latin-1") for name, value in headers]
-    return Accepted(b"\r\n".join(lines) + b"\r\n\r\n", extensions)
+    return Accepted(b"\r\n".join(lines) + b"\r\n\r\n", extensions, inflate)
 
 
 def accept_key(key: bytes) -> str:
@@ -105,8 +114,9 @@ def accept_key(key: bytes) -> str:
     return base64.b64encode(hashlib.sha1(key + _GUID).digest()).decode("ascii")
 
 
-def _negotiate_deflate(offers: str | None) -> tuple[str, Extension] | None:
-    """The response header and extension for the first permessage-deflate offer we can take."""
+def _negotiate_deflate(offers: str | None) -> tuple[str, Extension, InflateSettings] | None:
+    """The response header, the extension (which compresses what we send) and the settings
+    to inflate what the client sends, for the first permessage-deflate offer we can take."""
     if not offers:
         return None
     try:
@@ -121,7 +131,8 @@ def _negotiate_deflate(offers: str | None) -> tuple[str, Extension] | None:
             response_params, extension = _DEFLATE.process_request_params(params, [])
         except NegotiationError:
             continue
-        return build_extension([(name, response_params)]), extension
+        header = build_extension([(name, response_params)])
+        return header, extension, InflateSettings.from_response(response_params)
     return None
 
 

@@ -259,10 +259,12 @@ async def read_request_head(
         start = len(received)
         received += data
         line_ends += head_line_ends(received, start)
-        if line_ends > max_headers + 1:  # refused before h11 parses a field
-            raise HeadTooLarge(f"request head with over {max_headers} header fields")
+        if line_ends > max_headers + 2:  # refused before h11 parses a field: more lines than
+            # the request line, the fields allowed and the blank line (a bare LF's)
+            raise _too_many_fields(max_headers)
         simple = parse_simple_head(received)
         if simple is not None:
+            _check_field_count(len(simple.headers), max_headers)
             request = _to_request(
                 simple.method, simple.target, simple.headers, b"1.1", peer=peer, secure=secure
             )
@@ -279,8 +281,7 @@ async def read_request_head(
                 raise HeadTooLarge(f"request head over {max_head_bytes} bytes") from None
             raise BadRequest(str(exc)) from None
         if isinstance(event, h11.Request):
-            if len(event.headers) > max_headers:
-                raise HeadTooLarge(f"request head with over {max_headers} header fields")
+            _check_field_count(len(event.headers), max_headers)
             rest, _ = connection.trailing_data
             request = _to_request(
                 event.method,
@@ -293,6 +294,16 @@ async def read_request_head(
             return request, bytes(rest)
         if event is not h11.NEED_DATA:
             raise BadRequest(f"unexpected {type(event).__name__} before a request head")
+
+
+def _check_field_count(fields: int, max_headers: int) -> None:
+    """The one field limit, for heads from both parsers: HeadTooLarge over ``max_headers``."""
+    if fields > max_headers:
+        raise _too_many_fields(max_headers)
+
+
+def _too_many_fields(max_headers: int) -> HeadTooLarge:
+    return HeadTooLarge(f"request head with over {max_headers} header fields")
 
 
 def head_line_ends(head: bytes | bytearray, start: int) -> int:

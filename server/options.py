@@ -11,6 +11,7 @@ import attrs
 from actors import DEFAULT_CAPACITY, MailboxPolicy
 
 from .http import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS
+from .inflate import DEFAULT_INFLATE_BUDGET
 from .listener import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
@@ -19,6 +20,7 @@ from .listener import (
     DEFAULT_UNLIMITED_ADDRESSES,
 )
 from .memory import TrimPolicy
+from .session import DEFAULT_MAX_FRAGMENTS
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -55,6 +57,11 @@ class ConnectionOptions:
     """Drop the client if a ping's pong has not come back within this."""
     max_message_size: int = attrs.field(default=2**20, validator=_positive)
     """A larger message from the client closes the connection with 1009."""
+    max_fragments: int = attrs.field(default=DEFAULT_MAX_FRAGMENTS, validator=_positive)
+    """A message from the client in more frames than this (empty ones count) closes the
+    connection with 1009. Each frame costs the server work and a header's bytes: the default
+    is websockets' own limit, which no browser comes near (they do not fragment) and which
+    leaves a 1 MiB message 256-byte fragments."""
     send_timeout: float = attrs.field(default=10.0, validator=_positive)
     """A client that accepts no data for this long is dropped (TCP aborted)."""
     close_timeout: float = attrs.field(default=5.0, validator=_positive)
@@ -112,6 +119,13 @@ class ServerOptions:
     memory_trim: TrimPolicy | None = TrimPolicy()
     """When to give freed memory back to the system after a burst of connections
     (``server.memory``, glibc only); None never trims."""
+    inflate_budget: int = attrs.field(default=DEFAULT_INFLATE_BUDGET, validator=_positive)
+    """Bytes that the compressed (permessage-deflate) messages still being received may hold
+    inflated, all connections together. A message that would pass it closes its connection
+    with 1013 (try again later): each message stays under its own ``max_message_size``, and
+    this bounds their sum, since a few kilobytes on the wire can inflate to megabytes. The
+    default, 128 MiB, holds 128 messages of the default 1 MiB limit at once, or two of the
+    64 MiB the echo example allows, and keeps an attack's cost near a tenth of a gigabyte."""
     connection: ConnectionOptions = ConnectionOptions()
     redis_url: str | None = None
     """A Redis (``redis://[user:password@]host:port/db``, ``rediss://`` for TLS) shared by every

@@ -23,6 +23,7 @@ from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
 from .app import App
 from .endpoint import websocket_endpoint
 from .exposure import exposure_warnings
+from .inflate import InflateBudget
 from .listener import FrontDoor, accept_into, open_listeners
 from .memory import MALLOC_TRIM, MemoryTrimmer
 from .options import ServerOptions
@@ -67,7 +68,11 @@ class Server:
         self.stopped = trio.Event()
         self.front_door = FrontDoor(
             Router(app.routes),
-            partial(websocket_endpoint, default_options=self.options.connection),
+            partial(
+                websocket_endpoint,
+                default_options=self.options.connection,
+                inflate_budget=InflateBudget(self.options.inflate_budget),
+            ),
             handshake_timeout=self.options.handshake_timeout,
             max_connections=self.options.max_connections,
             max_head_bytes=self.options.max_head_bytes,

@@ -294,7 +294,9 @@ class Driven(Pushes):
         actor.trap_exits = True
         options = decision.options or options
         actor.mailbox.overflow = options.mailbox_overflow
-        session = Session(max_message_size=options.max_message_size)
+        session = Session(
+            max_message_size=options.max_message_size, max_fragments=options.max_fragments
+        )
         self.upgrade = decision
         self._connection = Connection(
             actor, handler, request, options, server_stream, session, decision.state

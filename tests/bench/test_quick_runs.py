@@ -56,6 +56,10 @@ EXPECTED: dict[str, list[str]] = {
         rf"server's longest pass, CPU ms: before {NUMBER}, during the burst {NUMBER} .*",
         r"watchdog: \d+ holds logged, longest \d+ ms",
     ],
+    "hostile_input.py": [
+        rf"\s+\S+\s+fragments: RSS\s+{NUMBER} -> peak\s+{NUMBER} MB .* attackers: closed 1009",
+        rf"\s+\S+\s+inflate: RSS\s+{NUMBER} -> peak\s+{NUMBER} MB .* attackers: held",
+    ],
     "gc_pause.py": [
         "corral" + _CHURN_ROW,
         "websockets" + _CHURN_ROW,

@@ -149,6 +149,20 @@ async def test_a_head_with_more_header_fields_than_max_headers_is_refused_with_4
         await read(f"GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n".encode())
 
 
+@pytest.mark.parametrize("first_field", [b"X-Plain: a", b"X-Latin: caf\xe9"], ids=["fast", "h11"])
+async def test_both_parsers_take_100_fields_and_refuse_101(first_field: bytes) -> None:
+    def head(fields: int) -> bytes:
+        others = b"".join(b"X-%d: a\r\n" % number for number in range(fields - 2))
+        return b"GET / HTTP/1.1\r\nHost: x\r\n" + first_field + b"\r\n" + others + b"\r\n"
+
+    request, _ = await read(head(100))
+    assert len(request.headers) == 100
+    with pytest.raises(HeadTooLarge, match="100 header fields"):
+        await read(head(101))
+    with pytest.raises(HeadTooLarge, match="100 header fields"):  # dribbled: refused the same
+        await read(*(bytes([byte]) for byte in head(101)))
+
+
 @pytest.mark.parametrize(
     ("head", "start", "line_ends"),
     [

@@ -238,6 +238,20 @@ async def test_the_same_head_is_upgraded_under_a_higher_header_count(
     assert len(request.headers) > 2_700
 
 
+@pytest.mark.parametrize(
+    "first_field",
+    ["X-Plain: a", "X-Accented: café"],  # a byte outside ASCII sends the head to h11
+    ids=["fast path", "h11"],
+)
+async def test_the_header_field_limit_is_the_same_on_both_parsers(
+    nursery: trio.Nursery, first_field: str
+) -> None:
+    port, _ = await start(nursery)  # the default limit: 100 fields
+    for fields, status in ((100, 200), (101, 431)):
+        others = [f"X-{number}: a" for number in range(fields - 2)]  # get() adds Host
+        assert (await exchange(port, get("/healthz", first_field, *others)))[0] == status
+
+
 async def test_garbage_gets_400(nursery: trio.Nursery) -> None:
     port, _ = await start(nursery)
     assert (await exchange(port, b"\x16\x03\x01 this is not http\r\n\r\n"))[0] == 400

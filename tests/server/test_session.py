@@ -1,7 +1,7 @@
 """The connection's protocol state without a socket: frames in, events and bytes out.
 
-The fast path (whole, unfragmented, uncompressed data frames decoded by corral) is checked
-against websockets' own parser on random frame streams: same messages, same end.
+corral's frame parser is checked against websockets' own on random frame streams: same
+messages, same end.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
 
 from server.commands import Binary, Text
+from server.inflate import INFLATE_STEP, InflateBudget, Inflater, InflateSettings
 from server.outbox import Outbox
 from server.session import NEED_DATA, Session, encode_frame, encode_message, encode_ping
 from server.termination import ClientClosed, ProtocolError
@@ -129,13 +130,20 @@ def test_an_unmasked_client_frame_is_a_protocol_error() -> None:
     assert isinstance(reason, ProtocolError) and reason.code == 1002
 
 
-def test_compressed_messages_are_inflated_by_the_library_within_the_limit() -> None:
-    def deflated(text: bytes) -> bytes:
-        compressor = zlib.compressobj(wbits=-15)
-        return (compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+def deflated(data: bytes) -> bytes:
+    """One whole message compressed as permessage-deflate sends it (RFC 7692 §7.2.1)."""
+    compressor = zlib.compressobj(wbits=-15)
+    return (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
 
-    extension = PerMessageDeflate(False, False, 15, 15)
-    session = Session(max_message_size=1000, extensions=[extension])
+
+def compressed_session(max_message_size: int, budget: InflateBudget | None = None) -> Session:
+    """A session that negotiated permessage-deflate (15-bit windows, context takeover)."""
+    inflater = Inflater(InflateSettings(), budget or InflateBudget())
+    return Session(max_message_size=max_message_size, inflater=inflater)
+
+
+def test_compressed_messages_are_inflated_within_the_limit() -> None:
+    session = compressed_session(1000)
     session.receive_data(frame(0x1, deflated(b"a" * 1000), rsv=4))
     assert events(session) == [Text("a" * 1000)]
     session.receive_data(frame(0x1, deflated(b"a" * 1001), rsv=4))  # tiny on the wire
@@ -147,8 +155,7 @@ def test_an_unfinished_compressed_message_holds_at_most_max_message_size_inflate
     compressor = zlib.compressobj(wbits=-15)
     first = compressor.compress(b"a" * 600) + compressor.flush(zlib.Z_SYNC_FLUSH)
     second = compressor.compress(b"a" * 600) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    extension = PerMessageDeflate(False, False, 15, 15)
-    session = Session(max_message_size=1000, extensions=[extension])
+    session = compressed_session(1000)
     session.receive_data(frame(0x2, first, fin=False, rsv=4))
     assert session.next_event() is NEED_DATA  # 600 bytes held, inflated
     session.receive_data(frame(0x0, second, fin=False))  # 1200 would be held: refused
@@ -263,7 +270,7 @@ def test_pings_and_pongs_between_messages_get_what_websockets_would_send(
     assert session.next_event() is NEED_DATA and not session.transport_done
 
 
-def test_a_ping_over_125_bytes_is_left_to_websockets_which_refuses_it_with_1002() -> None:
+def test_a_ping_over_125_bytes_is_refused_with_1002() -> None:
     session = Session(max_message_size=1000)
     session.receive_data(frame(0x9, b"x" * 126))
     reason = session.next_event()
@@ -327,3 +334,103 @@ def test_frames_packed_here_are_the_bytes_websockets_serializes(
     if opcode in (Opcode.PING, Opcode.PONG):
         payload = payload[:125]
     assert encode_frame(opcode, payload) == Frame(opcode, payload).serialize(mask=False)
+
+
+# ---- hostile input: refused at the header, fragments bounded, inflation in steps ------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        bytes([0x83, 0xFF]) + (2**24).to_bytes(8, "big"),  # a reserved opcode
+        bytes([0x81, 0x7F]) + (2**24).to_bytes(8, "big"),  # no mask bit
+        bytes([0xA1, 0xFF]) + (2**24).to_bytes(8, "big"),  # RSV2
+        bytes([0xC1, 0xFF]) + (2**24).to_bytes(8, "big"),  # RSV1 without compression
+        bytes([0x09, 0x85]),  # a fragmented ping
+        bytes([0x89, 0xFE, 0x00, 0x7E]),  # a ping over 125 bytes
+    ],
+)
+def test_a_bad_header_is_refused_with_1002_before_its_payload_arrives(header: bytes) -> None:
+    session = Session(max_message_size=2**25)
+    session.receive_data(header)  # nothing of the payload
+    reason = session.next_event()
+    assert isinstance(reason, ProtocolError) and reason.code == 1002
+    assert session.transport_done and session.data_to_send()[:4] == b"\x88" + bytes(
+        [2 + len(reason.detail.encode())]
+    ) + (1002).to_bytes(2, "big")
+
+
+def test_a_data_frame_inside_a_message_is_refused_at_its_header() -> None:
+    session = Session(max_message_size=2**25)
+    session.receive_data(
+        frame(0x1, b"a", fin=False) + bytes([0x82, 0xFF]) + (2**24).to_bytes(8, "big")
+    )
+    reason = session.next_event()
+    assert isinstance(reason, ProtocolError) and reason.code == 1002
+
+
+def test_fragments_are_joined_and_counted_empty_ones_included() -> None:
+    session = Session(max_message_size=100, max_fragments=3)
+    session.receive_data(frame(0x2, b"", fin=False) + frame(0x0, b"x", fin=False) + frame(0x0, b""))
+    assert events(session) == [Binary(b"x")]
+    session.receive_data(frame(0x2, b"", fin=False) + frame(0x0, b"", fin=False) * 3)  # a 4th
+    reason = session.next_event()
+    assert isinstance(reason, ProtocolError) and reason.code == 1009
+    assert reason.detail == "message in over 3 fragments"
+
+
+def test_a_big_compressed_message_is_inflated_in_bounded_steps() -> None:
+    session = compressed_session(2**22)
+    session.receive_data(frame(0x2, deflated(b"z" * 2**20), rsv=4))
+    steps = 0
+    while (event := session.next_event()) is NEED_DATA:
+        assert session.inflating  # more to give without new bytes
+        steps += 1
+    assert event == Binary(b"z" * 2**20)
+    assert steps == 2**20 // INFLATE_STEP and not session.inflating  # a step each, then the end
+
+
+def test_the_inflate_budget_is_shared_and_given_back_when_a_message_ends_or_is_dropped() -> None:
+    budget = InflateBudget(1500)
+    first, second = compressed_session(10_000, budget), compressed_session(10_000, budget)
+    compressor = zlib.compressobj(wbits=-15)
+    first.receive_data(
+        frame(
+            0x2,
+            compressor.compress(b"a" * 1000) + compressor.flush(zlib.Z_SYNC_FLUSH),
+            fin=False,
+            rsv=4,
+        )
+    )
+    assert first.next_event() is NEED_DATA and budget.held == 1000
+    second.receive_data(frame(0x2, deflated(b"b" * 600), fin=False, rsv=4))
+    reason = second.next_event()
+    assert isinstance(reason, ProtocolError) and reason.code == 1013
+    assert budget.held == 1000  # the refused message holds nothing
+    first.receive_data(frame(0x8, b"\x03\xe8"))  # a close drops the unfinished message
+    assert first.next_event() == ClientClosed(1000)
+    assert budget.held == 0
+
+
+def test_a_compressed_message_is_inflated_with_the_negotiated_window_and_context() -> None:
+    settings = InflateSettings.from_response(
+        [
+            ("server_max_window_bits", "12"),
+            ("client_max_window_bits", "10"),
+            ("client_no_context_takeover", None),
+        ]
+    )
+    assert settings == InflateSettings(window_bits=10, no_context_takeover=True)
+    session = Session(max_message_size=1000, inflater=Inflater(settings, InflateBudget()))
+    for text in (b"again", b"again"):  # each compressed afresh: no shared context
+        compressor = zlib.compressobj(wbits=-10)
+        body = (compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        session.receive_data(frame(0x1, body, rsv=4))
+        assert events(session) == [Text(text.decode())]
+
+
+def test_deflate_that_does_not_inflate_is_a_protocol_error() -> None:
+    session = compressed_session(1000)
+    session.receive_data(frame(0x1, b"\xff\xff\xff\xff", rsv=4))
+    reason = session.next_event()
+    assert isinstance(reason, ProtocolError) and reason.code == 1002
