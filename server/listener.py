@@ -59,9 +59,19 @@ DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 1_000
 DEFAULT_MAX_HEADS_PER_ADDRESS = 100
 """Unfinished request heads from one address past which a new connection is closed unread."""
 
-DEFAULT_UNLIMITED_ADDRESSES = frozenset({"127.0.0.1", "::1"})
-"""Addresses the per-address limits leave alone: a reverse proxy on this host (through which
-every client comes from one address), the benchmarks' load clients."""
+LOOPBACK = "loopback"
+"""In ``unlimited_addresses``: every loopback address (127.0.0.0/8, ``::1``), i.e. this host."""
+
+DEFAULT_UNLIMITED_ADDRESSES = frozenset({LOOPBACK})
+"""Addresses the per-address limits leave alone: this host's, where a reverse proxy (through
+which every client comes from one address) and the benchmarks' load clients (from 127.0.0.x
+source addresses) connect from."""
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP as a socket gives it) is in 127.0.0.0/8 or is ``::1``."""
+    return host.startswith(("127.", "::ffff:127.")) or host == "::1"
+
 
 Serve: TypeAlias = Callable[[], Awaitable[object]]
 """An accepted WebSocket's life, to await until it ends."""
@@ -167,9 +177,11 @@ class FrontDoor:
     _refused: int = attrs.field(default=0, init=False)
     _connections_by_address: PeerCount | None = attrs.field(default=None, init=False)
     _heads_by_address: PeerCount | None = attrs.field(default=None, init=False)
+    _loopback_unlimited: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.unlimited_addresses = frozenset(self.unlimited_addresses)
+        self._loopback_unlimited = LOOPBACK in self.unlimited_addresses
         if self.max_connections_per_address is not None:
             self._connections_by_address = PeerCount(self.max_connections_per_address)
         if self.max_heads_per_address is not None:
@@ -218,6 +230,8 @@ class FrontDoor:
         """The address group that ``peer``'s per-address limits count (None: not limited).
         An IPv4-mapped address is unlimited as its IPv4 address is, an IPv6 one as its /64."""
         if peer is None or peer[0] in self.unlimited_addresses:
+            return None
+        if self._loopback_unlimited and _is_loopback(peer[0]):
             return None
         group = address_group(peer[0])
         return None if group in self.unlimited_addresses else group

@@ -99,10 +99,11 @@ class ServerOptions:
     unlimited_addresses: Collection[str] = attrs.field(
         default=DEFAULT_UNLIMITED_ADDRESSES, converter=frozenset
     )
-    """Client addresses that the two limits per address leave alone (IPs, or an IPv6 /64
-    written as ``2001:db8::/64``; ``::ffff:127.0.0.1`` counts as ``127.0.0.1``): loopback by
-    default, where a reverse proxy on this host connects from; add a remote proxy's address,
-    or set both limits to None, when every client comes through a proxy."""
+    """Client addresses that the two limits per address leave alone (IPs, an IPv6 /64 written
+    as ``2001:db8::/64``, or ``"loopback"`` for all of 127.0.0.0/8 and ``::1``;
+    ``::ffff:127.0.0.1`` counts as ``127.0.0.1``): loopback by default, where a reverse proxy
+    on this host connects from; add a remote proxy's address, or set both limits to None, when
+    every client comes through a proxy."""
     max_head_bytes: int = attrs.field(default=DEFAULT_MAX_HEAD_BYTES, validator=_positive)
     """A larger request head gets 431."""
     max_headers: int = attrs.field(default=DEFAULT_MAX_HEADERS, validator=_positive)

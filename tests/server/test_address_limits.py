@@ -16,7 +16,10 @@ from server.router import Match, Router
 from .serving import WAIT, receive_until_closed, serving, tcp_client, until_quiet, upgrade_request
 
 GREEDY, OTHER = "127.0.0.2", "127.0.0.3"
-"""Two client addresses: neither is loopback's 127.0.0.1, which is unlimited by default."""
+"""Two client addresses, limited here as remote ones would be (loopback is unlimited by
+default: ``LIMIT_LOOPBACK``)."""
+LIMIT_LOOPBACK = frozenset[str]()
+"""``unlimited_addresses`` that leaves no address alone, loopback included."""
 
 
 async def upgraded(stream: trio.SocketStream) -> int:
@@ -39,7 +42,9 @@ async def connections(
 
 
 async def test_slow_heads_from_one_address_cannot_take_every_slot() -> None:
-    options = ServerOptions(max_connections=8, max_heads_per_address=4)
+    options = ServerOptions(
+        max_connections=8, max_heads_per_address=4, unlimited_addresses=LIMIT_LOOPBACK
+    )
     async with serving(app, options) as server, AsyncExitStack() as stack:
         slow = await connections(stack, server.port, GREEDY, 8)
         for stream in slow:
@@ -54,7 +59,9 @@ async def test_slow_heads_from_one_address_cannot_take_every_slot() -> None:
 
 
 async def test_one_address_at_its_connection_cap_gets_429_and_others_still_get_in() -> None:
-    options = ServerOptions(max_connections=10, max_connections_per_address=3)
+    options = ServerOptions(
+        max_connections=10, max_connections_per_address=3, unlimited_addresses=LIMIT_LOOPBACK
+    )
     async with serving(app, options) as server, AsyncExitStack() as stack:
         held = await connections(stack, server.port, GREEDY, 3)
         for stream in held:
@@ -73,11 +80,16 @@ async def test_one_address_at_its_connection_cap_gets_429_and_others_still_get_i
 
 
 async def test_loopback_is_not_limited_per_address_by_default() -> None:
+    """All of 127.0.0.0/8 is this host: load clients bind 127.0.0.x sources to get more ports."""
     options = ServerOptions(max_connections_per_address=1, max_heads_per_address=1)
     async with serving(app, options) as server:
-        async with tcp_client(server.port) as first, tcp_client(server.port) as second:
-            for stream in (first, second):
-                assert await upgraded(stream) == 101
+        for source in ("127.0.0.1", GREEDY):
+            async with (
+                tcp_client(server.port, source=source) as first,
+                tcp_client(server.port, source=source) as second,
+            ):
+                for stream in (first, second):
+                    assert await upgraded(stream) == 101
 
 
 def test_an_ipv6_client_counts_by_its_64_and_ipv4_by_its_address() -> None:
@@ -110,6 +122,11 @@ def test_unlimited_addresses_match_an_ip_its_ipv4_mapped_form_or_a_64() -> None:
     for host in ("127.0.0.1", "::ffff:127.0.0.1", "::1", "2001:db8::7"):
         assert front_door.limited_group((host, 1)) is None, host
     assert front_door.limited_group(("127.0.0.2", 1)) == "127.0.0.2"
+    by_default = FrontDoor(Router([]), refuse_every_upgrade)
+    for host in ("127.0.0.1", "127.0.0.2", "127.255.0.9", "::ffff:127.0.0.3", "::1"):
+        assert by_default.limited_group((host, 1)) is None, host
+    for host in ("128.0.0.1", "10.127.0.1", "::2"):
+        assert by_default.limited_group((host, 1)) == address_group(host), host
     assert front_door.limited_group(("2001:db8:0:1::7", 1)) == "2001:db8:0:1::/64"
 
 
