@@ -95,6 +95,21 @@ class EncodedFrame:
         return cls(message, encode_message(message))
 
 
+class _Inline:
+    """Whether a synchronous websocket_info runs inline now (in some sender's task): one at
+    a time, so a message sent from inside it is queued for its receiver, never nested."""
+
+    running = False
+
+
+_inline = _Inline()
+
+
+async def _raise(exc: BaseException) -> Any:
+    """What an inline callback raised, for the connection's loop to raise in its own task."""
+    raise exc
+
+
 @attrs.frozen
 class _Ended:
     """Mailbox notice: something outside the loop ended the connection (see ``_failure``)."""
@@ -229,8 +244,15 @@ class Connection:
         here, in the sender's task, as this connection's actor: the same call the loop would
         make, in the same order (nothing is queued before it), without waking a task. Else,
         or if more is left to do, the loop is woken.
+
+        Erlang's ``!`` still holds: whatever the callback raises (``BaseException`` included)
+        is raised again in the connection's own task, never in the sender's; a message sent
+        from inside the callback is queued, never handled in a nested inline call; and every
+        path either wakes the loop or asks to be called at the next arrival.
         """
-        if not (self._inline_info and self._outbox is None and self._failure is None):
+        if _inline.running or not (
+            self._inline_info and self._outbox is None and self._failure is None
+        ):
             self._wake()
             return
         mailbox = self.actor.mailbox
@@ -239,6 +261,9 @@ class Connection:
         except trio.WouldBlock:  # only revoked messages came
             mailbox.wake_on_arrival(self._on_mail)
             return
+        except trio.ClosedResourceError:  # the actor is ending: the loop finds out
+            self._wake()
+            return
         if type(message) is _Ended:
             self._wake()  # _failure is set: the loop ends the connection
             return
@@ -246,18 +271,27 @@ class Connection:
             self._fail(ServerShutdown())
             self._wake()
             return
+        _inline.running = True
         try:
             result = self.actor.run_inline(self.handler.websocket_info, message, self.state)
             if type(result) is not tuple and inspect.isawaitable(result):  # a coroutine returned
                 self._info_pending = result
-                self._wake()
-                return
-            reason = self._apply_now(unpack_result("websocket_info", result))
-        except Exception as exc:
-            reason = self._crashed(exc)
+                reason = None
+            else:
+                reason = self._apply_now(unpack_result("websocket_info", result))
+        except BaseException as exc:  # the callback's outcome: the connection's own task raises it
+            self._info_pending = _raise(exc)
+            reason = None
+        finally:
+            _inline.running = False
         if reason is not None:
             self._fail(reason)
-        if reason is not None or len(mailbox) or self._outbox is not None:
+        if (
+            reason is not None
+            or self._info_pending is not None
+            or len(mailbox)
+            or self._outbox is not None
+        ):
             self._wake()
         else:
             mailbox.wake_on_arrival(self._on_mail)
