@@ -156,31 +156,6 @@ class Connection:
         self._info_pending: Any = None  # an awaitable such a callback returned: the loop's
         self._liveness_timer: TimerRef | None = None
 
-    @property
-    def session(self) -> Session:
-        """The protocol state (the core's)."""
-        return self.core.session
-
-    @property
-    def options(self) -> ConnectionOptions:
-        """This connection's options now (``SetOptions`` changes them)."""
-        return self.core.options
-
-    @property
-    def frames_out(self) -> int:
-        """Data frames sent or queued for the client (metrics)."""
-        return self.core.frames_out
-
-    @property
-    def dropped(self) -> int:
-        """Frames pushed by other actors and dropped because the outbox was full."""
-        return self.core.dropped
-
-    @property
-    def queued_bytes(self) -> int:
-        """Bytes waiting for the client to take them."""
-        return self.core.queued_bytes
-
     # ---- from other actors ----------------------------------------------------------
 
     def push(self, frame: EncodedFrame) -> bool:
@@ -352,7 +327,7 @@ class Connection:
             _live.pop(self.actor, None)
             self._cancel_liveness()
             with trio.CancelScope(shield=True) as cleanup:
-                cleanup.deadline = trio.current_time() + self.options.close_timeout
+                cleanup.deadline = trio.current_time() + self.core.options.close_timeout
                 core.closed()  # nothing is written once the socket is closed (its number reused)
                 await self.transport.aclose()
                 await _terminate(self, reason or ServerShutdown())  # None: cancelled by shutdown
@@ -451,7 +426,7 @@ class Connection:
         nothing for send_timeout is aborted."""
         core = self.core
         while data := core.data_to_send(RECEIVE_SIZE):
-            with trio.move_on_after(self.options.send_timeout) as timer:
+            with trio.move_on_after(self.core.options.send_timeout) as timer:
                 try:
                     sent = await self.transport.send_some(data)
                 except trio.BrokenResourceError:
@@ -478,7 +453,6 @@ class Connection:
         The core queues what the end owes (our close frame, or the reply to the client's);
         flush it, then wait for the client's close reply; the caller closes TCP.
         """
-        self._inline_info = False  # the handler is done: no callback runs after this
         core = self.core
         core.end(reason)
         if core.phase is Phase.ABORTED:
@@ -487,11 +461,11 @@ class Connection:
         self._write_out()
         if not (core.blocked or core.awaits_close):
             return  # all written, nothing to wait for (the client closed first)
-        with trio.move_on_after(self.options.send_timeout + self.options.close_timeout):
+        with trio.move_on_after(self.core.options.send_timeout + self.core.options.close_timeout):
             await self._flush()
             if not core.awaits_close:
                 return
-            with trio.move_on_after(self.options.close_timeout):
+            with trio.move_on_after(self.core.options.close_timeout):
                 while core.awaits_close:
                     await self._receive()
                     while isinstance(core.next_event(), (Text, Binary)):

@@ -635,11 +635,11 @@ async def test_a_client_sending_big_messages_and_never_reading_holds_one_outbox_
                 nursery.start_soon(send_without_reading)
                 with trio.fail_after(WAIT):  # until the kernel's buffers are full
                     while (connection := connection_of(actor)) is None or not (
-                        connection.queued_bytes
+                        connection.core.queued_bytes
                     ):
                         await trio.testing.wait_all_tasks_blocked(cushion=0.05)
                 await trio.testing.wait_all_tasks_blocked(cushion=0.05)
                 # One frame always fits in an empty outbox; past outbox_bytes the handler
                 # waits, so the connection stops reading and the client's writes block.
-                assert 0 < connection.queued_bytes <= big + 10
+                assert 0 < connection.core.queued_bytes <= big + 10
                 nursery.cancel_scope.cancel()
