@@ -257,15 +257,15 @@ class Connection:
                 while reason is None:  # one scope until a mailbox arrival interrupts a wait
                     with trio.CancelScope() as interrupt:
                         while reason is None:
+                            if self._info_pending is not None:  # an inline call's end
+                                pending, self._info_pending = self._info_pending, None
+                                reason = self._apply(unpack_result("websocket_info", await pending))
+                                continue
                             if core.phase is not Phase.OPEN:  # ended outside the loop
                                 reason = core.reason
                                 break
                             if core.blocked and not core.has_room_for(0):
                                 await self._flush()  # the outbox is full: wait for room
-                                continue
-                            if self._info_pending is not None:
-                                pending, self._info_pending = self._info_pending, None
-                                reason = self._apply(unpack_result("websocket_info", await pending))
                                 continue
                             event = core.next_event()
                             if event is not NEED_DATA:
@@ -326,6 +326,9 @@ class Connection:
         finally:
             _live.pop(self.actor, None)
             self._cancel_liveness()
+            if inspect.iscoroutine(self._info_pending):  # cancelled before the loop took it
+                self._info_pending.close()
+            self._info_pending = None
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + self.core.options.close_timeout
                 core.closed()  # nothing is written once the socket is closed (its number reused)
