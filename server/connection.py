@@ -37,7 +37,7 @@ import actors
 from actors import Actor, TimerRef
 
 from .commands import Binary, Commands, Text
-from .core import ConnectionCore, Phase
+from .core import ABORTED, ENDING, OPEN, ConnectionCore
 from .handler import WebSocketHandler, call, unpack_result
 from .http import Request
 from .options import ConnectionOptions
@@ -162,15 +162,15 @@ class Connection:
         """Queue a pre-encoded frame without waiting, written once this task step is over;
         a full outbox applies the policy. Refused once either side has closed."""
         core = self.core
-        if core.phase is not Phase.OPEN:
-            return False
-        data = frame.data
-        if not core.has_room_for(len(data)):
-            self._write_out()  # a burst bigger than the outbox: write what is held now
-        if core.push(data):
-            self._write_soon()
+        taken = core.push(frame.data)
+        if taken is None:  # a burst bigger than the outbox: write what is held now
+            self._write_out()
+            taken = core.push(frame.data)
+        if taken:
+            if not self._write_due:
+                self._write_soon()
             return True
-        if core.reason is not None:  # this push overflowed: the loop ends the connection
+        if core.reason is not None:  # it overflowed, or the end was decided: the loop ends it
             self._wake()
         return False
 
@@ -195,7 +195,7 @@ class Connection:
         """
         core = self.core
         if _inline.running or not (
-            self._inline_info and core.phase is Phase.OPEN and not core.blocked
+            self._inline_info and core.phase is OPEN and not core.blocked
         ):
             self._wake()
             return
@@ -224,10 +224,10 @@ class Connection:
             self._info_pending = _raise(exc)
         finally:
             _inline.running = False
-        if core.queued_bytes:
+        if not self._write_due and core.queued_bytes:
             self._write_soon()
         if (
-            core.phase is not Phase.OPEN
+            core.phase is not OPEN
             or self._info_pending is not None
             or len(mailbox)
             or core.blocked
@@ -261,7 +261,7 @@ class Connection:
                                 pending, self._info_pending = self._info_pending, None
                                 reason = self._apply(unpack_result("websocket_info", await pending))
                                 continue
-                            if core.phase is not Phase.OPEN:  # ended outside the loop
+                            if core.phase is not OPEN:  # ended outside the loop
                                 reason = core.reason
                                 break
                             if core.blocked and not core.has_room_for(0):
@@ -401,24 +401,28 @@ class Connection:
         core = self.core
         if core.blocked:
             return
-        while data := core.data_to_send(RECEIVE_SIZE):
+        more = True
+        while more:
+            data = core.data_to_send(RECEIVE_SIZE)
+            if not data:
+                return
             try:
                 sent = self.transport.write_nowait(data)
             except trio.BrokenResourceError:
                 core.lose_output()  # the connection is broken; reading will say how it ended
                 return
             self.bytes_out += sent
-            core.sent(sent, len(data))
+            more = core.sent(sent, len(data))
             if core.blocked:
                 self._wake()  # the loop flushes the rest, waiting for the client
                 return
 
     def _write_soon(self) -> None:
-        """``_write_out`` once the current task step is over (for other tasks' frames)."""
-        if not self._write_due:
-            self._write_due = True
-            node = self.actor.node
-            pass_writes_of(node).add(self._write_held, node.timers)
+        """``_write_out`` once the current task step is over (for other tasks' frames);
+        the caller checked that it is not due already."""
+        self._write_due = True
+        node = self.actor.node
+        pass_writes_of(node).add(self._write_held, node.timers)
 
     def _write_held(self) -> None:
         self._write_due = False
@@ -458,7 +462,7 @@ class Connection:
         """
         core = self.core
         core.end(reason)
-        if core.phase is Phase.ABORTED:
+        if core.phase is ABORTED:
             await self.transport.aclose(reset=True)
             return
         self._write_out()
@@ -495,7 +499,7 @@ class Connection:
     def _check_liveness(self) -> None:
         core = self.core
         due = core.tick(trio.current_time())
-        if core.phase is Phase.ENDING:
+        if core.phase is ENDING:
             self._wake()  # idle: the loop ends the connection
             return
         self._write_out()  # a keepalive ping, if one is due
@@ -538,7 +542,7 @@ async def _terminate(connection: Connection, reason: TerminateReason) -> None:
 def _close_summary(connection: Connection, reason: TerminateReason) -> str:
     """What the client really got: the close frame's code, or how TCP ended without one."""
     core = connection.core
-    if core.phase is Phase.ABORTED:
+    if core.phase is ABORTED:
         return "1006 (TCP aborted)"
     if core.close_code_sent is not None:
         return str(core.close_code_sent)

@@ -5,29 +5,31 @@ owed to the client, and every decision that changes them.
 commands a callback returned, a frame another actor pushes, a liveness tick, the bytes the
 transport took. It gives decisions: the next event for the handler (``next_event``), the
 bytes to write (``data_to_send``), and why the connection ends (``reason``, ``phase``). It
-never touches a socket, a task or a clock: ``connection.py`` moves the bytes and calls the
-handler, and tests drive this object with no network at all.
+never touches a socket or a task, and reads the time only through the clock it is given:
+``connection.py`` moves the bytes and calls the handler, and tests drive this object with no
+network at all.
 
 The phase, and every transition (each made by the method named, in this module only)::
 
-    OPEN ──fail──────────▶ ENDING           the end is decided outside the loop (overflow,
-     │                       │               idle client, a broken write): no callback runs
-     │                       │               any more, no frame is taken
-     ├──close / end──────────┴──▶ CLOSING    our close frame is queued: nothing may follow it
-     │                               │
-     │                             sent      ... its last byte is written
-     │                               ▼
-     │                           CLOSE_SENT  waiting for the client's close
+    OPEN ──fail────────────────▶ ENDING          the end is decided outside the loop (outbox
+     │                             │              overflow, idle client, broken write): no
+     │                             │              frame is taken any more
+     ├──close (a command, end)─────┴──▶ CLOSING   our close frame is queued: nothing follows
+     │                                    │
+     │                                  sent      ... its last byte is written
+     │                                    ▼
+     │                                CLOSE_SENT  waiting for the client's close
      │
-     └──next_event───────────▶ CLOSE_RECEIVED  the client closed, broke the protocol or left
-                                               first: only the protocol's reply may follow
+     └──next_event─────────────▶ CLOSE_RECEIVED  the client closed, broke the protocol or
+                                                  left first: only the protocol's reply goes
 
-    CLOSING, CLOSE_SENT ──next_event──▶ DONE  the client's side ended: the handshake is over
-    CLOSE_RECEIVED ──end──────────────▶ DONE  the reply is queued: nothing is awaited
-    any phase but DONE ──abort────────▶ ABORTED  TCP is reset: nothing is written, ever
+    CLOSING, CLOSE_SENT ──next_event, end──▶ DONE   the client's close (or EOF) came
+    OPEN, ENDING, CLOSE_RECEIVED ──end─────▶ DONE   nothing more to send or await
+    any phase but ABORTED ──closed─────────▶ DONE   the transport is closed
+    any phase ──abort──────────────────────▶ ABORTED  TCP is reset
 
-In DONE the transport closes once ``data_to_send`` is empty; in ABORTED ``data_to_send`` is
-always empty.
+In DONE the transport closes once ``data_to_send`` is empty; after ``closed`` and in ABORTED
+it is always empty.
 """
 
 from __future__ import annotations
@@ -68,8 +70,12 @@ class Phase(enum.Enum):
     ABORTED = "aborted"
 
 
-_BEFORE_ANY_CLOSE = (Phase.OPEN, Phase.ENDING)
-_AWAITING_CLOSE = (Phase.CLOSING, Phase.CLOSE_SENT)
+OPEN, ENDING, CLOSING, CLOSE_SENT, CLOSE_RECEIVED, DONE, ABORTED = Phase
+"""The phases as plain names for the hot paths: a member looked up on its enum class costs
+several times a global's lookup."""
+
+_BEFORE_ANY_CLOSE = (OPEN, ENDING)
+_AWAITING_CLOSE = (CLOSING, CLOSE_SENT)
 
 
 class ConnectionCore:
@@ -102,13 +108,13 @@ class ConnectionCore:
         session: Session,
         options: ConnectionOptions,
         clock: Callable[[], float],
-        on_timing_changed: Callable[[], None] = lambda: None,
+        on_timing_changed: Callable[[], None] | None = None,
     ) -> None:
         """``clock``: the time now (trio's); ``on_timing_changed``: called when SetOptions
         changes the idle timeout, so that the next liveness check is scheduled again."""
         self.session = session
         self.options = options
-        self.phase = Phase.OPEN
+        self.phase = OPEN
         self.reason: TerminateReason | None = None
         """Why the connection ends, once that is decided."""
         self.close_code: int | None = None
@@ -133,7 +139,7 @@ class ConnectionCore:
         self._handled_at = now
         self._handling = False
         self._checked_while_handling = False
-        self._on_timing_changed = on_timing_changed  # SetOptions changed the idle timeout
+        self._on_timing_changed = on_timing_changed or _unchanged
 
     # ---- events in: the client --------------------------------------------------------
 
@@ -156,14 +162,14 @@ class ConnectionCore:
             return event
         if event is NEED_DATA:
             if session.transport_done and self.phase in _AWAITING_CLOSE:
-                self.phase = Phase.DONE  # the client's close reply came
+                self.phase = DONE  # the client's close reply came
             return event
         assert isinstance(event, TerminateReason)
         if self.phase in _BEFORE_ANY_CLOSE:
-            self.phase = Phase.CLOSE_RECEIVED
+            self.phase = CLOSE_RECEIVED
             self.reason = self.reason or event
         elif self.phase in _AWAITING_CLOSE:
-            self.phase = Phase.DONE
+            self.phase = DONE
         return event
 
     # ---- events in: callbacks ---------------------------------------------------------
@@ -176,12 +182,16 @@ class ConnectionCore:
         if commands is None:
             return None
         if type(commands) is Text:  # the common case, directly
-            if self.phase is Phase.OPEN:
+            if self.phase is OPEN:
                 self.frames_out += 1
-                self._queue_owed(self.session.encode_text(commands.data))
+                data = self.session.encode_text(commands.data)
+                if self._next is None and self._outbox is None:
+                    self._next = data
+                else:
+                    self._queue_owed(data)
             return None
         for command in as_command_list(commands):
-            if self.phase is not Phase.OPEN:
+            if self.phase is not OPEN:
                 break  # frames after a close are not sent
             if isinstance(command, (Text, Binary)):
                 self.frames_out += 1
@@ -214,15 +224,29 @@ class ConnectionCore:
 
     # ---- events in: other actors, the clock -------------------------------------------
 
-    def push(self, data: bytes) -> bool:
-        """Queue a frame another actor pushes, within the outbox's bounds: False if it is
-        refused (the phase is not OPEN) or dropped (full: the overflow policy applies)."""
-        if self.phase is not Phase.OPEN:
+    def push(self, data: bytes) -> bool | None:
+        """Queue a frame another actor pushes, within the outbox's bounds: True if taken,
+        False if refused (the phase is not OPEN) or dropped (full while the transport is
+        ``blocked``: the overflow policy applies), None if the outbox is full of frames not
+        yet offered to the transport: write them, then push again."""
+        if self.phase is not OPEN:
             return False
-        if self.has_room_for(len(data)):
+        outbox = self._outbox  # the common cases inline: pushes are per client per message
+        if outbox is not None:
+            if outbox.has_room_for(len(data)):
+                outbox.append(data)
+                self.frames_out += 1
+                return True
+        elif self._next is None:
+            self._next = data
             self.frames_out += 1
-            self._queue_owed(data)
             return True
+        elif self.has_room_for(len(data)):
+            self._queue_owed(data)
+            self.frames_out += 1
+            return True
+        if not self.blocked:
+            return None
         self.dropped += 1
         policy = self.options.outbox_overflow
         if policy is not OutboxPolicy.DROP:
@@ -233,7 +257,7 @@ class ConnectionCore:
     def tick(self, now: float) -> float:
         """A liveness check at ``now``: may queue a ping or fail the connection (idle);
         returns when the next check is due (inf: never, or never again)."""
-        if self.phase is not Phase.OPEN:
+        if self.phase is not OPEN:
             return float("inf")
         if self._handling:
             # The client is not idle, we are (Cowboy restarts its idle timer when a frame
@@ -264,10 +288,11 @@ class ConnectionCore:
         outbox = self._outbox
         return outbox.peek(limit) if outbox is not None else b""
 
-    def sent(self, size: int, offered: int) -> None:
+    def sent(self, size: int, offered: int) -> bool:
         """The transport took ``size`` of the ``offered`` bytes ``data_to_send`` gave. If it
         took fewer, the core is ``blocked`` until everything queued has gone: only the flush
-        that waits for the transport writes, so that no other writer sends bytes it holds."""
+        that waits for the transport writes, so that no other writer sends bytes it holds.
+        Returns whether more is queued."""
         data = self._next
         if data is not None:
             self._next = None
@@ -281,12 +306,13 @@ class ConnectionCore:
                 self._outbox = None
         if self._next is not None or self._outbox is not None:
             self.blocked = self.blocked or size < offered  # until everything queued has gone
-        else:
-            self.blocked = False
-            if self.close_code is not None and self.close_code_sent is None:
-                self.close_code_sent = self.close_code  # nothing follows a close frame
-                if self.phase is Phase.CLOSING:
-                    self.phase = Phase.CLOSE_SENT
+            return True
+        self.blocked = False
+        if self.close_code is not None and self.close_code_sent is None:
+            self.close_code_sent = self.close_code  # nothing follows a close frame
+            if self.phase is CLOSING:
+                self.phase = CLOSE_SENT
+        return False
 
     @property
     def queued_bytes(self) -> int:
@@ -310,8 +336,8 @@ class ConnectionCore:
     def fail(self, reason: TerminateReason) -> None:
         """End the connection soon for ``reason`` (decided outside the loop: the first
         reason stands); the loop carries it out with ``end``."""
-        if self.phase is Phase.OPEN:
-            self.phase = Phase.ENDING
+        if self.phase is OPEN:
+            self.phase = ENDING
             self.reason = reason
 
     def close(self, code: int, reason: str) -> None:
@@ -325,7 +351,7 @@ class ConnectionCore:
         self.close_code = code
         self._queue_owed(data)
         if self.phase in _BEFORE_ANY_CLOSE:
-            self.phase = Phase.CLOSING
+            self.phase = CLOSING
 
     def end(self, reason: TerminateReason) -> None:
         """The handler is done, for ``reason``: queue what that end owes the client (our
@@ -333,7 +359,7 @@ class ConnectionCore:
         any more (SlowClient 1006)."""
         if self.reason is None:
             self.reason = reason
-        if self.phase is Phase.ABORTED:
+        if self.phase is ABORTED:
             return
         if isinstance(reason, SlowClient) and reason.code == 1006:
             self.abort()
@@ -344,13 +370,13 @@ class ConnectionCore:
             self._queue_owed(self.session.data_to_send())
         if self.phase in _AWAITING_CLOSE:
             if self.session.transport_done:
-                self.phase = Phase.DONE
+                self.phase = DONE
         else:
-            self.phase = Phase.DONE  # the client's side ended, or nothing more can be sent
+            self.phase = DONE  # the client's side ended, or nothing more can be sent
 
     def abort(self) -> None:
         """TCP is reset: drop everything queued; nothing is written any more."""
-        self.phase = Phase.ABORTED
+        self.phase = ABORTED
         self.lose_output()
 
     def lose_output(self) -> None:
@@ -361,8 +387,8 @@ class ConnectionCore:
     def closed(self) -> None:
         """The transport is closed: nothing is written any more (and the connection's
         callback is let go, so that no reference cycle outlives it)."""
-        if self.phase is not Phase.ABORTED:
-            self.phase = Phase.DONE
+        if self.phase is not ABORTED:
+            self.phase = DONE
         self.lose_output()
         self._on_timing_changed = _unchanged
 
@@ -375,7 +401,7 @@ class ConnectionCore:
 
     def _queue_owed(self, data: bytes) -> None:
         """Queue bytes that must go (past the outbox's bounds if need be)."""
-        if not data or self.phase is Phase.ABORTED:
+        if not data or self.phase is ABORTED:
             return
         outbox = self._outbox
         if outbox is None:
@@ -412,4 +438,4 @@ class ConnectionCore:
 
 
 def _unchanged() -> None:
-    """A closed connection's ``on_timing_changed``: there is nothing left to schedule."""
+    """``on_timing_changed`` when nothing listens (or the connection has closed)."""

@@ -91,37 +91,55 @@ def test_a_frame_the_transport_took_in_part_blocks_until_the_rest_is_written() -
 # ---- pushes and overflow ----------------------------------------------------------------------
 
 
+def blocked_core(**options: object) -> ConnectionCore:
+    """A core whose transport took 1 byte of the first frame pushed: it is ``blocked``."""
+    core = core_with(**options)
+    assert core.push(encode_message("first"))
+    written(core, room=1)
+    assert core.blocked
+    return core
+
+
 @pytest.mark.parametrize(
     ("policy", "code"), [(OutboxPolicy.CLOSE_1013, 1013), (OutboxPolicy.CLOSE_1008, 1008)]
 )
 def test_a_push_to_a_full_outbox_ends_the_connection_with_the_policys_code(
     policy: OutboxPolicy, code: int
 ) -> None:
-    core = core_with(outbox_capacity=2, outbox_overflow=policy)
-    assert core.push(encode_message("1")) and core.push(encode_message("2"))
-    assert not core.push(encode_message("3"))
+    core = blocked_core(outbox_capacity=2, outbox_overflow=policy)
+    assert core.push(encode_message("second"))
+    assert core.push(encode_message("third")) is False
     assert core.phase is Phase.ENDING and core.dropped == 1
     assert core.reason == SlowClient("outbox full: the client is not keeping up", code)
-    assert not core.push(encode_message("4"))  # refused: the end is decided
+    assert core.push(encode_message("4")) is False  # refused: the end is decided
     assert core.apply(Text("nor this")) is None and core.frames_out == 2
-    core.end(core.reason)  # the close goes first: the full outbox's frames are dropped
-    assert core.phase is Phase.CLOSING and core.dropped == 3
-    assert opcodes(written(core)) == [OPCODE_CLOSE]
+    core.end(core.reason)  # the close goes behind the frame begun; "second" is dropped
+    assert core.phase is Phase.CLOSING and core.dropped == 2
+    assert opcodes(b"\x81" + written(core)) == [OPCODE_TEXT, OPCODE_CLOSE]
     assert core.close_code_sent == code and core.phase is Phase.CLOSE_SENT
 
 
+def test_a_push_to_an_outbox_full_of_frames_not_yet_offered_asks_for_a_write_first() -> None:
+    core = core_with(outbox_capacity=1)
+    assert core.push(encode_message("held"))
+    assert core.push(encode_message("next")) is None  # write what is held, then push again
+    assert core.phase is Phase.OPEN and core.dropped == 0
+    written(core)
+    assert core.push(encode_message("next"))
+
+
 def test_under_the_drop_policy_a_full_outbox_drops_the_push_and_stays_open() -> None:
-    core = core_with(outbox_capacity=1, outbox_overflow=OutboxPolicy.DROP)
-    assert core.push(encode_message("kept"))
-    assert not core.push(encode_message("dropped"))
+    core = blocked_core(outbox_capacity=1, outbox_overflow=OutboxPolicy.DROP)
+    assert core.push(encode_message("dropped")) is False
     assert (core.phase, core.dropped) == (Phase.OPEN, 1)
-    assert written(core) == encode_message("kept")
+    assert written(core) == encode_message("first")[1:]
 
 
 def test_the_outbox_is_full_by_bytes_too_but_one_frame_always_fits() -> None:
     core = core_with(outbox_bytes=100, outbox_overflow=OutboxPolicy.DROP)
     assert core.push(encode_message("x" * 500))  # alone: it fits whatever its size
-    assert not core.push(encode_message("y"))
+    written(core, room=1)
+    assert core.push(encode_message("y")) is False
     assert core.dropped == 1
 
 
