@@ -43,7 +43,7 @@ import attrs
 from .commands import Binary, Close, Commands, Ping, Pong, SetOptions, Stop, Text, as_command_list
 from .liveness import Liveness, Verdict
 from .options import ConnectionOptions, OutboxPolicy
-from .outbox import Outbox
+from .outbox import Chunk, Outbox
 from .session import NEED_DATA, Session, encode_ping, encode_pong
 from .termination import (
     ClientClosed,
@@ -280,7 +280,7 @@ class ConnectionCore:
 
     # ---- events in: the transport -----------------------------------------------------
 
-    def data_to_send(self, limit: int) -> bytes:
+    def data_to_send(self, limit: int) -> Chunk:
         """Up to ``limit`` bytes of whole queued chunks (at least one), left queued until
         ``sent`` says how many the transport took; b"" when nothing is owed."""
         if self._next is not None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from typing import TypeAlias
+
+Chunk: TypeAlias = bytes | memoryview
+"""A queued frame, or the end of one partly written (a view: no copy of what is left)."""
 
 
 class Outbox:
@@ -20,7 +24,7 @@ class Outbox:
         self.max_bytes = max_bytes
         self.size = 0
         """Bytes queued."""
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[Chunk] = deque()
         self._begun = False  # the oldest chunk is the end of a frame partly written
 
     def __len__(self) -> int:
@@ -37,7 +41,7 @@ class Outbox:
         self._chunks.append(data)
         self.size += len(data)
 
-    def peek(self, limit: int) -> bytes:
+    def peek(self, limit: int) -> Chunk:
         """Up to ``limit`` bytes of whole chunks (at least one), joined for one write and left
         queued: the write may take only part of it (``discard`` then drops what it took)."""
         chunks = self._chunks
@@ -53,7 +57,7 @@ class Outbox:
             size -= len(chunks.popleft())
             self._begun = False
         if size:
-            chunks[0] = chunks[0][size:]
+            chunks[0] = memoryview(chunks[0])[size:]
             self._begun = True
 
     def _chunks_within(self, limit: int) -> int:

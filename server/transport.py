@@ -30,11 +30,11 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 class Transport(Protocol):
     """What a connection's loop needs from the bytes under it."""
 
-    def write_nowait(self, data: bytes) -> int:
+    def write_nowait(self, data: bytes | memoryview) -> int:
         """Write what the peer takes at once; how many bytes (BrokenResourceError: gone)."""
         ...
 
-    async def send_some(self, data: bytes) -> int:
+    async def send_some(self, data: bytes | memoryview) -> int:
         """Wait until some of ``data`` is written; how many bytes (BrokenResourceError)."""
         ...
 
@@ -72,7 +72,7 @@ class SocketTransport:
         self.stream = stream
         self.fd = stream.socket.fileno()
 
-    def write_nowait(self, data: bytes) -> int:
+    def write_nowait(self, data: bytes | memoryview) -> int:
         try:
             return os.write(self.fd, data)
         except BlockingIOError:
@@ -80,7 +80,7 @@ class SocketTransport:
         except OSError as exc:
             raise trio.BrokenResourceError(f"writing to the socket failed: {exc}") from exc
 
-    async def send_some(self, data: bytes) -> int:
+    async def send_some(self, data: bytes | memoryview) -> int:
         while True:
             sent = self.write_nowait(data)
             if sent:
@@ -118,10 +118,10 @@ class StreamTransport:
         self.stream = stream
         self._received: bytes | None = None
 
-    def write_nowait(self, data: bytes) -> int:
+    def write_nowait(self, data: bytes | memoryview) -> int:
         return 0  # a stream write may wait: the connection's own task sends
 
-    async def send_some(self, data: bytes) -> int:
+    async def send_some(self, data: bytes | memoryview) -> int:
         try:
             await self.stream.send_all(data)
         except trio.ClosedResourceError as exc:
