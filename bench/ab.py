@@ -7,7 +7,8 @@ runs alternate old, new, old, new..., so drift in the machine's load hits both s
 spread of each side's runs is printed too: a ratio inside the spread is noise.
 
 Run: ``python bench/ab.py --old ../main --new . --runs 3 fanout.py --rounds 3``; the figures of
-``echo_throughput.py``, ``fanout.py``, ``idle_memory.py`` and ``gc_pause.py`` are known.
+``echo_throughput.py``, ``fanout.py``, ``idle_memory.py``, ``gc_pause.py`` and ``push_cost.py``
+are known.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
         Figure("idle KB per connection", r"^corral\s+[\d.]+\s+[\d.]+\s+([\d.]+)", False),
         Figure("opens/s", r"^corral(?:\s+\S+){4}\s+([\d,]+)", True),
     ),
+    "push_cost.py": (Figure("CPU us per delivery", r"([\d.]+) us of CPU per delivery", False),),
     "gc_pause.py": (Figure("close-burst p99 ms", r"^corral\s+[\d.]+\s+([\d.]+)", False),),
 }
 
@@ -66,9 +68,12 @@ def python_of(checkout: Path) -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
-def run_once(checkout: Path, bench: str, args: list[str]) -> str:
-    """One run of ``bench`` from ``checkout``; its output (exit status checked)."""
-    command = [python_of(checkout), str(checkout / "bench" / bench), *args]
+def run_once(checkout: Path, bench: str, args: list[str], fallback: Path) -> str:
+    """One run of ``bench`` on ``checkout`` (its own script, else ``fallback``'s); its output."""
+    script = checkout / "bench" / bench
+    if not script.exists():
+        script = fallback / "bench" / bench
+    command = [python_of(checkout), str(script), *args]
     env = {**os.environ, "PYTHONPATH": str(checkout)}  # its own code, whatever is installed
     done = subprocess.run(
         command, cwd=checkout, env=env, capture_output=True, text=True, check=False
@@ -93,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         for side in ("old", "new"):
             checkout = (options.old if side == "old" else options.new).resolve()
             started = time.monotonic()
-            output = run_once(checkout, options.bench, options.args)
+            output = run_once(checkout, options.bench, options.args, options.new.resolve())
             load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
             values = {figure.name: figure.read(output) for figure in figures}
             shown = "  ".join(f"{name} {value:g}" for name, value in values.items() if value)
