@@ -309,6 +309,9 @@ class Connection:
                             if core.blocked:
                                 await self._flush()
                                 continue
+                            if core.queued_bytes:  # the protocol's answers (pongs), held frames
+                                self._write_out()
+                                continue
                             # Not held while waiting: an idle connection keeps no message (nor
                             # the result of the callback that handled it) for the collector to
                             # walk at every full pass.
