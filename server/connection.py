@@ -194,9 +194,7 @@ class Connection:
         path either wakes the loop or asks to be called at the next arrival.
         """
         core = self.core
-        if _inline.running or not (
-            self._inline_info and core.phase is OPEN and not core.blocked
-        ):
+        if _inline.running or not (self._inline_info and core.phase is OPEN and not core.blocked):
             self._wake()
             return
         mailbox = self.actor.mailbox
@@ -226,12 +224,7 @@ class Connection:
             _inline.running = False
         if not self._write_due and core.queued_bytes:
             self._write_soon()
-        if (
-            core.phase is not OPEN
-            or self._info_pending is not None
-            or len(mailbox)
-            or core.blocked
-        ):
+        if core.phase is not OPEN or self._info_pending is not None or len(mailbox) or core.blocked:
             self._wake()
         else:
             mailbox.wake_on_arrival(self._on_mail)
