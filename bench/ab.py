@@ -60,7 +60,7 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
 
 def _spread(values: list[float]) -> str:
     """The median, and the range of the runs."""
-    return f"{statistics.median(values):>10,.1f} ({min(values):,.1f}-{max(values):,.1f})"
+    return f"{statistics.median(values):>10,.5g} ({min(values):,.5g}-{max(values):,.5g})"
 
 
 def python_of(checkout: Path) -> str:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 if value is not None:
                     readings[side].setdefault(name, []).append(value)
             sys.stdout.flush()
-    print(f"{options.bench} {' '.join(options.args)}: medians of {options.runs} runs per side")
+    print(f"{' '.join([options.bench, *options.args])}: medians of {options.runs} runs per side")
     for figure in figures:
         old, new = readings["old"].get(figure.name), readings["new"].get(figure.name)
         if not old or not new:
