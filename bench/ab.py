@@ -60,7 +60,7 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
 
 def _spread(values: list[float]) -> str:
     """The median, and the range of the runs."""
-    return f"{statistics.median(values):>10,.5g} ({min(values):,.5g}-{max(values):,.5g})"
+    return f"{statistics.median(values):>10,.6g} ({min(values):,.6g}-{max(values):,.6g})"
 
 
 def python_of(checkout: Path) -> str:
