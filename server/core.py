@@ -98,8 +98,8 @@ class ConnectionCore:
         "_clock",
         "_received_at",
         "_handled_at",
-        "_handling",
-        "_checked_while_handling",
+        "handling",
+        "checked_while_handling",
         "_on_timing_changed",
     )
 
@@ -137,8 +137,11 @@ class ConnectionCore:
         self._clock = clock
         self._received_at = now
         self._handled_at = now
-        self._handling = False
-        self._checked_while_handling = False
+        self.handling = False
+        """websocket_handle is running (the loop sets it, a plain attribute on the hot path):
+        a slow handler is not an idle client."""
+        self.checked_while_handling = False
+        """A liveness check fell while ``handling``: the loop calls ``handling_ended``."""
         self._on_timing_changed = on_timing_changed or _unchanged
 
     # ---- events in: the client --------------------------------------------------------
@@ -211,15 +214,12 @@ class ConnectionCore:
                 self._set_options(command)
         return None
 
-    def handling_started(self) -> None:
-        """websocket_handle is running (a slow handler is not an idle client)."""
-        self._handling = True
-
     def handling_ended(self) -> None:
-        """websocket_handle returned; if a liveness check fell during it, it counts."""
-        self._handling = False
-        if self._checked_while_handling:
-            self._checked_while_handling = False
+        """websocket_handle returned after a liveness check fell during it: the client counts
+        as active until now. (Without such a check the loop just clears ``handling``.)"""
+        self.handling = False
+        if self.checked_while_handling:
+            self.checked_while_handling = False
             self._handled_at = self._clock()
 
     # ---- events in: other actors, the clock -------------------------------------------
@@ -259,11 +259,11 @@ class ConnectionCore:
         returns when the next check is due (inf: never, or never again)."""
         if self.phase is not OPEN:
             return float("inf")
-        if self._handling:
+        if self.handling:
             # The client is not idle, we are (Cowboy restarts its idle timer when a frame
             # is handled, not when it arrives): handling_ended notes when the callback ends.
             self._handled_at = now
-            self._checked_while_handling = True
+            self.checked_while_handling = True
         liveness = self.liveness
         liveness.last_received = max(self._received_at, self._handled_at)
         verdict = liveness.check(now)

@@ -261,7 +261,7 @@ def test_a_ping_is_queued_when_due_and_a_missing_pong_ends_the_connection() -> N
 def test_a_slow_handler_is_not_an_idle_client() -> None:
     clock = Clock()
     core = core_with(clock, idle_timeout=10.0)
-    core.handling_started()
+    core.handling = True  # as the loop sets it
     assert core.tick(10.0) == 20.0  # the check fell while the handler ran: not idle
     clock.now = 15.0
     core.handling_ended()  # the idle timer counts from the handler's end
