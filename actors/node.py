@@ -23,7 +23,7 @@ from . import backend_wire as wire
 from .actor import Actor, ActorArgs, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend
-from .errors import MailboxFull, NoNode, NoSuchActor
+from .errors import MailboxFull, NoNode, NoSuchActor, NotInActor
 from .mailbox import DEFAULT_CAPACITY, MailboxPolicy
 from .messages import REVOKED, MonitorRef, unwrap
 from .reasons import KILLED, NOPROC, ExitReason
@@ -70,10 +70,15 @@ _current_node: contextvars.ContextVar[Node] = contextvars.ContextVar("corral_nod
 
 
 def current_node() -> Node:
-    """The node this code runs under (NoNode outside ``open_node``)."""
+    """The node this code runs under (NoNode outside ``open_node``): an actor's node, even
+    when it runs inline in a task outside the node (``Actor.run_inline``)."""
     try:
         return _current_node.get()
     except LookupError:
+        pass
+    try:
+        return current_actor().node
+    except NotInActor:
         raise NoNode() from None
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from typing import TypeAlias
+
+Chunk: TypeAlias = bytes | memoryview
+"""A queued frame, or the end of one partly written (a view: no copy of what is left)."""
 
 
 class Outbox:
@@ -19,8 +23,8 @@ class Outbox:
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.size = 0
-        """Bytes queued, including those taken and not yet ``written``."""
-        self._chunks: deque[bytes] = deque()
+        """Bytes queued."""
+        self._chunks: deque[Chunk] = deque()
         self._begun = False  # the oldest chunk is the end of a frame partly written
 
     def __len__(self) -> int:
@@ -37,37 +41,23 @@ class Outbox:
         self._chunks.append(data)
         self.size += len(data)
 
-    def take(self, limit: int) -> bytes:
-        """Up to ``limit`` bytes of whole chunks (at least one chunk), joined for one write.
-
-        They still count in ``size`` until ``written`` says they left.
-        """
-        chunks = self._chunks
-        self._begun = False
-        taken = [chunks.popleft() for _ in range(self._chunks_within(limit))]
-        return taken[0] if len(taken) == 1 else b"".join(taken)
-
-    def peek(self, limit: int) -> bytes:
-        """What ``take`` would give, left queued: for a write that may take only part of it
-        (``discard`` then drops what it took)."""
+    def peek(self, limit: int) -> Chunk:
+        """Up to ``limit`` bytes of whole chunks (at least one), joined for one write and left
+        queued: the write may take only part of it (``discard`` then drops what it took)."""
         chunks = self._chunks
         count = self._chunks_within(limit)
         return chunks[0] if count == 1 else b"".join(itertools.islice(chunks, count))
 
-    def written(self, size: int) -> None:
-        """``size`` bytes that ``take`` gave out have been written."""
-        self.size -= size
-
     def discard(self, size: int) -> None:
-        """Drop the first ``size`` bytes, written without ``take``: whole chunks, then the
-        written head of the next one (its end stays, as a frame begun)."""
+        """Drop the first ``size`` bytes, written: whole chunks, then the written head of the
+        next one (its end stays, as a frame begun)."""
         self.size -= size
         chunks = self._chunks
         while size and size >= len(chunks[0]):
             size -= len(chunks.popleft())
             self._begun = False
         if size:
-            chunks[0] = chunks[0][size:]
+            chunks[0] = memoryview(chunks[0])[size:]
             self._begun = True
 
     def _chunks_within(self, limit: int) -> int:

@@ -136,10 +136,10 @@ class Tally:
         label = close_code_label(int(code), chosen_by_client=isinstance(reason, ClientClosed))
         self.closed[CloseKey(route, label, reason.kind)] += 1
         self.frames_in += connection.frames_in
-        self.frames_out += connection.frames_out
+        self.frames_out += connection.core.frames_out
         self.bytes_in += connection.bytes_in
         self.bytes_out += connection.bytes_out
-        self.outbox_dropped += connection.dropped
+        self.outbox_dropped += connection.core.dropped
         self.mailbox_dropped += connection.actor.mailbox.dropped
 
     def open_by_route(self) -> dict[str, int]:
@@ -159,10 +159,10 @@ class Tally:
         live = list(self.open)
         return Traffic(
             frames_in=self.frames_in + sum(c.frames_in for c in live),
-            frames_out=self.frames_out + sum(c.frames_out for c in live),
+            frames_out=self.frames_out + sum(c.core.frames_out for c in live),
             bytes_in=self.bytes_in + sum(c.bytes_in for c in live),
             bytes_out=self.bytes_out + sum(c.bytes_out for c in live),
-            outbox_dropped=self.outbox_dropped + sum(c.dropped for c in live),
+            outbox_dropped=self.outbox_dropped + sum(c.core.dropped for c in live),
         )
 
     def mailbox_dropped_total(self, infos: Sequence[ActorInfo]) -> int:

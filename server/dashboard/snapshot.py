@@ -145,7 +145,7 @@ def actor_rows(
                 "depth": info.mailbox_length,
                 "capacity": info.capacity,
                 "in": info.received + (connection.frames_in if connection is not None else 0),
-                "out": connection.frames_out if connection is not None else None,
+                "out": connection.core.frames_out if connection is not None else None,
                 "dropped": info.dropped,
             }
         )

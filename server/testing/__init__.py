@@ -1,8 +1,9 @@
 """Testing your handlers: in-process, on virtual time, or over a real socket.
 
 - ``drive(MyWsHandler(), "/path?q=1", headers=..., bindings=...)`` runs one handler through its
-  whole life without a socket, on the server's own code: ``init`` with a built ``Request``,
-  then the real connection loop as an actor, fed client frames through an in-memory stream.
+  whole life without a port or a network, on the server's own code: ``init`` with a built
+  ``Request``, then the real connection loop as an actor, fed client frames through a socket
+  pair (the transport a TCP client gets).
   Timers run on trio's clock, so under a ``MockClock`` (pytest-trio's ``autojump_clock``)
   a test of a one-second tick takes no real time. Out come what the handler sent, the close
   code, the ``terminate`` reason and its latest state.

@@ -1,10 +1,13 @@
-"""The in-process driver: one handler's whole life on the real connection loop, no socket.
+"""The in-process driver: one handler's whole life on the connection loop production runs,
+with no port and no network.
 
 ``init`` runs on a built ``Request`` inside the connection's actor, as the server's endpoint
-runs it; then the real ``Connection`` serves a ``trio.testing.memory_stream_pair()`` (the loop
-reads a stream without a file descriptor as it reads TLS), and the test is the client on the
-other end: websockets' Sans-I/O client protocol masks its frames, parses the server's, answers
-pings and the close handshake. Timers are the node's, on trio's clock: virtual under a MockClock.
+runs it; then the real ``Connection`` serves one end of a socket pair made in this process.
+That end is a plain socket, so the connection runs exactly what it runs for a TCP client: the
+same core, the same loop, the same transport (the socket's descriptor, eager reads and writes,
+writes held to the end of a task step). The test is the client on the other end: websockets'
+Sans-I/O client protocol masks its frames, parses the server's, answers pings and the close
+handshake. Timers are the node's, on trio's clock: virtual under a MockClock.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import trio
-import trio.testing
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side
 
@@ -352,7 +354,7 @@ async def drive(
     else:
         made = handler_object(handler, "drive()")
     options = options or ConnectionOptions()
-    client_stream, server_stream = trio.testing.memory_stream_pair()
+    client_stream, server_stream = _socket_pair()
     try:
         node: actors.Node | None = actors.current_node()
     except actors.NoNode:
@@ -420,3 +422,11 @@ def _route(app: App, path: str) -> tuple[WebSocketTarget, Match]:
     if match is None or not isinstance(match.route.target, WebSocketTarget):
         raise LookupError(f"no WebSocket route of the app matches {path!r}")
     return match.route.target, match
+
+
+def _socket_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """Two connected sockets in this process (no port, no network): the server's end is a
+    plain TCP-like socket, so the connection runs the transport production TCP runs (its
+    descriptor, eager reads and writes), not a stream of its own."""
+    client, server = trio.socket.socketpair()
+    return trio.SocketStream(client), trio.SocketStream(server)

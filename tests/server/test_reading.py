@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+import wsproto.events as ev
 from trio_websocket import ConnectionClosed
 from websockets.frames import Opcode
 
@@ -129,3 +130,18 @@ async def test_a_message_arriving_as_the_wait_ends_interrupts_nothing_after_it()
                     ringer.send(b"!")
                     assert await ws.message() == f"handled frame {number}"
                     assert await ws.message() == f"info message {number}"
+
+
+class Silent(Recorded):
+    """Answers nothing: whatever the client gets comes from the protocol itself."""
+
+
+async def test_a_ping_from_an_idle_client_is_answered_at_once() -> None:
+    app = App([websocket("/", Silent(Terminations()))])
+    async with serving(app) as served, raw_client(served.port) as pinger:
+        for number in range(3):  # each pong is written before the connection waits again
+            payload = f"ping {number}".encode()
+            await pinger.send_raw(frame(Opcode.PING, payload))
+            with trio.fail_after(2):
+                pong = await pinger.next_event()
+            assert isinstance(pong, ev.Pong) and pong.payload == payload

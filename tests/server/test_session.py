@@ -294,14 +294,14 @@ def test_outbox_is_full_by_frames_or_by_bytes_but_always_takes_one_frame() -> No
     assert outbox.has_room_for(1000)  # empty: a big frame still goes
     outbox.append(b"x" * 1000)
     assert not outbox.has_room_for(1)
-    assert outbox.take(4096) == b"x" * 1000 and outbox.size == 1000  # until it is written
-    outbox.written(1000)
+    assert outbox.peek(4096) == b"x" * 1000 and outbox.size == 1000  # until it is written
+    outbox.discard(1000)
     assert outbox.size == 0 and outbox.has_room_for(10)
     outbox.append(b"abc")
     outbox.append(b"def")
     assert not outbox.has_room_for(1)  # two frames: the frame count is reached
-    assert outbox.take(4) == b"abc" and outbox.take(4) == b"def"
-    outbox.written(6)
+    assert outbox.peek(4) == b"abc" and outbox.peek(6) == b"abcdef"
+    outbox.discard(6)
     outbox.append(b"12345")
     assert outbox.has_room_for(5) and not outbox.has_room_for(6)
     assert outbox.clear() == 1 and len(outbox) == 0
@@ -315,8 +315,8 @@ def test_outbox_peeks_discards_written_bytes_and_clearing_keeps_the_end_of_a_fra
     outbox.discard(4)  # "abc" and the "d" of "def" were written
     assert outbox.size == 5 and len(outbox) == 2
     assert outbox.clear() == 1  # "ghi" goes; "ef" stays, or the stream would break
-    assert outbox.size == 2 and outbox.take(100) == b"ef"
-    outbox.written(2)
+    assert outbox.size == 2 and outbox.peek(100) == b"ef"
+    outbox.discard(2)
     outbox.append(b"jkl")
     outbox.discard(3)
     outbox.append(b"mno")
