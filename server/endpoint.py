@@ -13,6 +13,7 @@ import trio
 import actors
 
 from . import http
+from .accesslog import peer_text
 from .app import WebSocketTarget
 from .connection import Connection
 from .handler import Upgrade, call
@@ -78,7 +79,7 @@ async def websocket_endpoint(
     try:
         await send_eagerly(stream, accepted.response)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
-        logger.debug("%s left before the 101 for %s", _peer(request), request.path)
+        logger.debug("%s left before the 101 for %s", peer_text(request.peer), request.path)
         return None
     # From here a shutdown is a message (close with 1001, terminate); before, it cancels.
     actor.trap_exits = True
@@ -97,7 +98,3 @@ async def websocket_endpoint(
     )
     tally_of(actor.node).connection_opened(connection, match.route.pattern)  # metrics
     return connection.run
-
-
-def _peer(request: http.Request) -> str:
-    return f"{request.peer[0]}:{request.peer[1]}" if request.peer else "?"

@@ -28,9 +28,10 @@ from collections.abc import Awaitable, Callable, Sequence
 import attrs
 import trio
 
+from .stopsignals import EXIT_AT_ONCE
+
 logger = logging.getLogger("corral.workers")
 
-EXIT_AT_ONCE = 130
 WORKER_INDEX_ENV = "CORRAL_WORKER_INDEX"
 """Tells a worker its index (0 to N-1), which it writes on every log line."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
