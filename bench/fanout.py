@@ -275,7 +275,8 @@ def ratios(results: dict[str, list[Round]]) -> list[str]:
             f"per server CPU-second {per_cpu:.2f}x"
         )
     share = max(
-        _median(rounds).client_cpu / _median(rounds).server_cpu for rounds in results.values()
+        median.client_cpu / median.server_cpu if median.server_cpu else math.inf
+        for median in map(_median, results.values())
     )
     lines.append(
         f"client CPU at most {share:.2f}x the server's (must stay under {CLIENT_SHARE:.1f}x) "
