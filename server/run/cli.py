@@ -52,7 +52,8 @@ class AppNotFound(Exception):
 
 
 def load_app(spec: str) -> App:
-    """Import ``module:attribute`` and check it is an App."""
+    """Import ``module:attribute``: an App, or an ASGI app (FastAPI, Starlette...) served
+    alone, as ``App(asgi=it)``."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise AppNotFound(f"expected module:attribute (like examples.chat:app), got {spec!r}")
@@ -66,9 +67,11 @@ def load_app(spec: str) -> App:
     if not hasattr(module, attribute):
         raise AppNotFound(f"module {module_name} has no attribute {attribute!r}")
     app = getattr(module, attribute)
-    if not isinstance(app, App):
-        raise AppNotFound(f"{spec} is {type(app).__name__}, not a corral App")
-    return app
+    if isinstance(app, App):
+        return app
+    if callable(app) and not isinstance(app, type):
+        return App(asgi=app)
+    raise AppNotFound(f"{spec} is {type(app).__name__}, not a corral App or an ASGI app")
 
 
 _DESCRIPTION = """\
