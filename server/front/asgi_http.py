@@ -118,6 +118,9 @@ class AsgiHttp:
                 await close_after_response(stream)
                 return None
             connection.start_next_cycle()
+            # Eager reads never wait when the client's next request is already here: without
+            # this, one busy connection would keep the loop from every other one.
+            await trio.lowlevel.checkpoint()
             head = await self._next_request(connection, stream, request)
             if head is None:
                 return None
