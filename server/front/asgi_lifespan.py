@@ -72,7 +72,10 @@ class Lifespan:
             if stage == "startup":
                 self._answered_startup = True
                 if outcome is LifespanOutcome.FAILED:
-                    self.failure = LifespanFailed(f"the ASGI app's startup failed: {text}")
+                    if "\n" in text.strip():  # a traceback (Starlette's): logged whole
+                        logger.error("the ASGI app's startup failed:\n%s", text)
+                    last = text.strip().splitlines()[-1] if text.strip() else "(no reason)"
+                    self.failure = LifespanFailed(f"the ASGI app's startup failed: {last}")
                 stage = "running"
                 self._started.set()
             elif outcome is LifespanOutcome.FAILED:

@@ -5,7 +5,8 @@ every terminate up to the drain timeout) and exits 0; a second one exits at once
 status 130 (``EXIT_AT_ONCE``, no terminate runs). A bad option value (``option_values``),
 TLS file or ``module:app`` exits 2 with one line, and so does a feature whose extra is not
 installed (``--redis`` without ``corral[redis]``: one line naming it); a server that cannot run
-(the port is taken: ``CannotListen``, or its root supervisor gave up) exits 1 saying why.
+(the port is taken: ``CannotListen``, an ASGI app's startup failed: ``LifespanFailed``, or its
+root supervisor gave up) exits 1 saying why.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from actors import MissingExtra
 from actors.broker_url import BadBrokerUrl, parse_broker_url
 
 from ..app import App
+from ..front.asgi_lifespan import LifespanFailed
 from ..front.listener import make_ssl_context
 from ..ops import log_format
 from ..ops.dashboard import TOKEN_ENV, with_dashboard
@@ -438,6 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = trio.run(_run, server, args.worker)
     except* CannotListen as cannot:
         print(f"corral: {_innermost(cannot)}", file=sys.stderr)
+    except* LifespanFailed as failed:
+        print(f"corral: {_innermost(failed)}", file=sys.stderr)
     except* actors.RestartIntensityExceeded as gave_up:  # the log already has each crash
         print(f"corral: {_innermost(gave_up)}", file=sys.stderr)
     except* actors.BrokerUnreachable as unreachable:
