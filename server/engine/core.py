@@ -4,7 +4,8 @@ owed to the client, and every decision that changes them.
 ``ConnectionCore`` takes events: bytes the client sent (parsed by its ``Session``), the
 commands a callback returned, a frame another actor pushes, a liveness tick, the bytes the
 transport took. It gives decisions: the next event for the handler (``next_event``), the
-bytes to write (``data_to_send``), and why the connection ends (``reason``, ``phase``). It
+bytes to write (``write_to`` hands them to a transport's write; ``data_to_send`` and ``sent`` to
+the loop's waiting flush), and why the connection ends (``reason``, ``phase``). It
 never touches a socket or a task, and reads the time only through the clock it is given:
 ``connection.py`` moves the bytes and calls the handler, and tests drive this object with no
 network at all.
