@@ -11,7 +11,8 @@ so a frame from an idle client is handled by the task the socket woke. A synchro
 ``websocket_info`` may even run in the sender's task, as this connection's actor (see
 ``_on_mail``), without waking this one.
 
-The bytes reach the transport through one writer, ``_write_out``: from this task after each
+The bytes reach the transport through one writer, the core's ``write_to`` (called by ``_write_out``,
+and inline by ``_apply``): from this task after each
 callback, and from the node's timers (liveness pings, and the frames other actors pushed,
 written together once the pushing task step is over: a burst broadcast in one step is one
 write per client). It writes only what the socket takes at once; once the socket takes less
