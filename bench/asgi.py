@@ -211,15 +211,15 @@ def http_report(results: dict[str, list[Sample]]) -> str:
     corral = results["corral"]
     for other in SERVERS[1:]:
         rates = [c.rate / o.rate for c, o in zip(corral, results[other], strict=True)]
-        cpu = [o.server_us / c.server_us for c, o in zip(corral, results[other], strict=True)]
+        cpu = [c.server_us / o.server_us for c, o in zip(corral, results[other], strict=True)]
         verdict = ""
         if other == "hypercorn-trio":
             verdict = "  MET" if statistics.median(rates) >= TARGET else "  MISSED"
             verdict += f" (target >= {TARGET:.1f}x)"
         lines.append(
             f"corral/{other}: req/s {statistics.median(rates):.2f}x "
-            f"(rounds {min(rates):.2f}-{max(rates):.2f}), CPU per request "
-            f"{statistics.median(cpu):.2f}x less{verdict}"
+            f"(rounds {min(rates):.2f}-{max(rates):.2f}), server CPU per request "
+            f"{statistics.median(cpu):.2f}x{verdict}"
         )
     client = max(statistics.median(s.client_us for s in v) for v in results.values())
     server = min(statistics.median(s.server_us for s in v) for v in results.values())

@@ -60,8 +60,8 @@ class App:
 
     ``children`` start (in order) under the same root supervisor as the listener and
     before it, so they are up when the first client arrives. ``asgi``: an ASGI 3.0 app
-    (FastAPI, Starlette, Django...) that answers every HTTP request no route takes, on the
-    same port; its lifespan starts after ``children`` and shuts down after the connections.
+    (FastAPI, Starlette...) that answers every HTTP request and WebSocket no route takes, on
+    the same port; its lifespan starts after ``children`` and shuts down after the connections.
     """
 
     routes: tuple[Route, ...] = attrs.field(default=(), converter=_as_tuple)

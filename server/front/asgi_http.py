@@ -2,7 +2,8 @@
 
 ``AsgiHttp.serve`` takes a connection whose first request head the front door read, runs
 the app for it, then for each following request on the connection that the front door's
-routes leave to the app; one that they take is handed back. Bodies stream both ways: the
+routes leave to the app; one that they take is handed back, and an upgrade goes to the app's
+WebSocket scope (``asgi_ws``). Bodies stream both ways: the
 app's ``receive()`` reads the socket only when called (answering ``Expect: 100-continue``
 first), its ``send()`` writes at once and waits while a slow client is behind. The rules of
 what each message means are ``asgi_rules``'; this module only moves bytes and events.
@@ -27,6 +28,7 @@ from .asgi_rules import (
     AfterApp,
     AsgiApp,
     AsgiMisuse,
+    ClientGone,
     Message,
     Phase,
     ResponseCycle,
@@ -34,13 +36,15 @@ from .asgi_rules import (
     http_scope,
     request_message,
 )
-from .eager_io import receive_eagerly, send_eagerly
+from .asgi_ws import serve_websocket
+from .eager_io import receive_bytes, send_eagerly
 from .http import (
     DEFAULT_MAX_HEAD_BYTES,
     DEFAULT_MAX_HEADERS,
     HttpError,
     Request,
     close_after_response,
+    head_bytes,
     request_of,
 )
 
@@ -49,7 +53,6 @@ logger = logging.getLogger("corral.server")
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 """Seconds an idle keep-alive connection waits for its next request head (uvicorn's too)."""
 
-_READ_BYTES = 64 * 1024
 _PIPELINE_LIMIT = 64 * 1024
 """Bytes of a pipelined next request kept while watching for a disconnect; past them the
 watch stops reading (the client waits for its answer anyway)."""
@@ -68,10 +71,6 @@ _INTERNAL_ERROR = (
 )
 
 T = TypeVar("T")
-
-
-class ClientGone(OSError):
-    """``send()`` after the client went away (ASGI 2.4 asks for an OSError)."""
 
 
 @attrs.define
@@ -99,11 +98,14 @@ class AsgiHttp:
         """Serve ``request`` and the ones after it that ``decide`` leaves to the app (None);
         return the first decision it makes otherwise, with the bytes after that head, or None
         once the connection is done (closed by either side, idle, or the server draining)."""
+        server = _local_address(stream)
+        if request.is_websocket_upgrade:
+            await self._websocket(stream, request, rest, server)
+            return None
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head_bytes)
-        connection.receive_data(_head_bytes(request) + rest)
+        connection.receive_data(head_bytes(request) + rest)
         connection.next_event()  # the request again, as h11 must see it
         actor = _current_actor()
-        server = _local_address(stream)
         started = trio.current_time()
         while True:
             if actor is not None:
@@ -126,8 +128,18 @@ class AsgiHttp:
                 return None
             request, started = head, trio.current_time()
             decision = decide(request)
+            rest = bytes(connection.trailing_data[0])
             if decision is not None:
-                return decision, bytes(connection.trailing_data[0])
+                return decision, rest
+            if request.is_websocket_upgrade:
+                await self._websocket(stream, request, rest, server)
+                return None
+
+    async def _websocket(
+        self, stream: trio.abc.Stream, request: Request, rest: bytes, server: tuple[str, int] | None
+    ) -> None:
+        """The app's WebSocket scope for an upgrade no route takes; the connection ends with it."""
+        await serve_websocket(self.app, stream, request, rest, server=server, state=self.state)
 
     async def _keep(
         self, connection: h11.Connection, stream: trio.abc.Stream, actor: actors.Actor | None
@@ -192,7 +204,7 @@ class AsgiHttp:
                         return None
                 if event is not h11.NEED_DATA:
                     return None  # closed by the client
-                data = await _receive(stream)
+                data = await receive_bytes(stream)
                 if not data:
                     return None
                 connection.receive_data(data)
@@ -209,7 +221,7 @@ async def _reusable(connection: h11.Connection, stream: trio.abc.Stream) -> bool
         except h11.RemoteProtocolError:
             return False
         if event is h11.NEED_DATA:
-            data = await _receive(stream)
+            data = await receive_bytes(stream)
             if not data:
                 return False
             dropped += len(data)
@@ -288,7 +300,7 @@ class _Exchange:
                 return request_message(b"", False)
             if event is not h11.NEED_DATA:
                 return self._lost()
-            data = await _receive(self.stream)
+            data = await receive_bytes(self.stream)
             if not data:
                 return self._lost()
             self.connection.receive_data(data)
@@ -305,7 +317,7 @@ class _Exchange:
         with trio.CancelScope() as self._watch:
             kept = 0
             while kept < _PIPELINE_LIMIT:
-                data = await _receive(self.stream)
+                data = await receive_bytes(self.stream)
                 if not data:
                     return self._lost()
                 kept += len(data)
@@ -317,23 +329,6 @@ class _Exchange:
     def _lost(self) -> Message:
         self.gone = True
         return DISCONNECT
-
-
-async def _receive(stream: trio.abc.Stream) -> bytes:
-    """What the client sent next; b"" once it closed or the connection broke."""
-    try:
-        data = await receive_eagerly(stream, _READ_BYTES)
-    except trio.BrokenResourceError:
-        return b""
-    return data if isinstance(data, bytes) else bytes(data)
-
-
-def _head_bytes(request: Request) -> bytes:
-    """``request``'s head as bytes again, for h11 to take up the connection where the front
-    door's parse left it (h11 cannot be handed a parsed head)."""
-    lines = [f"{request.method} {request.target} HTTP/{request.http_version}"]
-    lines += [f"{name}: {value}" for name, value in request.headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def _current_actor() -> actors.Actor | None:

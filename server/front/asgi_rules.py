@@ -37,6 +37,10 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
 
+class ClientGone(OSError):
+    """``send()`` after the client went away (ASGI 2.4 asks for an OSError)."""
+
+
 class AsgiMisuse(Exception):
     """The app sent a message that makes no sense in the response's state (a body before
     ``http.response.start``, a second start, anything after the last body, a bad field)."""
@@ -201,3 +205,124 @@ def lifespan_outcome(message: Message, stage: str) -> tuple[LifespanOutcome, str
     if kind == f"lifespan.{stage}.failed":
         return LifespanOutcome.FAILED, str(message.get("message", ""))
     raise AsgiMisuse(f"unexpected {kind!r} during lifespan {stage}")
+
+
+def websocket_scope(
+    request: Request,
+    *,
+    server: tuple[str, int] | None,
+    state: dict[str, Any] | None = None,
+    root_path: str = "",
+) -> Scope:
+    """The ASGI ``websocket`` scope of an upgrade request (its offered subprotocols listed)."""
+    scope = http_scope(request, server=server, state=state, root_path=root_path)
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["subprotocols"] = list(request.subprotocols)
+    return scope
+
+
+class SocketPhase(enum.Enum):
+    """Where an ASGI WebSocket stands, as far as the app's messages go."""
+
+    CONNECTING = "connecting"
+    """Not accepted yet: ``websocket.accept`` or ``websocket.close`` (a refusal) may come."""
+    OPEN = "open"
+    CLOSED = "closed"
+    """Refused, or closed by either side: nothing more is sent."""
+
+
+@attrs.frozen
+class Accept:
+    """Answer the handshake with 101: this subprotocol (one the client offered) and headers."""
+
+    subprotocol: str | None
+    headers: tuple[tuple[str, str], ...]
+
+
+@attrs.frozen
+class Refuse:
+    """Answer the handshake with ``status`` (403 for a ``websocket.close`` before accepting)."""
+
+    status: int
+
+
+@attrs.frozen
+class SendMessage:
+    """Send one text (str) or binary (bytes) message."""
+
+    data: str | bytes
+
+
+@attrs.frozen
+class CloseSocket:
+    """Send a close frame with ``code`` and ``reason``."""
+
+    code: int
+    reason: str
+
+
+SocketAction: TypeAlias = Accept | Refuse | SendMessage | CloseSocket
+
+
+@attrs.define
+class SocketCycle:
+    """The app's side of one ASGI WebSocket: each ``send(message)`` becomes one action."""
+
+    offered: tuple[str, ...] = ()
+    phase: SocketPhase = SocketPhase.CONNECTING
+
+    def on_send(self, message: Message) -> SocketAction:
+        """The action ``message`` asks for; AsgiMisuse if it is out of turn or malformed."""
+        kind = message.get("type")
+        if self.phase is SocketPhase.CLOSED:
+            raise AsgiMisuse(f"{kind!r} after the WebSocket closed")
+        if kind == "websocket.accept":
+            return self._accept(message)
+        if kind == "websocket.close":
+            refused = self.phase is SocketPhase.CONNECTING
+            self.phase = SocketPhase.CLOSED
+            if refused:
+                return Refuse(403)
+            return CloseSocket(int(message.get("code", 1000)), str(message.get("reason") or ""))
+        if kind == "websocket.send":
+            if self.phase is not SocketPhase.OPEN:
+                raise AsgiMisuse("websocket.send before websocket.accept")
+            return SendMessage(_payload(message))
+        raise AsgiMisuse(f"unexpected ASGI message {kind!r} on a WebSocket")
+
+    def _accept(self, message: Message) -> Accept:
+        if self.phase is not SocketPhase.CONNECTING:
+            raise AsgiMisuse("websocket.accept twice")
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None and subprotocol not in self.offered:
+            raise AsgiMisuse(f"subprotocol {subprotocol!r} was not offered ({self.offered})")
+        headers = tuple(
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in _headers(message.get("headers", ()))
+        )
+        self.phase = SocketPhase.OPEN
+        return Accept(subprotocol, headers)
+
+    def closed(self) -> None:
+        """The client closed (or went away): whatever the app sends now is refused."""
+        self.phase = SocketPhase.CLOSED
+
+
+def _payload(message: Message) -> str | bytes:
+    text, data = message.get("text"), message.get("bytes")
+    if isinstance(text, str) and data is None:
+        return text
+    if isinstance(data, (bytes, bytearray)) and text is None:
+        return bytes(data)
+    raise AsgiMisuse("websocket.send needs exactly one of text (str) and bytes (bytes)")
+
+
+def after_socket_app(phase: SocketPhase, failed: bool) -> SocketAction | None:
+    """What an ASGI WebSocket left in ``phase`` owes the client once its app ended: a refusal
+    (403, or 500 if it failed) before accepting, a close (1000, or 1011) once open."""
+    if phase is SocketPhase.CONNECTING:
+        return Refuse(500 if failed else 403)
+    if phase is SocketPhase.OPEN:
+        return CloseSocket(1011, "") if failed else CloseSocket(1000, "")
+    return None

@@ -311,6 +311,14 @@ def request_of(
     )
 
 
+def head_bytes(request: Request) -> bytes:
+    """``request``'s head as bytes again, for a sans-I/O parser (h11, websockets) to take up
+    the connection where this module's parse left it (neither can be handed a parsed head)."""
+    lines = [f"{request.method} {request.target} HTTP/{request.http_version}"]
+    lines += [f"{name}: {value}" for name, value in request.headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 def _check_field_count(fields: int, max_headers: int) -> None:
     """The one field limit, for heads from both parsers: HeadTooLarge over ``max_headers``."""
     if fields > max_headers:

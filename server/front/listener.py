@@ -137,7 +137,13 @@ def dispatch(
     except MalformedPath as exc:
         return Answer(bad_request(str(exc)))
     if match is None:
-        return CallAsgi(request) if asgi else Answer(not_found())
+        if not asgi:
+            return Answer(not_found())
+        if request.is_websocket_upgrade:  # for the app's WebSocket scope: checked as ours are
+            problem = handshake_problem(request, allowed_origins=allowed_origins)
+            if problem is not None:
+                return Answer(problem)
+        return CallAsgi(request)
     routed = request.with_match(match)
     if match.route.kind == "http":
         return CallHttpHandler(cast(HttpHandler, match.route.target), routed)

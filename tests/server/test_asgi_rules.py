@@ -7,14 +7,22 @@ import h11
 import pytest
 
 from server.front.asgi_rules import (
+    Accept,
     AfterApp,
     AsgiMisuse,
+    CloseSocket,
     LifespanOutcome,
     Phase,
+    Refuse,
     ResponseCycle,
+    SendMessage,
+    SocketCycle,
+    SocketPhase,
     after_app,
+    after_socket_app,
     http_scope,
     lifespan_outcome,
+    websocket_scope,
 )
 from server.front.http import Request
 
@@ -148,3 +156,72 @@ def test_lifespan_replies() -> None:
     )
     with pytest.raises(AsgiMisuse):
         lifespan_outcome({"type": "lifespan.shutdown.complete"}, "startup")
+
+
+def test_websocket_scope_lists_the_offered_subprotocols() -> None:
+    request = Request(
+        method="GET",
+        target="/ws?room=1",
+        path="/ws",
+        query={},
+        headers=(("host", "x"), ("sec-websocket-protocol", "a, b")),
+        scheme="ws",
+    )
+    scope = websocket_scope(request, server=None)
+    assert scope["type"] == "websocket"
+    assert "method" not in scope
+    assert (scope["path"], scope["query_string"], scope["scheme"]) == ("/ws", b"room=1", "ws")
+    assert scope["subprotocols"] == ["a", "b"]
+
+
+def test_a_websocket_is_accepted_then_sends_then_closes() -> None:
+    cycle = SocketCycle(offered=("a",))
+    accept = cycle.on_send(
+        {"type": "websocket.accept", "subprotocol": "a", "headers": [(b"x-y", b"z")]}
+    )
+    assert accept == Accept("a", (("x-y", "z"),))
+    assert cycle.on_send({"type": "websocket.send", "text": "hi"}) == SendMessage("hi")
+    assert cycle.on_send({"type": "websocket.send", "bytes": b"\x00"}) == SendMessage(b"\x00")
+    assert cycle.on_send({"type": "websocket.close", "code": 4001}) == CloseSocket(4001, "")
+    with pytest.raises(AsgiMisuse, match="after the WebSocket closed"):
+        cycle.on_send({"type": "websocket.send", "text": "late"})
+
+
+def test_a_close_before_accepting_is_a_403_refusal() -> None:
+    assert SocketCycle().on_send({"type": "websocket.close"}) == Refuse(403)
+
+
+@pytest.mark.parametrize(
+    ("message", "complaint"),
+    [
+        ({"type": "websocket.send", "text": "early"}, "before websocket.accept"),
+        ({"type": "websocket.accept", "subprotocol": "c"}, "was not offered"),
+        ({"type": "http.response.start"}, "unexpected ASGI message"),
+    ],
+)
+def test_websocket_messages_out_of_turn_are_refused(message: dict, complaint: str) -> None:
+    with pytest.raises(AsgiMisuse, match=complaint):
+        SocketCycle(offered=("a",)).on_send(message)
+
+
+def test_a_send_needs_exactly_one_payload() -> None:
+    cycle = SocketCycle()
+    cycle.on_send({"type": "websocket.accept"})
+    with pytest.raises(AsgiMisuse, match="exactly one"):
+        cycle.on_send({"type": "websocket.send", "text": "a", "bytes": b"b"})
+
+
+@pytest.mark.parametrize(
+    ("phase", "failed", "owed"),
+    [
+        (SocketPhase.CONNECTING, False, Refuse(403)),
+        (SocketPhase.CONNECTING, True, Refuse(500)),
+        (SocketPhase.OPEN, False, CloseSocket(1000, "")),
+        (SocketPhase.OPEN, True, CloseSocket(1011, "")),
+        (SocketPhase.CLOSED, True, None),
+    ],
+)
+def test_what_a_websocket_app_that_ended_owes_the_client(
+    phase: SocketPhase, failed: bool, owed: object
+) -> None:
+    assert after_socket_app(phase, failed) == owed
