@@ -318,3 +318,39 @@ async def test_drain_lets_a_request_in_flight_finish_then_closes() -> None:
             nursery.start_soon(read_the_reply)
     assert replies[0].body == b"GET /late "
     assert closed == [True]
+
+
+async def _raw_exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` as is, read until the server closes."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(data)
+    received = bytearray()
+    while chunk := await stream.receive_some(65536):
+        received += chunk
+    await stream.aclose()
+    return bytes(received)
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    async with serving(_app(_hello)) as running:
+        answer = await _raw_exchange(
+            running.port,
+            b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    bodies = [b"GET /one ", b"GET /two ", b"GET /three "]
+    positions = [answer.index(body) for body in bodies]
+    assert positions == sorted(positions)
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+
+
+async def test_http_1_0_is_answered_then_closed_and_head_has_no_body() -> None:
+    async with serving(_app(_hello)) as running:
+        old = await _raw_exchange(running.port, b"GET /old HTTP/1.0\r\n\r\n")
+        assert old.startswith(b"HTTP/1.1 200 OK") and old.endswith(b"GET /old ")
+        head = await _raw_exchange(
+            running.port, b"HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"content-length: 8" in head
+    assert head.endswith(b"\r\n\r\n")
