@@ -160,6 +160,8 @@ class Sample:
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+_PERCENTILE = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+"""A line of wrk's latency distribution (a one-letter unit is padded: ``1.35s ``)."""
 
 
 def parse_wrk(output: str) -> tuple[int, float, float, float, int]:
@@ -169,7 +171,7 @@ def parse_wrk(output: str) -> tuple[int, float, float, float, int]:
     if requests is None or rate is None:
         raise BenchError(f"cannot read wrk's output:\n{output}")
     percentiles = {}
-    for found in re.finditer(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)$", output, re.MULTILINE):
+    for found in _PERCENTILE.finditer(output):
         percentiles[found[1]] = float(found[2]) * _UNITS[found[3]]
     errors = sum(
         int(found) for found in re.findall(r"(?:connect|read|write|timeout) (\d+)", output)

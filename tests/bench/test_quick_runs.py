@@ -64,6 +64,13 @@ EXPECTED: dict[str, list[str]] = {
         r"1 connection\(s\) x 200 round trips: [\d,]+ instructions",
         r"instructions per round trip: [\d,]+",
     ],
+    "fanout_instructions.py": [
+        *(
+            rf"{variant}: 10 subscribers x 10 messages: {NUMBER} instructions per delivery"
+            for variant in ("corral", "corral-asgi")
+        ),
+        r"with/without ASGI, instructions per delivery: \d+\.\d+x",
+    ],
     "gc_pause.py": [
         "corral" + _CHURN_ROW,
         "websockets" + _CHURN_ROW,
