@@ -43,8 +43,13 @@ from .http import (
     DEFAULT_MAX_HEADERS,
     HttpError,
     Request,
+    Response,
+    bad_request,
     close_after_response,
+    error_response,
     head_bytes,
+    head_too_large,
+    refuse,
     request_of,
 )
 
@@ -185,23 +190,23 @@ class AsgiHttp:
         self, connection: h11.Connection, stream: trio.abc.Stream, previous: Request
     ) -> Request | None:
         """The next request head on a kept-alive connection; None if it closes, idles past
-        the keep-alive timeout or sends a bad head (answered 400/431)."""
+        the keep-alive timeout or sends a bad head (answered 400 or 431, then closed)."""
         secure = previous.scheme in ("https", "wss")
         with trio.move_on_after(self.keep_alive_timeout):
             while True:
                 try:
                     event = connection.next_event()
-                except h11.RemoteProtocolError as exc:
-                    logger.info("bad request head from %s: %s", peer_text(previous.peer), exc)
-                    return None
-                if isinstance(event, h11.Request):
-                    try:
+                    if isinstance(event, h11.Request):
                         return request_of(
                             event, peer=previous.peer, secure=secure, max_headers=self.max_headers
                         )
-                    except HttpError as exc:
-                        logger.info("bad request head from %s: %s", peer_text(previous.peer), exc)
-                        return None
+                except h11.RemoteProtocolError as exc:
+                    too_large = exc.error_status_hint == 431
+                    await _refuse_head(stream, previous, head_too_large() if too_large else None)
+                    return None
+                except HttpError as exc:
+                    await _refuse_head(stream, previous, error_response(exc))
+                    return None
                 if event is not h11.NEED_DATA:
                     return None  # closed by the client
                 data = await receive_bytes(stream)
@@ -209,6 +214,13 @@ class AsgiHttp:
                     return None
                 connection.receive_data(data)
         return None
+
+
+async def _refuse_head(stream: trio.abc.Stream, previous: Request, answer: Response | None) -> None:
+    """Answer a bad head on a kept-alive connection (400, or ``answer``), then close."""
+    response = answer or bad_request("malformed request head")
+    logger.info("bad request head from %s: %d", peer_text(previous.peer), response.status)
+    await refuse(stream, response)
 
 
 async def _reusable(connection: h11.Connection, stream: trio.abc.Stream) -> bool:
@@ -269,6 +281,8 @@ class _Exchange:
             await self._write(list(events))
         except ClientGone:
             logger.debug("client gone before its 500")
+        except AsgiMisuse:  # h11 refused the app's own response: it cannot send another
+            self.gone = True
 
     async def _write(self, events: list[h11.Event]) -> None:
         try:

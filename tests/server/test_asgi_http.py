@@ -354,3 +354,28 @@ async def test_http_1_0_is_answered_then_closed_and_head_has_no_body() -> None:
         )
     assert head.startswith(b"HTTP/1.1 200 OK") and b"content-length: 8" in head
     assert head.endswith(b"\r\n\r\n")
+
+
+async def test_a_bad_head_after_a_kept_request_is_answered_400_then_closed() -> None:
+    async with serving(_app(_hello)) as running:
+        answer = await _raw_exchange(
+            running.port,
+            b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\nGET /bad HTTP/1.1\r\nno colon\r\n\r\n",
+        )
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert b"GET /ok " in answer
+    assert b"HTTP/1.1 400 " in answer and answer.endswith(b"malformed request head\n")
+
+
+async def test_a_response_header_h11_refuses_is_a_500() -> None:
+    async def bad_header(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"x-bad", b"line\nbreak")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"never"})
+
+    async with serving(_app(bad_header)) as running:
+        client = await HttpClient.open(running.port)
+        assert (await client.request("GET", "/")).status == 500
+        await client.aclose()
