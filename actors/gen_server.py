@@ -7,7 +7,8 @@ callbacks as a connection's loop does through a handler's: ``init`` makes the fi
 to ``handle_cast`` and anything else (timers, ``Down``, plain messages) to ``handle_info``,
 both returning the new state. Any callback may return ``StopServer`` instead; ``terminate``
 runs whenever the server stops short of being killed: by ``StopServer``, a crash in a
-callback, or an exit signal such as its supervisor's shutdown. Callbacks may be plain functions or ``async def``.
+callback, or an exit signal such as its supervisor's shutdown. Callbacks may be plain
+functions or ``async def``.
 """
 
 from __future__ import annotations
