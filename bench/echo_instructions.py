@@ -42,7 +42,7 @@ WARM_UP = 200
 """Round trips per connection before counting starts (first-use paths, caches warmed)."""
 
 
-def free_port() -> int:
+def _free_port() -> int:
     import socket
 
     with socket.socket() as probe:
@@ -55,8 +55,7 @@ def _cli_module(checkout: Path) -> str:
     return "server.run.cli" if (checkout / "server" / "run" / "cli.py").exists() else "server.cli"
 
 
-def wait_for_port(port: int, server: subprocess.Popen[bytes], seconds: float = 120.0) -> None:
-    """Wait until ``server`` (under valgrind: slow to start) listens on ``port``."""
+def _wait_for_port(port: int, server: subprocess.Popen[bytes], seconds: float = 120.0) -> None:
     import socket
 
     deadline = time.monotonic() + seconds
@@ -71,21 +70,17 @@ def wait_for_port(port: int, server: subprocess.Popen[bytes], seconds: float = 1
     raise BenchError(f"the server did not listen on {port} within {seconds:.0f} s")
 
 
-def control(pid: int, switch: str) -> None:
-    """Switch callgrind's counting in process ``pid`` on or off."""
+def _control(pid: int, switch: str) -> None:
     subprocess.run(
         ["callgrind_control", "-i", switch, str(pid)], check=True, capture_output=True, timeout=60
     )
 
 
-def count(
-    checkout: Path, connections: int, round_trips: int, app: str = "examples.echo:app"
-) -> int:
-    """Instructions the server ran for ``round_trips`` echoes on each of ``connections``
-    (``app``: the echo app ``corral serve`` runs)."""
+def count(checkout: Path, connections: int, round_trips: int) -> int:
+    """Instructions the server ran for ``round_trips`` echoes on each of ``connections``."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise BenchError("valgrind (with callgrind_control) is not installed")
-    port = free_port()
+    port = _free_port()
     with tempfile.TemporaryDirectory(prefix="corral-callgrind-") as scratch:
         out = Path(scratch) / "callgrind.out"
         command = [
@@ -97,7 +92,7 @@ def count(
             "-m",
             _cli_module(checkout),
             "serve",
-            app,
+            "examples.echo:app",
             "--host",
             "127.0.0.1",
             "--port",
@@ -110,15 +105,15 @@ def count(
         server = subprocess.Popen(command, cwd=checkout, env=env, stderr=subprocess.DEVNULL)
         sockets = []
         try:
-            wait_for_port(port, server)
+            _wait_for_port(port, server)
             sockets = [open_websocket(port, timeout=120) for _ in range(connections)]
             frame, reply = client_frame(PAYLOAD), server_frame(PAYLOAD)
             for _ in range(WARM_UP):
                 send_and_expect(sockets, frame, reply)
-            control(server.pid, "on")
+            _control(server.pid, "on")
             for _ in range(round_trips):
                 send_and_expect(sockets, frame, reply)
-            control(server.pid, "off")
+            _control(server.pid, "off")
         finally:
             for sock in sockets:
                 abort(sock)
@@ -128,12 +123,7 @@ def count(
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
-        return counted(Path(scratch))
-
-
-def counted(scratch: Path) -> int:
-    """The instructions callgrind counted, from its output files in ``scratch``."""
-    text = "".join(path.read_text() for path in scratch.glob("callgrind.out*"))
+        text = "".join(path.read_text() for path in Path(scratch).glob("callgrind.out*"))
     totals = [int(found) for found in re.findall(r"^(?:summary|totals): (\d+)", text, re.M)]
     if not totals:
         raise BenchError("callgrind wrote no totals")
@@ -146,16 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--round-trips", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="200 round trips (smoke test)")
-    parser.add_argument(
-        "--app",
-        default="examples.echo:app",
-        help="the echo app to serve (bench.asgi_app:echo_app: with an ASGI app mounted)",
-    )
     options = parser.parse_args(argv)
     if options.quick:
         options.round_trips = 200
     checkout = options.checkout.resolve()
-    total = count(checkout, options.connections, options.round_trips, options.app)
+    total = count(checkout, options.connections, options.round_trips)
     per = total / (options.connections * options.round_trips)
     print(f"checkout {checkout}")
     print(
