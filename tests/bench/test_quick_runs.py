@@ -64,12 +64,12 @@ EXPECTED: dict[str, list[str]] = {
         r"1 connection\(s\) x 200 round trips: [\d,]+ instructions",
         r"instructions per round trip: [\d,]+",
     ],
-    "fanout_instructions.py": [
+    "asgi_instructions.py": [
         *(
-            rf"{variant}: 10 subscribers x 10 messages: {NUMBER} instructions per delivery"
-            for variant in ("corral", "corral-asgi")
+            rf"echo {side}: 1 connection\(s\) x 50 round trips: {NUMBER} instructions each"
+            for side in ("without", "with ASGI")
         ),
-        r"with/without ASGI, instructions per delivery: \d+\.\d+x",
+        r"with/without ASGI, echo instructions: \d+\.\d+x (MET|MISSED) \(target <= 1\.03x\)",
     ],
     "gc_pause.py": [
         "corral" + _CHURN_ROW,
