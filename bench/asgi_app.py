@@ -1,5 +1,6 @@
-"""The small FastAPI app the ASGI benchmark serves (``asgi.py``), and corral's echo with it
-mounted (``echo_app``, for the WebSocket figures with and without an ASGI app beside them).
+"""The small FastAPI app the ASGI benchmark serves (``asgi.py``), and corral's echo and fan-out
+servers as ``corral serve`` runs them, without and with it mounted (``echo_app``,
+``fanout_app``, ``fanout_asgi_app``: the WebSocket figures with and without an ASGI app).
 
 ``GET /items/{item_id}?q=...`` answers ``{"item_id": 3, "q": "x"}``: routing, a path and a
 query parameter validated by FastAPI, a JSON body; what a typical small endpoint does.
@@ -14,6 +15,9 @@ import attrs
 from fastapi import FastAPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fanout_server import corral_app  # noqa: E402
 
 from examples.echo import app as plain_echo  # noqa: E402
 
@@ -28,3 +32,8 @@ async def item(item_id: int, q: str | None = None) -> dict[str, int | str | None
 
 echo_app = attrs.evolve(plain_echo, asgi=api)
 """corral's echo example with ``api`` answering every other HTTP request."""
+
+fanout_app = corral_app(20_000)
+"""``fanout_server.py corral``'s app: subscribers at ``/sub``, a publisher at ``/pub``."""
+fanout_asgi_app = attrs.evolve(fanout_app, asgi=api)
+"""The same with ``api`` mounted."""

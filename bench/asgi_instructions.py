@@ -1,11 +1,12 @@
 """What mounting an ASGI app costs corral's WebSocket paths, in server instructions counted
 by valgrind's callgrind (``callgrind.py``): figures the machine's load cannot move.
 
-``echo``: corral's echo example as ``corral serve`` runs it (``examples.echo:app``), and the
-same with ``asgi_app.api`` mounted (``asgi_app:echo_app``); after a warm-up, counting is on for
-exactly ``--round-trips`` round trips on each of ``--connections`` connections. ``fanout``:
-``fanout_server.py corral`` and ``corral-asgi``; ``--connections`` subscribers, one publisher,
-counting on for ``--messages`` chat-sized texts that every subscriber reads in full. Each
+Each server runs as ``corral serve`` runs it (its collector tuning included). ``echo``: corral's
+echo example (``examples.echo:app``), and the same with ``asgi_app.api`` mounted
+(``asgi_app:echo_app``); after a warm-up, counting is on for exactly ``--round-trips`` round
+trips on each of ``--connections`` connections. ``fanout``: ``fanout_server.py``'s corral app
+(``asgi_app:fanout_app``, ``asgi_app:fanout_asgi_app``); ``--connections`` subscribers, one
+publisher, counting on for ``--messages`` chat-sized texts that every subscriber reads in full. Each
 figure is printed for both servers, then the ratio (with / without; within 3% is the target).
 The watchdog and the memory trim are off: they follow the wall clock, which valgrind stretches.
 
@@ -19,11 +20,13 @@ import argparse
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from callgrind import counting, free_port  # noqa: E402
+from callgrind import Counting, counting, free_port  # noqa: E402
 from wsclient import (  # noqa: E402
     BenchError,
     abort,
@@ -37,25 +40,34 @@ from wsclient import (  # noqa: E402
 )
 
 BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
 TARGET = 1.03
 """Issue 25: with the ASGI app mounted, at most 3% more instructions."""
 WARM_UP = 200
 """Round trips per connection, or messages, before counting starts."""
-ECHO_APPS = {"without": "examples.echo:app", "with ASGI": "asgi_app:echo_app"}
-FANOUT_SERVERS = {"without": "corral", "with ASGI": "corral-asgi"}
+APPS = {
+    "echo": {"without": "examples.echo:app", "with ASGI": "asgi_app:echo_app"},
+    "fanout": {"without": "asgi_app:fanout_app", "with ASGI": "asgi_app:fanout_asgi_app"},
+}
 PAYLOAD = b"corral echo instructions"
 MESSAGE = b'{"type": "said", "nick": "bench", "text": "' + b"x" * 40 + b'"}'
-_ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{BENCH}"}
+_ENV = {**os.environ, "PYTHONPATH": f"{BENCH.parent}{os.pathsep}{BENCH}"}
+
+
+@contextmanager
+def _served(app: str) -> Iterator[tuple[int, Counting]]:
+    """``corral serve app`` under callgrind: its port, and its counting switch."""
+    port = free_port()
+    command = [sys.executable, "-m", "server.run.cli", "serve", app, "--port", str(port),
+               "--log-level", "warning", "--no-block-watchdog", "--no-memory-trim",
+               "--max-connections", "20000"]  # fmt: skip
+    with counting(command, port, cwd=BENCH, env=_ENV) as server:
+        yield port, server
 
 
 def count_echo(app: str, connections: int, round_trips: int) -> int:
     """Instructions ``app``'s server ran for ``round_trips`` echoes on each connection."""
-    port = free_port()
-    command = [sys.executable, "-m", "server.run.cli", "serve", app, "--port", str(port),
-               "--log-level", "warning", "--no-block-watchdog", "--no-memory-trim"]  # fmt: skip
     sockets: list[socket.socket] = []
-    with counting(command, port, cwd=BENCH, env=_ENV) as server:
+    with _served(app) as (port, server):
         try:
             sockets = [open_websocket(port, timeout=300) for _ in range(connections)]
             frame, reply = client_frame(PAYLOAD), server_frame(PAYLOAD)
@@ -71,14 +83,11 @@ def count_echo(app: str, connections: int, round_trips: int) -> int:
     return server.total
 
 
-def count_fanout(variant: str, connections: int, messages: int) -> int:
-    """Instructions ``variant``'s fan-out server ran to deliver ``messages`` to every one
-    of ``connections`` subscribers."""
-    port = free_port()
-    command = [sys.executable, str(BENCH / "fanout_server.py"), variant, "--port", str(port),
-               "--max-connections", str(connections + 64)]  # fmt: skip
+def count_fanout(app: str, connections: int, messages: int) -> int:
+    """Instructions ``app``'s server ran to deliver ``messages`` to every one of
+    ``connections`` subscribers."""
     sockets: list[socket.socket] = []
-    with counting(command, port, cwd=ROOT, env=_ENV) as server:
+    with _served(app) as (port, server):
         try:
             subscribers = [_subscribe(port) for _ in range(connections)]
             sockets = [*subscribers, publisher := open_websocket(port, "/pub", timeout=300)]
@@ -133,11 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     for side in ("without", "with ASGI"):
         if options.mode == "echo":
             units = connections * options.round_trips
-            total = count_echo(ECHO_APPS[side], connections, options.round_trips)
+            total = count_echo(APPS["echo"][side], connections, options.round_trips)
             what = f"{connections} connection(s) x {options.round_trips} round trips"
         else:
             units = connections * options.messages
-            total = count_fanout(FANOUT_SERVERS[side], connections, options.messages)
+            total = count_fanout(APPS["fanout"][side], connections, options.messages)
             what = f"{connections} subscribers x {options.messages} messages"
         per[side] = total / units
         print(f"{options.mode} {side}: {what}: {per[side]:,.0f} instructions each", flush=True)
