@@ -318,6 +318,7 @@ class FrontDoor:
         return None
 
     def _decide(self, request: Request) -> Decision:
+        """``dispatch`` with this front door's router, origins and ASGI app."""
         return dispatch(
             self.router, request, allowed_origins=self.allowed_origins, asgi=self.asgi is not None
         )
