@@ -153,9 +153,7 @@ class AsgiHttp:
         finished (what is left of a body the app did not read arrives in time)."""
         if actor is not None and _shutdown_asked(actor):
             return False
-        with trio.move_on_after(self.keep_alive_timeout):
-            return await _reusable(connection, stream)
-        return False
+        return await _reusable(connection, stream, self.keep_alive_timeout)
 
     async def _run(
         self, exchange: _Exchange, request: Request, server: tuple[str, int] | None, started: float
@@ -223,9 +221,10 @@ async def _refuse_head(stream: trio.abc.Stream, previous: Request, answer: Respo
     await refuse(stream, response)
 
 
-async def _reusable(connection: h11.Connection, stream: trio.abc.Stream) -> bool:
+async def _reusable(connection: h11.Connection, stream: trio.abc.Stream, timeout: float) -> bool:
     """Whether both sides finished the exchange and may start another. A request body the
-    app left unread is read and dropped if it ends within ``_UNREAD_LIMIT`` bytes."""
+    app left unread is read (each piece within ``timeout``) and dropped if it ends within
+    ``_UNREAD_LIMIT`` bytes; the end of an empty one is usually here already."""
     dropped = 0
     while connection.their_state is h11.SEND_BODY and dropped <= _UNREAD_LIMIT:
         try:
@@ -233,11 +232,14 @@ async def _reusable(connection: h11.Connection, stream: trio.abc.Stream) -> bool
         except h11.RemoteProtocolError:
             return False
         if event is h11.NEED_DATA:
-            data = await receive_bytes(stream)
-            if not data:
-                return False
-            dropped += len(data)
-            connection.receive_data(data)
+            with trio.move_on_after(timeout):
+                data = await receive_bytes(stream)
+                if not data:
+                    return False
+                dropped += len(data)
+                connection.receive_data(data)
+                continue
+            return False
     return connection.our_state is h11.DONE and connection.their_state is h11.DONE
 
 
