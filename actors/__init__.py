@@ -13,6 +13,7 @@ from typing import Any, Unpack
 
 import trio
 
+from . import presence
 from .actor import Actor, ActorArgs, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
@@ -267,5 +268,6 @@ __all__ = [
     "whereis",
     "which_groups",
     "self_address",
+    "presence",
     "wire_type",
 ]
