@@ -386,10 +386,13 @@ def child_spec(settings: PresenceSettings | None = None, *, id: str = "presence"
 
 
 @asynccontextmanager
-async def open_presence(settings: PresenceSettings | None = None) -> AsyncIterator[PresenceTracker]:
-    """Run this node's tracker for the block (outside a supervisor: tests, scripts)."""
+async def open_presence(
+    settings: PresenceSettings | None = None, *, node: Node | None = None
+) -> AsyncIterator[PresenceTracker]:
+    """Run the tracker of ``node`` (default: the current one) for the block, outside a
+    supervisor (tests, scripts)."""
     chosen = settings or PresenceSettings()
-    node = current_node()
+    node = node or current_node()
     async with trio.open_nursery() as nursery:
         node.spawn(nursery, run_tracker, chosen, capacity=chosen.capacity, kind="presence tracker")
         while node not in _trackers:  # it registers as soon as its task first runs
