@@ -15,7 +15,7 @@ from collections.abc import Callable
 from actors import TimerRef
 from actors.timers import TimerService
 
-from ..ops.stats import PerNode
+from .per_node import PerNode
 
 Write = Callable[[], None]
 

@@ -13,20 +13,20 @@ There is one stats record per actor node (one server per node): ``stats_of(node)
 from __future__ import annotations
 
 import bisect
-import weakref
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from actors import ActorInfo, Address, Node
+from actors import Actor, ActorInfo, Address
 
 from ..engine.close_codes import close_code_label
+from ..engine.per_node import PerNode
 from ..termination import ClientClosed, TerminateReason
 
 if TYPE_CHECKING:
-    from ..engine.connection import Connection
+    from ..front.http import Request
     from ..front.listener import FrontDoor
 
 RECENT_BLOCKED = 8
@@ -97,11 +97,40 @@ class Traffic:
     outbox_dropped: int
 
 
+class CoreCounts(Protocol):
+    """What the stats read of a connection's core: frames written, pushes dropped."""
+
+    @property
+    def frames_out(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+
+
+class OpenConnection(Protocol):
+    """What the stats and the loop view read of an open connection (the engine's
+    ``Connection``; a protocol, so that counting needs nothing of the engine's loop)."""
+
+    @property
+    def actor(self) -> Actor: ...
+    @property
+    def handler(self) -> object: ...
+    @property
+    def request(self) -> Request: ...
+    @property
+    def core(self) -> CoreCounts: ...
+    @property
+    def frames_in(self) -> int: ...
+    @property
+    def bytes_in(self) -> int: ...
+    @property
+    def bytes_out(self) -> int: ...
+
+
 @attrs.define(eq=False)
 class ServerStats:
     """One server's counters; every method is O(1) and called once per event it counts."""
 
-    open: dict[Connection, str] = attrs.field(factory=dict)
+    open: dict[OpenConnection, str] = attrs.field(factory=dict)
     """Open connections and their route pattern."""
     opened: Counter[str] = attrs.field(factory=Counter)
     closed: Counter[CloseKey] = attrs.field(factory=Counter)
@@ -125,12 +154,14 @@ class ServerStats:
     _drops_seen: dict[Address, int] = attrs.field(factory=dict)
     _ended_drops: int = 0
 
-    def connection_opened(self, connection: Connection, route: str) -> None:
+    def connection_opened(self, connection: OpenConnection, route: str) -> None:
         """A connection was upgraded on ``route`` (its pattern)."""
         self.open[connection] = route
         self.opened[route] += 1
 
-    def connection_closed(self, connection: Connection, reason: TerminateReason, code: str) -> None:
+    def connection_closed(
+        self, connection: OpenConnection, reason: TerminateReason, code: str
+    ) -> None:
         """A connection ended: count how (``code`` as its label), and keep its counters in
         the totals."""
         route = self.open.pop(connection, "")
@@ -190,23 +221,6 @@ class ServerStats:
                 self._ended_drops += dropped
         self._drops_seen = dict(live)
         return self._ended_drops
-
-
-T = TypeVar("T")
-
-
-class PerNode(Generic[T]):
-    """``per_node(node)``: the one ``T`` of an actor node, made on first use, gone with it."""
-
-    def __init__(self, make: Callable[[], T]) -> None:
-        self._make = make
-        self._made: weakref.WeakKeyDictionary[Node, T] = weakref.WeakKeyDictionary()
-
-    def __call__(self, node: Node) -> T:
-        made = self._made.get(node)
-        if made is None:
-            made = self._made[node] = self._make()
-        return made
 
 
 stats_of = PerNode(ServerStats)

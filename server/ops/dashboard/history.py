@@ -18,7 +18,8 @@ import trio
 import actors
 from actors import Node
 
-from ..stats import PerNode, ServerStats, stats_of
+from ...engine.per_node import PerNode
+from ..stats import ServerStats, stats_of
 
 SAMPLE_EVERY = 1.0
 """Seconds between two samples."""
