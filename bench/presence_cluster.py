@@ -285,7 +285,8 @@ def run(url: str, count: int, presences: int, lease: float) -> str:
 
 def main() -> None:
     if sys.argv[1:2] == ["--node"]:
-        trio.run(node_main, *sys.argv[2:6])
+        url, prefix, node_id, lease = sys.argv[2:6]
+        trio.run(node_main, url, prefix, node_id, lease)
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=2)
