@@ -7,8 +7,16 @@ its peer address's bucket (``Rooms.says``, shared by all the connections from th
 the message is dropped with an ``error``, so more connections or reconnecting gain nothing.
 Bad input gets an ``error`` frame from the connection itself and goes no further. A ``join``
 opens the room (starting it on first use, charged to the client's peer address) and sends it
-``Join``; the room answers the client directly and tells the connection ``Joined``. The
-connection remembers its nick so that it can join again by itself when the room restarts.
+``Join``; the room answers the client directly and tells the connection ``Joined``.
+
+Once joined, the connection tracks itself in the room's presence topic (key: its nick) and
+subscribes to it: the client's ``members`` comes from presence, then ``joined`` and ``left`` from
+its diffs (a person's first connection arriving, their last one going), right on every node,
+also when a node dies. The connection monitors its room: if the room ends (its node died, say)
+it opens the room again, and the new room (which finds its members in presence) sends it
+``Joined``. A ``say`` with an ``id`` stays unconfirmed until the room answers ``Heard``; one the
+room never answered goes again to the room's next incarnation, and after ``say_timeout`` the
+client gets an ``error`` with its id (the page keeps the text).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import attrs
 import trio
 
 import actors
-from actors import Address
+from actors import Address, Down, MonitorRef, Timeout, TimerRef, presence
 from server import (
     Close,
     Frame,
@@ -35,9 +43,17 @@ from server.tokens import TokenAuth, chosen_subprotocol
 
 from . import protocol
 from .limits import Throttle, Verdict, peer_key
-from .protocol import BadInput, JoinRequest
-from .room import Join, Joined, Leave, RoomRestarted, Say
+from .protocol import BadInput, JoinRequest, SayRequest
+from .room import Heard, Join, Joined, Leave, Say, presence_topic
 from .rooms import Rooms, RoomUnavailable
+
+
+@attrs.frozen
+class Unconfirmed:
+    """A say the room has not answered yet: its text, and when the client is told."""
+
+    text: str
+    timer: TimerRef
 
 
 @attrs.frozen
@@ -56,6 +72,10 @@ class Session:
     """Set when the room accepted the join."""
     signed_nick: str | None = None
     """The nick the client's token gives it (a chat with a secret): the only one it may use."""
+    room_monitor: MonitorRef | None = None
+    """The connection's monitor on its room (to open it again if it ends)."""
+    unconfirmed: dict[int, Unconfirmed] = attrs.field(factory=dict)
+    """Says sent with an id and not yet answered (owned by this connection alone)."""
 
 
 TOO_MANY_FROM_ADDRESS = (
@@ -64,8 +84,16 @@ TOO_MANY_FROM_ADDRESS = (
 )
 
 
-def _error(reason: str) -> Text:
-    return Text(protocol.error(reason))
+def _error(reason: str, say_id: int | None = None) -> Text:
+    return Text(protocol.error(reason, say_id))
+
+
+def _arrivals(diff: presence.PresenceDiff) -> list[Text]:
+    """A presence diff as the client sees it: a person's last connection going is ``left``,
+    their first one coming ``joined`` (another tab of someone present is neither)."""
+    return [Text(protocol.left(nick)) for nick in diff.departed] + [
+        Text(protocol.joined(nick)) for nick in diff.arrived
+    ]
 
 
 def _ended(address: Address) -> bool:
@@ -111,7 +139,7 @@ class ChatHandler(WebSocketHandler[Session]):
             return _error(request.reason), state
         if isinstance(request, JoinRequest):
             return await self._join(request.nick, state)
-        return await self._say(request.text, state)
+        return await self._say(request, state)
 
     async def _join(self, nick: str, state: Session) -> tuple[Text | None, Session]:
         if state.signed_nick is not None and nick != state.signed_nick:
@@ -124,31 +152,80 @@ class ChatHandler(WebSocketHandler[Session]):
             room = await self.rooms.open(state.room, state.peer)
         except RoomUnavailable as exc:
             return _error(str(exc)), state
-        if not actors.send(room, Join(actors.self_address(), nick)):
+        signed = state.signed_nick is not None
+        if not actors.send(room, Join(actors.self_address(), nick, signed)):
             return _error("room busy: try again"), state
         return None, attrs.evolve(state, room_address=room)
 
-    async def _say(self, text: str, state: Session) -> tuple[Text | None, Session]:
+    async def _say(self, say: SayRequest, state: Session) -> tuple[Text | None, Session]:
         if state.room_address is None:
-            return _error("join first: say is for members of the room"), state
+            return _error("join first: say is for members of the room", say.id), state
         if not self.rooms.says.take(state.peer, trio.current_time()):
-            return _error(TOO_MANY_FROM_ADDRESS), state
-        if actors.send(state.room_address, Say(actors.self_address(), text)):
+            return _error(TOO_MANY_FROM_ADDRESS, say.id), state
+        if say.id is not None:
+            if say.id in state.unconfirmed:
+                return _error("this id is already waiting for the room", say.id), state
+            timer = actors.start_timer(self.rooms.settings.say_timeout, ("say", say.id))
+            state.unconfirmed[say.id] = Unconfirmed(say.text, timer)
+        if actors.send(state.room_address, Say(actors.self_address(), say.text, say.id)):
             return None, state
         if _ended(state.room_address):
-            # The room ended for good (its supervisor gave up): open a new one, which asks
-            # this connection (still in the room's group) to join again.
+            # The room ended (its supervisor gave up): open it again; the new room finds this
+            # connection in presence and says Joined, and an unconfirmed say goes to it then.
             with contextlib.suppress(RoomUnavailable):
                 await self.rooms.open(state.room, state.peer)
-        return _error("message not sent: the room is busy or restarting, send it again"), state
+            if say.id is not None:
+                return None, state
+        if say.id is not None:
+            actors.cancel_timer(state.unconfirmed.pop(say.id).timer)
+        return _error("message not sent: the room is busy, send it again", say.id), state
 
-    def websocket_info(self, message: Any, state: Session) -> tuple[None, Session]:
+    async def websocket_info(self, message: Any, state: Session) -> tuple[list[Text], Session]:
+        if isinstance(message, presence.PresenceDiff):
+            return _arrivals(message), state
         if isinstance(message, Joined):
-            return None, attrs.evolve(state, room_address=message.room, nick=message.nick)
-        if isinstance(message, RoomRestarted) and state.nick is not None:
-            actors.send(message.room, Join(actors.self_address(), state.nick, rejoin=True))
-            return None, attrs.evolve(state, room_address=message.room)
-        return None, state
+            return self._joined(message, state)
+        if isinstance(message, Heard):
+            return self._heard(message, state)
+        if isinstance(message, Down) and message.ref == state.room_monitor:
+            # The room ended (its node died, say): open it again; the new room finds this
+            # connection in presence and sends it Joined.
+            with contextlib.suppress(RoomUnavailable):
+                await self.rooms.open(state.room, state.peer, gone=message.address)
+            return [], attrs.evolve(state, room_monitor=None)
+        if isinstance(message, Timeout) and isinstance(message.msg, tuple):
+            _, say_id = message.msg
+            if state.unconfirmed.pop(say_id, None) is not None:
+                reason = "message not sent: the room did not answer in time, send it again"
+                return [_error(reason, say_id)], state
+        return [], state
+
+    def _joined(self, joined: Joined, state: Session) -> tuple[list[Text], Session]:
+        """The room (maybe a new incarnation of it) has this connection as ``joined.nick``."""
+        frames = []
+        if state.room_address != joined.room or state.room_monitor is None:
+            if state.room_monitor is not None:
+                actors.demonitor(state.room_monitor)
+            state = attrs.evolve(state, room_monitor=actors.monitor(joined.room))
+            me = actors.self_address()
+            for say_id, unconfirmed in state.unconfirmed.items():  # the old room never answered
+                actors.send(joined.room, Say(me, unconfirmed.text, say_id))
+        if state.nick is None:
+            topic = presence_topic(state.room)
+            signed = state.signed_nick is not None
+            presence.track(topic, joined.nick, {"conn": actors.self_address(), "signed": signed})
+            present = presence.subscribe(topic)
+            frames.append(Text(protocol.members(list(dict.fromkeys([*present, joined.nick])))))
+        return frames, attrs.evolve(state, room_address=joined.room, nick=joined.nick)
+
+    def _heard(self, heard: Heard, state: Session) -> tuple[list[Text], Session]:
+        unconfirmed = state.unconfirmed.pop(heard.id, None)
+        if unconfirmed is None:
+            return [], state  # answered already (or given up on)
+        actors.cancel_timer(unconfirmed.timer)
+        if heard.problem is not None:
+            return [_error(heard.problem, heard.id)], state
+        return [Text(protocol.sent(heard.id))], state
 
     def terminate(self, reason: TerminateReason, request: Request, state: Session) -> None:
         if state.counted:
