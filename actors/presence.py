@@ -235,6 +235,10 @@ class PresenceTracker:
         if self._clustered:
             self._node.join(GROUP, self._actor.address)
             self._send_clock()
+            for peer in self._node.members(GROUP):  # known already: ask them for all theirs
+                if self._meet(peer.node, peer):
+                    self._clocks.ask(peer.node, trio.current_time())
+                    self._node.send(peer, SyncRequest(self._actor.address))
         async for message in self._actor:
             self.handle(message)
 
@@ -266,7 +270,8 @@ class PresenceTracker:
         if self._outgoing and self._clustered:
             joins, leaves = self._outgoing.take()
             self._seq += 1
-            delta = Delta(self._node.name, self._epoch, self._seq, joins, leaves)
+            me = self._actor.address
+            delta = Delta(self._node.name, self._epoch, self._seq, joins, leaves, me)
             self._deltas += 1
             self._delta_bytes += len(pack(delta))
             self._node.publish_remote(GROUP, "message", delta)
@@ -292,7 +297,7 @@ class PresenceTracker:
         self._clocks.forget(node)
         dropped = self.table.drop_node(node)
         if dropped:
-            logger.info("presence: node %s is gone with its %d presences", node, dropped)
+            logger.info("presence: node %s is gone; its presences leave (%d)", node, dropped)
             self._changed()
 
     # ---- other nodes ----------------------------------------------------------------------
@@ -327,9 +332,9 @@ class PresenceTracker:
             self._node.send(clock.tracker, SyncRequest(self._actor.address))
 
     def _delta(self, delta: Delta) -> None:
-        tracker = self._peers.get(delta.node)
-        if tracker is None:
-            return  # not met yet: its next clock starts a sync
+        if not self._meet(delta.node, delta.tracker):
+            return
+        tracker = delta.tracker
         verdict = self._clocks.delta(delta.node, delta.epoch, delta.seq, trio.current_time())
         if verdict is Verdict.SYNC:
             self._node.send(tracker, SyncRequest(self._actor.address))

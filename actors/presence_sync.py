@@ -35,6 +35,7 @@ class Delta:
     seq: int
     joins: list[Entry]
     leaves: list[str]
+    tracker: Address
 
 
 @wire_type
@@ -112,6 +113,10 @@ class PeerClocks:
         if peer.epoch == epoch and seq == peer.seq:
             return Verdict.IGNORE
         return self._ask(peer, now)
+
+    def ask(self, node: str, now: float) -> None:
+        """A snapshot was asked of ``node`` without a delta or clock from it (just met)."""
+        self._ask(self._peers.setdefault(node, _Peer()), now)
 
     def snapshot(self, node: str, epoch: str, seq: int) -> None:
         """A snapshot was applied: the peer's deltas go on from ``seq``."""

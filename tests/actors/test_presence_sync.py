@@ -55,3 +55,11 @@ def test_junk_entries_and_refs_of_another_node_are_skipped() -> None:
     entries = [["room", "ann", "b#1", {}], ["room", 3, "b#2", {}], ["room", "x", "a#1", {}], 7]
     assert list(metas_of("b", entries)) == [("room", "ann", Meta("b#1", "b", {}))]
     assert list(metas_of("b", "junk")) == []
+
+
+def test_a_peer_asked_on_meeting_waits_for_its_snapshot() -> None:
+    clocks = PeerClocks()
+    clocks.ask("b", now=0.0)
+    assert clocks.delta("b", "e1", 1, now=0.5) is Verdict.IGNORE
+    clocks.snapshot("b", "e1", 1)
+    assert clocks.delta("b", "e1", 2, now=0.6) is Verdict.APPLY
