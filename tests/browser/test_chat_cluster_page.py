@@ -31,7 +31,7 @@ def chat_node(
     folder: Path, redis_url: str, prefix: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``corral serve examples.chat:app`` on the cluster, until the block ends (or it is killed)."""
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = folder / "corral.log"
     command = [str(CORRAL), "serve", "examples.chat:app", "--port", str(port)]
