@@ -6,17 +6,18 @@ with 1008, so a flood stops here and never reaches the room. A ``say`` then take
 its peer address's bucket (``Rooms.says``, shared by all the connections from there): past it
 the message is dropped with an ``error``, so more connections or reconnecting gain nothing.
 Bad input gets an ``error`` frame from the connection itself and goes no further. A ``join``
-opens the room (starting it on first use, charged to the client's peer address) and sends it
-``Join``; the room answers the client directly and tells the connection ``Joined``.
+opens the room (starting it on first use, charged to the client's peer address) and calls it
+with ``Join``: the room writes the history and members to the client directly and answers
+``Joined`` (or ``JoinRefused``, whose reason the client gets). A ``say`` is a cast.
 
 Once joined, the connection tracks itself in the room's presence topic (key: its nick) and
 subscribes to it: the client's ``members`` comes from presence, then ``joined`` and ``left`` from
 its diffs (a person's first connection arriving, their last one going), right on every node,
 also when a node dies. The connection monitors its room: if the room ends (its node died, say)
 it opens the room again, and the new room (which finds its members in presence) sends it
-``Joined``. A ``say`` with an ``id`` stays unconfirmed until the room answers ``Heard``; one the
-room never answered goes again to the room's next incarnation, and after ``say_timeout`` the
-client gets an ``error`` with its id (the page keeps the text).
+``Rejoined``. A ``say`` with an ``id`` stays unconfirmed until the room answers ``Heard``; one
+the room never answered goes again to the room's next incarnation, and after ``say_timeout``
+the client gets an ``error`` with its id (the page keeps the text).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from server.tokens import TokenAuth, chosen_subprotocol
 from . import protocol
 from .limits import Throttle, Verdict, peer_key
 from .protocol import BadInput, JoinRequest, SayRequest
-from .room import Heard, Join, Joined, Leave, Say, presence_topic
+from .room import Heard, Join, Joined, Leave, Rejoined, Say, presence_topic
 from .rooms import Rooms, RoomUnavailable
 
 
@@ -123,7 +124,7 @@ class ChatHandler(WebSocketHandler[Session]):
 
     async def websocket_handle(
         self, frame: Frame, state: Session
-    ) -> tuple[Text | Close | None, Session]:
+    ) -> tuple[Text | list[Text] | Close | None, Session]:
         now = trio.current_time()
         verdict = state.throttle.admit(now)
         if verdict is Verdict.WARN:
@@ -141,7 +142,7 @@ class ChatHandler(WebSocketHandler[Session]):
             return await self._join(request.nick, state)
         return await self._say(request, state)
 
-    async def _join(self, nick: str, state: Session) -> tuple[Text | None, Session]:
+    async def _join(self, nick: str, state: Session) -> tuple[Text | list[Text], Session]:
         if state.signed_nick is not None and nick != state.signed_nick:
             return _error(f"your token makes you {state.signed_nick!r}: join with that nick"), state
         if not state.counted:
@@ -153,9 +154,42 @@ class ChatHandler(WebSocketHandler[Session]):
         except RoomUnavailable as exc:
             return _error(str(exc)), state
         signed = state.signed_nick is not None
-        if not actors.send(room, Join(actors.self_address(), nick, signed)):
-            return _error("room busy: try again"), state
-        return None, attrs.evolve(state, room_address=room)
+        answer = await self._call_join(room, Join(actors.self_address(), nick, signed))
+        if isinstance(answer, Joined):
+            return self._joined(answer, state)
+        return _error(answer), state
+
+    def _joined(self, joined: Joined, state: Session) -> tuple[list[Text], Session]:
+        """The room has this connection: be present, and tell the client who is here."""
+        topic = presence_topic(state.room)
+        meta = {"conn": actors.self_address(), "signed": state.signed_nick is not None}
+        presence.track(topic, joined.nick, meta)
+        present = presence.subscribe(topic)  # the next diff brings this connection's arrival
+        members = Text(protocol.members(list(dict.fromkeys([*present, joined.nick]))))
+        state = attrs.evolve(state, room_address=None, nick=joined.nick)
+        return [members], self._in_room(joined.room, state)
+
+    def _in_room(self, room: Address, state: Session) -> Session:
+        """The room runs at ``room`` (first, or again after it ended): watch it, and send it the
+        says the earlier one never answered."""
+        if room == state.room_address and state.room_monitor is not None:
+            return state
+        if state.room_monitor is not None:
+            actors.demonitor(state.room_monitor)
+        me = actors.self_address()
+        for say_id, unconfirmed in state.unconfirmed.items():
+            actors.cast(room, Say(me, unconfirmed.text, say_id))
+        return attrs.evolve(state, room_address=room, room_monitor=actors.monitor(room))
+
+    async def _call_join(self, room: Address, join: Join) -> Joined | str:
+        """Ask ``room`` to take this connection in: ``Joined``, or why not (for the client)."""
+        try:
+            answer = await actors.call(room, join, timeout=self.rooms.open_timeout)
+        except actors.MailboxFull:
+            return "room busy: try again"
+        except (actors.CalleeExited, actors.CallTimeout):
+            return "room unavailable: it restarted or stopped, join again"
+        return answer if isinstance(answer, Joined) else str(answer.reason)
 
     async def _say(self, say: SayRequest, state: Session) -> tuple[Text | None, Session]:
         if state.room_address is None:
@@ -167,11 +201,11 @@ class ChatHandler(WebSocketHandler[Session]):
                 return _error("this id is already waiting for the room", say.id), state
             timer = actors.start_timer(self.rooms.settings.say_timeout, ("say", say.id))
             state.unconfirmed[say.id] = Unconfirmed(say.text, timer)
-        if actors.send(state.room_address, Say(actors.self_address(), say.text, say.id)):
+        if actors.cast(state.room_address, Say(actors.self_address(), say.text, say.id)):
             return None, state
         if _ended(state.room_address):
             # The room ended (its supervisor gave up): open it again; the new room finds this
-            # connection in presence and says Joined, and an unconfirmed say goes to it then.
+            # connection in presence and sends Rejoined, and an unconfirmed say goes to it then.
             with contextlib.suppress(RoomUnavailable):
                 await self.rooms.open(state.room, state.peer)
             if say.id is not None:
@@ -183,13 +217,13 @@ class ChatHandler(WebSocketHandler[Session]):
     async def websocket_info(self, message: Any, state: Session) -> tuple[list[Text], Session]:
         if isinstance(message, presence.PresenceDiff):
             return _arrivals(message), state
-        if isinstance(message, Joined):
-            return self._joined(message, state)
+        if isinstance(message, Rejoined) and state.nick is not None:
+            return [], self._in_room(message.room, state)
         if isinstance(message, Heard):
             return self._heard(message, state)
         if isinstance(message, Down) and message.ref == state.room_monitor:
             # The room ended (its node died, say): open it again; the new room finds this
-            # connection in presence and sends it Joined.
+            # connection in presence and sends it Rejoined.
             with contextlib.suppress(RoomUnavailable):
                 await self.rooms.open(state.room, state.peer, gone=message.address)
             return [], attrs.evolve(state, room_monitor=None)
@@ -199,24 +233,6 @@ class ChatHandler(WebSocketHandler[Session]):
                 reason = "message not sent: the room did not answer in time, send it again"
                 return [_error(reason, say_id)], state
         return [], state
-
-    def _joined(self, joined: Joined, state: Session) -> tuple[list[Text], Session]:
-        """The room (maybe a new incarnation of it) has this connection as ``joined.nick``."""
-        frames = []
-        if state.room_address != joined.room or state.room_monitor is None:
-            if state.room_monitor is not None:
-                actors.demonitor(state.room_monitor)
-            state = attrs.evolve(state, room_monitor=actors.monitor(joined.room))
-            me = actors.self_address()
-            for say_id, unconfirmed in state.unconfirmed.items():  # the old room never answered
-                actors.send(joined.room, Say(me, unconfirmed.text, say_id))
-        if state.nick is None:
-            topic = presence_topic(state.room)
-            signed = state.signed_nick is not None
-            presence.track(topic, joined.nick, {"conn": actors.self_address(), "signed": signed})
-            present = presence.subscribe(topic)
-            frames.append(Text(protocol.members(list(dict.fromkeys([*present, joined.nick])))))
-        return frames, attrs.evolve(state, room_address=joined.room, nick=joined.nick)
 
     def _heard(self, heard: Heard, state: Session) -> tuple[list[Text], Session]:
         unconfirmed = state.unconfirmed.pop(heard.id, None)
@@ -231,4 +247,4 @@ class ChatHandler(WebSocketHandler[Session]):
         if state.counted:
             self.rooms.members.release(state.peer)
         if state.room_address is not None:
-            actors.send(state.room_address, Leave(actors.self_address()))
+            actors.cast(state.room_address, Leave(actors.self_address()))

@@ -1,19 +1,20 @@
-"""A chat room as an actor: its roster, its history, and the fan-out to its members.
+"""A chat room as a ``GenServer``: its roster, its history, and the fan-out to its members.
 
-Connections send the room ``Join``, ``Say`` and ``Leave`` (registered with ``actors.wire_type``,
-as a room and its members may live on different nodes); the room answers with frames written
-straight to the connections' outboxes (``send_frame`` for one, ``broadcast`` to the room's group
-``chat:<room>``, each frame JSON- and WebSocket-encoded once) and tells a connection whose join
-it accepted with a ``Joined`` message. It monitors every member, so a connection that ends
-without a ``Leave`` still leaves. Who is in the room, as members see it, comes from presence
-(``actors.presence``, topic ``room:<room>``): each connection tracks itself once joined and
-tells its own client who comes and goes, on whichever node it is.
+A connection joins with ``actors.call(room, Join(...))``: the room answers ``Joined`` or
+``JoinRefused`` (the reason, for the client); ``Say`` and ``Leave`` are casts. All are registered
+with ``actors.wire_type``, as a room and its members may live on different nodes. The room
+answers with frames written straight to the connections' outboxes (``send_frame`` for one,
+``broadcast`` to the room's group ``chat:<room>``, each frame JSON- and WebSocket-encoded once).
+It monitors every member, so a connection that ends without a ``Leave`` still leaves. Who is
+in the room, as members see it, comes from presence (``actors.presence``, topic
+``room:<room>``): each connection tracks itself once joined and tells its own client who comes
+and goes, on whichever node it is.
 
 A room that starts again (after a crash, or on another node after its node died) rebuilds its
-roster from presence, without asking anyone: every connection present gets ``Joined`` from the
-new room, and the history comes back from ``ChatHistory`` (Redis, on a cluster). A ``Say`` with
-an ``id`` is answered with ``Heard``, so that a connection can send it again to the room's
-next incarnation if this one dies first.
+roster from presence, without asking anyone: every connection present gets ``Rejoined`` from
+the new room, and the history comes back from ``ChatHistory`` (Redis, on a cluster). A ``Say``
+with an ``id`` is answered with ``Heard``, so that a connection can send it again to the
+room's next incarnation if this one dies first.
 
 A room passes on at most ``ChatLimits.room_message_rate`` messages a second (with a burst of
 ``room_message_burst``), whoever says them: past it a ``say`` is dropped and its sender told, so
@@ -34,7 +35,17 @@ import attrs
 import trio
 
 import actors
-from actors import Actor, Address, Down, Timeout, TimerRef, presence
+from actors import (
+    Actor,
+    Address,
+    Caller,
+    Down,
+    GenServer,
+    StopServer,
+    Timeout,
+    TimerRef,
+    presence,
+)
 from server import TokenBucket, broadcast, send_frame
 
 from . import protocol
@@ -86,10 +97,27 @@ class Leave:
 @actors.wire_type
 @attrs.frozen
 class Joined:
-    """To a connection: the room at ``room`` accepted it as ``nick``."""
+    """The answer to a ``Join``: the room at ``room`` accepted the connection as ``nick``."""
 
     room: Address
     nick: str
+
+
+@actors.wire_type
+@attrs.frozen
+class JoinRefused:
+    """The answer to a ``Join`` the room refused; ``reason`` is for the client."""
+
+    reason: str
+
+
+@actors.wire_type
+@attrs.frozen
+class Rejoined:
+    """To a connection present in the room: the room started again at ``room`` and has it
+    as a member already (from presence)."""
+
+    room: Address
 
 
 @actors.wire_type
@@ -138,7 +166,7 @@ def group_of(room: str) -> str:
 
 
 def presence_topic(room: str) -> str:
-    """The presence topic of the room's members (key: nick; meta: ``{"conn": address}``)."""
+    """The presence topic of the room's members (key: nick; meta: ``{"conn", "signed"}``)."""
     return f"room:{room}"
 
 
@@ -154,29 +182,51 @@ def evict(room: str, budget: HistoryBudget) -> None:
         budget.park(room)  # its mailbox is full: it is busy, so not the one to go
 
 
-async def room_actor(
-    actor: Actor,
-    name: str,
-    settings: RoomSettings,
-    budget: HistoryBudget,
-    limits: ChatLimits,
-    history: ChatHistory,
-) -> None:
-    """The body of the room ``name``: handle messages until it stops for being empty."""
-    rate = TokenBucket(rate=limits.room_message_rate, burst=limits.room_message_burst)
-    room = _Room(actor, name, settings, budget, rate, history)
-    try:
-        room.restore(await history.load(name))
+class Room(GenServer["_Room"]):
+    """The room behaviour: ``init(name)`` starts the room ``name``; one object serves every
+    room of a ``Rooms`` (its settings, budget and limits are theirs)."""
+
+    def __init__(
+        self,
+        settings: RoomSettings,
+        budget: HistoryBudget,
+        limits: ChatLimits,
+        history: ChatHistory,
+    ) -> None:
+        self.settings = settings
+        self.budget = budget
+        self.limits = limits
+        self.history = history
+
+    def kind(self) -> str:
+        return "chat room"
+
+    async def init(self, name: str) -> _Room:
+        rate = TokenBucket(rate=self.limits.room_message_rate, burst=self.limits.room_message_burst)
+        room = _Room(actors.current_actor(), name, self.settings, self.budget, rate, self.history)
+        room.restore(await self.history.load(name))
         room.reclaim_members()
-        async for message in actor:
-            if room.handle(message):
-                return
-    finally:
-        budget.forget(name)
+        return room
+
+    def handle_call(self, request: Any, caller: Caller, state: _Room) -> Any:
+        if not isinstance(request, Join):
+            raise TypeError(f"a room takes Join calls, not {request!r}")
+        answer, stop = state.join(request)
+        return StopServer(state, answer=answer) if stop else (answer, state)
+
+    def handle_cast(self, message: Any, state: _Room) -> _Room | StopServer[_Room]:
+        return StopServer(state) if state.handle(message) else state
+
+    def handle_info(self, message: Any, state: _Room) -> _Room | StopServer[_Room]:
+        return StopServer(state) if state.handle(message) else state
+
+    def terminate(self, reason: actors.ExitReason, state: _Room) -> None:
+        self.budget.forget(state.name)
 
 
 class _Room:
-    """What the room actor does with each message; ``handle`` returns True to stop."""
+    """A room's state, and what it does with each join, cast and message (``handle`` and
+    ``join`` say when it should stop)."""
 
     def __init__(
         self,
@@ -212,17 +262,15 @@ class _Room:
             for meta in metas:
                 address = meta.data.get("conn")
                 if isinstance(address, Address) and self.roster.get(address) is None:
-                    shared = bool(meta.data.get("signed"))
-                    self._admit(Join(address, nick, shared))
+                    self._admit(Join(address, nick, bool(meta.data.get("signed"))))
+                    actors.send(address, Rejoined(self.actor.address))
         if not len(self.roster):
             self.empty_timer = actors.start_timer(self.settings.settle, _EMPTY)
 
     def handle(self, message: Any) -> bool:
-        """Act on one message; True means the room should stop now."""
+        """Act on one cast or message; True means the room should stop now."""
         if isinstance(message, Say):
             self._say(message)
-        elif isinstance(message, Join):
-            return self._join(message)
         elif isinstance(message, Leave):
             return self._leave(message.address, demonitor=True)
         elif isinstance(message, Down):
@@ -233,27 +281,27 @@ class _Room:
             return self._stop_if_still_empty()
         return False
 
-    def _join(self, join: Join) -> bool:
+    def join(self, join: Join) -> tuple[Joined | JoinRefused, bool]:
+        """Take a member in: the answer for the caller, and whether the room should stop now."""
         problem = self.roster.join_problem(join.address, join.nick, shared=join.signed)
         if problem is not None:
-            send_frame(join.address, protocol.error(problem))
-            return False
+            return JoinRefused(problem), False
         node = self.actor.node
         if join.address.node == node.name and node.actor(join.address) is None:
-            return self._emptied()  # the connection ended while its join was on the way
+            # The connection ended while its join was on the way.
+            return JoinRefused("the connection has closed"), self._emptied()
         send_frame(join.address, protocol.history(self.roster.history()))
         self._admit(join)
-        return False
+        return Joined(self.actor.address, join.nick), False
 
     def _admit(self, join: Join) -> None:
-        """Make ``join.address`` a member (monitored, in the group) and tell it so."""
+        """Make ``join.address`` a member (monitored, in the group)."""
         monitor = actors.monitor(join.address)
         self.roster.add(Member(join.address, join.nick, monitor, join.signed))
         actors.join(self.group, join.address)
         self._cancel(self.empty_timer)
         self.empty_timer = None
         self.budget.unpark(self.name)
-        actors.send(join.address, Joined(self.actor.address, join.nick))
 
     def _say(self, say: Say) -> None:
         member = self.roster.get(say.address)
