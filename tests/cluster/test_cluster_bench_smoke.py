@@ -61,7 +61,7 @@ def test_presence_run_prints_joins_delta_bytes_and_convergence(redis_url: str) -
         "--redis",
         redis_url,
         "--failure-detection",
-        "0.5",
+        "2",
     )
     assert re.search(r"^n1\s+[\d,]+\s+[\d,]+\s+[\d.]+\s+[\d,]+\s+1\s+[\d.]+ s$", out, re.M), out
     assert re.search(r"^members 400\s+1000\s+[\d,]+\s+[\d,]+", out, re.MULTILINE), out
