@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from server import App, Response, http_route, serving
+from server import App, Response, ServerOptions, http_route, serving
 from server.front.asgi_lifespan import LifespanFailed
 from server.front.asgi_rules import Message, Receive, Scope, Send
 
@@ -379,3 +379,14 @@ async def test_a_response_header_h11_refuses_is_a_500() -> None:
         client = await HttpClient.open(running.port)
         assert (await client.request("GET", "/")).status == 500
         await client.aclose()
+
+
+async def test_the_servers_connection_limit_holds_for_the_asgi_app() -> None:
+    limited = App(asgi=_hello, options=ServerOptions(max_connections=1))
+    async with serving(limited) as running:
+        kept = await HttpClient.open(running.port)
+        assert (await kept.request("GET", "/first")).status == 200  # holds the one slot
+        refused = await HttpClient.open(running.port)
+        assert (await refused.request("GET", "/second")).status == 503
+        await refused.aclose()
+        await kept.aclose()
