@@ -22,6 +22,8 @@ import trio
 from .actor import Actor
 from .address import Address
 from .calls import Call, Caller, Cast, reply
+from .code import CODE
+from .code_change import change_code
 from .errors import ActorExit
 from .mailbox import DEFAULT_CAPACITY, MailboxPolicy
 from .messages import Exit
@@ -84,7 +86,9 @@ class GenServer(Generic[S]):
         return None
 
     def code_change(self, old_version: str, state: S, extra: Any) -> Any:
-        """The server moves to new code: return the state as the new code wants it."""
+        """Called on the new code, before the first message after an upgrade that changed this
+        class: return ``state`` as the new code wants it (``old_version``: the version it ran,
+        see ``actors.code.version_of``). If it raises, the server stays on its old code."""
         return state
 
     # ---- starting -------------------------------------------------------------------
@@ -149,21 +153,29 @@ class GenServer(Generic[S]):
 
 
 class _Loop:
-    """One running server: its callbacks object, its actor and its state, message by message."""
+    """One running server: its callbacks object, its actor and its state, message by message;
+    before the first message after an upgrade, ``code_change`` (see ``actors.code_change``)."""
 
-    __slots__ = ("server", "actor", "state")
+    __slots__ = ("server", "actor", "state", "generation")
 
     def __init__(self, server: GenServer[Any], actor: Actor, state: Any) -> None:
         self.server = server
         self.actor = actor
         self.state = state
+        self.generation = CODE.generation
 
     async def run(self) -> None:
         reason: ExitReason = NORMAL
         try:
             mailbox = self.actor.mailbox
             while True:
-                stop = await self._handle(await mailbox.get())
+                message = await mailbox.get()
+                if self.generation != CODE.generation:
+                    since, self.generation = self.generation, CODE.generation
+                    self.server, self.state = await change_code(
+                        self.server, self.state, since, self.actor.address
+                    )
+                stop = await self._handle(message)
                 if stop is not None:
                     reason = stop
                     break

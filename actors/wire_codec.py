@@ -67,6 +67,7 @@ def type_name(value: Any) -> str:
 
 @attrs.frozen
 class _WireType:
+    cls: type
     tag: str
     fields_of: Callable[[Any], list[Any]]
     build: Callable[[list[Any]], Any]
@@ -117,11 +118,23 @@ def register(
     """Register ``cls`` under ``tag`` with its own field reader and builder (the runtime's
     types that are not plain attrs classes use this; apps use ``wire_type``)."""
     known = _by_tag.get(tag)
-    if known is not None and _by_class.get(cls) is not known:
+    if known is not None and _qualified(known.cls) != _qualified(cls):
         raise ValueError(f"the wire tag {tag!r} is taken by another class; pass tag=...")
-    entry = _WireType(tag, fields_of, build)
+    entry = _WireType(cls, tag, fields_of, build)  # the same class loaded again replaces it
     _by_class[cls] = entry
     _by_tag[tag] = entry
+
+
+def adopt(old: type, new: type) -> None:
+    """``old`` took ``new``'s code in an upgrade (``actors.reload``): what ``new`` registered
+    now decodes as ``old``, the class that keeps its identity."""
+    entry = _by_class.pop(new, None)
+    if entry is not None:
+        wire_type(old, tag=entry.tag)
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _default(value: Any) -> msgpack.ExtType:
