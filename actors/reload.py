@@ -1,7 +1,8 @@
 """Loading new code into a running process: re-import modules, then give old classes new code.
 
-``reload_modules(names, build)`` takes the modules out of ``sys.modules`` and runs ``build()``,
-which imports them afresh from disk (and builds what it needs from them: an app). If anything
+``load_modules(names, build)`` takes the modules out of ``sys.modules`` and runs ``build()``,
+which imports them afresh from disk (and builds what it needs from them: an app); it may run in
+a thread while the loop runs the old code. ``adopt_modules`` then switches, in the loop. If anything
 raises (a syntax error, an app that fails to build) the old modules go back and nothing has
 changed: ``ReloadFailed`` says why. Otherwise each class the old and the new modules both
 define, with the same layout (bases, slots, attrs fields), keeps its identity and takes the new
@@ -21,7 +22,7 @@ import sys
 import types
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -64,12 +65,19 @@ def remember_sources(names: Iterable[str]) -> None:
             _note_source(module)
 
 
-def reload_modules(
-    names: list[str], build: Callable[[], T], extra: Any = None
-) -> tuple[T, Reloaded]:
-    """Re-import ``names`` through ``build()`` and give their old classes the new code (see
-    the module docstring); ReloadFailed, with everything as it was, if ``build`` raises.
-    ``extra`` goes to every ``code_change`` of this upgrade."""
+@attrs.frozen
+class Loaded(Generic[T]):
+    """New modules imported beside the old ones (``load_modules``), not yet adopted."""
+
+    built: T
+    pairs: tuple[tuple[types.ModuleType, types.ModuleType], ...]
+    names: tuple[str, ...]
+
+
+def load_modules(names: list[str], build: Callable[[], T]) -> Loaded[T]:
+    """Import ``names`` afresh from disk through ``build()``, leaving the running code as it is;
+    ReloadFailed, with ``sys.modules`` as it was, if that raises. Safe to run in a thread (the
+    loop runs the old code meanwhile, which finds its modules through its own globals)."""
     old = {name: sys.modules[name] for name in names if name in sys.modules}
     tops = tuple({name.partition(".")[0] for name in names})
     for name, module in old.items():
@@ -82,14 +90,30 @@ def reload_modules(
             del sys.modules[name]  # what the failed build imported afresh
         sys.modules.update(old)
         raise ReloadFailed(_why(exc)) from exc
-    pairs = [(module, sys.modules[name]) for name, module in old.items() if name in sys.modules]
+    pairs = tuple(
+        (module, sys.modules[name]) for name, module in old.items() if name in sys.modules
+    )
     for name, module in old.items():
         sys.modules.setdefault(name, module)  # not imported by the new code: kept as it was
     for _, new in pairs:
         _note_source(new)
-    changes, replaced = _patch_classes(pairs)
+    return Loaded(built, pairs, tuple(old))
+
+
+def adopt_modules(loaded: Loaded[Any], extra: Any = None) -> Reloaded:
+    """Give the old classes the new code (see the module docstring) and record the upgrade;
+    ``extra`` goes to every ``code_change`` of it. Run it in the loop, between two events."""
+    changes, replaced = _patch_classes(list(loaded.pairs))
     upgrade = CODE.record(changes, extra)
-    return built, Reloaded(tuple(old), upgrade, tuple(replaced))
+    return Reloaded(loaded.names, upgrade, tuple(replaced))
+
+
+def reload_modules(
+    names: list[str], build: Callable[[], T], extra: Any = None
+) -> tuple[T, Reloaded]:
+    """``load_modules`` then ``adopt_modules``, in one go."""
+    loaded = load_modules(names, build)
+    return loaded.built, adopt_modules(loaded, extra)
 
 
 def _forget_bytecode(module: types.ModuleType) -> None:
@@ -106,7 +130,9 @@ def _under(name: str, tops: tuple[str, ...]) -> bool:
 
 
 def _why(exc: BaseException) -> str:
-    """One line: the error, and for a syntax error its file and line."""
+    """One line: the error, and for a syntax error (or one that wraps it) its file and line."""
+    if isinstance(exc.__cause__, SyntaxError):
+        exc = exc.__cause__
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg} at {exc.filename}:{exc.lineno}"
     return f"{type(exc).__name__}: {exc}"

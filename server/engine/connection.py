@@ -35,6 +35,8 @@ import trio
 
 import actors
 from actors import Actor, TimerRef
+from actors.code import CODE
+from actors.code_change import change_code
 
 from ..commands import Binary, Commands, Text
 from ..front.access_log import peer_text
@@ -126,6 +128,7 @@ class Connection:
         "_info_pending",
         "_liveness_timer",
         "_exit_on_crash",
+        "_generation",
     )
 
     def __init__(
@@ -156,6 +159,7 @@ class Connection:
         self._inline_info = not inspect.iscoroutinefunction(handler.websocket_info)
         self._info_pending: Any = None  # an awaitable such a callback returned: the loop's
         self._liveness_timer: TimerRef | None = None
+        self._generation = CODE.generation  # the code it runs (see actors.code)
 
     # ---- from other actors ----------------------------------------------------------
 
@@ -195,7 +199,11 @@ class Connection:
         path either wakes the loop or asks to be called at the next arrival.
         """
         core = self.core
-        if _inline.running or not (self._inline_info and core.phase is OPEN and not core.blocked):
+        if (
+            _inline.running
+            or not (self._inline_info and core.phase is OPEN and not core.blocked)
+            or self._generation != CODE.generation  # new code: the loop runs code_change first
+        ):
             self._wake()
             return
         mailbox = self.actor.mailbox
@@ -251,6 +259,8 @@ class Connection:
                 while reason is None:  # one scope until a mailbox arrival interrupts a wait
                     with trio.CancelScope() as interrupt:
                         while reason is None:
+                            if self._generation != CODE.generation:
+                                handler = await self.change_code()
                             if self._info_pending is not None:  # an inline call's end
                                 pending, self._info_pending = self._info_pending, None
                                 reason = self._apply(unpack_result("websocket_info", await pending))
@@ -340,6 +350,20 @@ class Connection:
         if self._exit_on_crash and isinstance(reason, HandlerCrashed):
             self.actor.exit(actors.Crash(reason.exception))  # its supervisor sees the crash
         return reason
+
+    async def change_code(self) -> WebSocketHandler[Any]:
+        """Move to the code loaded since this connection's last event (``code_change``)."""
+        since, self._generation = self._generation, CODE.generation
+        self.handler, self.state = await change_code(self.handler, self.state, since, self)
+        self._inline_info = not inspect.iscoroutinefunction(self.handler.websocket_info)
+        return self.handler
+
+    def on_old_code(self) -> bool:
+        """Whether an upgrade happened since this connection's last event."""
+        return self._generation != CODE.generation
+
+    def __str__(self) -> str:
+        return f"{self.actor.address} {peer_text(self.request.peer)} {self.request.path}"
 
     async def _receive(self, interrupt: trio.CancelScope | None = None) -> None:
         """Wait for bytes from the client and feed them to the core.
@@ -535,6 +559,8 @@ async def _terminate(connection: Connection, reason: TerminateReason) -> None:
         },
     )
     try:
+        if connection.on_old_code():  # terminate is new code: it wants the state converted
+            await connection.change_code()
         await call(connection.handler.terminate, reason, request, connection.state)
     except Exception as exc:
         logger.error(

@@ -1,0 +1,178 @@
+"""Hot code upgrade of ``corral serve`` over real sockets: SIGHUP, ``corral upgrade``, workers.
+
+The app is a module of the test's own directory, rewritten between versions: version 1 counts
+each connection's messages in an int, version 2 in a dict (its ``code_change`` converts).
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+
+from server.run.cli import main
+
+from .corral_process import CorralProcess, corral_serve
+from .kit import RawClient, assert_echoes, frame, raw_client
+
+VERSION_1 = """
+from server import App, Text, Upgrade, WebSocketHandler, websocket
+
+
+class Counter(WebSocketHandler[int]):
+    version = "1"
+
+    def init(self, request):
+        return Upgrade(0)
+
+    def websocket_handle(self, frame, state):
+        return Text(f"v1 {state + 1}"), state + 1
+
+
+app = App([websocket("/", Counter())])
+"""
+
+VERSION_2 = """
+from server import App, Text, Upgrade, WebSocketHandler, websocket
+
+
+class Counter(WebSocketHandler[dict]):
+    version = "2"
+
+    def init(self, request):
+        return Upgrade({"count": 0})
+
+    def websocket_handle(self, frame, state):
+        count = state["count"] + 1
+        return Text(f"v2 {count}"), {"count": count}
+
+    def code_change(self, old_version, state, extra):
+        if state == REFUSED:
+            raise ValueError("this state does not convert")
+        return {"count": state}
+
+
+REFUSED = -1
+app = App([websocket("/", Counter())])
+"""
+
+
+def _write(directory: Path, source: str) -> None:
+    (directory / "hot_app.py").write_text(source)
+
+
+async def _say(client: RawClient, text: str = "hi") -> str | bytes:
+    await client.send_raw(_text_frame(text))
+    return await client.message()
+
+
+def _text_frame(text: str) -> bytes:
+    return frame(0x1, text.encode())
+
+
+async def _upgraded(corral: CorralProcess, count: int = 1) -> None:
+    await corral.wait_for_log(r"upgraded to generation \d+", count)
+
+
+async def test_sighup_upgrades_instead_of_killing_the_server(tmp_path: Path) -> None:
+    """It used to kill it at once: every client lost its connection without a close frame."""
+    async with corral_serve(tmp_path, "examples.echo:app") as corral:
+        url = f"ws://127.0.0.1:{corral.port}/"
+        await assert_echoes(url, "before")
+        corral.process.send_signal(signal.SIGHUP)
+        await corral.wait_for_log("SIGHUP: upgrading")
+        await _upgraded(corral)
+        assert corral.process.poll() is None
+        await assert_echoes(url, "after")
+
+
+@pytest.mark.slow
+async def test_1000_live_connections_keep_their_state_through_code_change(tmp_path: Path) -> None:
+    _write(tmp_path, VERSION_1)
+    async with corral_serve(tmp_path, "hot_app:app", cwd=tmp_path) as corral:
+        await _upgrade_keeps_state(corral, tmp_path, connections=1000)
+
+
+async def test_live_connections_keep_their_state_through_code_change(tmp_path: Path) -> None:
+    """The suite's quick twin of the 1,000-connection test (``corral upgrade PID`` this time)."""
+    _write(tmp_path, VERSION_1)
+    async with corral_serve(tmp_path, "hot_app:app", cwd=tmp_path) as corral:
+        await _upgrade_keeps_state(corral, tmp_path, connections=20)
+
+
+async def _upgrade_keeps_state(corral: CorralProcess, directory: Path, connections: int) -> None:
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(raw_client(corral.port)) for _ in range(connections)
+        ]
+        for client in clients:
+            assert await _say(client) == "v1 1"
+            assert await _say(client) == "v1 2"
+        _write(directory, VERSION_2)
+        assert main(["upgrade", str(corral.process.pid)]) == 0
+        await _upgraded(corral)
+        for client in clients:
+            assert await _say(client) == "v2 3"  # the count went through code_change
+        assert " closed " not in corral.log  # no connection was dropped
+        async with raw_client(corral.port) as newcomer:
+            assert await _say(newcomer) == "v2 1"
+
+
+async def test_new_code_with_a_syntax_error_leaves_the_old_code_running(tmp_path: Path) -> None:
+    _write(tmp_path, VERSION_1)
+    async with corral_serve(tmp_path, "hot_app:app", cwd=tmp_path) as corral:
+        async with raw_client(corral.port) as client:
+            assert await _say(client) == "v1 1"
+            _write(tmp_path, VERSION_2.replace("def init(self, request):", "def init(self,"))
+            corral.process.send_signal(signal.SIGHUP)
+            await corral.wait_for_log("upgrade failed, the old code runs on: SyntaxError")
+            assert "hot_app.py:" in corral.log
+            assert await _say(client) == "v1 2"
+            async with raw_client(corral.port) as newcomer:
+                assert await _say(newcomer) == "v1 1"
+            _write(tmp_path, VERSION_2)  # fixed: the next upgrade goes through
+            corral.process.send_signal(signal.SIGHUP)
+            await _upgraded(corral)
+            assert await _say(client) == "v2 3"
+
+
+async def test_a_code_change_that_raises_leaves_that_connection_on_its_old_code(
+    tmp_path: Path,
+) -> None:
+    _write(tmp_path, VERSION_1.replace("return Upgrade(0)", "return Upgrade(-2)"))
+    async with corral_serve(tmp_path, "hot_app:app", cwd=tmp_path) as corral:
+        async with raw_client(corral.port) as refused, raw_client(corral.port) as converted:
+            assert await _say(refused) == "v1 -1"  # its state is now REFUSED (-1)
+            assert await _say(converted) == "v1 -1"
+            assert await _say(converted) == "v1 0"
+            _write(tmp_path, VERSION_2)
+            corral.process.send_signal(signal.SIGHUP)
+            await _upgraded(corral)
+            assert await _say(refused) == "v1 0"  # still the old code, its state untouched
+            assert await _say(converted) == "v2 1"
+            await corral.wait_for_log("stays on version 1: code_change to 2 raised")
+
+
+async def test_workers_each_upgrade_and_the_parent_reports_each(tmp_path: Path) -> None:
+    _write(tmp_path, VERSION_1)
+    async with corral_serve(
+        tmp_path, "hot_app:app", "--workers", "2", cwd=tmp_path, listening=2
+    ) as corral:
+        async with AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(raw_client(corral.port)) for _ in range(8)]
+            for client in clients:
+                assert await _say(client) == "v1 1"
+            _write(tmp_path, VERSION_2)
+            corral.process.send_signal(signal.SIGHUP)
+            await corral.wait_for_log(r"upgrade: 2 of 2 workers upgraded")
+            for index in (0, 1):
+                assert f"worker {index} (pid " in corral.log
+            assert len(_lines(corral, "upgraded to generation 1")) >= 4  # each, and the parent
+            for client in clients:
+                assert await _say(client) == "v2 2"
+
+
+def _lines(corral: CorralProcess, text: str) -> list[str]:
+    return [line for line in corral.log.splitlines() if text in line]
