@@ -135,6 +135,8 @@ def _why(exc: BaseException) -> str:
         exc = exc.__cause__
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg} at {exc.filename}:{exc.lineno}"
+    if exc.__cause__ is not None:
+        return str(exc)  # a wrapper (the CLI's AppNotFound): its message names the cause
     return f"{type(exc).__name__}: {exc}"
 
 

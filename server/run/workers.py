@@ -8,7 +8,9 @@ SO_REUSEPORT, so the kernel spreads new connections over them. The parent only w
 - the first SIGINT/SIGTERM is passed on as SIGTERM to every worker, each drains as a single
   server does, and the parent exits 0 once all have (1 if one did not exit 0);
 - a second signal is passed on (each worker exits at once, status 130) and the parent exits
-  130 too.
+  130 too;
+- SIGHUP (``corral upgrade PID``) is passed on to every worker, each upgrades its code
+  (``upgrade``) and writes its report to a file the parent reads and logs, worker by worker.
 
 Workers run in their own process group, so a terminal's Ctrl-C reaches the parent only and
 each worker sees exactly one signal per signal the parent gets. A worker whose parent dies
@@ -30,6 +32,7 @@ from pathlib import Path
 import attrs
 import trio
 
+from ..ops.upgrade_request import UPGRADES_ENV
 from .stop_signals import EXIT_AT_ONCE
 from .upgrade import read_report
 
@@ -37,8 +40,6 @@ logger = logging.getLogger("corral.workers")
 
 WORKER_INDEX_ENV = "CORRAL_WORKER_INDEX"
 """Tells a worker its index (0 to N-1), which it writes on every log line."""
-UPGRADES_ENV = "CORRAL_UPGRADE_REPORTS"
-"""Tells a worker the directory where it writes each upgrade's report for the parent."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 REPORT_WAIT = 60.0
 """Seconds the parent waits for each worker's upgrade report before saying it has none."""

@@ -10,12 +10,18 @@ import signal
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import attrs
 import pytest
 
+from server import Request
+from server.ops.dashboard.access import DashboardAccess
+from server.ops.dashboard.handler import DashboardUpgrade
 from server.run.cli import main
+from server.testing import build_request
 
 from .corral_process import CorralProcess, corral_serve
-from .kit import RawClient, assert_echoes, frame, raw_client
+from .kit import HttpAnswer, RawClient, assert_echoes, frame, http_exchange, raw_client
+from .test_metrics import scrape, value
 
 VERSION_1 = """
 from server import App, Text, Upgrade, WebSocketHandler, websocket
@@ -176,3 +182,56 @@ async def test_workers_each_upgrade_and_the_parent_reports_each(tmp_path: Path) 
 
 def _lines(corral: CorralProcess, text: str) -> list[str]:
     return [line for line in corral.log.splitlines() if text in line]
+
+
+async def test_the_dashboard_button_upgrades_and_metrics_say_how_each_upgrade_went(
+    tmp_path: Path,
+) -> None:
+    _write(tmp_path, VERSION_1)
+    async with corral_serve(
+        tmp_path,
+        "hot_app:app",
+        "--dashboard",
+        "--dashboard-token",
+        TOKEN,
+        "--metrics",
+        cwd=tmp_path,
+    ) as corral:
+        _write(tmp_path, "def (\n")
+        assert (await _press_upgrade(corral.port)).status == 202
+        await corral.wait_for_log("upgrade failed, the old code runs on: SyntaxError")
+        _write(tmp_path, VERSION_2)
+        assert (await _press_upgrade(corral.port)).status == 202
+        await _upgraded(corral)
+        samples = await scrape(corral.port)
+        assert value(samples, "corral_upgrades_total", result="failed") == 1
+        assert value(samples, "corral_upgrades_total", result="ok") == 1
+        assert value(samples, "corral_code_generation") >= 1
+        assert value(samples, "corral_connections_on_old_code") == 0
+
+
+async def test_the_dashboard_button_needs_a_token_and_the_page_s_origin() -> None:
+    without_token = DashboardUpgrade(DashboardAccess())
+    assert without_token(_post("/corral/upgrade")).status == 403
+    with_token = DashboardUpgrade(DashboardAccess(TOKEN))
+    assert with_token(_post("/corral/upgrade")).status == 403  # no token in the request
+    elsewhere = ("origin", "https://evil.example")
+    bearer = ("authorization", f"Bearer {TOKEN}")
+    assert with_token(_post("/corral/upgrade", bearer, elsewhere)).status == 403
+    assert with_token(build_request("/corral/upgrade", headers=[bearer])).status == 405
+
+
+TOKEN = "a-dashboard-token-long-enough-for-tests"
+
+
+def _post(path: str, *headers: tuple[str, str]) -> Request:
+    return attrs.evolve(build_request(path, headers=headers), method="POST")
+
+
+async def _press_upgrade(port: int) -> HttpAnswer:
+    head = (
+        f"POST /corral/upgrade HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Origin: http://127.0.0.1:{port}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    )
+    return await http_exchange(port, head.encode())
