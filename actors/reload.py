@@ -163,7 +163,11 @@ def _patch_classes(
                 matched[new_cls] = old_cls
     changes: dict[type, ClassChange] = {}
     replaced: list[str] = []
+    kept: dict[type, type] = {}  # new -> old: enums with the same members keep the old class
     for new_cls, old_cls in matched.items():
+        if _same_enum(old_cls, new_cls):
+            kept[new_cls] = old_cls
+            continue
         if not _same_layout(old_cls, new_cls, matched):
             replaced.append(f"{new_cls.__module__}.{new_cls.__qualname__}")
             continue
@@ -171,18 +175,26 @@ def _patch_classes(
         fallback = _fallback(old_cls)
         _give_code(old_cls, new_cls)
         changes[old_cls] = ClassChange(old_version, version_of(old_cls), fallback)
-    patched = {new: old for new, old in matched.items() if old in changes}
+    patched = {new: old for new, old in matched.items() if old in changes} | kept
     for _, new_module in pairs:
         for name, value in vars(new_module).items():
             if isinstance(value, type) and value in patched:
                 setattr(new_module, name, patched[value])
     for new_cls, old_cls in patched.items():
-        wire_codec.adopt(old_cls, new_cls)
+        if old_cls in changes:
+            wire_codec.adopt(old_cls, new_cls)
     return changes, replaced
 
 
 def _defined_in(value: Any, module: types.ModuleType) -> bool:
     return isinstance(value, type) and value.__module__ == module.__name__
+
+
+def _same_enum(old: type, new: type) -> bool:
+    """Two enums with the same members (names and values): the old one serves both."""
+    if not (issubclass(old, enum.Enum) and issubclass(new, enum.Enum)):
+        return False
+    return [(m.name, m.value) for m in old] == [(m.name, m.value) for m in new]
 
 
 def _same_layout(old: type, new: type, matched: dict[type, type]) -> bool:

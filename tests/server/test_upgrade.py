@@ -6,9 +6,12 @@ each connection's messages in an int, version 2 in a dict (its ``code_change`` c
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -19,7 +22,7 @@ from server.ops.dashboard.handler import DashboardUpgrade
 from server.run.cli import main
 from server.testing import build_request
 
-from .corral_process import CorralProcess, corral_serve
+from .corral_process import ROOT, CorralProcess, corral_serve
 from .kit import HttpAnswer, RawClient, assert_echoes, frame, http_exchange, raw_client
 from .test_metrics import scrape, value
 
@@ -235,3 +238,54 @@ async def _press_upgrade(port: int) -> HttpAnswer:
         "Content-Length: 0\r\n\r\n"
     )
     return await http_exchange(port, head.encode())
+
+
+async def test_a_running_chat_upgrades_its_message_format_without_a_client_noticing(
+    tmp_path: Path,
+) -> None:
+    """The README's walk-through, on a copy of the chat: members, history and rooms live on,
+    the next ``said`` has the new field."""
+    shutil.copytree(ROOT / "examples" / "chat", tmp_path / "hotchat")
+    async with corral_serve(tmp_path, "hotchat:app", cwd=tmp_path) as corral:
+        async with (
+            raw_client(corral.port, "/ws/lobby") as ann,
+            raw_client(corral.port, "/ws/lobby") as bob,
+        ):
+            await _join(ann, "ann")
+            await _join(bob, "bob")
+            await ann.send_raw(_text_frame('{"type": "say", "text": "before"}'))
+            for client in (ann, bob):
+                said = await _next_of(client, "said")
+                assert said["text"] == "before" and "chars" not in said
+            protocol = tmp_path / "hotchat" / "protocol.py"
+            protocol.write_text(
+                protocol.read_text().replace(
+                    'return encode("said", **message.as_dict())',
+                    'return encode("said", **message.as_dict(), chars=len(message.text))',
+                )
+            )
+            corral.process.send_signal(signal.SIGHUP)
+            await _upgraded(corral)
+            await bob.send_raw(_text_frame('{"type": "say", "text": "after"}'))
+            for client in (ann, bob):
+                said = await _next_of(client, "said")
+                assert (said["nick"], said["text"], said["chars"]) == ("bob", "after", 5)
+            async with raw_client(corral.port, "/ws/lobby") as cat:
+                await cat.send_raw(_text_frame('{"type": "join", "nick": "cat"}'))
+                history = await _next_of(cat, "history")
+                assert [m["text"] for m in history["messages"]] == ["before", "after"]
+                assert (await _next_of(cat, "members"))["nicks"] == ["ann", "bob", "cat"]
+                assert " closed " not in corral.log  # nobody was dropped
+
+
+async def _join(client: RawClient, nick: str) -> None:
+    await client.send_raw(_text_frame(json.dumps({"type": "join", "nick": nick})))
+    await _next_of(client, "members")
+
+
+async def _next_of(client: RawClient, kind: str) -> dict[str, Any]:
+    """The next message of type ``kind`` (others, such as ``joined``, are skipped)."""
+    while True:
+        message = json.loads(await client.message())
+        if message["type"] == kind:
+            return dict(message)
