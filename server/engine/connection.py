@@ -249,18 +249,18 @@ class Connection:
         """
         _live[self.actor] = self
         self._schedule_liveness(self.core.next_check(trio.current_time()))
-        handler, mailbox, core = self.handler, self.actor.mailbox, self.core
+        mailbox, core = self.actor.mailbox, self.core
         reason: TerminateReason | None = None
         try:
             try:
-                result = await call(handler.websocket_init, self.state)
+                result = await call(self.handler.websocket_init, self.state)
                 reason = self._apply(unpack_result("websocket_init", result))
                 handled = streak = 0  # client messages handled; mailbox messages in a row
                 while reason is None:  # one scope until a mailbox arrival interrupts a wait
                     with trio.CancelScope() as interrupt:
                         while reason is None:
                             if self._generation != CODE.generation:
-                                handler = await self.change_code()
+                                await self.change_code()
                             if self._info_pending is not None:  # an inline call's end
                                 pending, self._info_pending = self._info_pending, None
                                 reason = self._apply(unpack_result("websocket_info", await pending))
@@ -285,7 +285,7 @@ class Connection:
                                 started = perf_counter() if timed else 0.0
                                 core.handling = True
                                 try:
-                                    result = handler.websocket_handle(event, self.state)
+                                    result = self.handler.websocket_handle(event, self.state)
                                     if type(result) is not tuple and inspect.isawaitable(result):
                                         result = await result
                                 finally:
@@ -310,7 +310,9 @@ class Connection:
                                 if _is_shutdown(message):
                                     reason = ServerShutdown()
                                 else:
-                                    result = await call(handler.websocket_info, message, self.state)
+                                    result = await call(
+                                        self.handler.websocket_info, message, self.state
+                                    )
                                     reason = self._apply(unpack_result("websocket_info", result))
                                 continue
                             if core.blocked:
@@ -351,12 +353,16 @@ class Connection:
             self.actor.exit(actors.Crash(reason.exception))  # its supervisor sees the crash
         return reason
 
-    async def change_code(self) -> WebSocketHandler[Any]:
+    async def change_code(self) -> None:
         """Move to the code loaded since this connection's last event (``code_change``)."""
-        since, self._generation = self._generation, CODE.generation
-        self.handler, self.state = await change_code(self.handler, self.state, since, self)
-        self._inline_info = not inspect.iscoroutinefunction(self.handler.websocket_info)
-        return self.handler
+        self.adopt(*await change_code(self.handler, self.state, self._generation, self))
+
+    def adopt(self, handler: WebSocketHandler[Any], state: Any) -> None:
+        """Run ``handler`` with ``state`` from the next event on, as today's code (the test
+        kit's ``Driven.change_code``; an upgrade goes through ``change_code``)."""
+        self.handler, self.state = handler, state
+        self._inline_info = not inspect.iscoroutinefunction(handler.websocket_info)
+        self._generation = CODE.generation
 
     def on_old_code(self) -> bool:
         """Whether an upgrade happened since this connection's last event."""
