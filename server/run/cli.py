@@ -2,7 +2,8 @@
 
 The first signal drains (stop accepting, close every connection with 1001, wait for
 every terminate up to the drain timeout) and exits 0; a second one exits at once with
-status 130 (``EXIT_AT_ONCE``, no terminate runs). A bad option value (``option_values``),
+status 130 (``EXIT_AT_ONCE``, no terminate runs). SIGHUP (``corral upgrade PID``) loads the
+app's new code without dropping a connection (``upgrade``). A bad option value (``option_values``),
 TLS file or ``module:app`` exits 2 with one line, and so does a feature whose extra is not
 installed (``--redis`` without ``corral[redis]``: one line naming it); a server that cannot run
 (the port is taken: ``CannotListen``, or its root supervisor gave up) exits 1 saying why.
@@ -85,7 +86,8 @@ Run an app under a supervisor until SIGINT or SIGTERM.
 
 The first signal drains: the server stops accepting, closes every connection with
 1001, waits for every terminate (up to the drain timeout) and exits 0. A second
-signal exits at once with status 130. A bad option value, TLS file or
+signal exits at once with status 130. SIGHUP (corral upgrade PID) loads the
+app's new code from disk, dropping no connection. A bad option value, TLS file or
 module:attribute (one that does not import, too) exits 2 before anything starts,
 saying in one line what is wrong; a server that cannot run (the port is taken, say)
 exits 1, naming the address."""
