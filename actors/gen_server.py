@@ -171,10 +171,7 @@ class _Loop:
             while True:
                 message = await mailbox.get()
                 if self.generation != CODE.generation:
-                    since, self.generation = self.generation, CODE.generation
-                    self.server, self.state = await change_code(
-                        self.server, self.state, since, self.actor.address
-                    )
+                    await self._change_code()
                 stop = await self._handle(message)
                 if stop is not None:
                     reason = stop
@@ -222,7 +219,15 @@ class _Loop:
         self.state = result
         return None
 
+    async def _change_code(self) -> None:
+        since, self.generation = self.generation, CODE.generation
+        self.server, self.state = await change_code(
+            self.server, self.state, since, self.actor.address
+        )
+
     async def _terminate(self, reason: ExitReason) -> None:
+        if self.generation != CODE.generation:  # terminate is new code: convert the state
+            await self._change_code()
         await _settled(self.server.terminate(reason, self.state))
 
 

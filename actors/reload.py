@@ -180,9 +180,8 @@ def _patch_classes(
         for name, value in vars(new_module).items():
             if isinstance(value, type) and value in patched:
                 setattr(new_module, name, patched[value])
-    for new_cls, old_cls in patched.items():
-        if old_cls in changes:
-            wire_codec.adopt(old_cls, new_cls)
+    for new_cls, old_cls in matched.items():
+        wire_codec.adopt(old_cls, new_cls, keep_old=old_cls in changes)
     return changes, replaced
 
 

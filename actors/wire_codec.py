@@ -120,17 +120,21 @@ def register(
     known = _by_tag.get(tag)
     if known is not None and _qualified(known.cls) != _qualified(cls):
         raise ValueError(f"the wire tag {tag!r} is taken by another class; pass tag=...")
-    entry = _WireType(cls, tag, fields_of, build)  # the same class loaded again replaces it
+    entry = _WireType(cls, tag, fields_of, build)
     _by_class[cls] = entry
-    _by_tag[tag] = entry
+    if known is None or known.cls is cls:
+        _by_tag[tag] = entry
+    # Else the same class imported again by an upgrade (``actors.reload``): the tag decodes as
+    # the running class until the upgrade switches (``adopt``).
 
 
-def adopt(old: type, new: type) -> None:
-    """``old`` took ``new``'s code in an upgrade (``actors.reload``): what ``new`` registered
-    now decodes as ``old``, the class that keeps its identity."""
-    entry = _by_class.pop(new, None)
+def adopt(old: type, new: type, *, keep_old: bool) -> None:
+    """An upgrade (``actors.reload``) switches from ``old`` to its re-imported twin ``new``: the
+    tag decodes as ``old`` if it took ``new``'s code in place (``keep_old``), else as ``new``
+    (its layout changed). Instances of either encode under the tag."""
+    entry = _by_class.get(new)
     if entry is not None:
-        wire_type(old, tag=entry.tag)
+        _by_tag[entry.tag] = _by_class.get(old, entry) if keep_old else entry
 
 
 def _qualified(cls: type) -> str:

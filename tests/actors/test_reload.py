@@ -14,7 +14,15 @@ import trio
 
 import actors
 from actors.code import CODE
-from actors.reload import ReloadFailed, package_modules, reload_modules, remember_sources
+from actors.reload import (
+    ReloadFailed,
+    adopt_modules,
+    load_modules,
+    package_modules,
+    reload_modules,
+    remember_sources,
+)
+from actors.wire_codec import pack, unpack
 
 _serials = itertools.count()
 
@@ -144,3 +152,38 @@ async def test_new_code_that_does_not_load_leaves_everything_as_it_was(
         assert sys.modules[f"{package.name}.server"] is module
         assert await actors.call(counter, "get") == ("v1", 1)
         nursery.cancel_scope.cancel()
+
+
+MESSAGE = """
+import attrs
+import actors
+
+@actors.wire_type
+@attrs.frozen
+class Note:
+    FIELDS
+"""
+
+
+def test_a_wire_type_decodes_as_the_running_class_until_the_switch(package: Package) -> None:
+    """Messages from other nodes decoded while the new code loads must match the old code."""
+    package.write(MESSAGE.replace("FIELDS", "text: str"))
+    running = package.load().Note
+    package.write(MESSAGE.replace("FIELDS", "text: str\n    def shout(self): return 1"))
+    loaded = load_modules(
+        package_modules(package.name), lambda: importlib.import_module(f"{package.name}.server")
+    )
+    assert type(unpack(pack(running("hi")))) is running  # loaded, not yet switched
+    adopt_modules(loaded)
+    note = unpack(pack(running("hi")))
+    assert type(note) is running and note.shout() == 1  # the same class, with the new code
+
+
+def test_a_wire_type_whose_fields_changed_decodes_as_the_new_class(package: Package) -> None:
+    package.write(MESSAGE.replace("FIELDS", "text: str"))
+    running = package.load().Note
+    package.write(MESSAGE.replace("FIELDS", "text: str\n    loud: bool = False"))
+    package.reload()
+    new = importlib.import_module(f"{package.name}.server").Note
+    assert new is not running
+    assert type(unpack(pack(new("hi", True)))) is new
