@@ -192,11 +192,11 @@ class _Loop:
         server = self.server
         kind = type(message)
         if kind is Call:
-            result = server.handle_call(message.request, message.caller, self.state)
+            result = server.handle_call(message.request, message, self.state)
             if type(result) is CoroutineType:
                 result = await result
             if type(result) is StopServer:
-                _answer(self.actor, message.caller, result.answer)
+                _answer(self.actor, message, result.answer)
                 self.state = result.state
                 return result.reason
             if type(result) is not tuple or len(result) != 2:
@@ -204,7 +204,7 @@ class _Loop:
                     f"handle_call must return (answer, state) or StopServer, not {result!r}"
                 )
             answer, self.state = result
-            _answer(self.actor, message.caller, answer)
+            _answer(self.actor, message, answer)
             return None
         if kind is Cast:
             result = await _settled(server.handle_cast(message.message, self.state))
