@@ -37,7 +37,7 @@ import trio
 import actors
 from actors import Actor, TimerRef
 from actors.code import CODE
-from actors.code_change import change_code
+from actors.code_change import change_code, change_code_now
 
 from ..commands import Binary, Commands, Text
 from ..front.access_log import peer_text
@@ -203,7 +203,7 @@ class Connection:
         if (
             _inline.running
             or not (self._inline_info and core.phase is OPEN and not core.blocked)
-            or self._generation != CODE.generation  # new code: the loop runs code_change first
+            or (self._generation != CODE.generation and not self._change_code_now())
         ):
             self._wake()
             return
@@ -360,6 +360,18 @@ class Connection:
     async def change_code(self) -> None:
         """Move to the code loaded since this connection's last event (``code_change``)."""
         self.adopt(*await change_code(self.handler, self.state, self._generation, self))
+
+    def _change_code_now(self) -> bool:
+        """``change_code`` inline, as this connection's actor (after an upgrade, 10,000
+        connections' first messages would otherwise wake 10,000 tasks at once); False if the
+        handler's ``code_change`` is ``async def``: the loop awaits it."""
+        moved = self.actor.run_inline(
+            change_code_now, self.handler, self.state, self._generation, self
+        )
+        if moved is None:
+            return False
+        self.adopt(*moved)
+        return self._inline_info  # the new websocket_info may be async: then the loop runs it
 
     def adopt(self, handler: WebSocketHandler[Any], state: Any) -> None:
         """Run ``handler`` with ``state`` from the next event on, as today's code (the test
