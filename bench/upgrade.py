@@ -275,7 +275,7 @@ def _print(
         f"prober p99 round trip: {baseline:.1f} ms before, {during:.1f} ms from the upgrade on "
         f"(+{added:.1f} ms, target < {TARGET_MS:g}) {verdict}"
     )
-    print(f"CPU: server {server_cpu:.2f} s, clients {client_cpu:.2f} s")
+    print(f"CPU from the prober's start on: server {server_cpu:.2f} s, clients {client_cpu:.2f} s")
     ok = closed == 0 and lost == 0 and breaks == 0 and on_old == 0
     print(
         "zero sockets closed, zero messages lost, every connection moved: "
