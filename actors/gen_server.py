@@ -178,9 +178,7 @@ class _Loop:
                     break
         except ActorExit as exc:
             reason = exc.reason
-        except trio.Cancelled:
-            raise  # killed, or the node is going: no terminate (as for Erlang's kill)
-        except Exception as exc:
+        except Exception as exc:  # not Cancelled (killed, the node going): no terminate then
             await self._terminate(Crash(exc))
             raise
         await self._terminate(reason)
