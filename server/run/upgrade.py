@@ -55,6 +55,9 @@ class UpgradeReport:
     """Children of the new app that the running one did not have (started at the next start)."""
     error: str | None = None
     seconds: float = 0.0
+    """From the request to the switch (the import runs in a thread meanwhile)."""
+    held: float = 0.0
+    """How long the switch held the loop (classes given new code, routes swapped)."""
 
     def describe(self) -> str:
         """One line for the log, the CLI and the dashboard."""
@@ -62,7 +65,8 @@ class UpgradeReport:
             return f"upgrade failed, the old code runs on: {self.error}"
         line = (
             f"upgraded to generation {self.generation}: {self.modules} modules reloaded, "
-            f"{len(self.changed)} classes changed in {self.seconds * 1000:.0f} ms"
+            f"{len(self.changed)} classes changed in {self.seconds * 1000:.0f} ms (the loop "
+            f"held {self.held * 1000:.1f} ms)"
         )
         if self.replaced:
             line += (
@@ -153,9 +157,11 @@ class Upgrader:
             loaded = await trio.to_thread.run_sync(load_modules, names, self.build)
         except ReloadFailed as failed:
             return UpgradeReport(False, CODE.generation, error=str(failed))
+        switching = time.perf_counter()
         reloaded = adopt_modules(loaded, extra)
         running, app = self.server.app, loaded.built
         self.server.adopt(attrs.evolve(app, routes=merge_routes(running.routes, app.routes)))
+        held = time.perf_counter() - switching
         running_ids = {spec.id for spec in running.children}
         changed = tuple(
             f"{cls.__module__}.{cls.__qualname__} {change.old_version}->{change.new_version}"
@@ -169,6 +175,7 @@ class Upgrader:
             replaced=reloaded.replaced,
             not_started=tuple(s.id for s in app.children if s.id not in running_ids),
             seconds=time.perf_counter() - started,
+            held=held,
         )
 
     async def on_sighup(
