@@ -16,10 +16,11 @@ from typing import Any
 import attrs
 import pytest
 
-from server import Request
+from server import Request, Response, WebSocketHandler, http_route, websocket
 from server.ops.dashboard.access import DashboardAccess
 from server.ops.dashboard.handler import DashboardUpgrade
 from server.run.cli import main
+from server.run.upgrade import merge_routes
 from server.testing import build_request
 
 from .corral_process import ROOT, CorralProcess, corral_serve
@@ -289,3 +290,29 @@ async def _next_of(client: RawClient, kind: str) -> dict[str, Any]:
         message = json.loads(await client.message())
         if message["type"] == kind:
             return dict(message)
+
+
+class _Kept(WebSocketHandler[None]):
+    pass
+
+
+class _Other(WebSocketHandler[None]):
+    pass
+
+
+def test_merge_routes_keeps_the_handler_object_of_a_route_that_stays() -> None:
+    kept, gone = _Kept(), _Other()
+    old = [websocket("/a", kept), websocket("/b", gone), http_route("/h", _page)]
+    new_a, new_b, new_c = _Kept(), _Kept(), _Kept()
+    merged = merge_routes(
+        old, [websocket("/a", new_a), websocket("/b", new_b), websocket("/c", new_c)]
+    )
+    handlers = [route.target.handler for route in merged]  # type: ignore[attr-defined]
+    assert handlers[0] is kept  # same pattern, same class: the running object, what it holds
+    assert handlers[1] is new_b  # its class changed: the new object
+    assert handlers[2] is new_c  # a new route
+    assert [route.pattern for route in merged] == ["/a", "/b", "/c"]  # /h is gone
+
+
+def _page(request: Request) -> Response:
+    return Response(200)
