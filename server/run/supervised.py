@@ -123,6 +123,11 @@ class Server:
             max_headers=self.options.max_headers,
         )
 
+    def adopt(self, app: App) -> None:
+        """Serve ``app``'s routes from now on (a hot upgrade; its children are not started)."""
+        self.app = app
+        self.front_door.router = Router(app.routes)
+
     @property
     def scheme(self) -> str:
         """``ws`` or ``wss``."""
