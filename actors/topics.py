@@ -99,9 +99,14 @@ class Subscriber:
 
     address: Address
     deliver: Deliver
+    asked: Position | None = None
+    """The position it subscribed with (None: live posts only)."""
     last: Position | None = None
+    """The position of the last post it took (None until its answer is delivered)."""
     held: list[Post] | None = attrs.field(factory=list)
     """Live posts that arrived while catching up (None once caught up)."""
+    generation: int = 0
+    """Counts its catch-ups: one that finishes after a newer one was asked for is ignored."""
 
 
 class Subscriptions:
@@ -117,9 +122,11 @@ class Subscriptions:
         self.on_gap = on_gap
         self.by_topic: dict[str, dict[Address, Subscriber]] = {}
 
-    def add(self, topic: str, address: Address, deliver: Deliver) -> Subscriber:
+    def add(
+        self, topic: str, address: Address, deliver: Deliver, asked: Position | None
+    ) -> Subscriber:
         """Register a subscriber, holding its live posts until ``start``."""
-        subscriber = Subscriber(address, deliver)
+        subscriber = Subscriber(address, deliver, asked)
         self.by_topic.setdefault(topic, {})[address] = subscriber
         return subscriber
 
@@ -230,7 +237,7 @@ class LocalTopics:
         self, topic: str, address: Address, after: Position | None, deliver: Deliver
     ) -> None:
         """Register, read the history and replay it in one step (nothing comes between)."""
-        subscriber = self._subscribed().add(topic, address, deliver)
+        subscriber = self._subscribed().add(topic, address, deliver, after)
         self._replay(topic, subscriber, after)
 
     def unsubscribe(self, topic: str, address: Address) -> None:

@@ -1,0 +1,402 @@
+"""Topics on Redis: history that outlives any node, positions handed out by Redis itself.
+
+Each topic is three keys sharing a hash tag (``<prefix>:topic:{<name>}``): a hash with its
+``epoch`` and ``top`` offset, a stream with its kept posts (trimmed by count and age), and a
+pub/sub channel. One Lua script (``POST``) increments the offset, appends and publishes, so the
+offsets in the stream and on the channel are the same, gapless, in one order. The epoch lives
+in Redis: when Redis loses the topic (a restart without persistence, a flush, an expired idle
+topic), the next script to touch it makes a new epoch, so old positions are ``Unrecoverable``.
+
+Each node subscribes to the channels of the topics its actors follow, once per topic. A
+subscriber is caught up in the background: registered first (live posts held), the channel
+subscription confirmed, then one atomic read (``READ``), then the replay and what was held,
+duplicates dropped (see ``topics`` for why that is exact). Subscribers waiting on one topic
+share a read. A post out of order (``Next.GAP``: the epoch changed, or the link to Redis
+dropped) and every reconnect catch each subscriber up again from its last position.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from .address import Address
+from .broker_url import parse_broker_url
+from .errors import ActorError
+from .extras import MissingExtra
+from .node import Node
+from .topic_rules import Position, Post, Retention, Snapshot, plan_resume
+from .topics import Deliver, Subscriber, Subscriptions
+
+try:
+    import anyio
+    import coredis
+    import coredis.exceptions
+    import coredis.retry
+except ModuleNotFoundError as missing:
+    raise MissingExtra("redis", "topics on Redis") from missing
+
+logger = logging.getLogger("corral.topics")
+
+BROKER_ERRORS = (
+    coredis.exceptions.RedisError,
+    OSError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+)
+
+POST = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'top', 1)
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*', 'd', ARGV[2])
+redis.call('XTRIM', KEYS[2], 'MINID', ms - tonumber(ARGV[4]))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', KEYS[3], epoch .. '\\n' .. offset .. '\\n' .. ARGV[2])
+return {epoch, offset}
+"""
+"""Post ``ARGV[2]`` (a kind byte, then the data): a new epoch ``ARGV[1]`` if the topic has none
+(its stale stream dropped), the next offset, appended (at most ``ARGV[3]`` kept, none older
+than ``ARGV[4]`` ms), published as ``epoch\\noffset\\n<data>``; returns the position."""
+
+READ = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+local top = tonumber(redis.call('HGET', KEYS[1], 'top'))
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('XTRIM', KEYS[2], 'MINID', ms - tonumber(ARGV[4]))
+local kept = redis.call('XLEN', KEYS[2])
+local want = kept
+if ARGV[2] == epoch then
+  local after = tonumber(ARGV[3])
+  if after <= top and after >= top - kept then want = top - after end
+end
+local entries = {}
+if want > 0 then entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', want) end
+return {epoch, top, entries}
+"""
+"""The topic at one instant (a new epoch if it has none): epoch, top offset, and the kept
+posts after ``ARGV[3]`` when ``ARGV[2]`` is its epoch and those are all kept, else every kept
+post; newest first (the stream's entries end at ``top``, so the n-th from the end is
+``top - n``)."""
+
+
+class PostFailed(ActorError):
+    """Redis did not answer a post: it may or may not have been made (never retried, which
+    could post twice)."""
+
+    def __init__(self, topic: str, cause: BaseException) -> None:
+        self.topic = topic
+        self.cause = cause
+        super().__init__(f"posting to topic {topic!r} failed: {cause or type(cause).__name__}")
+
+
+@attrs.frozen
+class TopicKeys:
+    """The keys and channel of each topic under one prefix."""
+
+    prefix: str
+
+    def of(self, topic: str) -> list[str]:
+        """Meta hash, stream, channel (one hash tag: one slot on Redis Cluster)."""
+        base = f"{self.prefix}:topic:{{{topic}}}"
+        return [f"{base}:meta", f"{base}:log", f"{base}:chan"]
+
+    def topic_of(self, channel: bytes) -> str:
+        """The topic a channel belongs to."""
+        text = channel.decode()
+        return text[text.index("{") + 1 : text.rindex("}")]
+
+
+def pack(data: str | bytes) -> bytes:
+    """Data as stored and published: a kind byte (``s`` text, ``b`` bytes), then the data."""
+    return b"s" + data.encode() if isinstance(data, str) else b"b" + data
+
+
+def unpack(stored: bytes) -> str | bytes:
+    """The data ``pack`` stored."""
+    return stored[1:].decode() if stored[:1] == b"s" else stored[1:]
+
+
+def parse_published(topic: str, payload: bytes) -> Post:
+    """A post as the channel carries it: ``epoch\\noffset\\n<packed data>``."""
+    epoch, offset, packed = payload.split(b"\n", 2)
+    return Post(topic, Position(epoch.decode(), int(offset)), unpack(packed))
+
+
+def parse_read(topic: str, reply: Sequence[Any]) -> Snapshot:
+    """``READ``'s reply as a snapshot, oldest post first."""
+    epoch, top, entries = reply[0].decode(), int(reply[1]), reply[2]
+    posts = [
+        Post(topic, Position(epoch, top - n), unpack(_field(entry[1], b"d")))
+        for n, entry in enumerate(entries)
+    ]
+    posts.reverse()
+    return Snapshot(epoch, top, tuple(posts))
+
+
+def _field(fields: Any, name: bytes) -> bytes:
+    """A stream entry's field (a flat list, or a mapping, depending on the client)."""
+    if isinstance(fields, dict):
+        return bytes(fields[name])
+    pairs = dict(zip(fields[::2], fields[1::2], strict=True))
+    return bytes(pairs[name])
+
+
+class RedisTopics:
+    """The topic engine of a cluster (see the module docstring); ``url`` and ``prefix`` as for
+    ``RedisBackend``. Serve it with ``topics.serving(RedisTopics(url))``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "corral",
+        retention: Retention | None = None,
+        max_backoff: float = 0.5,
+    ) -> None:
+        self.broker = parse_broker_url(url)
+        self.retention = retention or Retention()
+        self.keys = TopicKeys(prefix)
+        self.max_backoff = max_backoff
+        self._subscriptions: Subscriptions | None = None
+        self._client: coredis.Redis[bytes] | None = None
+        self._scripts: dict[str, Any] = {}
+        self._connected = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._sessions = 0
+        """Sessions that reached Redis (a read is good only if the session did not change)."""
+        self._was_up = False
+        self._listening: set[str] = set()
+        self._ready: dict[str, trio.Event] = {}
+        self._channels_changed = trio.Event()
+        self._waiting: dict[str, dict[Subscriber, int]] = {}
+        self.reconnects = 0
+
+    def attach(self, node: Node) -> None:
+        """Deliver to ``node``'s actors."""
+        self._subscriptions = Subscriptions(node, self._gap)
+
+    # ---- the interface --------------------------------------------------------------
+
+    async def post(self, topic: str, data: str | bytes) -> Position:
+        """Post through the ``POST`` script (waits for Redis; ``PostFailed`` if it drops)."""
+        await self._connected.wait()
+        assert self._client is not None
+        args = [secrets.token_hex(6), pack(data), self.retention.count, self._age_ms()]
+        try:
+            epoch, offset = await self._scripts["post"](keys=self.keys.of(topic), args=args)
+        except BROKER_ERRORS as error:
+            raise PostFailed(topic, error) from error
+        return Position(epoch.decode(), int(offset))
+
+    async def snapshot(self, topic: str, after: Position | None = None) -> Snapshot:
+        """The topic now, through the ``READ`` script."""
+        await self._connected.wait()
+        epoch, offset = (after.epoch, after.offset) if after is not None else ("", 0)
+        reply = await self._scripts["read"](
+            keys=self.keys.of(topic)[:2],
+            args=[secrets.token_hex(6), epoch, offset, self._age_ms()],
+        )
+        return parse_read(topic, reply)
+
+    def subscribe(
+        self, topic: str, address: Address, after: Position | None, deliver: Deliver
+    ) -> None:
+        """Register at once; the answer and the replay follow once the channel is heard and
+        the history read."""
+        subscriber = self._subscribed().add(topic, address, deliver, after)
+        self._catch_up(topic, subscriber)
+        self._channels_changed.set()
+
+    def unsubscribe(self, topic: str, address: Address) -> None:
+        """End a subscription (the channel is left once the topic has no subscriber here)."""
+        self._subscribed().remove(topic, address)
+        self._channels_changed.set()
+
+    def subscribers(self, topic: str) -> int:
+        """How many subscribers ``topic`` has here."""
+        return len(self._subscribed().by_topic.get(topic, ()))
+
+    # ---- running --------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Stay connected, reconnecting with backoff; started at once (posts wait for Redis)."""
+        backoff = first = min(0.05, self.max_backoff)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                try:
+                    await self._run_session()
+                except* BROKER_ERRORS as group:
+                    logger.warning(
+                        "topics: Redis at %s lost (%s)", self.broker.redacted, group.exceptions[0]
+                    )
+                if self._was_up:
+                    backoff = first
+                self._end_session()
+                self.reconnects += 1
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    async def _run_session(self) -> None:
+        client = coredis.Redis.from_url(
+            self.broker.url,
+            connect_timeout=2.0,
+            retry_policy=coredis.retry.NoRetryPolicy(),
+            **self.broker.client_options(),
+        )
+        # One channel always (an empty subscription would end the message loop at once).
+        always = [f"{self.keys.prefix}:topics"]
+        self._was_up = False
+        async with client:
+            async with client.pubsub(
+                channels=always, retry_policy=None, ignore_subscribe_messages=True
+            ) as pubsub:
+                self._scripts = {
+                    "post": client.register_script(POST),
+                    "read": client.register_script(READ),
+                }
+                await client.ping()
+                self._sessions += 1
+                self._was_up = True
+                self._client = client
+                async with trio.open_nursery() as session:
+                    session.start_soon(self._follow_channels, pubsub)
+                    self._connected.set()
+                    self._catch_up_all()
+                    async for message in pubsub:
+                        self._arrived(message)
+                    raise coredis.exceptions.ConnectionError("Redis closed the subscription")
+
+    def _end_session(self) -> None:
+        """The link is gone: no channel is heard any more; readers waiting wake to wait anew."""
+        self._connected = trio.Event()
+        self._client = None
+        self._listening = set()
+        ready, self._ready = self._ready, {}
+        for event in ready.values():
+            event.set()
+
+    def _arrived(self, message: Any) -> None:
+        if message.get("type") != "message":
+            return
+        topic = self.keys.topic_of(message["channel"])
+        self._subscribed().offer(parse_published(topic, message["data"]))
+
+    async def _follow_channels(self, pubsub: Any) -> None:
+        """Keep the channel subscriptions to the topics subscribed here, one change at a time."""
+        while True:
+            await self._channels_changed.wait()
+            self._channels_changed = trio.Event()
+            wanted = set(self._subscribed().by_topic)
+            joining, leaving = wanted - self._listening, self._listening - wanted
+            for topic in leaving:
+                self._ready[topic] = trio.Event()  # a subscriber arriving now waits for a rejoin
+            if leaving:
+                await pubsub.unsubscribe(*(self.keys.of(topic)[2] for topic in leaving))
+                self._listening -= leaving
+            if joining:
+                await pubsub.subscribe(*(self.keys.of(topic)[2] for topic in joining))
+                self._listening |= joining
+                for topic in joining:
+                    self._ready_event(topic).set()
+
+    def _ready_event(self, topic: str) -> trio.Event:
+        event = self._ready.get(topic)
+        if event is None:
+            event = self._ready[topic] = trio.Event()
+        return event
+
+    # ---- catching up ----------------------------------------------------------------
+
+    def _gap(self, topic: str, subscriber: Subscriber) -> None:
+        """A post out of order: catch this subscriber up from its last position."""
+        self._catch_up(topic, subscriber)
+
+    def _catch_up_all(self) -> None:
+        """Just (re)connected: every subscriber catches up from where it is."""
+        for topic, subscribers in self._subscribed().by_topic.items():
+            for subscriber in subscribers.values():
+                if subscriber.held is None:
+                    subscriber.held = []
+                self._catch_up(topic, subscriber)
+        self._channels_changed.set()
+
+    def _catch_up(self, topic: str, subscriber: Subscriber) -> None:
+        """Queue ``subscriber`` for its topic's next read (a newer request replaces an older)."""
+        waiting = self._waiting.get(topic)
+        fresh = waiting is None
+        if waiting is None:
+            waiting = self._waiting[topic] = {}
+        subscriber.generation += 1
+        waiting[subscriber] = subscriber.generation
+        if fresh and self._nursery is not None:
+            self._nursery.start_soon(self._read_for, topic)
+
+    async def _read_for(self, topic: str) -> None:
+        """Catch up the topic's waiting subscribers with one read each round, until none wait."""
+        subscriptions = self._subscribed()
+        while waiting := self._waiting.get(topic):
+            for gone in [s for s in waiting if not subscriptions.current(topic, s)]:
+                del waiting[gone]
+            if not waiting:
+                break
+            session = await self._heard(topic)
+            batch = dict(waiting)
+            waiting.clear()
+            asked = {self._resume_point(subscriber) for subscriber in batch}
+            try:
+                snapshot = await self.snapshot(topic, asked.pop() if len(asked) == 1 else None)
+                fresh = session == self._sessions and self._ready_event(topic).is_set()
+            except BROKER_ERRORS:
+                fresh = False
+            if not fresh:  # the channel was not heard all along: read again
+                for subscriber, generation in batch.items():
+                    waiting.setdefault(subscriber, generation)
+                await trio.sleep(0 if session == self._sessions else self.max_backoff)
+                continue
+            for subscriber, generation in batch.items():
+                if subscriber.generation == generation:
+                    after = self._resume_point(subscriber)
+                    subscriptions.start(topic, subscriber, plan_resume(topic, after, snapshot))
+        self._waiting.pop(topic, None)
+
+    async def _heard(self, topic: str) -> int:
+        """Wait until this session hears the topic's channel; return the session's number."""
+        while not (event := self._ready_event(topic)).is_set():
+            await event.wait()
+        return self._sessions
+
+    def _resume_point(self, subscriber: Subscriber) -> Position | None:
+        if subscriber.last is not None:
+            return subscriber.last
+        return subscriber.asked
+
+    def _age_ms(self) -> int:
+        return max(1, math.ceil(self.retention.age * 1000))
+
+    def _subscribed(self) -> Subscriptions:
+        assert self._subscriptions is not None, "serve the engine with topics.serving(...)"
+        return self._subscriptions
