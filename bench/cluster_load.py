@@ -62,7 +62,7 @@ class Workers:
     def __init__(self, count: int, redis: str | None = None) -> None:
         self.count = count
         self.port = _free_port()
-        self.command = [sys.executable, "-m", "server.cli", "serve", "bench.cluster_app:app"]
+        self.command = [sys.executable, "-m", "server.run.cli", "serve", "bench.cluster_app:app"]
         self.command += ["--port", str(self.port), "--workers", str(count)]
         self.command += ["--log-level", "warning", "--max-connections", "5000"]
         if redis is not None:
