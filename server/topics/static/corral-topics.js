@@ -126,7 +126,11 @@ export class TopicClient {
     }
   }
 
+  // Where the client is now; never back within an epoch (a second answer for a topic, after
+  // a resubscribe, may name an older position than the posts already shown).
   _moveTo(topic, entry, message) {
+    const at = entry.position;
+    if (at && at.epoch === message.epoch && message.offset <= at.offset) return;
     entry.position = { epoch: message.epoch, offset: message.offset };
     this.saved[topic] = entry.position;
     this._save();
