@@ -14,6 +14,7 @@ from typing import Any, Unpack
 
 import trio
 
+from . import topics
 from .actor import Actor, ActorArgs, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
@@ -278,6 +279,7 @@ __all__ = [
     "spawn",
     "start_timer",
     "supervise",
+    "topics",
     "unlink",
     "unregister",
     "wait_for",
