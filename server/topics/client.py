@@ -1,11 +1,12 @@
 """A Python client for topics (services, tests): trio-websocket, reconnects, resumes.
 
-``async with open_topic_client(url) as client``: ``await client.subscribe(topic)``, then
-``async for event in client`` gives each ``Post`` once, in order, and an ``Unrecoverable``
-when the server could not resume a topic (what it still keeps follows as posts). The client
-keeps the last position of every topic; when the connection drops it reconnects after a
-random wait up to ``min_delay * 2**attempt`` seconds (full jitter, at most ``max_delay``) and
-subscribes again from those positions. Needs the ``client`` extra (trio-websocket).
+``async with open_topic_client(url) as client`` (or a list of URLs, tried in turn):
+``await client.subscribe(topic)``, then ``async for event in client`` gives each ``Post``
+once, in order, and an ``Unrecoverable`` when the server could not resume a topic (what it
+still keeps follows as posts). The client keeps the last position of every topic; when the
+connection drops it reconnects after a random wait up to ``min_delay * 2**attempt`` seconds
+(full jitter, at most ``max_delay``) and subscribes again from those positions. Needs the
+``client`` extra (trio-websocket).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,13 +40,14 @@ class TopicClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         min_delay: float = 0.25,
         max_delay: float = 10.0,
         positions: dict[str, Position | None] | None = None,
     ) -> None:
-        self.url = url
+        self.urls = [url] if isinstance(url, str) else list(url)
+        """Where to connect: the first, then the next after each drop or failed attempt."""
         self.min_delay = min_delay
         self.max_delay = max_delay
         self.positions: dict[str, Position | None] = dict(positions or {})
@@ -82,10 +84,12 @@ class TopicClient:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Stay connected until cancelled; started at once."""
         task_status.started()
-        attempt = 0
+        attempt = turn = 0
         while True:
+            url = self.urls[turn % len(self.urls)]
+            turn += 1
             try:
-                async with open_websocket_url(self.url) as ws:
+                async with open_websocket_url(url) as ws:
                     self._ws = ws
                     self.connects += 1
                     attempt = 0
@@ -147,7 +151,7 @@ class TopicClient:
 
 
 @asynccontextmanager
-async def open_topic_client(url: str, **options: Any) -> AsyncIterator[TopicClient]:
+async def open_topic_client(url: str | Sequence[str], **options: Any) -> AsyncIterator[TopicClient]:
     """A ``TopicClient`` connected (and reconnecting) for the duration of the block."""
     client = TopicClient(url, **options)
     async with trio.open_nursery() as nursery:
