@@ -250,9 +250,10 @@ class RedisTopics:
                 try:
                     await self._run_session()
                 except* BROKER_ERRORS as group:
-                    logger.warning(
-                        "topics: Redis at %s lost (%s)", self.broker.redacted, group.exceptions[0]
-                    )
+                    if trio.current_effective_deadline() != -math.inf:  # not stopping
+                        logger.warning(
+                            "topics: Redis at %s lost (%s)", self.broker.redacted, _first(group)
+                        )
                 if self._was_up:
                     backoff = first
                 self._end_session()
@@ -400,3 +401,9 @@ class RedisTopics:
     def _subscribed(self) -> Subscriptions:
         assert self._subscriptions is not None, "serve the engine with topics.serving(...)"
         return self._subscriptions
+
+
+def _first(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

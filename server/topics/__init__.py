@@ -57,6 +57,8 @@ _MEMO = 4096
 def frame_of(event: TopicEvent) -> EncodedFrame:
     """The frame for ``event``; a post's is encoded once while it is being delivered (and
     replayed), whoever it goes to."""
+    if event is _latest.post:  # one post to many subscribers, one after another
+        return _latest.frame
     if type(event) is not Post:
         return EncodedFrame.of(wire.encode(event))
     hit = _post_frames.get(id(event))
@@ -66,7 +68,18 @@ def frame_of(event: TopicEvent) -> EncodedFrame:
     if len(_post_frames) >= _MEMO:
         _post_frames.clear()
     _post_frames[id(event)] = (event, frame)
+    _latest.post, _latest.frame = event, frame
     return frame
+
+
+class _Latest:
+    """The last post encoded, and its frame."""
+
+    post: Post | None = None
+    frame: EncodedFrame = EncodedFrame.of("")
+
+
+_latest = _Latest()
 
 
 def _anyone(request: Request, topic: str) -> bool:
