@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from actors import topics
-from actors.topics import Position, Post, Subscribed
+from actors.topics import LocalTopics, Position, Post, Retention, Subscribed
 from server import App, Text, Upgrade, WebSocketHandler, serving, websocket
 from server.front.http import Request
 from server.testing import drive, open_client
@@ -181,3 +181,40 @@ async def test_the_browser_client_is_served_as_a_javascript_module() -> None:
         answer = await http_exchange(running.port, get("/" + CLIENT_SCRIPT, "Connection: close"))
     assert answer.status == 200 and "text/javascript" in answer.headers["content-type"]
     assert b"export class TopicClient" in answer.body and answer.body == script()
+
+
+async def test_edge_positions_over_real_sockets_are_answered_explicitly() -> None:
+    """Before anything was received, from the future, another epoch, trimmed away: each gets
+    an explicit answer over a real socket, and what is kept follows."""
+    async with serving(app, port=0) as running:
+        engine = LocalTopics(Retention(count=3))
+        async with topics.serving(engine, running.node), open_client(running.url("/topics")) as c:
+            await c.send_json(subscribe("edge"))
+            fresh = await c.receive_json()  # a client that never received a post
+            await c.close()
+        async with topics.serving(engine, running.node):
+            for n in range(1, 4):
+                await engine.post("edge", f"m{n}")
+            async with open_client(running.url("/topics")) as client:
+                where = {"epoch": fresh["epoch"], "offset": fresh["offset"]}
+                await client.send_json(subscribe("edge", where))
+                assert (await client.receive_json())["type"] == "subscribed"
+                posts = [await client.receive_json() for _ in range(3)]
+                assert [post["data"] for post in posts] == ["m1", "m2", "m3"]
+            for n in range(4, 6):
+                await engine.post("edge", f"m{n}")
+        cases = [
+            ({"epoch": engine.epoch, "offset": 1}, "unrecoverable", "trimmed"),
+            ({"epoch": engine.epoch, "offset": 2}, "subscribed", None),
+            ({"epoch": engine.epoch, "offset": 9}, "unrecoverable", "future"),
+            ({"epoch": "another", "offset": 4}, "unrecoverable", "epoch"),
+        ]
+        async with topics.serving(engine, running.node):
+            for position, kind, why in cases:
+                async with open_client(running.url("/topics")) as client:
+                    await client.send_json(subscribe("edge", position))
+                    answer = await client.receive_json()
+                    assert (answer["type"], answer.get("why")) == (kind, why), answer
+                    posts = [await client.receive_json() for _ in range(3)]
+                    assert [post["data"] for post in posts] == ["m3", "m4", "m5"]
+                    await client.refute_push()
