@@ -179,6 +179,12 @@ class History:
         self.retention = retention
         self._kept: deque[tuple[float, Post]] = deque(maxlen=retention.count)
 
+    def retain(self, retention: Retention) -> None:
+        """Keep by ``retention`` from now on (the oldest posts go if it keeps fewer)."""
+        if retention != self.retention:
+            self.retention = retention
+            self._kept = deque(self._kept, maxlen=retention.count)
+
     def append(self, data: str | bytes, now: float) -> Post:
         """Give ``data`` the next position, keep it, and return the post."""
         self.top += 1

@@ -73,8 +73,16 @@ class TopicEngine(Protocol):
         """Run the engine's own tasks until cancelled (started once it can be used)."""
         ...
 
-    async def post(self, topic: str, data: str | bytes) -> Position:
-        """Give ``data`` the topic's next position, keep it, deliver it; return the position."""
+    async def post(
+        self, topic: str, data: str | bytes, *, retention: Retention | None = None
+    ) -> Position:
+        """Give ``data`` the topic's next position, keep it (by ``retention``, default the
+        engine's), deliver it; return the position."""
+        ...
+
+    async def forget(self, topic: str) -> None:
+        """Drop the topic's history: its next post starts a new epoch (old positions are
+        ``Unrecoverable``)."""
         ...
 
     async def snapshot(self, topic: str, after: Position | None = None) -> Snapshot:
@@ -230,6 +238,8 @@ class LocalTopics:
         self.retention = retention or Retention()
         self.epoch = epoch or secrets.token_hex(6)
         self._histories: dict[str, History] = {}
+        self._epochs: dict[str, str] = {}
+        """Topics forgotten at least once: each starts again in an epoch of its own."""
         self._subscriptions: Subscriptions | None = None
         self._undelivered: deque[Post] = deque()
 
@@ -241,13 +251,20 @@ class LocalTopics:
         """Nothing to run: ready at once."""
         task_status.started()
 
-    async def post(self, topic: str, data: str | bytes) -> Position:
+    async def post(
+        self, topic: str, data: str | bytes, *, retention: Retention | None = None
+    ) -> Position:
         """Keep and deliver ``data`` at once (no await inside: posts keep their callers' order)."""
-        return self.post_now(topic, data)
+        return self.post_now(topic, data, retention=retention)
 
-    def post_now(self, topic: str, data: str | bytes) -> Position:
+    def post_now(
+        self, topic: str, data: str | bytes, *, retention: Retention | None = None
+    ) -> Position:
         """``post`` without waiting (this engine never needs to)."""
-        post = self._history(topic).append(data, trio.current_time())
+        history = self._history(topic)
+        if retention is not None:
+            history.retain(retention)
+        post = history.append(data, trio.current_time())
         self._undelivered.append(post)
         if len(self._undelivered) == 1:  # else a delivery is under way (a post from inside it)
             subscriptions = self._subscribed()
@@ -284,10 +301,16 @@ class LocalTopics:
         subscriber catches up from history, as after a reconnect."""
         self._replay(topic, subscriber, subscriber.last)
 
+    async def forget(self, topic: str) -> None:
+        """Drop the topic's history; it starts again in an epoch of its own."""
+        if self._histories.pop(topic, None) is not None:
+            self._epochs[topic] = secrets.token_hex(6)
+
     def _history(self, topic: str) -> History:
         history = self._histories.get(topic)
         if history is None:
-            history = self._histories[topic] = History(topic, self.epoch, self.retention)
+            epoch = self._epochs.get(topic, self.epoch)
+            history = self._histories[topic] = History(topic, epoch, self.retention)
         return history
 
     def _subscribed(self) -> Subscriptions:
@@ -326,9 +349,10 @@ async def serving(topic_engine: TopicEngine, node: Node | None = None) -> AsyncI
             nursery.cancel_scope.cancel()
 
 
-async def post(topic: str, data: str | bytes) -> Position:
-    """Post ``data`` to ``topic`` on the current node's engine; return its position."""
-    return await engine().post(topic, data)
+async def post(topic: str, data: str | bytes, *, retention: Retention | None = None) -> Position:
+    """Post ``data`` to ``topic`` on the current node's engine (kept by ``retention``, default
+    the engine's); return its position."""
+    return await engine().post(topic, data, retention=retention)
 
 
 def subscribe(topic: str, after: Position | None = None, *, deliver: Deliver | None = None) -> None:

@@ -199,11 +199,13 @@ class RedisTopics:
 
     # ---- the interface --------------------------------------------------------------
 
-    async def post(self, topic: str, data: str | bytes) -> Position:
+    async def post(
+        self, topic: str, data: str | bytes, *, retention: Retention | None = None
+    ) -> Position:
         """Post through the ``POST`` script (waits for Redis; ``PostFailed`` if it drops)."""
         await self._connected.wait()
-        assert self._client is not None
-        args = [secrets.token_hex(6), pack(data), self.retention.count, self._age_ms()]
+        keep = retention or self.retention
+        args = [secrets.token_hex(6), pack(data), keep.count, _milliseconds(keep.age)]
         try:
             epoch, offset = await self._scripts["post"](keys=self.keys.of(topic), args=args)
         except BROKER_ERRORS as error:
@@ -216,9 +218,15 @@ class RedisTopics:
         epoch, offset = (after.epoch, after.offset) if after is not None else ("", 0)
         reply = await self._scripts["read"](
             keys=self.keys.of(topic)[:2],
-            args=[secrets.token_hex(6), epoch, offset, self._age_ms()],
+            args=[secrets.token_hex(6), epoch, offset, _milliseconds(self.retention.age)],
         )
         return parse_read(topic, reply)
+
+    async def forget(self, topic: str) -> None:
+        """Delete the topic's keys: the next post or read makes a new epoch."""
+        await self._connected.wait()
+        assert self._client is not None
+        await self._client.delete(self.keys.of(topic)[:2])
 
     def subscribe(
         self, topic: str, address: Address, after: Position | None, deliver: Deliver
@@ -395,12 +403,13 @@ class RedisTopics:
             return subscriber.last
         return subscriber.asked
 
-    def _age_ms(self) -> int:
-        return max(1, math.ceil(self.retention.age * 1000))
-
     def _subscribed(self) -> Subscriptions:
         assert self._subscriptions is not None, "serve the engine with topics.serving(...)"
         return self._subscriptions
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
 
 
 def _first(error: BaseException) -> BaseException:

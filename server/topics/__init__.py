@@ -32,54 +32,65 @@ from . import wire
 CLIENT_SCRIPT = "corral-topics.js"
 
 
-def subscribe_frames(topic: str, after: Position | None = None) -> None:
+PostRender = Callable[[Post], str]
+"""How a post becomes a frame's text (default: the wire format's ``post`` frame). An app may
+render its posts its own way (the chat's ``said``): the frame should carry ``topic``, ``epoch``
+and ``offset`` so that clients can resume (docs/topics.md)."""
+
+
+def subscribe_frames(
+    topic: str, after: Position | None = None, *, render: PostRender = wire.encode_post
+) -> None:
     """Subscribe the calling connection to ``topic``, resuming after ``after``: its events
-    go to the client as frames (a ``Lagged`` still comes to ``websocket_info``)."""
+    go to the client as frames, each post's ``render``-ed once for all its subscribers (a
+    ``Lagged`` still comes to ``websocket_info``)."""
     connection = connection_of(actors.current_actor())
     if connection is None:
         raise TypeError("subscribe_frames is for a WebSocket connection's callbacks")
-    topics.subscribe(topic, after, deliver=_frames_to(connection))
+    topics.subscribe(topic, after, deliver=_frames_to(connection, render))
 
 
-def _frames_to(connection: Connection) -> Deliver:
+def _frames_to(connection: Connection, render: PostRender) -> Deliver:
     push = connection.push
 
     def deliver(event: TopicEvent) -> bool:
-        return push(frame_of(event))
+        return push(frame_of(event, render))
 
     return deliver
 
 
-_post_frames: dict[int, tuple[Post, EncodedFrame]] = {}
+_post_frames: dict[tuple[int, PostRender], tuple[Post, EncodedFrame]] = {}
 _MEMO = 4096
 
 
-def frame_of(event: TopicEvent) -> EncodedFrame:
-    """The frame for ``event``; a post's is encoded once while it is being delivered (and
-    replayed), whoever it goes to."""
-    if event is _latest.post:  # one post to many subscribers, one after another
-        return _latest.frame
-    if type(event) is not Post:
-        return EncodedFrame.of(wire.encode(event))
-    hit = _post_frames.get(id(event))
-    if hit is not None and hit[0] is event:
-        return hit[1]
-    frame = EncodedFrame.of(wire.encode_post(event))
-    if len(_post_frames) >= _MEMO:
-        _post_frames.clear()
-    _post_frames[id(event)] = (event, frame)
-    _latest.post, _latest.frame = event, frame
-    return frame
-
-
 class _Latest:
-    """The last post encoded, and its frame."""
+    """The last post encoded, how, and its frame."""
 
     post: Post | None = None
+    render: PostRender = wire.encode_post
     frame: EncodedFrame = EncodedFrame.of("")
 
 
 _latest = _Latest()
+
+
+def frame_of(event: TopicEvent, render: PostRender = wire.encode_post) -> EncodedFrame:
+    """The frame for ``event``; a post's is encoded once while it is being delivered (and
+    replayed), whoever it goes to."""
+    if event is _latest.post and render is _latest.render:  # one post, many subscribers
+        return _latest.frame
+    if type(event) is not Post:
+        return EncodedFrame.of(wire.encode(event))
+    key = (id(event), render)
+    hit = _post_frames.get(key)
+    if hit is not None and hit[0] is event:
+        return hit[1]
+    frame = EncodedFrame.of(render(event))
+    if len(_post_frames) >= _MEMO:
+        _post_frames.clear()
+    _post_frames[key] = (event, frame)
+    _latest.post, _latest.render, _latest.frame = event, render, frame
+    return frame
 
 
 def _anyone(request: Request, topic: str) -> bool:
@@ -153,6 +164,7 @@ def script() -> bytes:
 
 __all__ = [
     "CLIENT_SCRIPT",
+    "PostRender",
     "TopicSession",
     "TopicsHandler",
     "client_script",

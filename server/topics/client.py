@@ -96,7 +96,8 @@ class TopicClient:
                     for topic in list(self.positions):
                         await self._subscribe(topic)
                     while True:
-                        await self._received(json.loads(await ws.get_message()))
+                        text = await ws.get_message()
+                        await self._received(json.loads(text), text)
             except _DROPPED:
                 pass
             finally:
@@ -104,22 +105,26 @@ class TopicClient:
             await trio.sleep(random.uniform(0, min(self.max_delay, self.min_delay * 2**attempt)))
             attempt += 1
 
-    async def _received(self, message: dict[str, Any]) -> None:
-        topic = message.get("topic")
-        kind = message.get("type")
-        if not isinstance(topic, str) or topic not in self.positions:
+    async def _received(self, message: dict[str, Any], text: str | bytes) -> None:
+        """One frame: a post of a followed topic (a ``post``, or an app's own frame carrying
+        ``topic``, ``epoch`` and ``offset``: its whole text is the data), or an answer."""
+        topic, kind = message.get("topic"), message.get("type")
+        epoch, offset = message.get("epoch"), message.get("offset")
+        if topic not in self.positions or not isinstance(epoch, str) or type(offset) is not int:
             return
-        position = Position(message["epoch"], message["offset"])
+        assert isinstance(topic, str)
+        position = Position(epoch, offset)
         last = self.positions[topic]
         seen = last is not None and last.epoch == position.epoch and position.offset <= last.offset
-        if kind == "post":
+        if kind not in ("subscribed", "unrecoverable"):
             if seen:
                 return  # seen before the reconnect
             self.positions[topic] = position
-            data = message["data"]
-            await self._send.send(
-                Post(topic, position, base64.b64decode(data) if message.get("base64") else data)
-            )
+            data: str | bytes = text
+            if kind == "post":
+                data = message["data"]
+                data = base64.b64decode(data) if message.get("base64") else data
+            await self._send.send(Post(topic, position, data))
         elif kind == "subscribed" and not seen:
             self.positions[topic] = position
         elif kind == "unrecoverable":

@@ -196,3 +196,26 @@ async def test_redis_flushed_under_a_live_subscriber_is_a_new_epoch_never_a_sile
         await follower.until(lambda f: f.posts[-1].data == "after the flush")
         kinds: list[Any] = [type(event) for event in follower.events]
         assert kinds == [Subscribed, Post, Unrecoverable, Post]
+
+
+async def test_a_post_may_keep_its_topic_by_a_retention_of_its_own(
+    make_engine: EngineFactory,
+) -> None:
+    async with running(make_engine(Retention(count=100))):
+        for n in range(1, 6):
+            await topics.post("short", f"m{n}", retention=Retention(count=2))
+        snapshot = await topics.engine().snapshot("short")
+        assert [post.data for post in snapshot.posts] == ["m4", "m5"]
+
+
+async def test_a_forgotten_topic_starts_a_new_epoch(make_engine: EngineFactory) -> None:
+    async with running(make_engine(Retention())) as nursery:
+        before = await topics.post("t", "before")
+        await topics.engine().forget("t")
+        after = await topics.post("t", "after")
+        assert after.offset == 1 and after.epoch != before.epoch
+        follower = follow(nursery, "t", before)
+        await follower.until_offset(1)
+        answer = follower.events[0]
+        assert isinstance(answer, Unrecoverable) and answer.why is Lost.EPOCH
+        assert [post.data for post in follower.posts] == ["after"]

@@ -6,7 +6,7 @@
 //   const client = new TopicClient("ws://host/topics", { storage: sessionStorage });
 //   client.subscribe("news", { onPost: (data, post) => show(data) });
 
-const RESUMABLE = new Set(["subscribed", "unrecoverable", "post"]);
+const ANSWERS = new Set(["subscribed", "unrecoverable"]);
 
 export class TopicClient {
   // url: the WebSocket to connect to. Options: storage (sessionStorage, say: positions survive a
@@ -104,18 +104,22 @@ export class TopicClient {
     this._connect();
   }
 
+  // A frame with the topic, epoch and offset of a followed topic is one of its posts, whatever
+  // its type: "post" (its data is handed on), or an app's own rendering (the whole frame is).
   _received(message) {
     const entry = message.topic === undefined ? undefined : this.topics.get(message.topic);
-    if (!RESUMABLE.has(message.type) || entry === undefined) {
+    const positioned = typeof message.epoch === "string" && Number.isInteger(message.offset);
+    if (entry === undefined || !positioned) {
       if (message.type === "error" && entry !== undefined) entry.handlers.onError?.(message);
       else this.options.onMessage?.(message);
       return;
     }
     const at = entry.position;
-    if (message.type === "post") {
+    if (!ANSWERS.has(message.type)) {
       if (at && at.epoch === message.epoch && message.offset <= at.offset) return; // seen
       this._moveTo(message.topic, entry, message);
-      const data = message.base64 ? atob(message.data) : message.data;
+      let data = message;
+      if (message.type === "post") data = message.base64 ? atob(message.data) : message.data;
       entry.handlers.onPost?.(data, message);
     } else if (message.type === "subscribed") {
       this._moveTo(message.topic, entry, message);
