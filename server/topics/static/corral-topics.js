@@ -13,7 +13,8 @@ export class TopicClient {
   // page reload), storageKey, minDelay and maxDelay (ms, the backoff), protocols (offered
   // subprotocols), onOpen(client) after each connect (after the subscriptions are sent again),
   // onMessage(message) for frames that are not the topics' own (an app's messages on the same
-  // socket), onState(state) with "connecting", "open" or "closed".
+  // socket), onState(state, detail) with "connecting", "open" or "closed" (detail.retryAt: when,
+// in Date.now() milliseconds, the next attempt is due).
   constructor(url, options = {}) {
     this.url = url;
     this.options = options;
@@ -61,6 +62,12 @@ export class TopicClient {
     return this._send(message);
   }
 
+  // Reconnect now if disconnected (a "retry now" button), the backoff starting over.
+  reconnect() {
+    this.attempt = 0;
+    this._reconnectNow();
+  }
+
   close() {
     this.closed = true;
     clearTimeout(this.timer);
@@ -84,18 +91,20 @@ export class TopicClient {
     socket.onclose = () => {
       if (this.socket !== socket) return;
       this.socket = null;
-      this.options.onState?.("closed");
-      this._later();
+      const delay = this._later();
+      this.options.onState?.("closed", { retryAt: Date.now() + delay });
     };
   }
 
-  // Full jitter: a random wait up to minDelay * 2^attempt, at most maxDelay.
+  // Full jitter: a random wait up to minDelay * 2^attempt, at most maxDelay; returns it.
   _later() {
-    if (this.closed) return;
+    if (this.closed) return 0;
     const ceiling = Math.min(this.maxDelay, this.minDelay * 2 ** this.attempt);
+    const delay = Math.random() * ceiling;
     this.attempt += 1;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this._connect(), Math.random() * ceiling);
+    this.timer = setTimeout(() => this._connect(), delay);
+    return delay;
   }
 
   _reconnectNow() {
