@@ -16,7 +16,10 @@ from itertools import islice
 
 import attrs
 
+from .wire_codec import wire_type
 
+
+@wire_type
 @attrs.frozen
 class Position:
     """Where a post sits in its topic, or where a subscriber is: an epoch and an offset."""
@@ -25,6 +28,7 @@ class Position:
     offset: int
 
 
+@wire_type
 @attrs.frozen
 class Post:
     """What a topic delivers: the post's data and its position (see ``topics.post``)."""

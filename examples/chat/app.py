@@ -7,6 +7,7 @@ from pathlib import Path
 
 from server import App, ConnectionOptions, static, websocket
 from server.tokens import TokenAuth
+from server.topics import client_script
 
 from .handler import ChatHandler
 from .limits import ChatLimits
@@ -46,6 +47,7 @@ def make_app(
                 constraints={"room": room_name},
                 options=OPTIONS,
             ),
+            client_script(),  # /corral-topics.js, which the page imports
             static("/", STATIC),
         ],
         children=[rooms.child_spec("rooms")],

@@ -21,7 +21,8 @@ import attrs
 import trio
 
 import actors
-from actors import Address
+from actors import Address, topics
+from actors.topics import Position
 from server import (
     Close,
     Frame,
@@ -33,6 +34,7 @@ from server import (
     WebSocketHandler,
 )
 from server.tokens import TokenAuth, chosen_subprotocol
+from server.topics import subscribe_frames, wire
 
 from . import protocol
 from .limits import Throttle, Verdict, peer_key
@@ -57,6 +59,10 @@ class Session:
     """Set when the room accepted the join."""
     signed_nick: str | None = None
     """The nick the client's token gives it (a chat with a secret): the only one it may use."""
+    asked: bool = False
+    """Whether the client sent ``subscribe`` for the room's topic (its answers go to it)."""
+    resume_from: Position | None = None
+    """The position it asked to resume from (its messages then need no ``history``)."""
 
 
 TOO_MANY_FROM_ADDRESS = (
@@ -112,7 +118,23 @@ class ChatHandler(WebSocketHandler[Session]):
             return _error(request.reason), state
         if isinstance(request, JoinRequest):
             return await self._join(request.nick, state)
+        if isinstance(request, wire.Subscribe | wire.Unsubscribe):
+            return self._follow(request, state)
         return await self._say(request.text, state)
+
+    def _follow(
+        self, request: wire.Subscribe | wire.Unsubscribe, state: Session
+    ) -> tuple[Text | None, Session]:
+        """The room's topic, from a position: at once if joined, else once the join is."""
+        topic = protocol.topic_of(state.room)
+        if request.topic != topic:
+            return _error(f"this connection follows {topic!r} only"), state
+        if isinstance(request, wire.Unsubscribe):
+            topics.unsubscribe(topic)
+            return None, attrs.evolve(state, asked=False, resume_from=None)
+        if state.nick is not None:
+            subscribe_frames(topic, request.after, render=protocol.said_frame)
+        return None, attrs.evolve(state, asked=True, resume_from=request.after)
 
     async def _join(self, nick: str, state: Session) -> tuple[Text | None, Session]:
         if state.signed_nick is not None and nick != state.signed_nick:
@@ -125,8 +147,12 @@ class ChatHandler(WebSocketHandler[Session]):
             room = await self.rooms.open(state.room, state.peer)
         except RoomUnavailable as exc:
             return _error(str(exc)), state
-        answer = await self._call_join(room, Join(actors.self_address(), nick))
+        resume = state.resume_from is not None
+        answer = await self._call_join(room, Join(actors.self_address(), nick, resume=resume))
         if isinstance(answer, Joined):
+            after = state.resume_from if resume else answer.position
+            topic = protocol.topic_of(state.room)
+            subscribe_frames(topic, after, render=protocol.said_frame, announce=state.asked)
             return None, attrs.evolve(state, room_address=answer.room, nick=answer.nick)
         return _error(answer), state
 

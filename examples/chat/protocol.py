@@ -1,8 +1,11 @@
 """The chat's wire format: what clients may send, the checks on it, what the server sends.
 
 Plain functions and records, no I/O. Client frames are JSON objects with a ``type``:
-``{"type": "join", "nick": str}`` and ``{"type": "say", "text": str}``. Server frames are
-``history``, ``members``, ``joined``, ``left``, ``said`` and ``error`` (see the encoders below).
+``{"type": "join", "nick": str}`` and ``{"type": "say", "text": str}``, and the topics' own
+``subscribe`` (to the room's topic ``room:<room>``, with the position to resume from: see
+docs/topics.md). Server frames are ``history``, ``members``, ``joined``, ``left``, ``said``
+(with its ``topic``, ``epoch`` and ``offset``: a post of the room's topic) and ``error`` (see
+the encoders below), and the topics' ``subscribed`` and ``unrecoverable``.
 
 Limits: a nick is 1 to 32 characters with no leading or trailing spaces (nor characters that
 look like spaces, such as U+2800) and no control, format, unassigned or default-ignorable
@@ -20,6 +23,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import attrs
+
+from actors.topics import Post
+from server.topics import wire
 
 from .confusables import has_default_ignorable, skeleton
 
@@ -53,7 +59,7 @@ class BadInput:
     reason: str
 
 
-ClientMessage = JoinRequest | SayRequest | BadInput
+ClientMessage = JoinRequest | SayRequest | wire.Subscribe | wire.Unsubscribe | BadInput
 
 
 @attrs.frozen
@@ -95,6 +101,9 @@ def parse(data: str) -> ClientMessage:
         text: Any = message.get("text")
         problem = text_problem(text)
         return SayRequest(text) if problem is None else BadInput(problem)
+    if kind in ("subscribe", "unsubscribe"):
+        request = wire.parse(data)
+        return BadInput(request.why) if isinstance(request, wire.BadRequest) else request
     return BadInput(f"unknown type {_short(kind)}")
 
 
@@ -196,8 +205,31 @@ def left(nick: str) -> str:
 
 
 def said(message: Said) -> str:
-    """``{"type": "said", "nick", "text", "at"}``: to everyone in the room, sender included."""
+    """``{"type": "said", "nick", "text", "at"}``: what the room posts to its topic."""
     return encode("said", **message.as_dict())
+
+
+def said_frame(post: Post) -> str:
+    """A post of the room's topic as the members get it: its ``said`` with the post's
+    ``topic``, ``epoch`` and ``offset`` added (a client resumes from them)."""
+    assert isinstance(post.data, str) and post.data.endswith("}")
+    position = post.position
+    where = encode("", topic=post.topic, epoch=position.epoch, offset=position.offset)
+    return post.data[:-1] + where[len('{"type":""') : -1] + "}"
+
+
+def said_of(data: str | bytes) -> Said | None:
+    """The message a post of the room's topic holds (None if it holds none)."""
+    try:
+        message = json.loads(data)
+        return Said(str(message["nick"]), str(message["text"]), str(message["at"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def topic_of(room: str) -> str:
+    """The topic holding the room's messages (and naming it in signed tokens)."""
+    return f"room:{room}"
 
 
 def error(reason: str) -> str:

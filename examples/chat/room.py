@@ -8,10 +8,18 @@ answers with frames written straight to the connections' outboxes (``send_frame`
 It monitors every member, so a connection that ends without a ``Leave`` still leaves (with a
 ``left`` to the others).
 
-After a crash the room restarts empty. Its group outlives it (the members are connections), so
-the new room finds the old members there, sends each ``RoomRestarted``, and they join again with
-their nicks; once all have (or ``settle`` seconds have passed) every member gets a fresh
-``members`` and ``{"type": "error", "reason": "room restarted: ..."}``. The history is lost.
+The room's messages are posts to its topic (``room:<room>``, ``actors.topics``, the last 50
+kept): each member's connection follows the topic, so a ``said`` reaches the members as a frame
+encoded once, with its position, and a client that reconnects with its last position gets
+exactly what it missed (``Join.resume``: no ``history`` then). The topic is the history: a room
+starts with what its topic keeps, so the history survives a crash of the room, and on Redis
+(``--redis``) the death of its node. A room that stops because it is empty forgets its topic.
+
+After a crash the room restarts with its topic's history and no members. Its group outlives it
+(the members are connections), so the new room finds the old members there, sends each
+``RoomRestarted``, and they join again with their nicks; once all have (or ``settle`` seconds
+have passed) every member gets a fresh ``members`` and ``{"type": "error", "reason": "room
+restarted"}``.
 
 A room passes on at most ``ChatLimits.room_message_rate`` messages a second (with a burst of
 ``room_message_burst``), whoever says them: past it a ``say`` is dropped and its sender told, so
@@ -32,7 +40,8 @@ import attrs
 import trio
 
 import actors
-from actors import Actor, Address, Caller, Down, GenServer, StopServer, Timeout, TimerRef
+from actors import Actor, Address, Caller, Down, GenServer, StopServer, Timeout, TimerRef, topics
+from actors.topics import Position, Retention
 from server import TokenBucket, broadcast, send_frame
 
 from . import protocol
@@ -44,11 +53,13 @@ from .roster import Member, Roster
 @actors.wire_type
 @attrs.frozen
 class Join:
-    """A connection asks to join as ``nick`` (``rejoin``: after the room restarted)."""
+    """A connection asks to join as ``nick`` (``rejoin``: after the room restarted; ``resume``:
+    it follows the room's topic from a position of its own, so it needs no ``history``)."""
 
     address: Address
     nick: str
     rejoin: bool = False
+    resume: bool = False
 
 
 @actors.wire_type
@@ -71,10 +82,12 @@ class Leave:
 @actors.wire_type
 @attrs.frozen
 class Joined:
-    """The answer to a ``Join``: the room at ``room`` accepted the connection as ``nick``."""
+    """The answer to a ``Join``: the room at ``room`` accepted the connection as ``nick``;
+    its ``history`` ends at ``position`` of the room's topic (the posts after it follow)."""
 
     room: Address
     nick: str
+    position: Position
 
 
 @actors.wire_type
@@ -113,7 +126,9 @@ class RoomSettings:
     """The room's mailbox; a connection whose message does not fit tells its client."""
 
 
-RESTARTED = "room restarted: earlier messages were lost"
+RESTARTED = "room restarted"
+HISTORY = Retention(count=protocol.HISTORY_SIZE)
+"""What a room's topic keeps: the last 50 messages (for a day at most)."""
 ROOM_BUSY = "slow down: this room gets too many messages right now; yours was dropped"
 
 
@@ -161,9 +176,10 @@ class Room(GenServer["_Room"]):
     def kind(self) -> str:
         return "chat room"
 
-    def init(self, name: str) -> _Room:
+    async def init(self, name: str) -> _Room:
         rate = TokenBucket(rate=self.limits.room_message_rate, burst=self.limits.room_message_burst)
         room = _Room(actors.current_actor(), name, self.settings, self.budget, rate)
+        await room.load_history()
         room.reclaim_members()
         return room
 
@@ -173,14 +189,19 @@ class Room(GenServer["_Room"]):
         answer, stop = state.join(request)
         return StopServer(state, answer=answer) if stop else (answer, state)
 
-    def handle_cast(self, message: Any, state: _Room) -> _Room | StopServer[_Room]:
+    async def handle_cast(self, message: Any, state: _Room) -> _Room | StopServer[_Room]:
+        if isinstance(message, Say):
+            await state.say(message)
+            return state
         return StopServer(state) if state.handle(message) else state
 
     def handle_info(self, message: Any, state: _Room) -> _Room | StopServer[_Room]:
         return StopServer(state) if state.handle(message) else state
 
-    def terminate(self, reason: actors.ExitReason, state: _Room) -> None:
+    async def terminate(self, reason: actors.ExitReason, state: _Room) -> None:
         self.budget.forget(state.name)
+        if reason == actors.NORMAL:  # it stopped for being empty: its history goes with it
+            await topics.engine().forget(state.topic)
 
 
 class _Room:
@@ -200,12 +221,26 @@ class _Room:
         """Messages the room passes on (``ChatLimits.room_message_rate``), whoever says them."""
         self.name = name
         self.group = group_of(name)
+        self.topic = protocol.topic_of(name)
+        self.position = Position("", 0)
+        """The position of the room's last message in its topic."""
         self.settings = settings
         self.budget = budget
         self.roster = Roster()
         self.settling: set[Address] = set()
         self.settle_timer: TimerRef | None = None
         self.empty_timer: TimerRef | None = None
+
+    async def load_history(self) -> None:
+        """Start with the messages the room's topic keeps (after a crash, on another node)."""
+        snapshot = await topics.engine().snapshot(self.topic)
+        for post in snapshot.posts[-protocol.HISTORY_SIZE :]:
+            said = protocol.said_of(post.data)
+            if said is not None:
+                self.roster.record(said.nick, said.text, said.at)
+        self.position = Position(snapshot.epoch, snapshot.top)
+        if self.roster.history_bytes:
+            self.budget.update(self.name, self.roster.history_bytes)
 
     def reclaim_members(self) -> None:
         """After a restart: ask the connections still in the group to join again."""
@@ -221,9 +256,7 @@ class _Room:
 
     def handle(self, message: Any) -> bool:
         """Act on one cast or message; True means the room should stop now."""
-        if isinstance(message, Say):
-            self._say(message)
-        elif isinstance(message, Leave):
+        if isinstance(message, Leave):
             return self._leave(message.address, demonitor=True)
         elif isinstance(message, Down):
             return self._leave(message.address, demonitor=False)
@@ -248,18 +281,20 @@ class _Room:
         self._cancel(self.empty_timer)
         self.empty_timer = None
         self.budget.unpark(self.name)
-        joined = Joined(self.actor.address, join.nick)
+        joined = Joined(self.actor.address, join.nick, self.position)
         if join.address in self.settling:
             self.settling.discard(join.address)
             if not self.settling:
                 self._announce_restart()
             return joined, False
-        send_frame(join.address, protocol.history(self.roster.history()))
+        if not join.resume:
+            send_frame(join.address, protocol.history(self.roster.history()))
         send_frame(join.address, protocol.members(self.roster.nicks()))
         broadcast(self.group, protocol.joined(join.nick))
         return joined, False
 
-    def _say(self, say: Say) -> None:
+    async def say(self, say: Say) -> None:
+        """Record the message and post it to the room's topic, which delivers it."""
         member = self.roster.get(say.address)
         if member is None:
             send_frame(say.address, protocol.error("join first: say is for members of the room"))
@@ -269,7 +304,7 @@ class _Room:
             return
         message = self.roster.record(member.nick, say.text, protocol.now())
         self._account()
-        broadcast(self.group, protocol.said(message))
+        self.position = await topics.post(self.topic, protocol.said(message), retention=HISTORY)
 
     def _account(self) -> None:
         """Tell the budget the history's size; evict parked rooms, or shed, while over it."""

@@ -19,7 +19,7 @@ import attrs
 
 import actors
 from actors import topics
-from actors.topics import Deliver, Lagged, Position, Post, TopicEvent
+from actors.topics import Deliver, Lagged, Position, Post, Subscribed, TopicEvent
 
 from ..app import http_route
 from ..commands import Commands, Frame, Text
@@ -39,21 +39,28 @@ and ``offset`` so that clients can resume (docs/topics.md)."""
 
 
 def subscribe_frames(
-    topic: str, after: Position | None = None, *, render: PostRender = wire.encode_post
+    topic: str,
+    after: Position | None = None,
+    *,
+    render: PostRender = wire.encode_post,
+    announce: bool = True,
 ) -> None:
     """Subscribe the calling connection to ``topic``, resuming after ``after``: its events
     go to the client as frames, each post's ``render``-ed once for all its subscribers (a
-    ``Lagged`` still comes to ``websocket_info``)."""
+    ``Lagged`` still comes to ``websocket_info``). ``announce=False`` leaves out the
+    ``subscribed`` frame (an app that told its client where it is already)."""
     connection = connection_of(actors.current_actor())
     if connection is None:
         raise TypeError("subscribe_frames is for a WebSocket connection's callbacks")
-    topics.subscribe(topic, after, deliver=_frames_to(connection, render))
+    topics.subscribe(topic, after, deliver=_frames_to(connection, render, announce))
 
 
-def _frames_to(connection: Connection, render: PostRender) -> Deliver:
+def _frames_to(connection: Connection, render: PostRender, announce: bool) -> Deliver:
     push = connection.push
 
     def deliver(event: TopicEvent) -> bool:
+        if not announce and type(event) is Subscribed:
+            return True
         return push(frame_of(event, render))
 
     return deliver

@@ -65,7 +65,7 @@ async def test_when_the_rooms_server_stops_the_room_starts_again_on_a_live_one(
         async with chat_node(redis_url, prefix) as first, member(first, "lobby", "ann"):
             await room_seen(second, "lobby")
             await join(bob, "bob")
-        # The first server drained: its room and the history are gone (not kept in Redis).
+        # The first server drained: its room is gone (its history stays in the room's topic).
         await bob.send(type="say", text="anyone?")
         assert "not sent" in (await bob.receive_type("error"))["reason"]
         room = await room_seen(second, "lobby")
