@@ -38,6 +38,7 @@ import trio
 
 from .actor import current_actor
 from .address import Address
+from .errors import ActorError
 from .node import Node, current_node
 from .topic_rules import (
     History,
@@ -55,6 +56,17 @@ from .topic_rules import (
     next_step,
     plan_resume,
 )
+
+
+class TopicUnavailable(ActorError):
+    """The engine could not reach where topics live (Redis): a post may or may not have been
+    made (it is never retried, which could post it twice); a read can be tried again."""
+
+    def __init__(self, topic: str, cause: BaseException) -> None:
+        self.topic = topic
+        self.cause = cause
+        super().__init__(f"topic {topic!r} is unavailable: {cause or type(cause).__name__}")
+
 
 Deliver = Callable[[TopicEvent], bool]
 """How a subscriber takes an event: True if it did (its mailbox, or frames to a connection)."""
@@ -381,6 +393,7 @@ __all__ = [
     "Subscriptions",
     "TopicEngine",
     "TopicEvent",
+    "TopicUnavailable",
     "Unrecoverable",
     "engine",
     "post",

@@ -26,12 +26,11 @@ import trio
 
 from .address import Address
 from .broker_url import parse_broker_url
-from .errors import ActorError
 from .extras import MissingExtra
 from .node import Node
 from .topic_rules import Position, Retention, Snapshot, plan_resume
 from .topic_scripts import POST, READ, TopicKeys, pack, parse_published, parse_read
-from .topics import Deliver, Subscriber, Subscriptions
+from .topics import Deliver, Subscriber, Subscriptions, TopicUnavailable
 
 try:
     import anyio
@@ -52,19 +51,10 @@ BROKER_ERRORS = (
 )
 
 
-class PostFailed(ActorError):
-    """Redis did not answer a post: it may or may not have been made (never retried, which
-    could post twice)."""
-
-    def __init__(self, topic: str, cause: BaseException) -> None:
-        self.topic = topic
-        self.cause = cause
-        super().__init__(f"posting to topic {topic!r} failed: {cause or type(cause).__name__}")
-
-
 class RedisTopics:
     """The topic engine of a cluster (see the module docstring); ``url`` and ``prefix`` as for
-    ``RedisBackend``. Serve it with ``topics.serving(RedisTopics(url))``."""
+    ``RedisBackend``. Serve it with ``topics.serving(RedisTopics(url))``. A post or a read
+    waits up to ``wait`` seconds for an unreachable Redis, then raises ``TopicUnavailable``."""
 
     def __init__(
         self,
@@ -73,8 +63,11 @@ class RedisTopics:
         prefix: str = "corral",
         retention: Retention | None = None,
         max_backoff: float = 0.5,
+        wait: float = 2.0,
     ) -> None:
         self.broker = parse_broker_url(url)
+        self.wait = wait
+        """How long a post or a read waits for Redis while it is unreachable."""
         self.retention = retention or Retention()
         self.keys = TopicKeys(prefix)
         self.max_backoff = max_backoff
@@ -101,31 +94,36 @@ class RedisTopics:
     async def post(
         self, topic: str, data: str | bytes, *, retention: Retention | None = None
     ) -> Position:
-        """Post through the ``POST`` script (waits for Redis; ``PostFailed`` if it drops)."""
-        await self._connected.wait()
+        """Post through the ``POST`` script (never retried: that could post twice)."""
         keep = retention or self.retention
         args = [secrets.token_hex(6), pack(data), keep.count, _milliseconds(keep.age)]
-        try:
-            epoch, offset = await self._scripts["post"](keys=self.keys.of(topic), args=args)
-        except BROKER_ERRORS as error:
-            raise PostFailed(topic, error) from error
+        epoch, offset = await self._run("post", topic, self.keys.of(topic), args)
         return Position(epoch.decode(), int(offset))
 
     async def snapshot(self, topic: str, after: Position | None = None) -> Snapshot:
         """The topic now, through the ``READ`` script."""
-        await self._connected.wait()
         epoch, offset = (after.epoch, after.offset) if after is not None else ("", 0)
-        reply = await self._scripts["read"](
-            keys=self.keys.of(topic)[:2],
-            args=[secrets.token_hex(6), epoch, offset, _milliseconds(self.retention.age)],
-        )
-        return parse_read(topic, reply)
+        age = _milliseconds(self.retention.age)
+        args = [secrets.token_hex(6), epoch, offset, age]
+        return parse_read(topic, await self._run("read", topic, self.keys.of(topic)[:2], args))
 
     async def forget(self, topic: str) -> None:
         """Delete the topic's keys: the next post or read makes a new epoch."""
-        await self._connected.wait()
-        assert self._client is not None
-        await self._client.delete(self.keys.of(topic)[:2])
+        await self._run("forget", topic, self.keys.of(topic)[:2], [])
+
+    async def _run(self, script: str, topic: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script (or DEL for ``forget``) once Redis is there, within ``wait``."""
+        with trio.move_on_after(self.wait):
+            await self._connected.wait()
+        client = self._client
+        try:
+            if client is None:
+                raise coredis.exceptions.ConnectionError("not connected")
+            if script == "forget":
+                return await client.delete(keys)
+            return await self._scripts[script](keys=keys, args=args)
+        except BROKER_ERRORS as error:
+            raise TopicUnavailable(topic, error) from error
 
     def subscribe(
         self, topic: str, address: Address, after: Position | None, deliver: Deliver
@@ -278,7 +276,7 @@ class RedisTopics:
             try:
                 snapshot = await self.snapshot(topic, asked.pop() if len(asked) == 1 else None)
                 fresh = session == self._sessions and self._ready_event(topic).is_set()
-            except BROKER_ERRORS:
+            except TopicUnavailable:
                 fresh = False
             if not fresh:  # the channel was not heard all along: read again
                 for subscriber, generation in batch.items():

@@ -127,6 +127,7 @@ class RoomSettings:
 
 
 RESTARTED = "room restarted"
+UNAVAILABLE = "message not sent: the room's history cannot be reached now, send it again"
 HISTORY = Retention(count=protocol.HISTORY_SIZE)
 """What a room's topic keeps: the last 50 messages (for a day at most)."""
 ROOM_BUSY = "slow down: this room gets too many messages right now; yours was dropped"
@@ -304,7 +305,10 @@ class _Room:
             return
         message = self.roster.record(member.nick, say.text, protocol.now())
         self._account()
-        self.position = await topics.post(self.topic, protocol.said(message), retention=HISTORY)
+        try:
+            self.position = await topics.post(self.topic, protocol.said(message), retention=HISTORY)
+        except topics.TopicUnavailable:
+            send_frame(say.address, protocol.error(UNAVAILABLE))
 
     def _account(self) -> None:
         """Tell the budget the history's size; evict parked rooms, or shed, while over it."""

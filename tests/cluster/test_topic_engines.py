@@ -219,3 +219,16 @@ async def test_a_forgotten_topic_starts_a_new_epoch(make_engine: EngineFactory) 
         answer = follower.events[0]
         assert isinstance(answer, Unrecoverable) and answer.why is Lost.EPOCH
         assert [post.data for post in follower.posts] == ["after"]
+
+
+async def test_with_redis_gone_a_post_says_so_within_its_wait(
+    private_redis: RedisServer, prefix: str
+) -> None:
+    engine = RedisTopics(private_redis.url, prefix=prefix, wait=0.2)
+    async with running(engine):
+        await topics.post("t", "while up")
+        private_redis.stop()
+        with pytest.raises(topics.TopicUnavailable, match="topic 't' is unavailable"):
+            with trio.fail_after(5):
+                while True:  # the first may still go out on the closing link
+                    await topics.post("t", "while down")

@@ -259,8 +259,11 @@ async def test_the_page_and_its_files_are_served_at_the_root() -> None:
     async with chat() as server:
         status, headers, page = await http_exchange(server.port, get("/", "Connection: close"))
         assert status == 200 and "text/html" in headers["content-type"]
-        assert b'<script src="chat.js"' in page
+        assert b'<script type="module" src="chat.js"' in page
         status, headers, _ = await http_exchange(server.port, get("/chat.js", "Connection: close"))
+        assert status == 200 and "javascript" in headers["content-type"]
+        client = get("/corral-topics.js", "Connection: close")  # the module chat.js imports
+        status, headers, _ = await http_exchange(server.port, client)
         assert status == 200 and "javascript" in headers["content-type"]
         status, headers, _ = await http_exchange(server.port, get("/chat.css", "Connection: close"))
         assert status == 200 and "text/css" in headers["content-type"]
