@@ -34,6 +34,7 @@ own oldest messages. A room that stops takes its supervisor with it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -41,7 +42,7 @@ import trio
 
 import actors
 from actors import Actor, Address, Caller, Down, GenServer, StopServer, Timeout, TimerRef, topics
-from actors.topics import Position, Retention
+from actors.topics import Position, Post, Retention
 from server import TokenBucket, broadcast, send_frame
 
 from . import protocol
@@ -83,11 +84,11 @@ class Leave:
 @attrs.frozen
 class Joined:
     """The answer to a ``Join``: the room at ``room`` accepted the connection as ``nick``;
-    its ``history`` ends at ``position`` of the room's topic (the posts after it follow)."""
+    the ``history`` it sent ends at ``position`` of the room's topic (None: it sent none)."""
 
     room: Address
     nick: str
-    position: Position
+    position: Position | None = None
 
 
 @actors.wire_type
@@ -128,8 +129,7 @@ class RoomSettings:
 
 RESTARTED = "room restarted"
 UNAVAILABLE = "message not sent: the room's history cannot be reached now, send it again"
-HISTORY = Retention(count=protocol.HISTORY_SIZE)
-"""What a room's topic keeps: the last 50 messages (for a day at most)."""
+
 ROOM_BUSY = "slow down: this room gets too many messages right now; yours was dropped"
 
 
@@ -184,10 +184,10 @@ class Room(GenServer["_Room"]):
         room.reclaim_members()
         return room
 
-    def handle_call(self, request: Any, caller: Caller, state: _Room) -> Any:
+    async def handle_call(self, request: Any, caller: Caller, state: _Room) -> Any:
         if not isinstance(request, Join):
             raise TypeError(f"a room takes Join calls, not {request!r}")
-        answer, stop = state.join(request)
+        answer, stop = await state.join(request)
         return StopServer(state, answer=answer) if stop else (answer, state)
 
     async def handle_cast(self, message: Any, state: _Room) -> _Room | StopServer[_Room]:
@@ -223,8 +223,6 @@ class _Room:
         self.name = name
         self.group = group_of(name)
         self.topic = protocol.topic_of(name)
-        self.position = Position("", 0)
-        """The position of the room's last message in its topic."""
         self.settings = settings
         self.budget = budget
         self.roster = Roster()
@@ -233,13 +231,10 @@ class _Room:
         self.empty_timer: TimerRef | None = None
 
     async def load_history(self) -> None:
-        """Start with the messages the room's topic keeps (after a crash, on another node)."""
+        """Count in the messages the room's topic keeps (after a crash, on another node)."""
         snapshot = await topics.engine().snapshot(self.topic)
-        for post in snapshot.posts[-protocol.HISTORY_SIZE :]:
-            said = protocol.said_of(post.data)
-            if said is not None:
-                self.roster.record(said.nick, said.text, said.at)
-        self.position = Position(snapshot.epoch, snapshot.top)
+        for said in _messages(snapshot.posts[-protocol.HISTORY_SIZE :]):
+            self.roster.record(said.nick, said.text, said.at)
         if self.roster.history_bytes:
             self.budget.update(self.name, self.roster.history_bytes)
 
@@ -267,7 +262,7 @@ class _Room:
             return self._stop_if_still_empty()
         return False
 
-    def join(self, join: Join) -> tuple[Joined | JoinRefused, bool]:
+    async def join(self, join: Join) -> tuple[Joined | JoinRefused, bool]:
         """Take a member in: the answer for the caller, and whether the room should stop now."""
         problem = self.roster.join_problem(join.address, join.nick)
         if problem is not None:
@@ -282,14 +277,17 @@ class _Room:
         self._cancel(self.empty_timer)
         self.empty_timer = None
         self.budget.unpark(self.name)
-        joined = Joined(self.actor.address, join.nick, self.position)
+        joined = Joined(self.actor.address, join.nick)
         if join.address in self.settling:
             self.settling.discard(join.address)
             if not self.settling:
                 self._announce_restart()
             return joined, False
         if not join.resume:
-            send_frame(join.address, protocol.history(self.roster.history()))
+            snapshot = await topics.engine().snapshot(self.topic)
+            kept = snapshot.posts[max(0, len(snapshot.posts) - self.roster.kept) :]
+            send_frame(join.address, protocol.history(_messages(kept)))
+            joined = attrs.evolve(joined, position=Position(snapshot.epoch, snapshot.top))
         send_frame(join.address, protocol.members(self.roster.nicks()))
         broadcast(self.group, protocol.joined(join.nick))
         return joined, False
@@ -305,8 +303,9 @@ class _Room:
             return
         message = self.roster.record(member.nick, say.text, protocol.now())
         self._account()
+        keep = Retention(count=max(1, self.roster.kept))  # the topic keeps what the roster does
         try:
-            self.position = await topics.post(self.topic, protocol.said(message), retention=HISTORY)
+            await topics.post(self.topic, protocol.said(message), retention=keep)
         except topics.TopicUnavailable:
             send_frame(say.address, protocol.error(UNAVAILABLE))
 
@@ -388,3 +387,8 @@ class _Room:
     def _cancel(timer: TimerRef | None) -> None:
         if timer is not None:
             actors.cancel_timer(timer)
+
+
+def _messages(posts: Sequence[Post]) -> list[protocol.Said]:
+    """The messages the posts of a room's topic hold."""
+    return [said for post in posts if (said := protocol.said_of(post.data)) is not None]

@@ -67,7 +67,8 @@ def _frames_to(connection: Connection, render: PostRender, announce: bool) -> De
 
 
 _post_frames: dict[tuple[int, PostRender], tuple[Post, EncodedFrame]] = {}
-_MEMO = 4096
+_MEMO = 256
+"""Posts whose frames are kept for replays (a reconnect storm replays the same few posts)."""
 
 
 class _Latest:
