@@ -177,8 +177,9 @@ class Subscriptions:
         for post in replay.posts:
             if not self._hand(topic, subscriber, post):
                 return
-        for post in held:
-            if not self._take(topic, subscriber, post):
+        for post in held:  # duplicates of the replay are dropped; a gap holds the rest again
+            self._take(topic, subscriber, post)
+            if not self.current(topic, subscriber):
                 return
 
     def offer(self, post: Post) -> int:

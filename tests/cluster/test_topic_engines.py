@@ -89,14 +89,24 @@ async def running(engine: TopicEngine) -> AsyncIterator[trio.Nursery]:
 async def test_subscribing_while_posts_flow_gives_each_once_in_order(
     make_engine: EngineFactory,
 ) -> None:
-    """Subscribers join mid-stream from earlier positions: replay and live meet exactly."""
+    """Subscribers join from earlier positions while a poster keeps posting: replay and live
+    meet exactly, whatever arrived live while the history was read."""
     async with running(make_engine(Retention(count=2000))) as nursery:
         positions = [await topics.post("t", f"m{n}") for n in range(1, 51)]
+        done = trio.Event()
+
+        async def poster() -> None:
+            for n in range(51, 501):
+                await topics.post("t", f"m{n}")
+                await trio.lowlevel.checkpoint()
+            done.set()
+
+        nursery.start_soon(poster)
         followers = []
-        for n in range(51, 501):
-            await topics.post("t", f"m{n}")
-            if n % 50 == 0:
-                followers.append(follow(nursery, "t", positions[n // 50]))
+        for n in range(10):
+            followers.append(follow(nursery, "t", positions[n * 5]))
+            await trio.sleep(0.002)
+        await done.wait()
         for follower in followers:
             await follower.until_offset(500)
             start = follower.events[0]
