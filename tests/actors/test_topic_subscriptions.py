@@ -28,6 +28,14 @@ def post(offset: int, epoch: str = "e") -> Post:
     return Post("t", Position(epoch, offset), f"m{offset}")
 
 
+def collect(got: list[Any]) -> Any:
+    def deliver(event: Any) -> bool:
+        got.append(event)
+        return True
+
+    return deliver
+
+
 def table() -> tuple[Subscriptions, StubNode, list[Subscriber]]:
     node = StubNode()
     gaps: list[Subscriber] = []
@@ -38,7 +46,7 @@ def test_live_posts_held_during_the_catch_up_are_delivered_once_after_the_replay
     subscriptions, _, _ = table()
     got: list[Any] = []
     subscriber = subscriptions.add(
-        "t", Address("n", 1), lambda event: got.append(event) or True, None
+        subscriber=subscriptions.add("t", Address("n", 1), collect(got), None)
     )
     subscriptions.offer(post(3))  # arrives live while the history is read
     subscriptions.offer(post(4))
