@@ -45,9 +45,7 @@ def table() -> tuple[Subscriptions, StubNode, list[Subscriber]]:
 def test_live_posts_held_during_the_catch_up_are_delivered_once_after_the_replay() -> None:
     subscriptions, _, _ = table()
     got: list[Any] = []
-    subscriber = subscriptions.add(
-        subscriber=subscriptions.add("t", Address("n", 1), collect(got), None)
-    )
+    subscriber = subscriptions.add("t", Address("n", 1), collect(got), None)
     subscriptions.offer(post(3))  # arrives live while the history is read
     subscriptions.offer(post(4))
     replay = Replay(Subscribed("t", Position("e", 1)), [post(2), post(3)], Position("e", 3))
