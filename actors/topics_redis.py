@@ -218,8 +218,10 @@ class RedisTopics:
             self._channels_changed = trio.Event()
             wanted = set(self._subscribed().by_topic)
             joining, leaving = wanted - self._listening, self._listening - wanted
-            for topic in leaving:
-                self._ready[topic] = trio.Event()  # a subscriber arriving now waits for a rejoin
+            for topic in leaving:  # a subscriber arriving now waits for a rejoin
+                old, self._ready[topic] = self._ready.get(topic), trio.Event()
+                if old is not None:
+                    old.set()  # wake readers still waiting: their subscribers have gone
             if leaving:
                 await pubsub.unsubscribe(*(self.keys.of(topic)[2] for topic in leaving))
                 self._listening -= leaving
@@ -270,6 +272,8 @@ class RedisTopics:
             if not waiting:
                 break
             session = await self._heard(topic)
+            if session is None:
+                continue  # the topic lost its subscribers meanwhile: look again
             batch = dict(waiting)
             waiting.clear()
             asked = {self._resume_point(subscriber) for subscriber in batch}
@@ -289,10 +293,14 @@ class RedisTopics:
                     subscriptions.start(topic, subscriber, plan_resume(topic, after, snapshot))
         self._waiting.pop(topic, None)
 
-    async def _heard(self, topic: str) -> int:
-        """Wait until this session hears the topic's channel; return the session's number."""
-        while not (event := self._ready_event(topic)).is_set():
+    async def _heard(self, topic: str) -> int | None:
+        """Wait until this session hears the topic's channel; return the session's number
+        (None: the topic was left meanwhile)."""
+        event = self._ready_event(topic)
+        if not event.is_set():
             await event.wait()
+            if self._ready_event(topic) is not event:
+                return None
         return self._sessions
 
     def _resume_point(self, subscriber: Subscriber) -> Position | None:
