@@ -117,7 +117,6 @@ class Connection:
         "transport",
         "core",
         "state",
-        "started_at",
         "frames_in",
         "bytes_in",
         "bytes_out",
@@ -146,8 +145,7 @@ class Connection:
         self.request = request
         self.transport: Transport = transport_of(stream)
         self.state = state
-        self.started_at = trio.current_time()
-        self.core = ConnectionCore(session, options, trio.current_time, self._reschedule_liveness)
+        self.core = ConnectionCore(session, options, trio.current_time, self)
         # Metrics (server.ops.stats): plain ints, read when scraped. Bytes are the socket's.
         self.frames_in = self.bytes_in = self.bytes_out = 0
         self._exit_on_crash = exit_on_crash  # a crashed handler ends the actor as a crash
@@ -491,7 +489,8 @@ class Connection:
             self.actor.node.timers.cancel(self._liveness_timer)
             self._liveness_timer = None
 
-    def _reschedule_liveness(self) -> None:
+    def timing_changed(self) -> None:
+        """SetOptions changed the idle timeout: schedule the next liveness check again."""
         self._cancel_liveness()
         self._schedule_liveness(self.core.next_check(trio.current_time()))
 
@@ -508,7 +507,7 @@ class Connection:
 async def _terminate(connection: Connection, reason: TerminateReason) -> None:
     """Run the handler's terminate once, log the close line, never raise."""
     request = connection.request
-    duration = trio.current_time() - connection.started_at
+    duration = trio.current_time() - connection.core.opened_at
     code = _close_summary(connection, reason)
     number = code.split()[0]
     stats_of(connection.actor.node).connection_closed(connection, reason, number)

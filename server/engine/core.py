@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -58,6 +58,12 @@ from .session import NEED_DATA, Session, encode_ping, encode_pong
 
 KEEPALIVE_PING = b"corral"
 """The payload of the server's keepalive pings."""
+
+
+class TimingListener(Protocol):
+    """Who is told that the liveness checks' timing changed (the connection's loop)."""
+
+    def timing_changed(self) -> None: ...
 
 
 class Phase(enum.Enum):
@@ -99,11 +105,12 @@ class ConnectionCore:
         "next_chunk",
         "outbox",
         "_clock",
+        "opened_at",
         "_received_at",
         "_handled_at",
         "handling",
         "checked_while_handling",
-        "_on_timing_changed",
+        "_timing",
     )
 
     def __init__(
@@ -111,10 +118,11 @@ class ConnectionCore:
         session: Session,
         options: ConnectionOptions,
         clock: Callable[[], float],
-        on_timing_changed: Callable[[], None] | None = None,
+        timing: TimingListener | None = None,
     ) -> None:
-        """``clock``: the time now (trio's); ``on_timing_changed``: called when SetOptions
-        changes the idle timeout, so that the next liveness check is scheduled again."""
+        """``clock``: the time now (trio's); ``timing``: told when SetOptions changes the
+        idle timeout, so that the next liveness check is scheduled again (the connection
+        itself: no callback object of its own per connection)."""
         self.session = session
         self.options = options
         self.phase = OPEN
@@ -134,7 +142,8 @@ class ConnectionCore:
         self.input_pending = True  # the session may hold bytes read with the request's head
         """Bytes came that ``next_event`` has not given out yet: while False, it would say
         NEED_DATA, and the loop waits for the client without asking (every message's path)."""
-        now = clock()
+        now = self.opened_at = clock()
+        """When the connection opened, on ``clock``."""
         self.liveness = Liveness(
             options.idle_timeout, options.ping_interval, options.pong_timeout, now
         )
@@ -148,7 +157,7 @@ class ConnectionCore:
         a slow handler is not an idle client."""
         self.checked_while_handling = False
         """A liveness check fell while ``handling``: the loop calls ``handling_ended``."""
-        self._on_timing_changed = on_timing_changed or _unchanged
+        self._timing = timing
 
     # ---- events in: the client --------------------------------------------------------
 
@@ -427,7 +436,7 @@ class ConnectionCore:
         if self.phase is not ABORTED:
             self.phase = DONE
         self.lose_output()
-        self._on_timing_changed = _unchanged
+        self._timing = None
 
     @property
     def awaits_close(self) -> bool:
@@ -471,8 +480,5 @@ class ConnectionCore:
             self.session.max_message_size = self.options.max_message_size
         if "idle_timeout" in changes:
             self.liveness.idle_timeout = self.options.idle_timeout
-            self._on_timing_changed()
-
-
-def _unchanged() -> None:
-    """``on_timing_changed`` when nothing listens (or the connection has closed)."""
+            if self._timing is not None:
+                self._timing.timing_changed()

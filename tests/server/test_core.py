@@ -270,12 +270,16 @@ def test_a_slow_handler_is_not_an_idle_client() -> None:
 
 
 def test_set_options_changes_the_idle_timeout_and_asks_for_the_check_to_be_rescheduled() -> None:
-    changed: list[bool] = []
-    core = ConnectionCore(
-        Session(max_message_size=100), ConnectionOptions(), Clock(), lambda: changed.append(True)
-    )
+    class Timing:
+        changed = 0
+
+        def timing_changed(self) -> None:
+            self.changed += 1
+
+    timing = Timing()
+    core = ConnectionCore(Session(max_message_size=100), ConnectionOptions(), Clock(), timing)
     core.apply([SetOptions(idle_timeout=3.0, max_message_size=5000)])
-    assert changed == [True] and core.next_check(0.0) == 3.0
+    assert timing.changed == 1 and core.next_check(0.0) == 3.0
     assert core.session.max_message_size == 5000
 
 
