@@ -26,6 +26,7 @@ The history API (for the chat and anyone): ``post``, ``subscribe``, ``unsubscrib
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import weakref
 from collections import deque
@@ -245,14 +246,16 @@ class Subscriptions:
 
 class LocalTopics:
     """Topics in this process: history in memory, an epoch of its own per engine (so per
-    process: a client holding a position from before a restart is told ``Unrecoverable``)."""
+    process: a client holding a position from before a restart is told ``Unrecoverable``).
+    A topic posted to stays (its top offset and what it keeps) until ``forget``."""
 
     def __init__(self, retention: Retention | None = None, *, epoch: str | None = None) -> None:
         self.retention = retention or Retention()
         self.epoch = epoch or secrets.token_hex(6)
         self._histories: dict[str, History] = {}
-        self._epochs: dict[str, str] = {}
-        """Topics forgotten at least once: each starts again in an epoch of its own."""
+        self._generations: itertools.count[int] | None = None
+        """Once a topic was forgotten, every topic made afterwards has an epoch of its own (a
+        topic made again must not hand out the positions of its old life; none is remembered)."""
         self._subscriptions: Subscriptions | None = None
         self._undelivered: deque[Post] = deque()
 
@@ -315,14 +318,17 @@ class LocalTopics:
         self._replay(topic, subscriber, subscriber.last)
 
     async def forget(self, topic: str) -> None:
-        """Drop the topic's history; it starts again in an epoch of its own."""
-        if self._histories.pop(topic, None) is not None:
-            self._epochs[topic] = secrets.token_hex(6)
+        """Drop the topic's history (nothing of it is kept); it starts again in an epoch of
+        its own."""
+        if self._histories.pop(topic, None) is not None and self._generations is None:
+            self._generations = itertools.count(1)
 
     def _history(self, topic: str) -> History:
         history = self._histories.get(topic)
         if history is None:
-            epoch = self._epochs.get(topic, self.epoch)
+            epoch = self.epoch
+            if self._generations is not None:
+                epoch = f"{self.epoch}.{next(self._generations)}"
             history = self._histories[topic] = History(topic, epoch, self.retention)
         return history
 
