@@ -219,7 +219,7 @@ class RedisTopics:
             wanted = set(self._subscribed().by_topic)
             joining, leaving = wanted - self._listening, self._listening - wanted
             for topic in leaving:  # a subscriber arriving now waits for a rejoin
-                old, self._ready[topic] = self._ready.get(topic), trio.Event()
+                old = self._ready.pop(topic, None)
                 if old is not None:
                     old.set()  # wake readers still waiting: their subscribers have gone
             if leaving:
