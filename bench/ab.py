@@ -8,7 +8,7 @@ spread of each side's runs is printed too: a ratio inside the spread is noise.
 
 Run: ``python bench/ab.py --old ../main --new . --runs 3 fanout.py --rounds 3``; the figures of
 ``echo_throughput.py``, ``fanout.py``, ``idle_memory.py``, ``gc_pause.py``, ``push_cost.py`` and
-``echo_instructions.py`` are known.
+``server_instructions.py`` are known.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
         Figure("idle KB per connection", r"^corral\s+[\d.]+\s+[\d.]+\s+([\d.]+)", False),
         Figure("opens/s", r"^corral(?:\s+\S+){4}\s+([\d,]+)", True),
     ),
-    "echo_instructions.py": (
+    "server_instructions.py": (
         Figure("server instructions/rt", r"^instructions per round trip: ([\d,]+)", False),
+        Figure("server instructions/open", r"^instructions per connection opened: ([\d,]+)", False),
     ),
     "push_cost.py": (Figure("CPU us per delivery", r"([\d.]+) us of CPU per delivery", False),),
     "gc_pause.py": (Figure("close-burst p99 ms", r"^corral\s+[\d.]+\s+([\d.]+)", False),),

@@ -60,7 +60,7 @@ EXPECTED: dict[str, list[str]] = {
         rf"\s+\S+\s+fragments: RSS\s+{NUMBER} -> peak\s+{NUMBER} MB .* attackers: closed 1009",
         rf"\s+\S+\s+inflate: RSS\s+{NUMBER} -> peak\s+{NUMBER} MB .* attackers: held",
     ],
-    "echo_instructions.py": [
+    "server_instructions.py": [
         r"1 connection\(s\) x 200 round trips: [\d,]+ instructions",
         r"instructions per round trip: [\d,]+",
     ],

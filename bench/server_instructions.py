@@ -1,16 +1,18 @@
-"""Server instructions per echo round trip, counted by valgrind's callgrind: a figure that the
-machine's load cannot move, for A/B runs of the per-message path on a shared machine.
+"""Server instructions per echo round trip and per connection opened, counted by valgrind's
+callgrind: figures that the machine's load cannot move, for A/B runs on a shared machine.
 
-The echo example runs as ``corral serve`` runs it, under callgrind with counting off; after the
-connections are open and warmed up, counting is switched on (``callgrind_control -i on``) for
-exactly ``--round-trips`` round trips on each of ``--connections`` connections (closed loop,
-one message in flight per connection, all sent before any reply is read), then off. What is
-counted is the server's whole per-message path, kernel entry points excluded: the Python code,
-the interpreter and the C libraries it calls. The
-watchdog is off (its pokes follow the wall clock, which valgrind stretches).
+The echo example runs as ``corral serve`` runs it, under callgrind with counting off; counting
+is switched on (``callgrind_control -i on``) only around the work measured, then off:
+``echo``, after the connections are open and warmed up, exactly ``--round-trips`` round trips
+on each of ``--connections`` connections (closed loop, one message in flight per connection,
+all sent before any reply is read); ``opens``, ``--connections`` connections opened and
+upgraded (after as many opened and closed to warm up). What is counted is the server's own
+work, kernel entry points excluded: the Python code, the interpreter and the C libraries. The
+watchdog and the memory trim are off: they follow the wall clock, which valgrind stretches.
 
-Run: ``python bench/echo_instructions.py [--connections 1] [--round-trips 2000]``; A/B:
-``python bench/ab.py --old ../old --new . --runs 2 echo_instructions.py``.
+Run: ``python bench/server_instructions.py echo [--connections 1] [--round-trips 2000]`` or
+``... opens [--connections 500]``; A/B: ``python bench/ab.py --old ../old --new . --runs 2
+server_instructions.py echo``.
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ def _control(pid: int, switch: str) -> None:
     )
 
 
-def count(checkout: Path, connections: int, round_trips: int) -> int:
-    """Instructions the server ran for ``round_trips`` echoes on each of ``connections``."""
+def count(checkout: Path, mode: str, connections: int, round_trips: int) -> int:
+    """Instructions the server ran for ``round_trips`` echoes on each of ``connections``
+    (``echo``), or to open and upgrade ``connections`` (``opens``)."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise BenchError("valgrind (with callgrind_control) is not installed")
     port = _free_port()
@@ -100,20 +103,28 @@ def count(checkout: Path, connections: int, round_trips: int) -> int:
             "--log-level",
             "warning",
             "--no-block-watchdog",  # its thread's pokes follow the wall clock, not the work
+            "--no-memory-trim",  # it runs when a burst of closes has settled: a wall-clock rule
         ]
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         server = subprocess.Popen(command, cwd=checkout, env=env, stderr=subprocess.DEVNULL)
         sockets = []
         try:
             _wait_for_port(port, server)
-            sockets = [open_websocket(port, timeout=120) for _ in range(connections)]
-            frame, reply = client_frame(PAYLOAD), server_frame(PAYLOAD)
-            for _ in range(WARM_UP):
-                send_and_expect(sockets, frame, reply)
-            _control(server.pid, "on")
-            for _ in range(round_trips):
-                send_and_expect(sockets, frame, reply)
-            _control(server.pid, "off")
+            if mode == "opens":
+                for sock in [open_websocket(port, timeout=120) for _ in range(connections)]:
+                    abort(sock)
+                _control(server.pid, "on")
+                sockets = [open_websocket(port, timeout=120) for _ in range(connections)]
+                _control(server.pid, "off")
+            else:
+                sockets = [open_websocket(port, timeout=120) for _ in range(connections)]
+                frame, reply = client_frame(PAYLOAD), server_frame(PAYLOAD)
+                for _ in range(WARM_UP):
+                    send_and_expect(sockets, frame, reply)
+                _control(server.pid, "on")
+                for _ in range(round_trips):
+                    send_and_expect(sockets, frame, reply)
+                _control(server.pid, "off")
         finally:
             for sock in sockets:
                 abort(sock)
@@ -132,22 +143,27 @@ def count(checkout: Path, connections: int, round_trips: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", default="echo", choices=("echo", "opens"))
     parser.add_argument("--checkout", type=Path, default=Path.cwd(), help="default: here")
-    parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--connections", type=int, help="default: echo 1, opens 500")
     parser.add_argument("--round-trips", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="200 round trips (smoke test)")
     options = parser.parse_args(argv)
     if options.quick:
         options.round_trips = 200
+    connections = options.connections or (500 if options.mode == "opens" else 1)
+    if options.quick and options.mode == "opens":
+        connections = 50
     checkout = options.checkout.resolve()
-    total = count(checkout, options.connections, options.round_trips)
-    per = total / (options.connections * options.round_trips)
+    total = count(checkout, options.mode, connections, options.round_trips)
     print(f"checkout {checkout}")
-    print(
-        f"{options.connections} connection(s) x {options.round_trips} round trips: "
-        f"{total:,} instructions"
-    )
-    print(f"instructions per round trip: {per:,.0f}")
+    if options.mode == "opens":
+        print(f"{connections} connections opened: {total:,} instructions")
+        print(f"instructions per connection opened: {total / connections:,.0f}")
+    else:
+        trips = options.round_trips
+        print(f"{connections} connection(s) x {trips} round trips: {total:,} instructions")
+        print(f"instructions per round trip: {total / (connections * options.round_trips):,.0f}")
     return 0
 
 
