@@ -132,6 +132,11 @@ class Subscriber:
     """Live posts that arrived while catching up (None once caught up)."""
     generation: int = 0
     """Counts its catch-ups: one that finishes after a newer one was asked for is ignored."""
+    suspect: str | None = None
+    """The epoch of a post that sent it to catch up (is it newer, or a dead history's?)."""
+    dead: set[str] = attrs.field(factory=set)
+    """Epochs a catch-up found gone: their posts are dropped (a post published just before
+    its history was dropped, say), not caught up from again and again."""
 
 
 class Subscriptions:
@@ -173,6 +178,9 @@ class Subscriptions:
             return
         held, subscriber.held = subscriber.held or [], None
         subscriber.last = replay.last
+        if subscriber.suspect is not None and subscriber.suspect != replay.last.epoch:
+            subscriber.dead.add(subscriber.suspect)
+        subscriber.suspect = None
         if not self._hand(topic, subscriber, replay.answer):
             return
         for post in replay.posts:
@@ -220,7 +228,10 @@ class Subscriptions:
         step = next_step(subscriber.last, post.position)
         if step is Next.TAKE:
             return self._hand(topic, subscriber, post)
-        if step is Next.GAP:
+        epoch = post.position.epoch
+        if step is Next.GAP and epoch not in subscriber.dead:
+            if epoch != subscriber.last.epoch:
+                subscriber.suspect = epoch
             subscriber.held = [post]
             self.on_gap(topic, subscriber)
         return False

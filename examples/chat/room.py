@@ -201,7 +201,10 @@ class Room(GenServer["_Room"]):
 
     async def terminate(self, reason: actors.ExitReason, state: _Room) -> None:
         self.budget.forget(state.name)
-        if reason == actors.NORMAL:  # it stopped for being empty: its history goes with it
+        # It stopped for being empty: its history goes with it. (Not a room that lost its name
+        # to another node's: the topic is the other room's history.)
+        holder = actors.whereis(room_key(state.name))
+        if reason == actors.NORMAL and holder in (None, state.actor.address):
             await topics.engine().forget(state.topic)
 
 

@@ -75,3 +75,20 @@ def test_a_subscriber_that_does_not_take_a_post_is_dropped_and_told_where_it_is(
     assert subscriptions.offer(post(2)) == 0
     assert node.notified == [(address, Lagged("t", Position("e", 1)))]
     assert subscriptions.by_topic == {}
+
+
+def test_a_post_of_a_history_found_gone_is_dropped_after_one_more_look() -> None:
+    """A post of epoch "old" arrives once the subscriber is at "new" (published just before its
+    topic was dropped): one catch-up to be sure, then it is dropped, never caught up again."""
+    subscriptions, _, gaps = table()
+    got: list[Any] = []
+    subscriber = subscriptions.add("t", Address("n", 1), collect(got), None)
+    now = Replay(Subscribed("t", Position("new", 0)), [], Position("new", 0))
+    subscriptions.start("t", subscriber, now)
+    subscriptions.offer(post(5, "old"))
+    assert gaps == [subscriber]  # newer or dead? it looks again
+    subscriptions.start("t", subscriber, now)  # the topic is still at "new": "old" is dead
+    subscriptions.offer(post(6, "old"))
+    assert gaps == [subscriber] and subscriber.held is None
+    subscriptions.offer(post(1, "new"))
+    assert [event.data for event in got if isinstance(event, Post)] == ["m1"]
