@@ -15,7 +15,7 @@ from typing import Any, Unpack
 
 import trio
 
-from . import topics
+from . import presence, topics
 from .actor import Actor, ActorArgs, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
@@ -330,5 +330,6 @@ __all__ = [
     "whereis",
     "which_groups",
     "self_address",
+    "presence",
     "wire_type",
 ]

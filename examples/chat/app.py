@@ -7,7 +7,6 @@ from pathlib import Path
 
 from server import App, ConnectionOptions, static, websocket
 from server.tokens import TokenAuth
-from server.topics import client_script
 
 from .handler import ChatHandler
 from .limits import ChatLimits
@@ -47,10 +46,9 @@ def make_app(
                 constraints={"room": room_name},
                 options=OPTIONS,
             ),
-            client_script(),  # /corral-topics.js, which the page imports
             static("/", STATIC),
         ],
-        children=[rooms.child_spec("rooms")],
+        children=rooms.child_specs(),
     )
 
 

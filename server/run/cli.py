@@ -189,6 +189,13 @@ def _parser() -> argparse.ArgumentParser:
         help="Redis key prefix of the cluster (default: corral)",
     )
     serve.add_argument(
+        "--failure-detection",
+        type=option_values.positive_seconds,
+        metavar="SECONDS",
+        help="with --redis: a node not heard for this long is down, and its users leave "
+        f"every member list (default: {defaults.failure_detection:g})",
+    )
+    serve.add_argument(
         "--workers",
         type=option_values.positive_count,
         metavar="N",
@@ -287,6 +294,7 @@ def _options(app: App, args: argparse.Namespace) -> ServerOptions:
             "handshake_timeout",
             "drain_timeout",
             "cluster_prefix",
+            "failure_detection",
         )
         if getattr(args, name) is not None
     }

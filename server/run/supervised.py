@@ -153,6 +153,8 @@ class Server:
             self.options.redis_url,
             prefix=self.options.cluster_prefix,
             startup_wait=self.options.redis_wait,
+            heartbeat=self.options.failure_detection / 5,
+            lease=self.options.failure_detection,
         )
 
     def _topics(self) -> topics.TopicEngine:

@@ -1,29 +1,25 @@
 // corral chat: the browser side of examples/chat.
 //
 // One WebSocket per page at /ws/<room> on the page's own host, JSON text frames:
-//   to the server:   {type: "join", nick}   {type: "say", text}
-//                    {type: "subscribe", topic: "room:<room>", epoch, offset} (the topic client)
+//   to the server:   {type: "join", nick}   {type: "say", text, id}
 //   from the server: history {messages: [{nick, text, at}]}, members {nicks}, joined {nick},
-//                    left {nick}, said {nick, text, at, topic, epoch, offset}, error {reason},
-//                    subscribed and unrecoverable (the topic client's)
-// The connection is corral's topic client (/corral-topics.js): when it drops (or the browser
-// goes offline) it reconnects with backoff and jitter, follows the room's topic again from the
-// last message shown and joins again with the same nick, so the page shows exactly what was
-// said meanwhile, once each. The position, the nick and the messages shown are kept in
-// sessionStorage: a reload shows them again and resumes from there. All server text goes into
-// the page through textContent, never as HTML.
+//                    left {nick}, said {nick, text, at}, sent {id}, error {reason, id?}
+// A message stays in the input until the server says it is "sent" (the room has it): if the
+// room is moving to another server, or the connection drops, what was typed is still there.
+// When the connection drops it reconnects with exponential backoff and joins again with the
+// same nick. All server text goes into the page through textContent, never as HTML.
 // A chat run with a secret needs a signed token, given to the page in its fragment
 // (#token=...&room=...: never sent to the server): the page offers it as the subprotocol
 // "bearer.<token>" (a browser cannot set headers on a WebSocket), and the token's nick is the
 // only one the server takes.
-import { TopicClient } from "/corral-topics.js";
+"use strict";
 
 (() => {
   const MAX_TEXT_BYTES = 4096;
   const BACKOFF_FIRST_MS = 500;
   const BACKOFF_MAX_MS = 10_000;
+  const STABLE_AFTER_MS = 5_000; // a connection this old resets the backoff when it drops
   const MAX_LINES = 1_000;
-  const KEPT_MESSAGES = 50; // shown again after a reload
 
   const ui = {
     roomName: byId("room-name"),
@@ -44,60 +40,62 @@ import { TopicClient } from "/corral-topics.js";
 
   const token = new URLSearchParams(location.hash.slice(1)).get("token");
   const room = roomFromUrl();
-  const topic = `room:${room}`;
-  const shownKey = `corral-chat-shown:${room}`;
   const chat = {
-    client: null,
-    open: false,
+    socket: null,
     phase: "nick", // "nick": asking for one; "joining": join sent or due; "joined"
     nick: "",
     rejoining: false, // joined before this connection dropped: keep showing the room
     members: new Set(),
-    shown: [], // the last messages shown, kept for a reload
+    says: 0, // ids given to says so far
+    unconfirmed: new Map(), // say id -> its text, until "sent" or an error
+    attempt: 0, // reconnects since the last stable connection
+    openedAt: 0,
     retryAt: 0,
+    retryTimer: 0,
     countdownTimer: 0,
   };
 
   // --- connection ------------------------------------------------------------------------
 
   function connect() {
+    stopRetryTimers();
+    setStatus("connecting", "Connecting…");
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const url = `${scheme}//${location.host}/ws/${encodeURIComponent(room)}`;
-    chat.client = new TopicClient(url, {
-      protocols: token ? ["chat", `bearer.${token}`] : undefined,
-      storage: sessionStorage,
-      storageKey: "corral-chat-positions",
-      minDelay: BACKOFF_FIRST_MS,
-      maxDelay: BACKOFF_MAX_MS,
-      onState: connectionChanged,
-      onOpen: () => {
-        if (chat.phase !== "nick") send({ type: "join", nick: chat.nick });
-      },
-      onMessage: receive,
+    const socket = token ? new WebSocket(url, ["chat", `bearer.${token}`]) : new WebSocket(url);
+    chat.socket = socket;
+    socket.addEventListener("open", () => {
+      chat.openedAt = Date.now();
+      setStatus("connected", "Connected");
+      if (chat.phase !== "nick") send({ type: "join", nick: chat.nick });
     });
-    chat.client.subscribe(topic, {
-      onPost: (message) => handlers.said(message),
-      onUnrecoverable: () =>
-        addLine(systemLine("Some messages were missed: the room no longer keeps them", "error"), true),
+    socket.addEventListener("message", (event) => receive(event.data));
+    socket.addEventListener("close", () => {
+      if (chat.socket !== socket) return;
+      chat.socket = null;
+      if (chat.openedAt !== 0) addLine(systemLine("Connection lost", "error"));
+      if (chat.unconfirmed.size) {
+        chat.unconfirmed.clear();
+        addLine(systemLine("Your last message may not have been sent: it is still in the box", "error"));
+      }
+      if (chat.phase === "joined") {
+        chat.phase = "joining"; // join again, same nick, once back
+        chat.rejoining = true;
+      }
+      showForms();
+      scheduleReconnect();
     });
   }
 
-  function connectionChanged(state, detail) {
-    stopCountdown();
-    if (state === "connecting") setStatus("connecting", "Connecting…");
-    if (state === "open") {
-      chat.open = true;
-      setStatus("connected", "Connected");
-    }
-    if (state !== "closed") return;
-    if (chat.open) addLine(systemLine("Connection lost", "error"));
-    chat.open = false;
-    if (chat.phase === "joined") {
-      chat.phase = "joining"; // join again, same nick, once back
-      chat.rejoining = true;
-    }
-    showForms();
-    chat.retryAt = detail.retryAt;
+  function scheduleReconnect() {
+    const wasStable = chat.openedAt !== 0 && Date.now() - chat.openedAt > STABLE_AFTER_MS;
+    if (wasStable) chat.attempt = 0;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** chat.attempt);
+    const delay = Math.min(BACKOFF_MAX_MS, base * (0.8 + 0.4 * Math.random()));
+    chat.attempt += 1;
+    chat.openedAt = 0;
+    chat.retryAt = Date.now() + delay;
+    chat.retryTimer = setTimeout(connect, delay);
     chat.countdownTimer = setInterval(showCountdown, 250);
     showCountdown();
     ui.reconnectButton.hidden = false;
@@ -108,13 +106,20 @@ import { TopicClient } from "/corral-topics.js";
     setStatus("disconnected", `Disconnected — reconnecting in ${seconds} s…`);
   }
 
-  function stopCountdown() {
+  function stopRetryTimers() {
+    clearTimeout(chat.retryTimer);
     clearInterval(chat.countdownTimer);
     ui.reconnectButton.hidden = true;
   }
 
   function send(message) {
-    return chat.client !== null && chat.client.send(message);
+    if (!isOpen()) return false;
+    chat.socket.send(JSON.stringify(message));
+    return true;
+  }
+
+  function isOpen() {
+    return chat.socket !== null && chat.socket.readyState === WebSocket.OPEN;
   }
 
   // --- what the server says --------------------------------------------------------------
@@ -123,8 +128,7 @@ import { TopicClient } from "/corral-topics.js";
     history({ messages }) {
       if (chat.phase === "joining") joinAccepted();
       ui.messages.replaceChildren();
-      chat.shown = [];
-      for (const message of messages || []) show(message);
+      for (const message of messages || []) addLine(messageLine(message));
       scrollToNewest();
     },
     members({ nicks }) {
@@ -145,17 +149,35 @@ import { TopicClient } from "/corral-topics.js";
       addLine(systemLine(`${nick} left`));
     },
     said(message) {
-      show(message, message.nick === chat.nick);
+      addLine(messageLine(message), message.nick === chat.nick);
     },
-    error({ reason }) {
+    sent({ id }) {
+      const text = chat.unconfirmed.get(id);
+      chat.unconfirmed.delete(id);
+      if (text !== undefined && ui.messageInput.value === text) ui.messageInput.value = "";
+      showForms();
+    },
+    error({ reason, id }) {
       const text = String(reason || "unknown error");
+      if (chat.unconfirmed.delete(id)) {
+        addLine(systemLine(`Not sent: ${text} (your text is kept)`, "error"), true);
+        showForms();
+        return;
+      }
       // Anything about the nick or joining means we are not in the room: ask again.
       if (chat.phase === "joining" || /nick|join/i.test(text)) joinRefused(text);
       else addLine(systemLine(`Error: ${text}`, "error"), true);
     },
   };
 
-  function receive(message) {
+  function receive(data) {
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      console.warn("corral chat: ignoring a frame that is not JSON", data);
+      return;
+    }
     const handle = message && Object.hasOwn(handlers, message.type) && handlers[message.type];
     if (handle) handle(message);
     else console.warn("corral chat: ignoring an unknown message", message);
@@ -183,10 +205,15 @@ import { TopicClient } from "/corral-topics.js";
       addLine(systemLine(`Not sent: ${size} bytes is over the ${MAX_TEXT_BYTES}-byte limit`, "error"), true);
       return;
     }
-    if (send({ type: "say", text })) ui.messageInput.value = "";
+    const id = ++chat.says;
+    if (send({ type: "say", text, id })) chat.unconfirmed.set(id, text);
+    showForms();
   });
 
-  ui.reconnectButton.addEventListener("click", () => chat.client.reconnect());
+  ui.reconnectButton.addEventListener("click", () => {
+    chat.attempt = 0;
+    connect();
+  });
 
   window.addEventListener("hashchange", () => {
     if (roomFromUrl() !== room) location.reload();
@@ -196,7 +223,6 @@ import { TopicClient } from "/corral-topics.js";
     chat.phase = "joined";
     chat.rejoining = false;
     sessionStorage.setItem("corral-chat-nick", chat.nick);
-    sessionStorage.setItem(shownKey, JSON.stringify(chat.shown));
     showForms();
     ui.messageInput.focus();
   }
@@ -220,6 +246,7 @@ import { TopicClient } from "/corral-topics.js";
     ui.joinButton.disabled = chat.phase === "joining";
     ui.joinButton.textContent = chat.phase === "joining" ? "Joining…" : "Join";
     ui.sendButton.disabled = chat.phase !== "joined";
+    ui.sendButton.textContent = chat.unconfirmed.size ? "Sending…" : "Send";
     ui.ownNick.textContent = chat.nick;
     renderMembers();
   }
@@ -241,14 +268,6 @@ import { TopicClient } from "/corral-topics.js";
     }
     line.append(element("span", "nick", String(nick)), element("span", "text", String(text)));
     return line;
-  }
-
-  // A message on the page, and among those kept for a reload.
-  function show({ nick, text, at }, forceScroll = false) {
-    addLine(messageLine({ nick, text, at }), forceScroll);
-    chat.shown.push({ nick, text, at });
-    if (chat.shown.length > KEPT_MESSAGES) chat.shown.shift();
-    sessionStorage.setItem(shownKey, JSON.stringify(chat.shown));
   }
 
   function systemLine(text, kind = "info") {
@@ -336,27 +355,7 @@ import { TopicClient } from "/corral-topics.js";
   const signedNick = token ? nickOf(token) : null;
   ui.nickInput.value = signedNick || sessionStorage.getItem("corral-chat-nick") || "";
   ui.nickInput.readOnly = signedNick !== null;
-  resumeAfterReload();
   showForms();
   ui.nickInput.focus();
   connect();
-
-  // A reload of a page that was in the room: show what it showed, join again with the same
-  // nick (the topic client resumes from the position it kept).
-  function resumeAfterReload() {
-    const nick = sessionStorage.getItem("corral-chat-nick");
-    const kept = sessionStorage.getItem(shownKey); // set once this page joined this room
-    if (kept === null) return;
-    let shown;
-    try {
-      shown = JSON.parse(kept);
-    } catch {
-      return;
-    }
-    if (!nick || !Array.isArray(shown) || (signedNick && nick !== signedNick)) return;
-    for (const message of shown) show(message);
-    chat.nick = nick;
-    chat.phase = "joining";
-    chat.rejoining = true;
-  }
 })();
