@@ -107,6 +107,11 @@ class Server:
         self._scope = trio.CancelScope()
         self._cannot_listen: CannotListen | None = None
 
+    def adopt(self, app: App) -> None:
+        """Serve ``app``'s routes from now on (a hot upgrade; its children are not started)."""
+        self.app = app
+        self.front_door.router = Router(app.routes)
+
     @property
     def scheme(self) -> str:
         """``ws`` or ``wss``."""
