@@ -19,7 +19,7 @@ from typing import NoReturn
 import trio
 
 import actors
-from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
+from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor, topics
 
 from ..app import App
 from ..engine.endpoint import websocket_endpoint
@@ -152,6 +152,7 @@ class Server:
                     stats = stats_of(node)
                     stats.front_door = self.front_door  # the metrics see the front door
                     async with (
+                        topics.serving(self._topics(), node),
                         watching(self.options.block_threshold, stats),
                         trio.open_nursery() as nursery,
                     ):
@@ -178,6 +179,14 @@ class Server:
             heartbeat=self.options.failure_detection / 5,
             lease=self.options.failure_detection,
         )
+
+    def _topics(self) -> topics.TopicEngine:
+        """Topics on Redis when the options name one (history outlives this node), else here."""
+        if self.options.redis_url is None:
+            return topics.LocalTopics()
+        from actors.topics_redis import RedisTopics
+
+        return RedisTopics(self.options.redis_url, prefix=self.options.cluster_prefix)
 
     async def shutdown(self) -> None:
         """Drain: stop accepting, close connections with 1001, stop the app's actors.
