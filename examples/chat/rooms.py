@@ -34,7 +34,7 @@ from actors import (
 from .budget import HistoryBudget
 from .history import ChatHistory
 from .limits import ChatLimits, PeerCount, PeerQuota
-from .room import Room, RoomSettings, evict, room_key, supervisor_key
+from .room import Room, RoomSettings, evict, group_of, room_key, supervisor_key
 
 
 class RoomUnavailable(Exception):
@@ -55,7 +55,7 @@ class Rooms:
         self.limits = limits = limits or ChatLimits()
         self.open_timeout = open_timeout
         self.budget = HistoryBudget(limits.max_history_bytes)
-        self.history = ChatHistory(ttl=self.settings.empty_ttl)
+        self.history = ChatHistory(ttl=self.settings.empty_ttl, group_of=group_of)
         """Where rooms keep their history beyond their own life (Redis, on a cluster)."""
         self.creations = PeerQuota(limits.room_creation_rate, limits.room_creation_burst)
         self.members = PeerCount(limits.max_members_per_peer)
