@@ -15,7 +15,8 @@ frames after that position, in order, once each; or, when the position cannot be
 room's history started again: another ``epoch``; the messages right after it are no longer
 kept: ``trimmed``; past the last message: ``future``), ``{"type": "unrecoverable", "topic",
 "epoch", "offset", "why", "asked", "current"}`` then the messages still kept, after (epoch,
-offset): what lies between ``asked`` and them is lost, and the client says so. Then ``members``.
+offset): what lies between ``asked`` and them is lost, and the client says so. ``members``
+comes too (before them with ``--redis``, where the topic is read from Redis).
 A client drops a ``said`` whose position is not after the one it holds in the same epoch.
 
 Limits: a nick is 1 to 32 characters with no leading or trailing spaces (nor characters that
