@@ -49,7 +49,7 @@ from server import (
 from server.tokens import TokenAuth, chosen_subprotocol
 
 from . import protocol
-from .history import follow, topic_of
+from .history import follow, topic_of, unfollow
 from .limits import Throttle, Verdict, peer_key
 from .protocol import BadInput, JoinRequest, SayRequest
 from .room import Heard, Join, Joined, Leave, Rejoined, Say, presence_topic
@@ -270,3 +270,5 @@ class ChatHandler(WebSocketHandler[Session]):
             self.rooms.members.release(state.peer)
         if state.room_address is not None:
             actors.cast(state.room_address, Leave(actors.self_address()))
+        if state.nick is not None:
+            unfollow(state.room)

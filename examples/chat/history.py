@@ -141,6 +141,11 @@ def follow(room: str, kept: Kept | None, after: Position | None) -> None:
         subscribe_frames(topic_of(room), after, render=said_frame)
 
 
+def unfollow(room: str) -> None:
+    """End the calling connection's subscription to ``room``'s topic (it is closing)."""
+    topics.unsubscribe(topic_of(room))
+
+
 class SaidFrame:
     """Renders a post of a room's topic as members get it: ``said`` with its ``topic``,
     ``epoch`` and ``offset``. A class, not a function: a subscription holds it for its life,

@@ -56,7 +56,7 @@ class Rooms:
         self.open_timeout = open_timeout
         self.budget = HistoryBudget(limits.max_history_bytes)
         self.history = ChatHistory(ttl=self.settings.empty_ttl, group_of=group_of)
-        """Where rooms keep their history beyond their own life (Redis, on a cluster)."""
+        """The rooms' topics: their history (beyond their own life) and what members follow."""
         self.creations = PeerQuota(limits.room_creation_rate, limits.room_creation_burst)
         self.members = PeerCount(limits.max_members_per_peer)
         """Connections in rooms per peer address (counted by the handler, join to terminate)."""
