@@ -8,6 +8,7 @@ on the current actor (Erlang's ``self()``), which ``self_address()`` returns.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, Unpack
 
@@ -140,9 +141,25 @@ def cluster() -> ClusterStatistics:
     return current_node().cluster()
 
 
-def exit(address: Address, reason: ExitReason) -> None:  # noqa: A001 - Erlang's exit/2
-    """Send an exit signal to ``address`` (``KILLED`` cannot be trapped)."""
+def send_exit(address: Address, reason: ExitReason) -> None:
+    """Send an exit signal to ``address`` (Erlang's exit/2; ``KILLED`` cannot be trapped)."""
     current_node().exit(address, reason)
+
+
+_DEPRECATED = {"exit": ("send_exit", send_exit)}
+"""Old public names kept for one release (0.2.0), each warning with its new name."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        new_name, value = _DEPRECATED[name]
+        warnings.warn(
+            f"actors.{name} is deprecated (it shadowed a builtin): use actors.{new_name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return value
+    raise AttributeError(f"module 'actors' has no attribute {name!r}")
 
 
 def start_timer(seconds: float, msg: Any) -> TimerRef:
@@ -245,7 +262,6 @@ __all__ = [
     "current_actor",
     "current_node",
     "demonitor",
-    "exit",
     "join",
     "leave",
     "link",
@@ -257,6 +273,7 @@ __all__ = [
     "register",
     "send",
     "send_after",
+    "send_exit",
     "send_wait",
     "spawn",
     "start_timer",

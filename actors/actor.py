@@ -212,32 +212,35 @@ class Actor:
         """Tie this actor's fate to ``target``'s, both ways (Erlang's link); ``target`` may
         live on another node (its node going away is exit reason noconnection)."""
         if target.node != self.node.name:
-            self._add_link(target)
+            self.remember_link(target)
             self.node.link_remote(self.address, target)
             return
         other = self.node.actor(target)
         if other is None:
             self.signal_exit(target, NOPROC)
             return
-        self._add_link(target)
-        other._add_link(self.address)
+        self.remember_link(target)
+        other.remember_link(self.address)
 
     def unlink(self, target: Address) -> None:
         """Undo link(target)."""
-        self._drop_link(target)
+        self.forget_link(target)
         if target.node != self.node.name:
             self.node.unlink_remote(self.address, target)
             return
         other = self.node.actor(target)
         if other is not None:
-            other._drop_link(self.address)
+            other.forget_link(self.address)
 
-    def _add_link(self, target: Address) -> None:
+    def remember_link(self, target: Address) -> None:
+        """Note a link to ``target`` (bookkeeping only: ``link`` is what actor code calls; the
+        runtime calls this for the other side of a link, local or remote)."""
         if self._links is None:
             self._links = set()
         self._links.add(target)
 
-    def _drop_link(self, target: Address) -> None:
+    def forget_link(self, target: Address) -> None:
+        """Drop the note of a link to ``target`` (bookkeeping only, as ``remember_link``)."""
         if self._links is not None:
             self._links.discard(target)
 
@@ -319,7 +322,7 @@ class Actor:
         for linked in self._links or ():
             other = self.node.actor(linked)
             if other is not None:
-                other._drop_link(self.address)
+                other.forget_link(self.address)
                 other.signal_exit(self.address, reason)
             elif linked.node != self.node.name:
                 self.node.exit_linked_remote(self.address, linked, reason)

@@ -8,16 +8,31 @@ The node hands it what leaves the process (``route``) and it hands the node what
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import attrs
 import trio
 
 from .address import Address
 from .errors import NameTaken
+from .reasons import ExitReason
 
-if TYPE_CHECKING:
-    from .node import Node
+
+class Terminable(Protocol):
+    """An actor as a backend sees it: something it can end."""
+
+    def terminate(self, reason: ExitReason) -> None: ...
+
+
+class BackendNode(Protocol):
+    """What a backend asks of the node it serves (``actors.Node``): a protocol, so that the
+    backends need nothing of the node's module."""
+
+    @property
+    def name(self) -> str: ...
+    def actor(self, address: Address) -> Terminable | None: ...
+    def receive_remote(self, envelope: tuple[Any, ...]) -> None: ...
+    def node_down(self, node: str) -> None: ...
 
 
 @attrs.frozen
@@ -55,7 +70,7 @@ class Backend(Protocol):
     node_id: str | None
     """The node's id in the cluster (None: a one-process backend, the node keeps its name)."""
 
-    def attach(self, node: Node) -> None:
+    def attach(self, node: BackendNode) -> None:
         """Called once by the node that owns this backend."""
         ...
 
@@ -175,7 +190,7 @@ class LocalBackend:
 
     # ---- the cluster: just this node ------------------------------------------------------
 
-    def attach(self, node: Node) -> None:
+    def attach(self, node: BackendNode) -> None:
         """Remember the node's name (for ``cluster``)."""
         self._node_name = node.name
 

@@ -30,13 +30,13 @@ import secrets
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from . import backend_wire as wire
 from .address import Address
-from .backend import ClusterStatistics, LocalBackend, PeerInfo
+from .backend import BackendNode, ClusterStatistics, LocalBackend, PeerInfo
 from .backend_batch import Command, Op, plan
 from .broker_url import parse_broker_url
 from .errors import BrokerUnreachable, NameTaken
@@ -51,8 +51,6 @@ try:
 except ModuleNotFoundError as missing:
     raise MissingExtra("redis", "the Redis backend (--redis)") from missing
 
-if TYPE_CHECKING:
-    from .node import Node
 
 logger = logging.getLogger("corral.cluster")
 
@@ -114,7 +112,7 @@ class RedisBackend:
         self.max_queued = max_queued
         self.view = LocalBackend()
         self._me = self.node_id
-        self._node: Node | None = None
+        self._node: BackendNode | None = None
         self._outbox: deque[Op] = deque()
         self._wakeup = trio.Event()
         self._in_flight: list[Op] = []
@@ -209,7 +207,7 @@ class RedisBackend:
 
     # ---- the cluster -----------------------------------------------------------------------
 
-    def attach(self, node: Node) -> None:
+    def attach(self, node: BackendNode) -> None:
         """Deliver what arrives for ``node``."""
         self._node = node
         self.view.attach(node)

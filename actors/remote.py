@@ -11,15 +11,21 @@ node. A node that stops heartbeating turns every monitor of its actors into
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import backend_wire as wire
 from .address import Address
 from .messages import Down, MonitorRef, Revocable
 from .reasons import NOCONNECTION, NOPROC, ExitReason
 
-if TYPE_CHECKING:
-    from .actor import Actor
+
+class LinkEnd(Protocol):
+    """A local actor as the cross-node link bookkeeping sees it (``actors.Actor``)."""
+
+    def remember_link(self, target: Address) -> None: ...
+    def forget_link(self, target: Address) -> None: ...
+    def signal_exit(self, sender: Address, reason: ExitReason) -> None: ...
+
 
 Route = Callable[[str, tuple[Any, ...]], bool]
 """Send an envelope to a node; False if it cannot go."""
@@ -96,7 +102,7 @@ class RemoteLinks:
     """Links between our actors and other nodes' actors: each actor keeps its links as a local
     one does; this remembers which reach which node, and sends what links send."""
 
-    def __init__(self, route: Route, lookup: Callable[[Address], Actor | None]) -> None:
+    def __init__(self, route: Route, lookup: Callable[[Address], LinkEnd | None]) -> None:
         self._route = route
         self._lookup = lookup
         self._by_node: dict[str, set[tuple[Address, Address]]] = {}
@@ -124,7 +130,7 @@ class RemoteLinks:
         if actor is None:
             self._route(remote.node, (wire.LINKED_EXIT, local, remote, NOPROC))
         else:
-            actor._add_link(remote)
+            actor.remember_link(remote)
             self._add(local, remote)
 
     def unlinked(self, remote: Address, local: Address) -> None:
@@ -132,14 +138,14 @@ class RemoteLinks:
         self._discard(local, remote)
         actor = self._lookup(local)
         if actor is not None:
-            actor._drop_link(remote)
+            actor.forget_link(remote)
 
     def exit_signal(self, remote: Address, local: Address, reason: ExitReason) -> None:
         """``remote``, linked to our ``local``, ended (or its node went away)."""
         self._discard(local, remote)
         actor = self._lookup(local)
         if actor is not None:
-            actor._drop_link(remote)
+            actor.forget_link(remote)
             actor.signal_exit(remote, reason)
 
     def node_down(self, node: str) -> None:

@@ -61,7 +61,7 @@ async def serve(lift_peer_quota: bool, redis: str | None) -> None:
     import attrs
 
     import examples.chat
-    from server.serve import Server
+    from server.run.supervised import Server
 
     app = _load_app(lift_peer_quota)
     options = attrs.evolve(

@@ -71,7 +71,7 @@ class Workers:
     ) -> None:
         self.count = count
         self.port = free_port()
-        self.command = [sys.executable, "-m", "server.cli", "serve", "bench.cluster_app:app"]
+        self.command = [sys.executable, "-m", "server.run.cli", "serve", "bench.cluster_app:app"]
         self.command += ["--port", str(self.port), "--workers", str(count)]
         self.command += ["--log-level", "warning", "--max-connections", str(max_connections)]
         if redis is not None:

@@ -392,7 +392,7 @@ def _answer_heap_report(signum: int, frame: object) -> None:
 
     report = heap_report()
     if signum == signal.SIGHUP:
-        from server.memory import trim_now
+        from server.ops.heap_trim import trim_now
 
         trim = trim_now()
         report = {**heap_report(collect=False), "trim": attrs.asdict(trim), "untrimmed": report}
@@ -402,7 +402,7 @@ def _answer_heap_report(signum: int, frame: object) -> None:
 def _serve_echo(variant: str, port: int, max_connections: int, corral: Sequence[str]) -> int:
     """Serve ``variant``'s echo; ``corral``: the app and options ``corral serve`` gets."""
     if variant == "corral" or variant in OBSERVED_VARIANTS:
-        from server import cli
+        from server.run import cli
 
         signal.signal(signal.SIGUSR2, _answer_heap_report)
         signal.signal(signal.SIGHUP, _answer_heap_report)

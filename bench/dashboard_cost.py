@@ -23,12 +23,12 @@ from trio_websocket import open_websocket_url
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples.echo import app  # noqa: E402
-from server import embed  # noqa: E402
-from server.dashboard import with_dashboard  # noqa: E402
-from server.dashboard.history import history_of, take_sample  # noqa: E402
-from server.dashboard.snapshot import snapshot  # noqa: E402
-from server.metrics import exposition  # noqa: E402
-from server.tally import tally_of  # noqa: E402
+from server.ops.dashboard import with_dashboard  # noqa: E402
+from server.ops.dashboard.history import history_of, take_sample  # noqa: E402
+from server.ops.dashboard.snapshot import snapshot  # noqa: E402
+from server.ops.metrics import exposition  # noqa: E402
+from server.ops.stats import stats_of  # noqa: E402
+from server.run import embed  # noqa: E402
 
 N = 100
 COUNTS = (1, 50, 1000, 5000)
@@ -54,10 +54,10 @@ async def main() -> None:
                 await trio.sleep(2.5)  # a few samples in the history
                 started = time.process_time()
                 for _ in range(N):
-                    take_sample(node, tally_of(node), 0, 0.0)
+                    take_sample(node, stats_of(node), 0, 0.0)
                     update = snapshot(
                         node,
-                        tally_of(node),
+                        stats_of(node),
                         history_of(node),
                         since=-1,
                         now=time.time(),

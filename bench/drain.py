@@ -53,7 +53,7 @@ def raise_nofile(wanted: int) -> int:
 def corral_command(app: str, drain_timeout: float) -> list[str]:
     """``corral serve app --port 0`` with the console script next to this Python if present."""
     script = Path(sys.executable).parent / "corral"
-    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "server.cli"]
+    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "server.run.cli"]
     if not script.exists() and shutil.which("corral"):
         prefix = ["corral"]
     return [*prefix, "serve", app, "--host", HOST, "--port", "0",

@@ -39,7 +39,7 @@ from server import (  # noqa: E402
     broadcast,
     websocket,
 )
-from server.serve import Server  # noqa: E402
+from server.run.supervised import Server  # noqa: E402
 
 GROUP = "bench"
 VARIANTS = ("corral", "cowboy", "naive")

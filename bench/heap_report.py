@@ -17,11 +17,11 @@ import time
 from collections import Counter
 from typing import Any
 
-from server.memory import resident_bytes
+from server.ops.heap_trim import resident_bytes
 
 TRACKED_PACKAGES = ("server", "actors", "examples", "trio", "wsproto")
 """Packages whose live objects the report counts by type."""
-PER_CONNECTION = ("server.connection.Connection", "server.session.Session")
+PER_CONNECTION = ("server.engine.connection.Connection", "server.engine.session.Session")
 """Types one per WebSocket connection: none may outlive its connection."""
 
 

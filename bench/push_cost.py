@@ -38,7 +38,7 @@ def measure(variant: str) -> float:
 
     import actors
     from server import App, Text, WebSocketHandler, broadcast, websocket
-    from server.embed import serving
+    from server.run.embed import serving
 
     class Subscriber(WebSocketHandler[None]):
         def websocket_init(self, state: Any) -> tuple[None, Any]:

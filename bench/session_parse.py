@@ -1,6 +1,6 @@
 """The client frames' parse cost in ``Session`` alone, per message, on one checkout or A/B.
 
-No socket and no scheduler: each tree's ``server.session`` in a fresh process is fed 32-byte
+No socket and no scheduler: each tree's ``server.engine.session`` in a fresh process is fed 32-byte
 masked text frames (one per read, and 50 per read) and a text message in 12 two-byte
 fragments, then asked for its events. Each figure is the best of 300 short batches, so the
 time slices other processes take on a shared machine mostly drop out; trees alternate, round
@@ -29,7 +29,7 @@ def _frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
 def _measure(tree: str) -> str:
     """Run in the child process: the three figures for ``tree``'s Session."""
     sys.path.insert(0, tree)
-    from server.session import NEED_DATA, Session
+    from server.engine.session import NEED_DATA, Session
 
     def best(data: bytes, reads: int, messages: int) -> float:
         times = []

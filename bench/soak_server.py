@@ -52,7 +52,7 @@ def load_echo_app(idle_timeout: float | None) -> Any:
     """``examples.echo:app``; with ``idle_timeout`` (> 0), its route uses that idle timeout."""
     from server import App, websocket
     from server.app import WebSocketTarget
-    from server.cli import load_app
+    from server.run.cli import load_app
 
     app = load_app(APP)
     if idle_timeout is None:
@@ -65,7 +65,7 @@ def load_echo_app(idle_timeout: float | None) -> Any:
 
 async def serve_with_stats(port: int, idle_timeout: float | None) -> None:
     """Serve the echo app like ``corral serve``; answer ``stats`` lines on stdin."""
-    from server.serve import Server
+    from server.run.supervised import Server
 
     tally = LogTally()
     logging.getLogger().addHandler(tally)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from examples.echo import app  # noqa: E402
-from server.serve import Server  # noqa: E402
+from server.run.supervised import Server  # noqa: E402
 
 
 def _echo_client(port: int, connections: int, trips: int, ready: threading.Event) -> None:

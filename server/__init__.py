@@ -13,14 +13,14 @@ from actors import Timeout
 
 from .app import App, http_route, static, websocket
 from .commands import Binary, Close, Command, Commands, Frame, Ping, Pong, SetOptions, Stop, Text
-from .embed import Running, serving
-from .fanout import broadcast, send_frame, send_frames
+from .engine.fanout import broadcast, send_frame, send_frames
+from .front.files import health_check
+from .front.http import Request, Response
+from .front.rate_limit import TokenBucket
 from .handler import InitResult, Result, Upgrade, WebSocketHandler
-from .http import Request, Response
-from .metrics_endpoint import metrics_route
+from .ops.metrics_endpoint import metrics_route
 from .options import ConnectionOptions, OutboxPolicy, ServerOptions
-from .ratelimit import TokenBucket
-from .static import health_check
+from .run.embed import Running, serving
 from .termination import (
     ClientClosed,
     HandlerCrashed,

@@ -10,11 +10,11 @@ import attrs
 
 from actors import ChildSpec
 
+from .front.files import StaticFiles
+from .front.http import HttpHandler
+from .front.router import ConstraintSpec, Route
 from .handler import WebSocketHandler, handler_object
-from .http import HttpHandler
 from .options import ConnectionOptions, ServerOptions
-from .router import ConstraintSpec, Route
-from .static import StaticFiles
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeAlias, TypeVar
 import attrs
 
 from .commands import Commands, Frame
-from .http import Request, Response
+from .front.http import Request, Response
 from .options import ConnectionOptions
 from .termination import TerminateReason
 

@@ -10,17 +10,17 @@ import attrs
 
 from actors import DEFAULT_CAPACITY, MailboxPolicy
 
-from .http import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS
-from .inflate import DEFAULT_INFLATE_BUDGET
-from .listener import (
+from .engine.inflate import DEFAULT_INFLATE_BUDGET
+from .engine.session import DEFAULT_MAX_FRAGMENTS
+from .front.http import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS
+from .front.listener import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     DEFAULT_MAX_HEADS_PER_ADDRESS,
     DEFAULT_UNLIMITED_ADDRESSES,
 )
-from .memory import TrimPolicy
-from .session import DEFAULT_MAX_FRAGMENTS
+from .ops.heap_trim import TrimPolicy
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -116,10 +116,10 @@ class ServerOptions:
     """Browser origins allowed to connect (403 for others); None allows all."""
     block_threshold: float | None = attrs.field(default=0.1, validator=_positive)
     """The watchdog logs and counts any task step holding the loop this long (seconds);
-    None turns it off (``server.watchdog``)."""
+    None turns it off (``server.ops.watchdog``)."""
     memory_trim: TrimPolicy | None = TrimPolicy()
     """When to give freed memory back to the system after a burst of connections
-    (``server.memory``, glibc only); None never trims."""
+    (``server.ops.heap_trim``, glibc only); None never trims."""
     inflate_budget: int = attrs.field(default=DEFAULT_INFLATE_BUDGET, validator=_positive)
     """Bytes that the compressed (permessage-deflate) messages still being received may hold
     inflated, all connections together. A message that would pass it closes its connection

@@ -31,7 +31,7 @@ import attrs
 
 from actors.extras import MissingExtra
 
-from .http import Request, Response
+from .front.http import Request, Response
 
 try:
     import jwt

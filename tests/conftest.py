@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import trio.testing
 
-from .server.serving import QUIET_SECONDS
+from .server.kit import QUIET_SECONDS
 
 
 @pytest.fixture

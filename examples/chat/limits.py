@@ -15,7 +15,7 @@ import enum
 import attrs
 
 from server import TokenBucket
-from server.peers import PeerCount, address_group
+from server.front.peers import PeerCount, address_group
 
 __all__ = ["ChatLimits", "PeerCount", "PeerQuota", "Throttle", "Verdict", "peer_key"]
 

@@ -318,7 +318,7 @@ class _Room:
     def _stop(self) -> bool:
         supervisor = actors.whereis(supervisor_key(self.name))
         if supervisor is not None:
-            actors.exit(supervisor, actors.NORMAL)
+            actors.send_exit(supervisor, actors.NORMAL)
         return True
 
     @staticmethod

@@ -14,7 +14,7 @@ from actors.extras import MissingExtra
 
 from ..app import App
 from ..commands import Binary, Text
-from ..embed import Running, serving
+from ..run.embed import Running, serving
 from .pushes import ASSERT_TIMEOUT, Pushes
 
 try:

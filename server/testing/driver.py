@@ -29,13 +29,13 @@ from actors import Supervisor
 
 from ..app import App, WebSocketTarget
 from ..commands import Binary, Text
-from ..connection import Connection
+from ..engine.connection import Connection
+from ..engine.session import Session
+from ..front.handshake import accept
+from ..front.http import Request, Response
+from ..front.router import Match, Router
 from ..handler import Upgrade, WebSocketHandler, call, handler_object
-from ..handshake import accept
-from ..http import Request, Response
 from ..options import ConnectionOptions
-from ..router import Match, Router
-from ..session import Session
 from ..termination import TerminateReason
 from .pushes import ASSERT_TIMEOUT, Pushes
 

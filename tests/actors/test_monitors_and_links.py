@@ -123,7 +123,7 @@ async def test_spawn_link_ties_a_child_to_its_parent(node: actors.Node) -> None:
 async def test_exit_signal_shutdown_stops_a_non_trapping_actor(node: actors.Node) -> None:
     async with trio.open_nursery() as nursery:
         target = actors.spawn(nursery, idle)
-        actors.exit(target, actors.SHUTDOWN)
+        actors.send_exit(target, actors.SHUTDOWN)
         assert await node.wait(target) == actors.SHUTDOWN
 
 

@@ -166,7 +166,7 @@ async def test_shutdown_stops_children_in_reverse_start_order(node: actors.Node)
     async with trio.open_nursery() as nursery:
         root = await _run_tree(nursery, Supervisor(_specs(journal, "a", "b", "c")))
         journal.events.clear()
-        actors.exit(root, actors.SHUTDOWN)
+        actors.send_exit(root, actors.SHUTDOWN)
         assert await node.wait(root) == actors.SHUTDOWN
     assert journal.events == ["stop c", "stop b", "stop a"]
 
@@ -184,7 +184,7 @@ async def test_a_child_that_ignores_shutdown_is_killed_after_its_timeout(
         child = actors.whereis("stubborn")
         assert child is not None
         started = trio.current_time()
-        actors.exit(root, actors.SHUTDOWN)
+        actors.send_exit(root, actors.SHUTDOWN)
         assert await node.wait(child) == actors.KILLED
         assert trio.current_time() - started == pytest.approx(2.0)
 
@@ -226,7 +226,7 @@ async def test_dynamic_supervisor_starts_children_at_run_time_with_extra_args(
             dynamic.start_child(spec, "cy")
         await _settle()
         assert sorted(greetings) == ["hello, ann", "hello, bob"]
-        actors.exit(first, actors.KILLED)
+        actors.send_exit(first, actors.KILLED)
         await _settle()
         assert dynamic.count_children() == 1
         nursery.cancel_scope.cancel()
@@ -246,7 +246,7 @@ async def test_dynamic_supervisor_restarts_permanent_children_and_stops_in_batch
         await _settle()
         assert journal.events[-2:] == ["stop c", "start c"]
         journal.events.clear()
-        actors.exit(root, actors.SHUTDOWN)
+        actors.send_exit(root, actors.SHUTDOWN)
         await node.wait(root)
     stops = journal.events
     assert sorted(stops[:2]) == ["stop c", "stop e"] and sorted(stops[2:4]) == ["stop b", "stop d"]
@@ -296,7 +296,7 @@ async def test_a_dynamic_supervisor_counts_right_when_more_children_end_than_its
         children = [dynamic.start_child(spec) for _ in range(actors.DEFAULT_CAPACITY * 2)]
         await _settle()
         for child in children:  # all end before the supervisor reads one Down
-            actors.exit(child, actors.KILLED)
+            actors.send_exit(child, actors.KILLED)
         await _settle()
         assert dynamic.count_children() == 0
         nursery.cancel_scope.cancel()

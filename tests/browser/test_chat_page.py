@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 import examples.chat
 from actors import KILLED
 from server import App
-from server.serve import Server
+from server.run.supervised import Server
 from server.tokens import TokenAuth
 
 

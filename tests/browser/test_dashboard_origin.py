@@ -10,8 +10,9 @@ from typing import Any
 import trio
 from playwright.sync_api import Page, expect
 
-from server import App, Request, Response, embed, http_route
-from server.dashboard import with_dashboard
+from server import App, Request, Response, http_route
+from server.ops.dashboard import with_dashboard
+from server.run import embed
 
 TOKEN = "s3cret-token"
 ATTACK_PAGE = """<!doctype html><title>elsewhere</title><script>

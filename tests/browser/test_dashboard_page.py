@@ -20,8 +20,8 @@ from websockets.sync.client import ClientConnection, connect
 import actors
 from actors import ChildSpec
 from server import App, Frame, WebSocketHandler, websocket
-from server.dashboard import with_dashboard
-from server.serve import Server
+from server.ops.dashboard import with_dashboard
+from server.run.supervised import Server
 
 BLOCK = "block"
 

@@ -12,9 +12,9 @@ import trio
 from actors import Address
 from actors.backend_redis import RedisBackend
 from examples.chat import RoomSettings, make_app
-from server.serve import Server
+from server.run.supervised import Server
 from tests.examples.kit import connect, join, member
-from tests.server.serving import WAIT, serving
+from tests.server.kit import WAIT, running_clean
 
 
 @asynccontextmanager
@@ -22,7 +22,7 @@ async def chat_node(url: str, prefix: str) -> AsyncIterator[Server]:
     """A chat server on a free port, in the cluster ``prefix`` on ``url``."""
     app = make_app(RoomSettings(settle=0.3))
     options = attrs.evolve(app.options, redis_url=url, cluster_prefix=prefix)
-    async with serving(attrs.evolve(app, options=options)) as server:
+    async with running_clean(attrs.evolve(app, options=options)) as server:
         assert server.node is not None and isinstance(server.node.backend, RedisBackend)
         await server.node.backend.wait_connected()
         yield server

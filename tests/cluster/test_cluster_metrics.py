@@ -6,8 +6,8 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 import actors
-from server.dashboard.snapshot import cluster_summary
-from server.metrics import exposition
+from server.ops.dashboard.snapshot import cluster_summary
+from server.ops.metrics import exposition
 
 from .conftest import backend_of, cluster_node
 from .redis_kit import RedisServer

@@ -12,9 +12,9 @@ import trio
 from actors import LocalBackend
 from actors.backend_redis import RedisBackend
 from server import App, ServerOptions
-from server.cli import _options, _parser, main
-from server.serve import Server
-from server.workers import worker_command
+from server.run.cli import _options, _parser, main
+from server.run.supervised import Server
+from server.run.workers import worker_command
 from tests.server.corral_process import CORRAL, ROOT, STARTUP, corral_serve
 
 from .redis_kit import RedisServer, free_port
@@ -53,7 +53,7 @@ def test_a_server_uses_redis_only_when_a_url_is_given():
 
 def test_a_worker_runs_the_same_command_without_workers_and_with_reuse_port():
     command = worker_command(["serve", "m:app", "--workers", "3", "--port", "80", "--workers=2"])
-    assert command[1:] == ["-m", "server.cli", "serve", "m:app", "--port", "80", "--worker"]
+    assert command[1:] == ["-m", "server.run.cli", "serve", "m:app", "--port", "80", "--worker"]
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import trio
 
 import actors
 from actors import backend_wire as wire
-from server.logformat import is_library_noise
+from server.ops.log_format import is_library_noise
 from tests.actors.kit import Recorder, idle
 
 from .conftest import backend_of, cluster_node

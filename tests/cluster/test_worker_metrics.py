@@ -13,7 +13,7 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.server.serving import get, http_exchange
+from tests.server.kit import get, http_exchange
 
 from .test_workers import STARTUP, _connections_on_distinct_workers, workers
 

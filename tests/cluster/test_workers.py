@@ -12,7 +12,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from server.workers import Backoff
+from server.run.workers import Backoff
 from tests.server.corral_process import STARTUP, CorralProcess, corral_serve
 
 

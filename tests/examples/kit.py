@@ -1,4 +1,4 @@
-"""What the example tests add to the server kit (``tests.server.serving``, where their servers
+"""What the example tests add to the server kit (``tests.server.kit``, where their servers
 run): a client that speaks the examples' JSON, and the chat's join step."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
-from tests.server.serving import HOST, WAIT, Served, client, tcp_client, until_quiet
+from tests.server.kit import HOST, WAIT, Served, client, tcp_client, until_quiet
 
 
 class Client:

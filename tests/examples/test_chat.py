@@ -14,13 +14,13 @@ import examples.chat.handler as chat_handler
 from actors import KILLED, Address, Crash, ExitReason
 from examples.chat import RoomSettings, make_app
 from tests.examples.kit import connect, connect_over, join, member
-from tests.server.serving import WAIT, Served, get, http_exchange, rejection, serving
+from tests.server.kit import WAIT, Served, get, http_exchange, rejection, running_clean
 
 
 @asynccontextmanager
 async def chat(settings: RoomSettings | None = None) -> AsyncIterator[Served]:
     """A chat server with rooms of its own."""
-    async with serving(make_app(settings)) as server:
+    async with running_clean(make_app(settings)) as server:
         yield server
 
 

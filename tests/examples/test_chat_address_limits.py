@@ -14,7 +14,7 @@ from trio_websocket import ConnectionClosed
 
 from examples.chat import ChatLimits, make_app
 from tests.examples.kit import Client, connect_over, join
-from tests.server.serving import WAIT, Served, serving
+from tests.server.kit import WAIT, Served, running_clean
 
 SLOW_READER = 2048
 """The reader's SO_RCVBUF: with the room unlimited, the flood closed it with 1013."""
@@ -60,7 +60,7 @@ async def flood_lobby(waves: Sequence[Sequence[str]]) -> tuple[int, float]:
     The reader reads nothing until the flood is over, through a small receive buffer: the
     server's outbox for it must hold what the room passed on (over 256 frames: closed, 1013)."""
     async with (
-        serving(make_app()) as server,
+        running_clean(make_app()) as server,
         connect_over(server, "/ws/lobby", receive_buffer=SLOW_READER) as (reader, _),
     ):
         await join(reader, "reader")

@@ -11,7 +11,7 @@ from trio_websocket import ConnectionClosed
 
 from examples.chat import ChatLimits, make_app
 from tests.examples.kit import Client, connect, join, member
-from tests.server.serving import WAIT, serving
+from tests.server.kit import WAIT, running_clean
 
 FLOOD = 5_000
 """Says the flooder tries to send, as fast as the socket takes them."""
@@ -37,7 +37,7 @@ async def test_a_flooder_is_held_to_its_rate_then_closed_with_1008_and_readers_s
     virtual_clock: trio.testing.MockClock,
 ) -> None:
     limits = ChatLimits()
-    async with serving(make_app()) as server, member(server, "lobby", "ann") as reader:
+    async with running_clean(make_app()) as server, member(server, "lobby", "ann") as reader:
         async with connect(server, "/ws/lobby") as flooder:
             await join(flooder, "bob")
             assert await reader.receive() == {"type": "joined", "nick": "bob"}
@@ -63,7 +63,7 @@ async def test_a_flooder_is_held_to_its_rate_then_closed_with_1008_and_readers_s
 async def test_members_talking_at_a_normal_pace_are_never_refused(
     virtual_clock: trio.testing.MockClock,
 ) -> None:
-    async with serving(make_app()) as server, member(server, "lobby", "ann") as ann:
+    async with running_clean(make_app()) as server, member(server, "lobby", "ann") as ann:
         async with member(server, "lobby", "bob") as bob:
             await ann.receive_type("joined")
             for number in range(300):  # 5 a second for a minute, alternating speakers

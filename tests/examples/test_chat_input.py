@@ -14,7 +14,7 @@ from trio_websocket import ConnectionClosed
 from examples.chat import make_app
 from examples.chat.protocol import MAX_TEXT_BYTES, nick_key, room_name
 from tests.examples.kit import Client, connect, join, member
-from tests.server.serving import Served, serving
+from tests.server.kit import Served, running_clean
 
 
 @asynccontextmanager
@@ -23,7 +23,7 @@ async def lobby_with_ann() -> AsyncIterator[tuple[Served, Client]]:
 
     On the way out, ann may still hear others come and go, but no error and no message.
     """
-    async with serving(make_app()) as server, member(server, "lobby", "ann") as ann:
+    async with running_clean(make_app()) as server, member(server, "lobby", "ann") as ann:
         yield server, ann
         heard = await ann.drain()
         assert all(frame["type"] in ("joined", "left") for frame in heard), heard

@@ -13,7 +13,7 @@ from examples.chat import make_app
 from examples.chat.confusables import is_default_ignorable, skeleton
 from examples.chat.protocol import nick_keys, nick_problem
 from tests.examples.kit import connect, join, member
-from tests.server.serving import serving
+from tests.server.kit import running_clean
 
 CYRILLIC_A = "\u0430"
 
@@ -110,7 +110,7 @@ def test_ordinary_nicks_in_any_script_are_fine(nick: str) -> None:
 async def test_a_nick_that_passes_for_admin_or_for_nobody_is_refused_beside_admin(
     nick: str,
 ) -> None:
-    async with serving(make_app()) as server, member(server, "lobby", "admin") as admin:
+    async with running_clean(make_app()) as server, member(server, "lobby", "admin") as admin:
         async with connect(server, "/ws/lobby") as impostor:
             await impostor.send_raw(json.dumps({"type": "join", "nick": nick}))
             answer = await impostor.receive()

@@ -14,9 +14,9 @@ import trio.testing
 from trio_websocket import wrap_client_stream
 
 from examples.chat import ChatLimits, RoomSettings, make_app
-from server.serve import Server
+from server.run.supervised import Server
 from tests.examples.kit import Client, connect, join, member
-from tests.server.serving import WAIT, serving
+from tests.server.kit import WAIT, running_clean
 
 LIFTED = 1_000_000
 """A per-peer room quota no test reaches, for tests about something else."""
@@ -24,7 +24,7 @@ LIFTED = 1_000_000
 
 @asynccontextmanager
 async def chat(limits: ChatLimits, settings: RoomSettings | None = None) -> AsyncIterator[Server]:
-    async with serving(make_app(settings, limits=limits)) as server:
+    async with running_clean(make_app(settings, limits=limits)) as server:
         yield server
 
 

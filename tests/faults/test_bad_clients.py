@@ -31,7 +31,7 @@ from server import (
     websocket,
 )
 
-from ..server.serving import (
+from ..server.kit import (
     Recorded,
     Terminations,
     assert_echoes,

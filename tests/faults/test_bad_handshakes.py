@@ -14,7 +14,7 @@ import trio.testing
 from examples.echo import app as echo_app
 from server import App, ServerOptions
 
-from ..server.serving import (
+from ..server.kit import (
     WAIT,
     assert_echoes,
     client,

@@ -34,7 +34,7 @@ from server import (
     websocket,
 )
 
-from ..server.serving import (
+from ..server.kit import (
     RawClient,
     Recorded,
     Served,

@@ -17,9 +17,9 @@ import actors
 from actors.diagnostics import live_tasks
 from examples.echo import Echo
 from server import App, ConnectionOptions, websocket
-from server.connection import Connection
+from server.engine.connection import Connection
 
-from ..server.serving import (
+from ..server.kit import (
     Served,
     assert_echoes,
     frame,

@@ -46,7 +46,7 @@ def run_hiding(modules: tuple[str, ...], code: str) -> subprocess.CompletedProce
 def test_the_embedded_default_imports_no_optional_library() -> None:
     loaded = run_hiding(
         (),
-        "import actors, server, server.cli, examples.seed\n"
+        "import actors, server, server.run.cli, examples.seed\n"
         f"print(sorted(set({EVERY_OPTIONAL!r}) & set(sys.modules)))",
     )
     assert loaded.returncode == 0, loaded.stderr
@@ -66,7 +66,9 @@ def test_a_feature_without_its_extra_stops_the_start_with_one_line(
     extra: str, arguments: list[str]
 ) -> None:
     argv = ["serve", "examples.seed:app", "--port", "0", *arguments]
-    result = run_hiding(OPTIONAL[extra], f"from server.cli import main\nsys.exit(main({argv!r}))")
+    result = run_hiding(
+        OPTIONAL[extra], f"from server.run.cli import main\nsys.exit(main({argv!r}))"
+    )
     assert_names_the_extra(result, extra)
 
 
@@ -90,7 +92,7 @@ def test_a_module_without_its_extra_says_which_to_install(
 
 def test_the_version_comes_from_the_installed_metadata() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--version"],
+        [sys.executable, "-m", "server.run.cli", "--version"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -75,9 +75,11 @@ def test_the_wheel_holds_the_packages_and_their_data_and_nothing_else(wheel: Pat
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names if not name.startswith("corral-")}
     assert tops == {"actors", "server"}, tops
-    assert {"actors/py.typed", "server/py.typed", "server/dashboard/static/dashboard.html"} <= set(
-        names
-    )
+    assert {
+        "actors/py.typed",
+        "server/py.typed",
+        "server/ops/dashboard/static/dashboard.html",
+    } <= set(names)
 
 
 async def test_the_wheel_alone_serves_the_seed_example_and_names_each_missing_extra(
@@ -120,8 +122,9 @@ def test_the_wheel_with_every_extra_installs_beside_fastapi_and_django(
         bin_ / "python",
         "-c",
         "import fastapi, uvicorn, django, starlette\n"
-        "import actors, server, server.cli, server.testing, server.metrics, actors.backend_redis\n"
-        "from server.logformat import formatter; formatter('json')",
+        "import actors, server, server.run.cli, server.testing, server.ops.metrics\n"
+        "import actors.backend_redis\n"
+        "from server.ops.log_format import formatter; formatter('json')",
         cwd=tmp_path,
     )
     assert imported.returncode == 0, imported.stderr

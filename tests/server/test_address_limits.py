@@ -9,11 +9,11 @@ import trio
 
 from examples.echo import app
 from server import Request, ServerOptions
-from server.listener import FrontDoor
-from server.peers import PeerCount, address_group
-from server.router import Match, Router
+from server.front.listener import FrontDoor
+from server.front.peers import PeerCount, address_group
+from server.front.router import Match, Router
 
-from .serving import WAIT, receive_until_closed, serving, tcp_client, until_quiet, upgrade_request
+from .kit import WAIT, receive_until_closed, running_clean, tcp_client, until_quiet, upgrade_request
 
 GREEDY, OTHER = "127.0.0.2", "127.0.0.3"
 """Two client addresses, limited here as remote ones would be (loopback is unlimited by
@@ -45,7 +45,7 @@ async def test_slow_heads_from_one_address_cannot_take_every_slot() -> None:
     options = ServerOptions(
         max_connections=8, max_heads_per_address=4, unlimited_addresses=LIMIT_LOOPBACK
     )
-    async with serving(app, options) as server, AsyncExitStack() as stack:
+    async with running_clean(app, options) as server, AsyncExitStack() as stack:
         slow = await connections(stack, server.port, GREEDY, 8)
         for stream in slow:
             await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
@@ -62,7 +62,7 @@ async def test_one_address_at_its_connection_cap_gets_429_and_others_still_get_i
     options = ServerOptions(
         max_connections=10, max_connections_per_address=3, unlimited_addresses=LIMIT_LOOPBACK
     )
-    async with serving(app, options) as server, AsyncExitStack() as stack:
+    async with running_clean(app, options) as server, AsyncExitStack() as stack:
         held = await connections(stack, server.port, GREEDY, 3)
         for stream in held:
             assert await upgraded(stream) == 101
@@ -82,7 +82,7 @@ async def test_one_address_at_its_connection_cap_gets_429_and_others_still_get_i
 async def test_loopback_is_not_limited_per_address_by_default() -> None:
     """All of 127.0.0.0/8 is this host: load clients bind 127.0.0.x sources to get more ports."""
     options = ServerOptions(max_connections_per_address=1, max_heads_per_address=1)
-    async with serving(app, options) as server:
+    async with running_clean(app, options) as server:
         for source in ("127.0.0.1", GREEDY):
             async with (
                 tcp_client(server.port, source=source) as first,

@@ -15,11 +15,11 @@ import pytest
 import trio
 import wsproto.events as ev
 
-from server.cli import AppNotFound, load_app, main
-from server.stopsignals import EXIT_AT_ONCE
+from server.run.cli import AppNotFound, load_app, main
+from server.run.stop_signals import EXIT_AT_ONCE
 
 from .corral_process import CORRAL, ROOT, STARTUP, corral_serve, free_port
-from .serving import client, expect_close, raw_client
+from .kit import client, expect_close, raw_client
 from .stuck_app import STUCK_LINE
 
 

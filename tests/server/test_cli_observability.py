@@ -11,7 +11,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from .corral_process import corral_serve
-from .serving import client, get, http_exchange
+from .kit import client, get, http_exchange
 
 
 async def test_serve_with_metrics_and_json_logs(tmp_path: Path) -> None:

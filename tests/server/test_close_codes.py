@@ -35,11 +35,11 @@ from server import (
     broadcast,
     websocket,
 )
-from server.connection import connection_of
-from server.liveness import Liveness, Verdict
-from server.serve import Server
+from server.engine.connection import connection_of
+from server.engine.liveness import Liveness, Verdict
+from server.run.supervised import Server
 
-from .serving import (
+from .kit import (
     WAIT,
     Recorded,
     Served,
@@ -50,7 +50,7 @@ from .serving import (
     frame,
     raw_client,
     running,
-    serving,
+    running_clean,
     tcp_client,
     until_quiet,
     upgrade_request,
@@ -89,7 +89,7 @@ async def test_client_close_code_and_reason_reach_terminate_as_remote(
 ) -> None:
     caplog.set_level(logging.INFO, "corral.server")
     log = Terminations()
-    async with serving(echo_app(log)) as served, client(served.url()) as ws:
+    async with running_clean(echo_app(log)) as served, client(served.url()) as ws:
         await echoes(ws, "hi")
         await ws.aclose(4000, "going away")
         assert ws.closed is not None and ws.closed.code == 4000
@@ -103,7 +103,7 @@ async def test_client_close_code_and_reason_reach_terminate_as_remote(
 
 async def test_client_dropping_tcp_is_remote_1006() -> None:
     log = Terminations()
-    async with serving(echo_app(log)) as served:
+    async with running_clean(echo_app(log)) as served:
         async with raw_client(served.port) as raw:
             await raw.send(ev.TextMessage("hi"))
             assert isinstance(await raw.next_event(), ev.TextMessage)
@@ -119,7 +119,7 @@ async def test_idle_timeout_closes_with_1000_counting_from_the_last_data(
     virtual_clock: trio.testing.MockClock,
 ) -> None:
     log = Terminations()
-    async with serving(echo_app(log, ConnectionOptions(idle_timeout=5.0))) as served:
+    async with running_clean(echo_app(log, ConnectionOptions(idle_timeout=5.0))) as served:
         async with client(served.url()) as ws:
             await trio.sleep(3)
             await echoes(ws, "still here")
@@ -134,7 +134,7 @@ async def test_a_client_that_never_answers_pings_is_dropped_after_pong_timeout(
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=None, ping_interval=2.0, pong_timeout=1.0)
-    async with serving(echo_app(log, options)) as served:
+    async with running_clean(echo_app(log, options)) as served:
         async with raw_client(served.port) as raw:
             started = trio.current_time()
             ping = await raw.next_event()
@@ -160,7 +160,7 @@ async def test_a_client_answering_pings_stays_connected(
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=None, ping_interval=2.0, pong_timeout=1.0)
-    async with serving(echo_app(log, options)) as served, client(served.url()) as ws:
+    async with running_clean(echo_app(log, options)) as served, client(served.url()) as ws:
         await trio.sleep(60)  # trio-websocket answers each ping
         await echoes(ws, "after a minute")
     assert (await log.one()).reason == ClientClosed(1000)
@@ -180,7 +180,7 @@ async def test_a_slow_handler_is_not_mistaken_for_an_idle_client(
     log = Terminations()
     options = ConnectionOptions(idle_timeout=5.0)
     app = App([websocket("/", Slow(log), options=options)])
-    async with serving(app) as served, client(served.url()) as ws:
+    async with running_clean(app) as served, client(served.url()) as ws:
         for i in range(20):  # more than the connection reads ahead of its handler
             await ws.send_message(f"m{i}")
         for i in range(20):
@@ -231,7 +231,7 @@ async def test_a_bad_frame_closes_with_its_protocol_error_code(
     bad_frame: bytes, code: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     log = Terminations()
-    async with serving(echo_app(log)) as served:
+    async with running_clean(echo_app(log)) as served:
         async with raw_client(served.port) as raw:
             await raw.send(ev.TextMessage("fine"))
             assert isinstance(await raw.next_event(), ev.TextMessage)
@@ -248,7 +248,7 @@ async def test_a_bad_frame_closes_with_its_protocol_error_code(
 
 async def test_a_message_over_max_message_size_closes_with_1009() -> None:
     log = Terminations()
-    async with serving(echo_app(log, ConnectionOptions(max_message_size=1000))) as served:
+    async with running_clean(echo_app(log, ConnectionOptions(max_message_size=1000))) as served:
         async with client(served.url()) as ws:
             await echoes(ws, "x" * 1000)
             await ws.send_message("x" * 5000)
@@ -285,7 +285,7 @@ on a full socket (the client stopped reading: ``until_quiet`` waits until that i
 @pytest.mark.parametrize("writer", WRITER_STATES)
 async def test_a_bad_frame_while_the_server_streams_is_still_a_protocol_error(writer: str) -> None:
     log = Terminations()
-    async with serving(App([websocket("/", Streamer(log))])) as served:
+    async with running_clean(App([websocket("/", Streamer(log))])) as served:
         async with raw_client(served.port) as raw:
             assert isinstance(await raw.next_event(), ev.BytesMessage)
             if writer == "writer-blocked":
@@ -302,7 +302,7 @@ async def test_a_client_closing_while_the_server_streams_is_remote_with_its_code
     writer: str,
 ) -> None:
     log = Terminations()
-    async with serving(App([websocket("/", Streamer(log))])) as served:
+    async with running_clean(App([websocket("/", Streamer(log))])) as served:
         async with client(served.url()) as ws:
             with trio.fail_after(WAIT):
                 assert await ws.get_message() == b"z" * 1000
@@ -345,7 +345,7 @@ async def test_a_crashing_callback_closes_with_1011(
 ) -> None:
     log = Terminations()
     app = App([websocket("/", CrashIn(log))])
-    async with serving(app) as served:
+    async with running_clean(app) as served:
         async with client(served.url(f"/?crash={callback}")) as ws:
             with contextlib.suppress(ConnectionClosed):  # init and info crash before it
                 await ws.send_message("trigger")
@@ -367,7 +367,7 @@ async def test_a_crashing_terminate_is_logged_and_the_server_goes_on(
 ) -> None:
     log = Terminations()
     app = App([websocket("/", BadTerminate(log))])
-    async with serving(app) as served:
+    async with running_clean(app) as served:
         async with client(served.url()) as ws:
             await echoes(ws, "one")
         await log.one()
@@ -386,7 +386,7 @@ async def test_shutdown_closes_every_client_with_1001_and_runs_each_terminate(
 ) -> None:
     caplog.set_level(logging.INFO, "corral.server")
     log = Terminations()
-    async with serving(echo_app(log)) as served:
+    async with running_clean(echo_app(log)) as served:
         async with client(served.url()) as a, client(served.url()) as b, client(served.url()) as c:
             for ws in (a, b, c):
                 await echoes(ws, "hello")
@@ -405,7 +405,7 @@ async def test_shutdown_closes_every_client_with_1001_and_runs_each_terminate(
 
 async def test_shutdown_twice_is_harmless() -> None:
     log = Terminations()
-    async with serving(echo_app(log)) as served, client(served.url()) as ws:
+    async with running_clean(echo_app(log)) as served, client(served.url()) as ws:
         await served.server.shutdown()
         await served.server.shutdown()
         assert await expect_close(ws) == (1001, None)
@@ -427,7 +427,7 @@ async def test_a_handler_stuck_at_shutdown_is_killed_and_still_terminated_once(
     # actor is started (from one spec) before routing picks the route's options.
     options = ServerOptions(connection=ConnectionOptions(send_timeout=1.0, close_timeout=1.0))
     app = App([websocket("/", Stuck(log))])
-    async with serving(app, options) as served, client(served.url()) as ws:
+    async with running_clean(app, options) as served, client(served.url()) as ws:
         await echoes(ws, "hello")
         await ws.send_message("hang")
         started = trio.current_time()
@@ -444,7 +444,7 @@ async def test_past_the_drain_timeout_the_rest_is_cancelled_and_still_terminated
     slow = ConnectionOptions(send_timeout=60.0, close_timeout=60.0)
     options = ServerOptions(drain_timeout=5.0, connection=slow)
     app = App([websocket("/", Stuck(log))])
-    async with serving(app, options) as served, client(served.url()) as ws:
+    async with running_clean(app, options) as served, client(served.url()) as ws:
         await ws.send_message("hang")
         started = trio.current_time()
         await served.server.shutdown()
@@ -486,7 +486,7 @@ async def test_shutdown_reaches_a_connection_whose_mailbox_is_full(
     options = ConnectionOptions(mailbox_capacity=4, send_timeout=1.0, close_timeout=1.0)
     app = App([websocket("/", Busy(log))])
     async with (
-        serving(app, ServerOptions(connection=options)) as served,
+        running_clean(app, ServerOptions(connection=options)) as served,
         client(served.url()) as ws,
     ):
         await echoes(ws, "connected")
@@ -515,7 +515,7 @@ async def test_a_client_close_sent_during_a_busy_callback_ends_it_whatever_fills
         mailbox_capacity=2, mailbox_overflow=actors.MailboxPolicy.DROP_OLDEST, close_timeout=1.0
     )
     app = App([websocket("/", Busy(log))])
-    async with serving(app, ServerOptions(connection=options)) as served:
+    async with running_clean(app, ServerOptions(connection=options)) as served:
         node = served.server.node
         assert node is not None
         async with raw_client(served.port) as raw:
@@ -556,7 +556,7 @@ async def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
     log = Terminations()
     options = ConnectionOptions(send_timeout=2.0, outbox_capacity=4)
     app = App([websocket("/", Firehose(log), options=options)])
-    async with serving(app) as served, client(served.url()) as steady:
+    async with running_clean(app) as served, client(served.url()) as steady:
         async with raw_client(served.port) as stalled:
             await stalled.send(ev.TextMessage("flood"))
             call = await log.one()  # the flooded client, while it never reads
@@ -588,7 +588,7 @@ async def test_a_client_too_slow_for_broadcasts_gets_a_whole_1013_after_a_frame_
     app = App([websocket("/", Listener(log), options=options)])
     big = "x" * 2**16
     async with (
-        serving(app) as served,
+        running_clean(app) as served,
         raw_client(served.port, receive_buffer=4096) as slow,
     ):
         assert await slow.message() == "joined"

@@ -7,8 +7,8 @@ import pytest
 
 from server import Close, ConnectionOptions, OutboxPolicy, SetOptions, Stop, Text
 from server.commands import Binary
-from server.core import KEEPALIVE_PING, ConnectionCore, Phase
-from server.session import NEED_DATA, Session, encode_message, encode_ping
+from server.engine.core import KEEPALIVE_PING, ConnectionCore, Phase
+from server.engine.session import NEED_DATA, Session, encode_message, encode_ping
 from server.termination import (
     ClientClosed,
     HandlerStopped,
@@ -17,7 +17,7 @@ from server.termination import (
     SlowClient,
 )
 
-from .serving import frame
+from .kit import frame
 
 OPCODE_TEXT, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x1, 0x8, 0x9, 0xA
 CLIENT_CLOSE_1000 = frame(OPCODE_CLOSE, b"\x03\xe8")

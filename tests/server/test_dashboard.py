@@ -16,14 +16,14 @@ import trio
 import actors
 from actors import ChildSpec, DynamicSupervisor, Restart, Supervisor
 from server import App, Frame, Request, WebSocketHandler, websocket
-from server.dashboard import dashboard_routes, with_dashboard
-from server.dashboard.access import DashboardAccess, cookie_value
-from server.dashboard.history import KEPT, History, Sample
-from server.dashboard.snapshot import TREE_CHILDREN, snapshot
-from server.exposure import is_loopback_host
-from server.tally import BlockedStep, Tally
+from server.front.exposure import is_loopback_host
+from server.ops.dashboard import dashboard_routes, with_dashboard
+from server.ops.dashboard.access import DashboardAccess, cookie_value
+from server.ops.dashboard.history import KEPT, History, Sample
+from server.ops.dashboard.snapshot import TREE_CHILDREN, snapshot
+from server.ops.stats import BlockedStep, ServerStats
 
-from .serving import client, get, http_exchange, rejection, running, upgrade_request
+from .kit import client, get, http_exchange, rejection, running, upgrade_request
 from .test_cli import corral_serve
 
 TOKEN = "s3cret-token"
@@ -156,7 +156,9 @@ async def test_the_closes_chart_gets_a_caption_per_close_code_label() -> None:
         [sample(0, 100.0), sample(1, 101.0, closes={"1000": 2, "4xxx": 5, "4001": 1, "other": 1})]
     )
     async with actors.open_node("test") as node:
-        view = snapshot(node, Tally(), history, since=-1, now=102.0, feed_route="/corral/live")
+        view = snapshot(
+            node, ServerStats(), history, since=-1, now=102.0, feed_route="/corral/live"
+        )
     assert view["close_captions"] == {
         "1000": "1000 normal",
         "4xxx": "4000-4999 private",
@@ -200,13 +202,13 @@ async def test_a_snapshot_shows_the_tree_with_restarts_the_deepest_mailboxes_and
         stuck_address = node.whereis("stuck")
         assert stuck_address is not None
         node.join("room:lobby", stuck_address)
-        tally = Tally()
-        tally.blocked["/slow"] += 1
-        tally.recent_blocked.append(
+        stats = ServerStats()
+        stats.blocked["/slow"] += 1
+        stats.recent_blocked.append(
             BlockedStep(1000.0, 0.25, "actor x", "Slow", "/slow", "/slow", "slow.py:3 in handle")
         )
         now = time.time() + 60
-        view = snapshot(node, tally, History(), since=-1, now=now, feed_route="/corral/live")
+        view = snapshot(node, stats, History(), since=-1, now=now, feed_route="/corral/live")
         nursery.cancel_scope.cancel()
 
     [top] = view["tree"]

@@ -8,7 +8,7 @@ import trio
 from examples.echo import app as echo_app
 from server import App, ServerOptions, ServerShutdown, serving, websocket
 
-from .serving import Recorded, Terminations, client, expect_close, open_sockets, raw_client
+from .kit import Recorded, Terminations, client, expect_close, open_sockets, raw_client
 
 
 async def test_port_0_picks_a_free_port_that_the_url_names() -> None:

@@ -11,17 +11,18 @@ from typing import Any
 import pytest
 import trio
 
-from server import App, Request, embed, metrics_route, websocket
-from server.cli import main
-from server.dashboard import dashboard_routes, with_dashboard
-from server.dashboard.access import origin_allowed
-from server.dashboard.history import take_sample
-from server.exposure import exposure_warnings, host_allowed, is_loopback_bind, redacted_target
-from server.tally import tally_of
-from server.worker_metrics import combined_metrics_route
+from server import App, Request, metrics_route, websocket
+from server.front.exposure import exposure_warnings, host_allowed, is_loopback_bind, redacted_target
+from server.ops.dashboard import dashboard_routes, with_dashboard
+from server.ops.dashboard.access import origin_allowed
+from server.ops.dashboard.history import take_sample
+from server.ops.stats import stats_of
+from server.ops.worker_metrics import combined_metrics_route
+from server.run import embed
+from server.run.cli import main
 
 from .corral_process import corral_serve, free_port
-from .serving import (
+from .kit import (
     HttpAnswer,
     client,
     expect_close,
@@ -233,7 +234,7 @@ async def test_many_distinct_client_close_codes_make_a_bounded_number_of_series(
                 await ws.aclose(code=code)
         await served.until_no_connections()
         answer = await http_exchange(served.port, get("/metrics"))
-        closes = dict(take_sample(served.node, tally_of(served.node), 0, 0.0).closes)
+        closes = dict(take_sample(served.node, stats_of(served.node), 0, 0.0).closes)
     closed = [
         line
         for line in answer.body.decode().splitlines()

@@ -15,9 +15,9 @@ from wsproto.extensions import PerMessageDeflate
 
 from examples.echo import Echo
 from server import App, ConnectionOptions, Request, Response, Upgrade, websocket
-from server.handshake import accept, accept_key, handshake_problem
+from server.front.handshake import accept, accept_key, handshake_problem
 
-from .serving import client, expect_close, frame, raw_client, rejection, serving
+from .kit import client, expect_close, frame, raw_client, rejection, running_clean
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -166,7 +166,7 @@ class ChoosesChat(Echo):
 
 
 async def test_accepted_connection_echoes_messages() -> None:
-    async with serving(echo_app()) as served, client(served.url()) as ws:
+    async with running_clean(echo_app()) as served, client(served.url()) as ws:
         await ws.send_message("hello")
         assert await ws.get_message() == "hello"
         await ws.send_message(b"\x00bytes")
@@ -175,35 +175,35 @@ async def test_accepted_connection_echoes_messages() -> None:
 
 async def test_chosen_subprotocol_and_extra_headers_reach_the_client() -> None:
     app = App([websocket("/", ChoosesChat())])
-    async with serving(app) as served:
+    async with running_clean(app) as served:
         async with client(served.url(), subprotocols=["chat.v2", "chat.v1"]) as ws:
             assert ws.subprotocol == "chat.v1"
             assert (b"x-corral", b"yes") in ws.handshake_headers
 
 
 async def test_refused_handshake_reaches_the_client_as_its_status() -> None:
-    async with serving(App([websocket("/", Refusing())])) as served:
+    async with running_clean(App([websocket("/", Refusing())])) as served:
         refused = await rejection(served.url())
     assert refused.status_code == 400
     assert refused.body is not None and b"no thanks" in refused.body
 
 
 async def test_message_over_max_message_size_closes_with_1009() -> None:
-    async with serving(echo_app(max_message_size=100)) as served:
+    async with running_clean(echo_app(max_message_size=100)) as served:
         async with client(served.url()) as ws:
             await ws.send_message("x" * 101)
             assert (await expect_close(ws))[0] == 1009
 
 
 async def test_a_frame_sent_in_the_same_write_as_the_head_is_the_first_message() -> None:
-    async with serving(echo_app()) as served:
+    async with running_clean(echo_app()) as served:
         async with raw_client(served.port, after_head=frame(0x1, b"early bird")) as client:
             assert await client.message() == "early bird"
 
 
 async def test_a_frame_split_across_the_head_and_the_101_is_read_as_one_frame() -> None:
     whole = frame(0x2, b"\x00SMUGGLED\xff\x01\x02\x03")
-    async with serving(echo_app()) as served:
+    async with running_clean(echo_app()) as served:
         async with raw_client(served.port, after_head=whole[:6]) as client:
             await client.send_raw(whole[6:] + frame(0x1, b"next"))
             assert await client.message() == b"\x00SMUGGLED\xff\x01\x02\x03"
@@ -212,7 +212,7 @@ async def test_a_frame_split_across_the_head_and_the_101_is_read_as_one_frame() 
 
 async def test_a_frame_announcing_more_than_max_message_size_is_refused_at_its_header() -> None:
     header = bytes([0x82, 0x80 | 127]) + (64 * 2**20).to_bytes(8, "big") + b"\x01\x02\x03\x04"
-    async with serving(echo_app(max_message_size=2**20)) as served:
+    async with running_clean(echo_app(max_message_size=2**20)) as served:
         async with raw_client(served.port, after_head=header + b"x" * 1000) as client:
             closed = await client.next_event()  # no payload sent beyond 1000 bytes
             assert isinstance(closed, ev.CloseConnection) and closed.code == 1009
@@ -222,7 +222,7 @@ async def test_a_frame_announcing_more_than_max_message_size_is_refused_at_its_h
 
 
 async def test_compression_negotiates_permessage_deflate_and_compresses_on_the_wire() -> None:
-    async with serving(echo_app(compression=True)) as served:
+    async with running_clean(echo_app(compression=True)) as served:
         async with raw_client(served.port, extensions=[PerMessageDeflate()]) as client:
             assert client.accepted is not None
             assert [type(e) for e in client.accepted.extensions] == [PerMessageDeflate]
@@ -233,7 +233,7 @@ async def test_compression_negotiates_permessage_deflate_and_compresses_on_the_w
 
 
 async def test_offer_is_declined_when_compression_is_off() -> None:
-    async with serving(echo_app()) as served:
+    async with running_clean(echo_app()) as served:
         async with raw_client(served.port, extensions=[PerMessageDeflate()]) as client:
             assert client.accepted is not None and client.accepted.extensions == []
             await client.send(ev.TextMessage(data="a" * 2_000))

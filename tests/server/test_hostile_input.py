@@ -14,7 +14,7 @@ from wsproto.extensions import PerMessageDeflate
 
 from server import App, ConnectionOptions, Frame, ProtocolError, ServerOptions, websocket
 
-from .serving import Recorded, Terminations, assert_echoes, frame, raw_client, serving
+from .kit import Recorded, Terminations, assert_echoes, frame, raw_client, running_clean
 
 _TEXT, _BINARY, _CONTINUATION = 0x1, 0x2, 0x0
 _RSV1 = 0b100  # ``frame``'s rsv bits: RSV1 marks a compressed message (RFC 7692)
@@ -42,7 +42,7 @@ async def test_a_message_in_max_fragments_is_joined_and_one_more_fragment_closes
     None
 ):
     log = Terminations()
-    async with serving(echo_app(log)) as served:  # the default: 4,096 fragments
+    async with running_clean(echo_app(log)) as served:  # the default: 4,096 fragments
         async with raw_client(served.port) as raw:
             await raw.send_raw(fragmented(4096, b"ab"))
             assert await raw.message() == "ab" * 4096
@@ -56,7 +56,7 @@ async def test_a_message_in_max_fragments_is_joined_and_one_more_fragment_closes
 
 async def test_max_fragments_is_a_connection_option() -> None:
     log = Terminations()
-    async with serving(echo_app(log, ConnectionOptions(max_fragments=3))) as served:
+    async with running_clean(echo_app(log, ConnectionOptions(max_fragments=3))) as served:
         async with raw_client(served.port) as raw:
             await raw.send_raw(fragmented(3, b"x"))
             assert await raw.message() == "xxx"
@@ -84,7 +84,7 @@ async def test_a_bad_header_announcing_16_mib_is_refused_with_1002_before_its_pa
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(max_message_size=64 * 2**20)  # the size alone is allowed
-    async with serving(echo_app(log, options)) as served:
+    async with running_clean(echo_app(log, options)) as served:
         async with raw_client(served.port) as raw:
             await raw.send_raw(header)  # no payload follows
             assert (await raw.close_event()).code == 1002
@@ -98,7 +98,7 @@ async def test_a_request_pipelined_after_the_upgrade_head_is_refused_with_1002()
     refused at once, not waited on for the 71 bytes their "length" announces."""
     log = Terminations()
     pipelined = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
-    async with serving(echo_app(log)) as served:
+    async with running_clean(echo_app(log)) as served:
         async with raw_client(served.port, after_head=pipelined) as raw:
             assert (await raw.close_event()).code == 1002
             await raw.eof()
@@ -127,7 +127,7 @@ async def test_unfinished_compressed_messages_share_one_budget_and_the_one_past_
     options = ConnectionOptions(compression=True, max_message_size=4 * 2**20)
     server_options = ServerOptions(inflate_budget=2**20)
     part = 600_000  # inflated; a few hundred bytes on the wire
-    async with serving(echo_app(log, options), server_options) as served:
+    async with running_clean(echo_app(log, options), server_options) as served:
         offer = [PerMessageDeflate()]
         async with raw_client(served.port, extensions=offer) as first:
             first_deflater = _Deflater()

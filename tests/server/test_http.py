@@ -7,7 +7,7 @@ import pytest
 import trio
 import trio.testing
 
-from server.http import (
+from server.front.http import (
     BadRequest,
     HeadTooLarge,
     PeerClosed,
@@ -23,7 +23,7 @@ from server.http import (
     unsupported_websocket_version,
     upgrade_required,
 )
-from server.router import Route, Router
+from server.front.router import Route, Router
 
 
 class ChunkStream(trio.abc.ReceiveStream):

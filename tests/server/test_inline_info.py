@@ -14,7 +14,7 @@ import wsproto.events as ev
 import actors
 from server import App, Frame, Text, websocket
 
-from .serving import RawClient, Recorded, Terminations, raw_client, serving, until_quiet
+from .kit import RawClient, Recorded, Terminations, raw_client, running_clean, until_quiet
 
 BYSTANDERS = 20
 CHAIN = 200
@@ -50,7 +50,7 @@ async def test_a_callback_that_stops_its_actor_inline_ends_its_connection_not_th
         [websocket("/echo", Echo(log)), websocket("/victim", ExitsOnInfo(log))],
         children=[actors.ChildSpec("relay", relay, name="relay")],
     )
-    async with serving(app) as served, raw_client(served.port, "/victim") as victim:
+    async with running_clean(app) as served, raw_client(served.port, "/victim") as victim:
         assert await victim.message() == "ready"
         relay_address = served.node.whereis("relay")
         async with _clients(served.port, "/echo", BYSTANDERS) as bystanders:
@@ -87,7 +87,7 @@ class Forwards(Recorded):
 async def test_connections_forwarding_inline_never_nest_and_lose_nothing() -> None:
     log = Terminations()
     handler = Forwards(log)
-    async with serving(App([websocket("/", handler)])) as served:
+    async with running_clean(App([websocket("/", handler)])) as served:
         async with _clients(served.port, "/", CHAIN, greeted=True) as clients:
             await until_quiet()
             first, *rest = handler.addresses

@@ -41,7 +41,7 @@ from server import (
     websocket,
 )
 
-from .serving import (
+from .kit import (
     WAIT,
     Recorded,
     Terminations,
@@ -51,7 +51,7 @@ from .serving import (
     http_exchange,
     raw_client,
     rejection,
-    serving,
+    running_clean,
     tcp_client,
     warnings_logged,
 )
@@ -111,7 +111,7 @@ class NotesItself(Scripted):
 async def test_two_connections_on_one_route_share_the_handler_and_keep_their_own_state() -> None:
     log, ran_on = Terminations(), []
     handler = NotesItself(log, ran_on)
-    async with serving(App([websocket("/", handler)])) as served:
+    async with running_clean(App([websocket("/", handler)])) as served:
         async with client(served.url()) as one, client(served.url()) as two:
             for ws in (one, two, two, one, two):  # interleaved: both open throughout
                 await ws.send_message("x")
@@ -134,7 +134,7 @@ def test_a_route_given_a_handler_class_says_to_pass_an_object() -> None:
 
 async def test_several_text_and_binary_replies_in_one_return_arrive_in_order() -> None:
     log = Terminations()
-    async with serving(scripted_app(log)) as served, client(served.url()) as ws:
+    async with running_clean(scripted_app(log)) as served, client(served.url()) as ws:
         await ws.send_message("several")
         with trio.fail_after(WAIT):
             assert [await ws.get_message() for _ in range(3)] == ["one", b"two", "three"]
@@ -148,7 +148,7 @@ async def test_several_text_and_binary_replies_in_one_return_arrive_in_order() -
 
 async def test_ping_command_reaches_the_client_with_its_payload() -> None:
     log = Terminations()
-    async with serving(scripted_app(log)) as served:
+    async with running_clean(scripted_app(log)) as served:
         async with raw_client(served.port) as raw:
             await raw.send(ev.TextMessage("ping"))
             event = await raw.next_event()
@@ -164,7 +164,7 @@ async def test_ping_command_reaches_the_client_with_its_payload() -> None:
 
 async def test_ping_command_is_answered_by_trio_websocket_clients() -> None:
     log = Terminations()
-    async with serving(scripted_app(log)) as served, client(served.url()) as ws:
+    async with running_clean(scripted_app(log)) as served, client(served.url()) as ws:
         await ws.send_message("ping")
         await ws.send_message("after the ping")
         with trio.fail_after(WAIT):
@@ -174,7 +174,7 @@ async def test_ping_command_is_answered_by_trio_websocket_clients() -> None:
 
 async def test_pong_command_sends_an_unsolicited_pong() -> None:
     log = Terminations()
-    async with serving(scripted_app(log)) as served, raw_client(served.port) as raw:
+    async with running_clean(scripted_app(log)) as served, raw_client(served.port) as raw:
         await raw.send(ev.TextMessage("pong"))
         event = await raw.next_event()
         assert isinstance(event, ev.Pong) and event.payload == b"heartbeat"
@@ -185,7 +185,7 @@ async def test_pong_command_sends_an_unsolicited_pong() -> None:
 
 async def test_close_command_sends_its_code_and_reason_and_nothing_after_it() -> None:
     log = Terminations()
-    async with serving(scripted_app(log)) as served:
+    async with running_clean(scripted_app(log)) as served:
         async with client(served.url()) as ws:
             await ws.send_message("close")
             with trio.fail_after(WAIT):
@@ -207,7 +207,7 @@ async def test_close_command_sends_its_code_and_reason_and_nothing_after_it() ->
 
 async def test_stop_closes_with_1000_and_drops_later_frames() -> None:
     log = Terminations()
-    async with serving(scripted_app(log)) as served, raw_client(served.port) as raw:
+    async with running_clean(scripted_app(log)) as served, raw_client(served.port) as raw:
         await raw.send(ev.TextMessage("stop"))
         closing = await raw.next_event()
         assert isinstance(closing, ev.CloseConnection) and closing.code == 1000
@@ -220,7 +220,7 @@ async def test_stop_closes_with_1000_and_drops_later_frames() -> None:
 
 async def test_set_options_max_message_size_applies_to_the_next_message() -> None:
     log = Terminations()
-    async with serving(scripted_app(log)) as served, client(served.url()) as ws:
+    async with running_clean(scripted_app(log)) as served, client(served.url()) as ws:
         await ws.send_message("x" * 50)
         with trio.fail_after(WAIT):
             assert await ws.get_message() == "x" * 50
@@ -238,7 +238,7 @@ async def test_set_options_idle_timeout_starts_an_idle_timer(
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=None)
-    async with serving(scripted_app(log, options)) as served, client(served.url()) as ws:
+    async with running_clean(scripted_app(log, options)) as served, client(served.url()) as ws:
         await trio.sleep(1000)  # no idle timeout yet
         await ws.send_message("idle after 2 s")
         with trio.fail_after(WAIT):
@@ -254,7 +254,7 @@ async def test_set_options_idle_timeout_none_disables_it(
 ) -> None:
     log = Terminations()
     options = ConnectionOptions(idle_timeout=2.0)
-    async with serving(scripted_app(log, options)) as served, client(served.url()) as ws:
+    async with running_clean(scripted_app(log, options)) as served, client(served.url()) as ws:
         await ws.send_message("never idle")
         with trio.fail_after(WAIT):
             assert await ws.get_message() == "set"
@@ -290,7 +290,7 @@ async def test_init_and_info_can_send_and_close_too(
     callback: str, seen: tuple[int, str | None], state: str
 ) -> None:
     log = Terminations()
-    async with serving(App([websocket("/", ClosesFrom(log))])) as served:
+    async with running_clean(App([websocket("/", ClosesFrom(log))])) as served:
         async with client(served.url(f"/?from={callback}")) as ws:
             with trio.fail_after(WAIT):
                 assert await ws.get_message() == "hello"
@@ -327,7 +327,7 @@ class AsyncEverything(Recorded):
 async def test_async_callbacks_work_like_sync_ones() -> None:
     log = Terminations()
     app = App([websocket("/", AsyncEverything(log))])
-    async with serving(app) as served, client(served.url()) as ws:
+    async with running_clean(app) as served, client(served.url()) as ws:
         with trio.fail_after(WAIT):
             assert await ws.get_message() == "welcome"
             assert await ws.get_message() == "info from the system"
@@ -350,7 +350,7 @@ async def test_a_bad_return_value_closes_with_1011_and_a_clear_type_error(
     message: str, complaint: str
 ) -> None:
     log = Terminations()
-    async with serving(scripted_app(log)) as served, client(served.url()) as ws:
+    async with running_clean(scripted_app(log)) as served, client(served.url()) as ws:
         await ws.send_message(message)
         assert (await expect_close(ws))[0] == 1011
     reason = (await log.one()).reason
@@ -370,7 +370,7 @@ class CrashOn(Recorded):
 async def test_one_handler_crashing_leaves_other_connections_serving() -> None:
     log = Terminations()
     app = App([websocket("/", CrashOn(log))])
-    async with serving(app) as served, client(served.url()) as steady:
+    async with running_clean(app) as served, client(served.url()) as steady:
         async with client(served.url()) as crashing:
             await steady.send_message("before")
             await crashing.send_message("crash")
@@ -416,7 +416,7 @@ async def test_a_connection_actors_exit_reason_beside_its_terminate_reason(
     CrashOnNoted.addresses = []
     log = Terminations()
     app = App([websocket("/", CrashOnNoted(log))])
-    async with serving(app) as served, client(served.url()) as ws:
+    async with running_clean(app) as served, client(served.url()) as ws:
         await ws.send_message("hello")
         assert await ws.get_message() == "hello"
         (address,) = CrashOnNoted.addresses
@@ -476,7 +476,7 @@ def gate_app(log: Terminations, options: ServerOptions | None = None) -> App:
 
 async def test_init_refusing_with_a_response_sends_its_status_headers_and_body() -> None:
     log = Terminations()
-    async with serving(gate_app(log)) as served:
+    async with running_clean(gate_app(log)) as served:
         refused = await rejection(served.url("/chat/lobby"))
         assert refused.status_code == 401
         assert (b"www-authenticate", b"Bearer") in refused.headers
@@ -488,7 +488,7 @@ async def test_init_refusing_with_a_response_sends_its_status_headers_and_body()
 @pytest.mark.parametrize("token", ["crash", "garbage", "unoffered"])
 async def test_init_crashing_or_answering_nonsense_gets_500(token: str) -> None:
     log = Terminations()
-    async with serving(gate_app(log)) as served:
+    async with running_clean(gate_app(log)) as served:
         refused = await rejection(served.url(f"/chat/lobby?token={token}"))
         assert refused.status_code == 500
     assert log.calls == []
@@ -497,7 +497,7 @@ async def test_init_crashing_or_answering_nonsense_gets_500(token: str) -> None:
 async def test_upgrade_passes_bindings_query_subprotocol_and_extra_headers() -> None:
     log = Terminations()
     url = "/chat/kitchen?token=abc"
-    async with serving(gate_app(log)) as served:
+    async with running_clean(gate_app(log)) as served:
         async with client(served.url(url), subprotocols=["chat.v1", "chat.v2"]) as ws:
             assert ws.subprotocol == "chat.v2"
             assert (b"set-cookie", b"seen=1") in ws.handshake_headers
@@ -518,7 +518,7 @@ async def test_upgrade_passes_bindings_query_subprotocol_and_extra_headers() -> 
 async def test_origin_outside_the_allow_list_gets_403() -> None:
     log = Terminations()
     options = ServerOptions(allowed_origins=["https://good.example"])
-    async with serving(gate_app(log, options)) as served:
+    async with running_clean(gate_app(log, options)) as served:
         url = served.url("/chat/lobby?token=t")
         refused = await rejection(url, extra_headers=[("Origin", "https://evil.example")])
         assert refused.status_code == 403
@@ -540,7 +540,7 @@ class Narrow(Recorded):
 async def test_options_in_upgrade_replace_the_routes_options() -> None:
     log = Terminations()
     app = App([websocket("/", Narrow(log), options=ConnectionOptions())])
-    async with serving(app) as served, client(served.url()) as ws:
+    async with running_clean(app) as served, client(served.url()) as ws:
         await ws.send_message("8 bytes!")
         with trio.fail_after(WAIT):
             assert await ws.get_message() == "8 bytes!"
@@ -566,7 +566,7 @@ async def test_a_client_leaving_before_the_101_is_no_error_and_no_terminate(
 ) -> None:
     log = Terminations()
     Hesitant.answer = trio.Event()
-    async with serving(App([websocket("/", Hesitant(log))])) as served:
+    async with running_clean(App([websocket("/", Hesitant(log))])) as served:
         async with tcp_client(served.port) as leaving:
             await leaving.send_all(UPGRADE_HEAD)
             leaving.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -599,7 +599,7 @@ async def test_http_routes_static_files_and_websocket_share_one_port(tmp_path: P
     (tmp_path / "index.html").write_text("<h1>corral</h1>")
     (tmp_path / "notes.txt").write_text("moo")
     log = Terminations()
-    async with serving(http_app(log, tmp_path)) as served:
+    async with running_clean(http_app(log, tmp_path)) as served:
         port = served.port
         assert await http_exchange(port, get("/hello/ann")) == (
             200,
@@ -624,7 +624,7 @@ async def test_http_routes_static_files_and_websocket_share_one_port(tmp_path: P
 
 async def test_unknown_path_gets_404_for_http_and_websocket_clients(tmp_path: Path) -> None:
     log = Terminations()
-    async with serving(http_app(log, tmp_path)) as served:
+    async with running_clean(http_app(log, tmp_path)) as served:
         assert (await http_exchange(served.port, get("/nowhere")))[0] == 404
         assert (await rejection(served.url("/nowhere"))).status_code == 404
     assert log.calls == []
@@ -632,7 +632,7 @@ async def test_unknown_path_gets_404_for_http_and_websocket_clients(tmp_path: Pa
 
 async def test_plain_get_on_a_websocket_route_gets_426(tmp_path: Path) -> None:
     log = Terminations()
-    async with serving(http_app(log, tmp_path)) as served:
+    async with running_clean(http_app(log, tmp_path)) as served:
         status, headers, _ = await http_exchange(served.port, get("/ws"))
         assert (status, headers["upgrade"]) == (426, "websocket")
     assert log.calls == []
@@ -643,7 +643,7 @@ async def test_plain_get_on_a_websocket_route_gets_426(tmp_path: Path) -> None:
 
 async def test_over_max_connections_a_new_client_gets_503_until_one_leaves() -> None:
     log = Terminations()
-    async with serving(scripted_app(log), ServerOptions(max_connections=1)) as served:
+    async with running_clean(scripted_app(log), ServerOptions(max_connections=1)) as served:
         async with client(served.url()) as first:
             refused = await rejection(served.url())
             assert refused.status_code == 503
@@ -668,7 +668,10 @@ async def test_handshake_timeout_closes_a_silent_client(
 ) -> None:
     log = Terminations()
     options = ServerOptions(handshake_timeout=3.0)
-    async with serving(scripted_app(log), options) as served, tcp_client(served.port) as silent:
+    async with (
+        running_clean(scripted_app(log), options) as served,
+        tcp_client(served.port) as silent,
+    ):
         await silent.send_all(b"GET / HTTP/1.1\r\n")  # an unfinished head
         started = trio.current_time()
         with trio.fail_after(WAIT):

@@ -10,10 +10,10 @@ from typing import Any
 
 import actors
 from server import App, WebSocketHandler, websocket
-from server.connection import Connection
-from server.session import Session
+from server.engine.connection import Connection
+from server.engine.session import Session
 
-from .serving import client, serving
+from .kit import client, running_clean
 
 CLIENTS = 3
 
@@ -38,7 +38,7 @@ async def test_closed_connections_are_freed_without_the_cycle_collector(
 ) -> None:
     Remembered.refs = []
     before = alive(Connection), alive(Session)  # other tests' handlers may keep theirs
-    async with serving(App([websocket("/", Remembered())])) as served:
+    async with running_clean(App([websocket("/", Remembered())])) as served:
         for number in range(CLIENTS):
             async with client(served.url()) as ws:
                 await ws.send_message(f"hello {number}")

@@ -16,9 +16,11 @@ import trio.testing
 import trustme
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from server.handshake import accept
-from server.http import DEFAULT_MAX_HEAD_BYTES, Request, Response
-from server.listener import (
+from server.engine.session import NEED_DATA, Session
+from server.front.files import health_check
+from server.front.handshake import accept
+from server.front.http import DEFAULT_MAX_HEAD_BYTES, Request, Response
+from server.front.listener import (
     ACCEPT_BATCH,
     FrontDoor,
     accept_into,
@@ -26,13 +28,11 @@ from server.listener import (
     open_listeners,
     serve_tcp,
 )
-from server.router import Match, Route, Router
-from server.session import NEED_DATA, Session
-from server.static import health_check
+from server.front.router import Match, Route, Router
 from server.termination import TerminateReason
 
-from .serving import get, tcp_client
-from .serving import http_exchange as exchange
+from .kit import get, tcp_client
+from .kit import http_exchange as exchange
 
 UPGRADE = (
     "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from server.accesslog import peer_text
-from server.logformat import formatter, is_library_noise
+from server.front.access_log import peer_text
+from server.ops.log_format import formatter, is_library_noise
 
 
 def _record(name: str, level: int, message: str, **fields: Any) -> logging.LogRecord:

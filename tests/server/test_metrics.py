@@ -29,7 +29,7 @@ from server import (
     websocket,
 )
 
-from .serving import (
+from .kit import (
     Recorded,
     Terminations,
     client,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from server import option_values
-from server.cli import main
+from server.run import option_values
+from server.run.cli import main
 
 
 @pytest.mark.parametrize("text", ["0", "1", "8080", "65535"])

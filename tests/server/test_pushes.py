@@ -22,9 +22,9 @@ from server import (
     broadcast,
     websocket,
 )
-from server.passwrites import pass_writes_of
+from server.engine.step_writes import step_writes_of
 
-from .serving import RawClient, Recorded, Terminations, frame, raw_client, serving, until_quiet
+from .kit import RawClient, Recorded, Terminations, frame, raw_client, running_clean, until_quiet
 
 GROUP = "members"
 BURST = 50
@@ -61,7 +61,7 @@ def has_bytes(member: RawClient) -> bool:
 async def test_held_writes_run_once_in_order_when_the_step_is_over() -> None:
     ran: list[int] = []
     async with actors.open_node() as node:
-        writes = pass_writes_of(node)
+        writes = step_writes_of(node)
         writes.add(lambda: ran.append(1), node.timers)
         writes.add(lambda: ran.append(2), node.timers)
         assert ran == []
@@ -73,7 +73,7 @@ async def test_held_writes_run_once_in_order_when_the_step_is_over() -> None:
 
 
 async def test_frames_broadcast_in_one_step_leave_when_it_ends_all_in_order() -> None:
-    async with serving(member_app()) as served, raw_client(served.port) as member:
+    async with running_clean(member_app()) as served, raw_client(served.port) as member:
         assert await member.message() == "joined"
         taken = [broadcast(GROUP, f"frame {number}", node=served.node) for number in range(BURST)]
         assert not has_bytes(member)  # held while this step runs
@@ -86,7 +86,7 @@ async def test_a_burst_bigger_than_the_outbox_is_written_not_dropped_when_the_cl
     None
 ):
     options = ConnectionOptions(outbox_capacity=4, outbox_overflow=OutboxPolicy.DROP)
-    async with serving(member_app(options)) as served, raw_client(served.port) as member:
+    async with running_clean(member_app(options)) as served, raw_client(served.port) as member:
         assert await member.message() == "joined"
         taken = sum(
             broadcast(GROUP, f"frame {number}", node=served.node) for number in range(BURST)
@@ -97,7 +97,7 @@ async def test_a_burst_bigger_than_the_outbox_is_written_not_dropped_when_the_cl
 
 
 async def test_the_connections_own_frames_go_after_those_held_for_it() -> None:
-    async with serving(member_app()) as served, raw_client(served.port) as member:
+    async with running_clean(member_app()) as served, raw_client(served.port) as member:
         assert await member.message() == "joined"
         for word in ("a", "b"):
             await member.send_raw(frame(Opcode.TEXT, word.encode()))
@@ -116,7 +116,7 @@ async def test_an_info_frame_held_goes_before_the_reply_to_a_frame_read_after_it
     """A message handled in the sender's task (a synchronous ``websocket_info``) while the
     client's frame waits unread: the info's frame is held, and the connection, reading the
     frame in the next pass, writes what is held before its reply, whichever runs first."""
-    async with serving(member_app()) as served, raw_client(served.port) as member:
+    async with running_clean(member_app()) as served, raw_client(served.port) as member:
         assert await member.message() == "joined"
         (address,) = served.node.local_members(GROUP)
         for number in range(RACES):

@@ -27,13 +27,13 @@ from server import (
     websocket,
 )
 
-from .serving import (
+from .kit import (
     Recorded,
     Terminations,
     client,
     frame,
     raw_client,
-    serving,
+    running_clean,
     until_quiet,
 )
 
@@ -58,7 +58,7 @@ async def test_a_connection_that_stops_with_frames_unread_still_finishes_its_clo
     StopsWhenReleased.release = trio.Event()
     options = ConnectionOptions(close_timeout=5.0)
     app = App([websocket("/", StopsWhenReleased(log))])
-    async with serving(app, ServerOptions(connection=options)) as served:
+    async with running_clean(app, ServerOptions(connection=options)) as served:
         async with client(served.url()) as ws:
             for number in range(FLOOD):
                 await ws.send_message(f"frame {number}")
@@ -107,7 +107,7 @@ async def test_a_message_arriving_as_the_wait_ends_interrupts_nothing_after_it()
     bell, ringer = socket.socketpair()
     with bell, ringer:
         bell.setblocking(False)
-        async with serving(app) as served, raw_client(served.port) as ws:
+        async with running_clean(app) as served, raw_client(served.port) as ws:
             await until_quiet()  # websocket_init has run
             (address,) = noted
             sent = 0
@@ -138,7 +138,7 @@ class Silent(Recorded):
 
 async def test_a_ping_from_an_idle_client_is_answered_at_once() -> None:
     app = App([websocket("/", Silent(Terminations()))])
-    async with serving(app) as served, raw_client(served.port) as pinger:
+    async with running_clean(app) as served, raw_client(served.port) as pinger:
         for number in range(3):  # each pong is written before the connection waits again
             payload = f"ping {number}".encode()
             await pinger.send_raw(frame(Opcode.PING, payload))

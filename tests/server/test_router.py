@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.router import MalformedPath, Match, Route, Router, percent_decode
+from server.front.router import MalformedPath, Match, Route, Router, percent_decode
 
 segment_text = st.text(min_size=1, max_size=12).filter(lambda s: s not in (".", ".."))
 

@@ -7,14 +7,14 @@ import trio
 
 from examples.echo import app as echo_app
 
-from .serving import HOST, assert_echoes, open_sockets, serving
+from .kit import HOST, assert_echoes, open_sockets, running_clean
 
 
 async def test_serving_fails_when_a_client_leaves_its_socket_open() -> None:
     leaked = trio.socket.socket()
     try:
         with pytest.raises(AssertionError, match="clients left sockets open"):
-            async with serving(echo_app) as served:
+            async with running_clean(echo_app) as served:
                 await leaked.connect((HOST, served.port))
                 await assert_echoes(served.url())
     finally:
@@ -22,7 +22,7 @@ async def test_serving_fails_when_a_client_leaves_its_socket_open() -> None:
 
 
 async def test_open_sockets_sees_both_ends_and_forgets_them_once_closed() -> None:
-    async with serving(echo_app) as served:
+    async with running_clean(echo_app) as served:
         stream = await trio.open_tcp_stream(HOST, served.port)
         await assert_echoes(served.url())  # the server has accepted by now
         ends = open_sockets(served.port)

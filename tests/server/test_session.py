@@ -16,12 +16,12 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
 
 from server.commands import Binary, Text
-from server.inflate import INFLATE_STEP, InflateBudget, Inflater, InflateSettings
-from server.outbox import Outbox
-from server.session import NEED_DATA, Session, encode_frame, encode_message, encode_ping
+from server.engine.inflate import INFLATE_STEP, InflateBudget, Inflater, InflateSettings
+from server.engine.outbox import Outbox
+from server.engine.session import NEED_DATA, Session, encode_frame, encode_message, encode_ping
 from server.termination import ClientClosed, ProtocolError
 
-from .serving import frame
+from .kit import frame
 
 
 def events(session: Session) -> list[object]:

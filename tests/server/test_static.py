@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from server.http import Request
-from server.router import Route, Router
-from server.static import StaticFiles, content_type, health_check
+from server.front.files import StaticFiles, content_type, health_check
+from server.front.http import Request
+from server.front.router import Route, Router
 
 
 @pytest.fixture

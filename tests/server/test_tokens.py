@@ -22,7 +22,7 @@ from server.tokens import (
     token_from,
 )
 
-from .serving import client, serving
+from .kit import client, running_clean
 
 SECRET = "s" * 32
 NOW = 1_800_000_000.0
@@ -138,7 +138,7 @@ async def test_upgrades_are_refused_without_a_valid_token_and_say_nothing_of_why
     expired = auth.issue("ann", expires_in=60, now=time.time() - 3600)
     wrong = TokenAuth("t" * 32).issue("ann", expires_in=60)
     elsewhere = auth.issue("ann", expires_in=60, topics=["room:other"])
-    async with serving(APP) as server:
+    async with running_clean(APP) as server:
         url = server.url("/ws/lobby")
         assert await refusal(url) == (401, b"")
         for token in (expired, wrong, "garbage"):
@@ -153,7 +153,7 @@ async def test_upgrades_are_refused_without_a_valid_token_and_say_nothing_of_why
 
 async def test_a_valid_token_upgrades_from_a_header_or_a_subprotocol() -> None:
     token = auth.issue("ann", expires_in=60, topics=["room:*"])
-    async with serving(APP) as server:
+    async with running_clean(APP) as server:
         url = server.url("/ws/lobby")
         async with client(url, extra_headers=[("Authorization", f"Bearer {token}")]) as ws:
             assert await ws.get_message() == "hello ann"

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 import trio
 import trio.testing
 
-from server.loopview import Stall, describe_frames, loop_thread_frames, running_task
-from server.tally import Tally
-from server.watchdog import (
+from server.ops.loop_view import Stall, describe_frames, loop_thread_frames, running_task
+from server.ops.stats import ServerStats
+from server.ops.watchdog import (
     LOOK,
     NOTHING,
     POKE,
@@ -91,8 +91,8 @@ Thread 0x00007f0000000002 (most recent call first):
 
 Current thread 0x00007f0000000001 (most recent call first):
   File "/srv/app/handlers.py", line 41 in websocket_handle
-  File "/srv/corral/server/connection.py", line 301 in run
-  File "/srv/corral/server/listener.py", line 163 in handle
+  File "/srv/corral/server/engine/connection.py", line 301 in run
+  File "/srv/corral/server/front/listener.py", line 163 in handle
   File "/srv/corral/actors/actor.py", line 80 in main
 """
 
@@ -100,8 +100,8 @@ Current thread 0x00007f0000000001 (most recent call first):
 def test_the_frames_of_one_thread_are_read_from_a_dump_innermost_first() -> None:
     assert loop_thread_frames(DUMP, 0x7F0000000001) == [
         ("/srv/app/handlers.py", 41, "websocket_handle"),
-        ("/srv/corral/server/connection.py", 301, "run"),
-        ("/srv/corral/server/listener.py", 163, "handle"),
+        ("/srv/corral/server/engine/connection.py", 301, "run"),
+        ("/srv/corral/server/front/listener.py", 163, "handle"),
         ("/srv/corral/actors/actor.py", 80, "main"),
     ]
     assert loop_thread_frames(DUMP, 0x7F0000000002) == [
@@ -142,7 +142,7 @@ async def test_the_io_wait_flag_is_up_only_while_the_loop_waits_for_io() -> None
 
 
 async def test_an_idle_loop_is_not_woken_so_its_quiet_can_be_waited_for() -> None:
-    async with watching(0.04, Tally()):  # samples every 10 ms: a poke would end the quiet
+    async with watching(0.04, ServerStats()):  # samples every 10 ms: a poke would end the quiet
         with trio.fail_after(5):
             await trio.testing.wait_all_tasks_blocked(cushion=0.2)
 
@@ -196,20 +196,20 @@ def _hold_the_loop(seconds: float) -> None:
 
 
 async def test_a_task_holding_the_loop_is_counted_with_its_name_and_blocking_line() -> None:
-    tally = Tally()
+    stats = ServerStats()
 
     async def blocker() -> None:
         await trio.testing.wait_all_tasks_blocked()  # the heartbeat and the thread started
         _hold_the_loop(0.2)
 
-    async with watching(0.05, tally):
+    async with watching(0.05, stats):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(blocker, name="blocker")
         with trio.fail_after(5):  # the heartbeat wakes after the stall and reports it
-            while not tally.recent_blocked:
+            while not stats.recent_blocked:
                 await trio.sleep(0.01)
-    assert tally.blocked[""] == 1
-    [step] = tally.recent_blocked
+    assert stats.blocked[""] == 1
+    [step] = stats.recent_blocked
     assert step.task == "blocker"
     assert (step.handler, step.route, step.path) == ("-", "", "-")
     assert step.seconds > 0.2 - 2 * 0.05 / 4  # timed to within a sample period and jitter
@@ -218,10 +218,10 @@ async def test_a_task_holding_the_loop_is_counted_with_its_name_and_blocking_lin
 
 
 def test_a_hold_by_no_task_is_counted_outside_any_route() -> None:
-    tally = Tally()
-    BlockWatchdog(0.1, tally).report(0.25, [Stall()])
-    assert tally.blocked[""] == 1
-    [step] = tally.recent_blocked
+    stats = ServerStats()
+    BlockWatchdog(0.1, stats).report(0.25, [Stall()])
+    assert stats.blocked[""] == 1
+    [step] = stats.recent_blocked
     assert (step.seconds, step.task, step.where) == (0.25, "-", "-")
 
 
@@ -251,7 +251,7 @@ async def _logged_by_watchdog(lines: _Lines, body: Callable[[], Awaitable[None]]
 
 
 async def test_a_task_that_never_yields_is_told_of_while_it_holds_the_loop() -> None:
-    tally = Tally()
+    stats = ServerStats()
     lines = _Lines(count=2)
 
     async def stuck() -> None:
@@ -260,7 +260,7 @@ async def test_a_task_that_never_yields_is_told_of_while_it_holds_the_loop() -> 
 
     async def watched() -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(BlockWatchdog(0.04, tally, still_held_every=0.1).run)
+            nursery.start_soon(BlockWatchdog(0.04, stats, still_held_every=0.1).run)
             async with trio.open_nursery() as tasks:
                 tasks.start_soon(stuck, name="stuck")
             nursery.cancel_scope.cancel()
@@ -275,14 +275,14 @@ async def test_a_task_that_never_yields_is_told_of_while_it_holds_the_loop() -> 
 
 
 async def test_holds_made_of_two_tasks_steps_back_to_back_are_each_reported() -> None:
-    tally = Tally()
+    stats = ServerStats()
     rounds = 4
 
     async def blocker(go: trio.Event) -> None:
         await go.wait()
         _hold_the_loop(0.1)
 
-    async with watching(0.04, tally):
+    async with watching(0.04, stats):
         for _ in range(rounds):
             go = trio.Event()
             async with trio.open_nursery() as nursery:
@@ -291,7 +291,7 @@ async def test_holds_made_of_two_tasks_steps_back_to_back_are_each_reported() ->
                 await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # idle: not poked
                 go.set()  # both run in the next pass, one after the other
         with trio.fail_after(5):
-            while sum(step.seconds for step in tally.recent_blocked) < rounds * 0.15:
+            while sum(step.seconds for step in stats.recent_blocked) < rounds * 0.15:
                 await trio.sleep(0.01)
-    assert len(tally.recent_blocked) >= rounds
-    assert {"a", "b"} <= {name for step in tally.recent_blocked for name in step.task.split(", ")}
+    assert len(stats.recent_blocked) >= rounds
+    assert {"a", "b"} <= {name for step in stats.recent_blocked for name in step.task.split(", ")}

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from server.websockets_api import (
+from server.engine.websockets_api import (
     WEBSOCKETS_VERSION,
     IncompatibleWebsockets,
     apply_mask,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.worker_metrics import WorkerExposition, combine, render
+from server.ops.worker_metrics import WorkerExposition, combine, render
 
 
 def exposed(
