@@ -192,6 +192,14 @@ class RedisBackend:
         """Members of ``group`` on every live node (this node's view)."""
         return self.view.members(group)
 
+    def members_on(self, group: str, node: str) -> list[Address]:
+        """Members of ``group`` on ``node`` (this node's view)."""
+        return self.view.members_on(group, node)
+
+    def member_nodes(self, group: str) -> dict[str, int]:
+        """How many members of ``group`` each live node has (this node's view)."""
+        return self.view.member_nodes(group)
+
     def which_groups(self) -> list[str]:
         """Every group with members anywhere."""
         return self.view.which_groups()
