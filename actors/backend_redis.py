@@ -16,6 +16,13 @@ Each node keeps a local view of the whole cluster (names, groups, live nodes), s
   down: its names and memberships leave the view, and monitors of its actors get
   ``Down(reason=noconnection)``.
 
+On a Redis Cluster (``redis+cluster://`` seed nodes) the node channels use sharded pub/sub
+(SSUBSCRIBE, SPUBLISH): each node's channel lives on the shard its name hashes to, so the
+messages spread over the shards; names, leases, memberships and the events channel share one
+hash tag (one slot: the claim script reads them together). A shard's primary failing over
+looks like an outage of that link: what was in flight is counted lost, and the node
+reconnects, resubscribes and re-announces as below.
+
 When Redis is unreachable, local delivery carries on; cross-node messages are counted as
 lost (``cluster().lost``) and logged; the node reconnects with backoff, resubscribes,
 re-claims its names and re-announces its memberships.
@@ -48,8 +55,12 @@ try:
     import coredis
     import coredis.exceptions
     import coredis.retry
+    from coredis.connection import TCPLocation
 except ModuleNotFoundError as missing:
     raise MissingExtra("redis", "the Redis backend (--redis)") from missing
+
+Client = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
+"""One Redis, or a Redis Cluster (``redis+cluster://`` seeds)."""
 
 
 logger = logging.getLogger("corral.cluster")
@@ -72,7 +83,8 @@ def default_node_id() -> str:
 class RedisBackend:
     """Names, groups and remote delivery over Redis (see the module docstring).
 
-    ``url`` is a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, checked at once
+    ``url`` is a ``redis://``, ``rediss://`` (TLS), ``unix://`` or ``redis+cluster://`` (a
+    Redis Cluster's seed nodes) URL, checked at once
     (``broker_url``: BadBrokerUrl says what is wrong; credentials may come from the
     environment); nodes with the same Redis and ``prefix`` form one cluster.
     ``node_id`` defaults to ``host:pid:random``. Every ``heartbeat`` seconds the node renews its
@@ -104,7 +116,7 @@ class RedisBackend:
         self.url = self.broker.redacted
         self.startup_wait = startup_wait
         self._wait_logged = False
-        self.keys = wire.Keys(prefix)
+        self.keys = wire.Keys(prefix, sharded=self.broker.cluster)
         self.node_id: str | None = node_id or default_node_id()
         self.heartbeat = heartbeat
         self.lease = lease
@@ -320,16 +332,31 @@ class RedisBackend:
             self._task_status.started()
             self._task_status = None
 
-    async def _session(self) -> None:
-        client = coredis.Redis.from_url(
+    def _client(self) -> Client:
+        """A client for one session: of the one Redis, or of the Redis Cluster's shards."""
+        options = self.broker.client_options()
+        if self.broker.cluster:
+            return coredis.RedisCluster(
+                startup_nodes=[TCPLocation(host, port) for host, port in self.broker.seeds],
+                connect_timeout=2.0,
+                retry_policy=coredis.retry.NoRetryPolicy(),
+                **options,
+            )
+        return coredis.Redis.from_url(
             self.broker.url,
             connect_timeout=2.0,
             retry_policy=coredis.retry.NoRetryPolicy(),
-            **self.broker.client_options(),
+            **options,
         )
+
+    async def _session(self) -> None:
+        client = self._client()
         async with client:
             channels = [self.keys.inbox(self._me), self.keys.events]
-            async with client.pubsub(
+            subscribe = (
+                client.sharded_pubsub if isinstance(client, coredis.RedisCluster) else client.pubsub
+            )  # a shard channel lives on its slot's shard only: sharded pub/sub scales out
+            async with subscribe(
                 channels=channels, retry_policy=None, ignore_subscribe_messages=True
             ) as subscription:
                 await self._announce(client)
@@ -344,7 +371,7 @@ class RedisBackend:
                             return  # leave the subscription while its connection is up
                     raise coredis.exceptions.ConnectionError("Redis closed the subscription")
 
-    async def _announce(self, client: coredis.Redis[bytes]) -> None:
+    async def _announce(self, client: Client) -> None:
         """Just (re)connected: learn the cluster, re-claim names, re-join groups, say hello."""
         now = trio.current_time()
         async for key in client.scan_iter(match=f"{self.keys.alive('*')}"):
@@ -543,10 +570,10 @@ class RedisBackend:
             self._last_loss_logged = now
             logger.warning("node %s: %d cross-node messages lost (%s)", self._me, count, why)
 
-    async def _write(self, client: coredis.Redis[bytes]) -> None:
-        scripts = {
-            "claim": client.register_script(wire.CLAIM),
-            "release": client.register_script(wire.RELEASE),
+    async def _write(self, client: Client) -> None:
+        scripts: dict[str, Any] = {
+            name: client.register_script(script)
+            for name, script in wire.scripts(self.broker.cluster).items()
         }
         while True:
             if not self._outbox:
@@ -581,14 +608,18 @@ class RedisBackend:
             self._changes()
 
     async def _send(
-        self, client: coredis.Redis[bytes], scripts: dict[str, Any], commands: list[Command]
+        self, client: Client, scripts: dict[str, Any], commands: list[Command]
     ) -> tuple[Any, ...]:
-        """Issue ``commands`` in one pipeline (one PUBLISH alone needs none); their results."""
+        """Issue ``commands`` in one pipeline (one PUBLISH alone needs none); their results.
+        On a Redis Cluster a publish is an SPUBLISH, and the pipeline sends each shard its
+        own commands."""
+        sharded = self.broker.cluster
         if len(commands) == 1 and commands[0].name == "publish":
-            return (await client.publish(*commands[0].args),)
+            publish = client.spublish if sharded else client.publish
+            return (await publish(*commands[0].args),)
         async with client.pipeline(transaction=False) as pipe:
             for command in commands:
-                _issue(pipe, scripts, command)
+                _issue(pipe, scripts, command, sharded)
         return pipe.results or ()
 
     def _answered(self, name: str) -> None:
@@ -629,11 +660,11 @@ class RedisBackend:
                     self._changes()
 
 
-def _issue(pipe: Any, scripts: dict[str, Any], command: Command) -> None:
-    """Queue one planned command on a pipeline."""
+def _issue(pipe: Any, scripts: dict[str, Any], command: Command, sharded: bool) -> None:
+    """Queue one planned command on a pipeline (``sharded``: SPUBLISH for PUBLISH)."""
     name, args = command.name, command.args
     if name == "publish":
-        pipe.publish(*args)
+        (pipe.spublish if sharded else pipe.publish)(*args)
     elif name in scripts:  # claim, release: keys first, then arguments
         scripts[name](keys=args[:2], args=args[2:], client=pipe)
     elif name == "sadd":
