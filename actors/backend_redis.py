@@ -75,6 +75,11 @@ BROKER_ERRORS = (
 """What losing the broker looks like (connection refused or reset, timeouts, closed streams)."""
 
 
+FLUSH_OPS = 1000
+"""Most queued ops one flush sends: a backlog (20,000 joins at start-up) goes out in bounded
+pipelines, each a short step of the loop, with heartbeats in between."""
+
+
 def default_node_id() -> str:
     """``host:pid:random``: unique for every process, readable in logs."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -132,6 +137,8 @@ class RedisBackend:
         self._pending: dict[str, trio.Event] = {}  # names claimed, Redis not heard yet
         self._owned_members: dict[tuple[str, Address], None] = {}
         self._peers: dict[str, float] = {}
+        self._resync: set[str] = set()  # peers whose memberships to read from Redis
+        self._resync_due = trio.Event()
         self._connected = False
         self._connected_event = trio.Event()
         self._flushed: trio.Event | None = None
@@ -363,6 +370,7 @@ class RedisBackend:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write, client)
                     nursery.start_soon(self._beat)
+                    nursery.start_soon(self._resync_peers, client)
                     self._started()
                     async for message in subscription:
                         self._arrived(message)
@@ -508,13 +516,18 @@ class RedisBackend:
             name, address = event[1], event[2]
             if address.node != self._me and self.view.whereis(name) == address:
                 self.view.unregister(name)
+            elif self._owned_names.get(name) == address:  # swept: we were thought down
+                self._queue(("claim", name, address))
         elif kind == wire.JOINED:
             _, group, address, keeper = event
-            if keeper != self._me and self.is_alive(address.node):
-                self.view.join(group, address)
+            if keeper != self._me:
+                self._heard(keeper, trio.current_time())  # any event says its node is alive
+                if self.is_alive(address.node):
+                    self.view.join(group, address)
         elif kind == wire.LEFT:
             _, group, address, keeper = event
             if keeper != self._me:
+                self._heard(keeper, trio.current_time())
                 self.view.leave(group, address)
                 if self._owned_members.pop((group, address), 0) is None:
                     self._queue(("leave", group, address))  # we kept it: drop our record
@@ -531,6 +544,8 @@ class RedisBackend:
     def _heard(self, peer: str, now: float) -> None:
         if peer not in self._peers:
             logger.info("node %s: node %s is up", self._me, peer)
+            self._resync.add(peer)  # new, or back after being thought down: read its groups
+            self._resync_due.set()
         self._peers[peer] = now
 
     def _node_down(self, peer: str, why: str) -> None:
@@ -550,6 +565,12 @@ class RedisBackend:
 
     def _queue(self, op: Op) -> None:
         self._outbox.append(op)
+        self._wakeup.set()
+
+    def _queue_first(self, op: Op) -> None:
+        """Queue ``op`` ahead of everything waiting (a heartbeat must not wait behind a
+        backlog of joins: the other nodes would think this one down)."""
+        self._outbox.appendleft(op)
         self._wakeup.set()
 
     def _count_lost(self, count: int, why: str | None = None) -> None:
@@ -579,8 +600,8 @@ class RedisBackend:
             if not self._outbox:
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
-            self._in_flight = list(self._outbox)
-            self._outbox.clear()
+            outbox = self._outbox
+            self._in_flight = [outbox.popleft() for _ in range(min(len(outbox), FLUSH_OPS))]
             batch = plan(
                 self._in_flight,
                 keys=self.keys,
@@ -603,6 +624,8 @@ class RedisBackend:
                 except wire.Rejected as rejected:  # junk under the key: the next beat retries
                     self._reject(rejected, self.keys.name(name).encode())
                 self._answered(name)
+            if self._owned_members and any(results[i] == 0 for i in batch.lease_renewals):
+                self._memberships_lapsed()
             if batch.goodbye and self._flushed is not None:
                 self._flushed.set()
             self._changes()
@@ -641,6 +664,36 @@ class RedisBackend:
         if actor is not None:
             actor.terminate(Crash(error))
 
+    def _memberships_lapsed(self) -> None:
+        """Our memberships' set expired in Redis (we were silent past the lease, and the
+        others forgot us): announce every one again."""
+        logger.warning(
+            "node %s: silent past the lease, the others forgot its %d group memberships: "
+            "announcing them again",
+            self._me,
+            len(self._owned_members),
+        )
+        for group, address in self._owned_members:
+            self._queue(("join", group, address))
+
+    async def _resync_peers(self, client: Client) -> None:
+        """Read the memberships of each node heard anew: one that was thought down (a stalled
+        loop, a slow link) and forgotten is whole again in this node's view."""
+        while True:
+            while not self._resync:
+                self._resync_due = trio.Event()
+                await self._resync_due.wait()
+            peer = self._resync.pop()
+            for member in await client.smembers(self.keys.members(peer)):
+                try:
+                    group, address = wire.unpack_member(member)
+                except wire.Rejected as rejected:
+                    self._reject(rejected, self.keys.members(peer).encode())
+                    continue
+                if self.is_alive(address.node):
+                    self.view.join(group, address)
+            self._changes()
+
     async def _beat(self) -> None:
         last = trio.current_time()
         while True:
@@ -653,7 +706,7 @@ class RedisBackend:
                 for name, address in self._owned_names.items():
                     self._queue(("claim", name, address))
             last = now
-            self._queue(("heartbeat",))
+            self._queue_first(("heartbeat",))
             for peer, heard in list(self._peers.items()):
                 if now - heard > self.lease:
                     self._node_down(peer, f"no heartbeat for {now - heard:.1f} s")

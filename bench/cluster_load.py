@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -67,7 +68,12 @@ class Workers:
     """``corral serve bench.cluster_app:app --workers N`` in a subprocess."""
 
     def __init__(
-        self, count: int, redis: str | None = None, *, max_connections: int = 5000
+        self,
+        count: int,
+        redis: str | None = None,
+        *,
+        max_connections: int = 5000,
+        options: Sequence[str] = (),
     ) -> None:
         self.count = count
         self.port = free_port()
@@ -76,6 +82,7 @@ class Workers:
         self.command += ["--log-level", "warning", "--max-connections", str(max_connections)]
         if redis is not None:
             self.command += ["--redis", redis, "--cluster-prefix", f"bench:{uuid.uuid4().hex}"]
+        self.command += options  # more of corral serve's options
         self.log = tempfile.NamedTemporaryFile(prefix="corral-bench-", suffix=".log")
         self.popen: subprocess.Popen[bytes] | None = None
 
@@ -127,7 +134,7 @@ class Workers:
 
 
 @contextmanager
-def running(count: int, redis: str | None = None, **options: int) -> Iterator[Workers]:
+def running(count: int, redis: str | None = None, **options: Any) -> Iterator[Workers]:
     workers = Workers(count, redis, **options)
     try:
         workers.start()

@@ -181,15 +181,21 @@ class Subscribers:
         return True
 
     def report(self, messages: int, cpu: float) -> dict[str, Any]:
-        """Counts, order, latencies (us), the last read's time and CPU seconds used."""
+        """Counts, order, latencies (us), the last read's time, CPU seconds used, and per
+        message (by seq) how many connections got it and when the last one did."""
         counts, in_order, latencies, last = [], 0, [], 0
+        got_seq, last_seq = [0] * messages, [0] * messages
         for frames in self.received.values():
             seqs = []
             for received_at, payload in frames:
                 body = json.loads(payload)
-                seqs.append(body["seq"])
+                seq = body["seq"]
+                seqs.append(seq)
                 latencies.append((received_at - body["sent"]) // 1000)
                 last = max(last, received_at)
+                if 0 <= seq < messages:
+                    got_seq[seq] += 1
+                    last_seq[seq] = max(last_seq[seq], received_at)
             counts.append(len(frames))
             in_order += seqs == list(range(messages))
         return {
@@ -199,6 +205,8 @@ class Subscribers:
             "last": last,
             "cpu": cpu,
             "reads": self.reads,
+            "got_by_seq": got_seq,
+            "last_by_seq": last_seq,
         }
 
     def close(self) -> None:

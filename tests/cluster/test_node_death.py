@@ -11,7 +11,7 @@ import trio
 import actors
 from tests.actors.kit import Recorder, idle
 
-from .conftest import backend_of, cluster_node
+from .conftest import HEARTBEAT, backend_of, cluster_node, two_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,3 +54,23 @@ async def test_a_killed_node_gives_noconnection_to_monitors_and_links_and_frees_
                 process.kill()
             with trio.CancelScope(shield=True):
                 await process.wait()
+
+
+async def test_a_node_thought_down_and_heard_again_is_whole_in_the_others_view(
+    redis_url: str, prefix: str
+) -> None:
+    """A node whose heartbeats stall past the lease (a loop busy with 20,000 joins) is
+    forgotten by the others; once heard again its memberships and names come back."""
+    async with two_nodes(redis_url, prefix) as (a, b, nursery):
+        member = b.spawn(nursery, idle, name="svc")
+        b.join("room", member)
+        await a.wait_for("svc", timeout=5)
+        await backend_of(a).wait_until(lambda: a.members("room") == [member])
+        with trio.fail_after(10):
+            backend_of(b).heartbeat = 1.0  # silent for twice the lease
+            await backend_of(a).wait_until(lambda: not a.backend.is_alive("b"))
+            assert a.members("room") == [] and a.whereis("svc") is None
+            backend_of(b).heartbeat = HEARTBEAT
+            await backend_of(a).wait_until(
+                lambda: a.members("room") == [member] and a.whereis("svc") == member
+            )
