@@ -5,7 +5,8 @@ steady fan-out.
 machine caps each process at 20,000 open files, and the kernel's SO_REUSEPORT spreads
 connections over the workers about evenly) takes ``--connections`` subscribers to ``/sub``
 (group ``fan``) from ``fanout_clients.py`` processes, each from its own 127.0.0.x source
-address (10,000 per process: each source has about 28,000 loopback ports). Once the publisher's
+address (10,000 per process: each source has about 28,000 loopback ports), one process opening
+at a time. Once the publisher's
 node knows every member, the publisher sends one message (the broadcast to all), waits until
 every subscriber has it (at most 60 s), then ``--steady`` messages ``--interval`` s apart.
 
@@ -26,6 +27,7 @@ import math
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -75,20 +77,38 @@ class Plan:
             raise BenchError(f"at most {len(SOURCES) * PER_CLIENT:,} connections: one source each")
 
 
-def _subscribers(port: int, plan: Plan, timeout: float) -> list[subprocess.Popen[str]]:
+def _open_subscribers(port: int, plan: Plan, timeout: float) -> list[subprocess.Popen[str]]:
+    """Start the subscriber processes one after another, each once the one before has opened
+    all of its connections: one process opening at a time leaves the workers' loops time for
+    their heartbeats (all opening at once held each worker's loop for seconds on 2 cores, and
+    the nodes thought each other down)."""
     command = [sys.executable, str(BENCH / "fanout_clients.py"), "--port", str(port)]
     command += ["--messages", str(1 + plan.steady), "--timeout", str(timeout), "--nap", "0.001"]
     share = math.ceil(plan.connections / plan.processes)
-    return [
-        subprocess.Popen(
-            command
-            + ["--count", str(min(share, plan.connections - i * share))]
-            + ["--source", SOURCES[i]],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(plan.processes)
-    ]
+    clients: list[subprocess.Popen[str]] = []
+    try:
+        for i in range(plan.processes):
+            count = min(share, plan.connections - i * share)
+            clients.append(
+                subprocess.Popen(
+                    command + ["--count", str(count), "--source", SOURCES[i]],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            if read_line(clients[-1], 600.0, "ready line").strip() != "ready":
+                raise BenchError("a subscriber process did not get ready")
+    except BaseException:
+        _stop(clients)
+        raise
+    return clients
+
+
+def _stop(clients: list[subprocess.Popen[str]]) -> None:
+    for client in clients:
+        if client.poll() is None:
+            client.kill()
+        client.wait()
 
 
 def _cpu(processes: list[psutil.Process]) -> float:
@@ -120,8 +140,9 @@ def measure(plan: Plan, redis: str) -> str:
         try:
             opened, reports, sent, cpu = _run(workers, plan, broker)
         except BenchError as exc:
-            tail = workers.log_text()[-3000:]
-            raise BenchError(f"{exc}\nthe workers' log ends:\n{tail}") from exc
+            kept = Path(tempfile.mkdtemp(prefix="corral-capacity-")) / "workers.log"
+            kept.write_text(workers.log_text())
+            raise BenchError(f"{exc}\nthe workers' log is kept in {kept}") from exc
         lines += _report(plan, workers, rss_before, opened, reports, sent, cpu, broker)
     return "\n".join(lines)
 
@@ -132,11 +153,8 @@ def _run(
     """Open every subscriber, broadcast once, then the steady fan-out; what each client saw."""
     timeout = 120.0 + plan.steady * plan.interval
     start = time.monotonic()
-    clients = _subscribers(workers.port, plan, timeout)
+    clients = _open_subscribers(workers.port, plan, timeout)
     try:
-        for client in clients:
-            if read_line(client, 600.0, "ready line").strip() != "ready":
-                raise BenchError("a subscriber process did not get ready")
         publisher = Publisher(workers.port)
         try:
             _wait_members(publisher, plan.connections)
@@ -157,14 +175,11 @@ def _run(
         finally:
             publisher.close()
     finally:
-        for client in clients:
-            if client.poll() is None:
-                client.kill()
-            client.wait()
+        _stop(clients)
     return opened, reports, sent, cpu
 
 
-def _wait_members(publisher: Publisher, count: int, timeout: float = 120.0) -> None:
+def _wait_members(publisher: Publisher, count: int, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while (known := publisher.members()) < count:
         if time.monotonic() > deadline:
@@ -226,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 connections, 2 workers")
     parser.add_argument("--connections", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=6)
-    parser.add_argument("--steady", type=int, default=10, help="messages after the broadcast")
-    parser.add_argument("--interval", type=float, default=0.5, help="seconds between them")
+    parser.add_argument("--steady", type=int, default=5, help="messages after the broadcast")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between them")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379")
     parser.add_argument("--serve-option", action="append", default=[], help="for corral serve")
     args = parser.parse_args(argv)

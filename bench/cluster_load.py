@@ -51,7 +51,7 @@ from fanout_clients import Publisher  # noqa: E402
 from wsclient import BenchError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = tuple(f"127.0.0.{n}" for n in range(2, 10))
+SOURCES = tuple(f"127.0.0.{n}" for n in range(2, 18))
 """Client source addresses: each client process connects from the next one."""
 NAP = 0.001
 """Seconds each client process sleeps between passes over its ready connections, so that it

@@ -52,3 +52,20 @@ def test_restart_run_counts_every_lost_message() -> None:
     out = _run("cluster_nodes.py", "restart")
     assert "lost without being counted 0" in out, out
     assert re.search(r"resubscribed after Redis was back: node a \d+ ms", out), out
+
+
+@pytest.mark.slow
+def test_capacity_quick_run_loses_nothing_and_prints_memory_per_connection(
+    redis_url: str,
+) -> None:
+    out = _run("cluster_capacity.py", "--quick", "--redis", redis_url)
+    assert re.search(r"KiB per connection", out), out
+    assert re.search(r"broadcast to all: 2,000 of 2,000 delivered", out), out
+    assert "lost 0 of 8,000 (target 0: PASS)" in out, out
+
+
+@pytest.mark.slow
+def test_failover_run_counts_every_lost_message() -> None:
+    out = _run("cluster_nodes.py", "failover")
+    assert "lost without being counted 0" in out, out
+    assert re.search(r"subscribed again after the kill: node a \d+ ms", out), out
