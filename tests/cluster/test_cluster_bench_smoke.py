@@ -68,4 +68,4 @@ def test_capacity_quick_run_loses_nothing_and_prints_memory_per_connection(
 def test_failover_run_counts_every_lost_message() -> None:
     out = _run("cluster_nodes.py", "failover")
     assert "lost without being counted 0" in out, out
-    assert re.search(r"subscribed again after the kill: node a \d+ ms", out), out
+    assert re.search(r"subscribed again after the link broke: node a \d+ ms", out), out
