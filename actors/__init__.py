@@ -1,8 +1,9 @@
 """corral's actor runtime: mailboxes, names, groups, timers, monitors, links, supervisors.
 
-Inside ``async with open_node():`` any code can ``send`` to an address or a name and
-``publish`` to a group; inside an actor, ``start_timer``, ``monitor`` and ``link`` act
-on the current actor (Erlang's ``self()``), which ``self_address()`` returns.
+Inside ``async with open_node():`` any code can ``send`` to an address or a name, ``call``
+one and wait for its answer, and ``publish`` to a group; inside an actor, ``start_timer``,
+``monitor`` and ``link`` act on the current actor (Erlang's ``self()``), which
+``self_address()`` returns.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ import trio
 from .actor import Actor, ActorArgs, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
+from .calls import (
+    DEFAULT_CALL_TIMEOUT,
+    Call,
+    CalleeExited,
+    Caller,
+    CallTimeout,
+    Cast,
+)
+from .calls import reply as _reply
 from .children import ChildInfo
 from .dynamic import DynamicSupervisor, SupervisorNotRunning, TooManyChildren
 from .errors import (
@@ -31,6 +41,7 @@ from .errors import (
     RestartIntensityExceeded,
 )
 from .extras import MissingExtra
+from .gen_server import NO_REPLY, GenServer, StopServer
 from .mailbox import DEFAULT_CAPACITY, MailboxPolicy, MailboxStatistics
 from .messages import Down, Exit, MonitorRef, Timeout, TimerRef
 from .node import (
@@ -84,6 +95,27 @@ def spawn(
 def send(dest: Destination, msg: Any) -> bool:
     """Queue ``msg`` for an address or registered name without waiting (see Node.send)."""
     return current_node().send(dest, msg)
+
+
+async def call(dest: Destination, request: Any, timeout: float = DEFAULT_CALL_TIMEOUT) -> Any:
+    """Send ``request`` to a behaviour (an address or a registered name) and return its answer.
+
+    The callee is monitored meanwhile: CalleeExited as soon as it ends or its node goes away,
+    CallTimeout after ``timeout`` seconds (a late answer is dropped, never left in a mailbox),
+    NoSuchActor for a name nobody holds, MailboxFull if its mailbox refused the request.
+    """
+    return await current_node().call(dest, request, timeout)
+
+
+def cast(dest: Destination, message: Any) -> bool:
+    """Send ``message`` to a behaviour's ``handle_cast`` without waiting (as ``send`` does)."""
+    return current_node().send(dest, Cast(message))
+
+
+def reply(caller: Caller, answer: Any) -> None:
+    """Answer a call that ``handle_call`` kept waiting (returned NO_REPLY); dropped if the
+    call is over."""
+    _reply(current_node(), caller, answer)
 
 
 async def send_wait(dest: Destination, msg: Any) -> bool:
@@ -203,7 +235,9 @@ def unlink(address: Address) -> None:
 
 
 __all__ = [
+    "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_CAPACITY",
+    "NO_REPLY",
     "KILLED",
     "MAILBOX_OVERFLOW",
     "NOCONNECTION",
@@ -219,6 +253,11 @@ __all__ = [
     "ChildInfo",
     "Address",
     "Backend",
+    "Call",
+    "CallTimeout",
+    "CalleeExited",
+    "Caller",
+    "Cast",
     "ChildSpec",
     "ClusterStatistics",
     "Crash",
@@ -226,6 +265,7 @@ __all__ = [
     "Down",
     "DynamicSupervisor",
     "Exit",
+    "GenServer",
     "ExitReason",
     "Killed",
     "LocalBackend",
@@ -251,13 +291,16 @@ __all__ = [
     "Restart",
     "RestartIntensityExceeded",
     "Shutdown",
+    "StopServer",
     "Strategy",
     "Supervisor",
     "SupervisorNotRunning",
     "Timeout",
     "TimerRef",
     "TooManyChildren",
+    "call",
     "cancel_timer",
+    "cast",
     "cluster",
     "current_actor",
     "current_node",
@@ -271,6 +314,7 @@ __all__ = [
     "publish",
     "read_timer",
     "register",
+    "reply",
     "send",
     "send_after",
     "send_exit",

@@ -189,9 +189,7 @@ class Actor:
         if other is None:
             self.mailbox.put_system(Revocable(ref, Down(ref, target, NOPROC)))
             return ref
-        if other._watchers is None:
-            other._watchers = {}
-        other._watchers[ref] = self.address
+        other.add_watcher(ref, self.address)
         if self._watching is None:
             self._watching = {}
         self._watching[ref] = target
@@ -205,8 +203,20 @@ class Actor:
             self.node.demonitor_remote(ref)
             return
         other = self.node.actor(target)
-        if other is not None and other._watchers:
-            other._watchers.pop(ref, None)
+        if other is not None:
+            other.drop_watcher(ref)
+
+    def add_watcher(self, ref: MonitorRef, watcher: Address) -> None:
+        """Note that ``watcher`` monitors this actor under ``ref`` (bookkeeping only: ``monitor``
+        is what actor code calls; ``call`` uses this for its reply port, which is no actor)."""
+        if self._watchers is None:
+            self._watchers = {}
+        self._watchers[ref] = watcher
+
+    def drop_watcher(self, ref: MonitorRef) -> None:
+        """Forget the watcher noted under ``ref`` (bookkeeping only, as ``add_watcher``)."""
+        if self._watchers:
+            self._watchers.pop(ref, None)
 
     def link(self, target: Address) -> None:
         """Tie this actor's fate to ``target``'s, both ways (Erlang's link); ``target`` may

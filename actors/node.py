@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from . import backend_wire as wire
+from . import calls
 from .actor import Actor, ActorArgs, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend
@@ -116,6 +117,19 @@ class Census:
         return len(self.depths)
 
 
+class Port(Protocol):
+    """An address that is no actor: what is sent to it is handed to these methods at once
+    (``call`` receives its reply through one, so a late reply finds no port and is dropped)."""
+
+    def deliver(self, msg: Any) -> None:
+        """An ordinary message sent to the port."""
+        ...
+
+    def notify(self, msg: Any) -> None:
+        """A runtime notification (a ``Down`` in its ``Revocable`` envelope)."""
+        ...
+
+
 class SupervisorView(Protocol):
     """What introspection asks of a running supervisor (either kind)."""
 
@@ -146,6 +160,7 @@ class Node:
         self.supervisors: dict[Address, SupervisorView] = {}
         """Running supervisors by their actor's address (the dashboard draws the tree)."""
         self._actors: dict[Address, Actor] = {}
+        self._ports: dict[Address, Port] = {}
         self._serials = itertools.count(1)
         self.remote_monitors = RemoteMonitors(self._route_quietly, self.notify)
         self.remote_links = RemoteLinks(self._route_quietly, self._actors.get)
@@ -192,6 +207,16 @@ class Node:
         """The live actor at ``address`` on this node, or None."""
         return self._actors.get(address)
 
+    def open_port(self, port: Port) -> Address:
+        """A new address of this node whose messages go to ``port`` until ``close_port``."""
+        address = Address(self.name, next(self._serials), "port")
+        self._ports[address] = port
+        return address
+
+    def close_port(self, address: Address) -> None:
+        """Stop delivering to the port at ``address``: what is sent to it later is dropped."""
+        self._ports.pop(address, None)
+
     def exit(self, address: Address, reason: ExitReason) -> None:
         """Send an exit signal (Erlang's exit/2); ``killed`` cannot be trapped."""
         actor = self._actors.get(address)
@@ -226,27 +251,40 @@ class Node:
         ``fail`` raises MailboxFull). An ended address is a counted no-op; an unknown
         name raises NoSuchActor.
         """
-        address = dest if type(dest) is Address else self._resolve(dest)
+        address = dest if type(dest) is Address else self.resolve(dest)
         actor = self._actors.get(address)
         if actor is None:
             if address.node != self.name:
                 return self._route(address.node, (wire.SEND, address, msg))
+            return self._to_port(address, msg)
+        return actor.mailbox.put_nowait(msg)
+
+    def _to_port(self, address: Address, msg: Any) -> bool:
+        """Hand ``msg`` to the port at ``address``; a dead letter if there is none (anymore)."""
+        port = self._ports.get(address)
+        if port is None:
             self.dead_letters += 1
             return False
-        return actor.mailbox.put_nowait(msg)
+        port.deliver(msg)
+        return True
+
+    async def call(
+        self, dest: Destination, request: Any, timeout: float = calls.DEFAULT_CALL_TIMEOUT
+    ) -> Any:
+        """Send ``request`` to ``dest`` and wait for the answer (see ``actors.call``)."""
+        return await calls.call(self, dest, request, timeout)
 
     async def send_wait(self, dest: Destination, msg: Any) -> bool:
         """Queue ``msg`` for ``dest``, waiting for room in its mailbox (backpressure).
 
         Another node's actor gets it as with ``send``: backpressure stops at the node.
         """
-        address = dest if type(dest) is Address else self._resolve(dest)
+        address = dest if type(dest) is Address else self.resolve(dest)
         actor = self._actors.get(address)
         if actor is None:
             if address.node != self.name:
                 return self._route(address.node, (wire.SEND, address, msg))
-            self.dead_letters += 1
-            return False
+            return self._to_port(address, msg)
         if not await actor.mailbox.put(msg):
             self.dead_letters += 1
             return False
@@ -255,7 +293,7 @@ class Node:
     def notify(self, dest: Destination, msg: Any) -> bool:
         """Deliver a runtime notification (timer, Down): never dropped, never raises."""
         try:
-            address = dest if type(dest) is Address else self._resolve(dest)
+            address = dest if type(dest) is Address else self.resolve(dest)
         except NoSuchActor:
             self.dead_letters += 1
             return False
@@ -265,12 +303,16 @@ class Node:
             return payload is not REVOKED and self._route(
                 address.node, (wire.NOTIFY, address, payload), quiet=True
             )
+        if actor is None and address in self._ports:
+            self._ports[address].notify(msg)
+            return True
         if actor is None or not actor.mailbox.put_system(msg):
             self.dead_letters += 1
             return False
         return True
 
-    def _resolve(self, dest: Destination) -> Address:
+    def resolve(self, dest: Destination) -> Address:
+        """The address ``dest`` stands for (NoSuchActor for a name nobody holds)."""
         if not isinstance(dest, str):
             raise TypeError(f"send to an Address or a registered name, not {dest!r}")
         address = self.backend.whereis(dest)
@@ -410,7 +452,7 @@ class Node:
         if kind == wire.SEND:
             actor = self._actors.get(envelope[1])
             if actor is None:
-                self.dead_letters += 1
+                self._to_port(envelope[1], envelope[2])
                 return
             try:
                 actor.mailbox.put_nowait(envelope[2])

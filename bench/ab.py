@@ -7,8 +7,8 @@ runs alternate old, new, old, new..., so drift in the machine's load hits both s
 spread of each side's runs is printed too: a ratio inside the spread is noise.
 
 Run: ``python bench/ab.py --old ../main --new . --runs 3 fanout.py --rounds 3``; the figures of
-``echo_throughput.py``, ``fanout.py``, ``idle_memory.py``, ``gc_pause.py`` and ``push_cost.py``
-are known.
+``echo_throughput.py``, ``fanout.py``, ``idle_memory.py``, ``gc_pause.py``, ``push_cost.py`` and
+``server_instructions.py`` are known.
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
     "idle_memory.py": (
         Figure("idle KB per connection", r"^corral\s+[\d.]+\s+[\d.]+\s+([\d.]+)", False),
         Figure("opens/s", r"^corral(?:\s+\S+){4}\s+([\d,]+)", True),
+    ),
+    "server_instructions.py": (
+        Figure("server instructions/rt", r"^instructions per round trip: ([\d,]+)", False),
+        Figure("server instructions/open", r"^instructions per connection opened: ([\d,]+)", False),
     ),
     "push_cost.py": (Figure("CPU us per delivery", r"([\d.]+) us of CPU per delivery", False),),
     "gc_pause.py": (Figure("close-burst p99 ms", r"^corral\s+[\d.]+\s+([\d.]+)", False),),

@@ -37,8 +37,7 @@ def measure(variant: str) -> float:
     import trio.testing
 
     import actors
-    from server import App, Text, WebSocketHandler, broadcast, websocket
-    from server.run.embed import serving
+    from server import App, Text, WebSocketHandler, broadcast, serving, websocket
 
     class Subscriber(WebSocketHandler[None]):
         def websocket_init(self, state: Any) -> tuple[None, Any]:
@@ -63,6 +62,7 @@ def measure(variant: str) -> float:
                 client.setblocking(False)
                 _drain(client)
             message = "x" * 60
+            received = 0
             started = time.process_time()
             for _ in range(STEPS):
                 for _ in range(BURST):
@@ -72,21 +72,27 @@ def measure(variant: str) -> float:
                         served.node.publish("subscribers", message)
                 await trio.testing.wait_all_tasks_blocked()
                 for client in clients:
-                    _drain(client)
+                    received += _drain(client)
             spent = time.process_time() - started
             for client in clients:
                 client.close()
+        expected = STEPS * BURST * SUBSCRIBERS * (2 + len(message))  # 2: a short frame's header
+        if received != expected:
+            raise SystemExit(f"push_cost: the clients got {received:,} bytes, not {expected:,}")
         return spent / (STEPS * BURST * SUBSCRIBERS) * 1e6
 
     return trio.run(run)
 
 
-def _drain(client: socket.socket) -> None:
+def _drain(client: socket.socket) -> int:
+    """Read what ``client`` has without waiting; how many bytes."""
+    got = 0
     try:
-        while client.recv(1 << 20):
-            pass
+        while chunk := client.recv(1 << 20):
+            got += len(chunk)
     except BlockingIOError:
         pass
+    return got
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,8 +44,8 @@ token's subject is its nick; ``python -m examples.chat.token NICK`` issues one.
 Modules, one job each: ``protocol`` (the wire format and its checks), ``confusables`` (Unicode's
 confusable skeleton), ``limits`` (the numbers, the per-connection throttle, per-peer quotas),
 ``budget`` (the history budget), ``roster`` (a room's members and history as plain data),
-``room`` (the room actor), ``rooms`` (rooms on demand under supervision), ``handler`` (one
-connection), ``app`` (routes and children), ``token`` (issues tokens).
+``room`` (the room, a ``GenServer``), ``rooms`` (rooms on demand under supervision),
+``handler`` (one connection), ``app`` (routes and children), ``token`` (issues tokens).
 """
 
 from .app import app, make_app

@@ -6,8 +6,9 @@ with 1008, so a flood stops here and never reaches the room. A ``say`` then take
 its peer address's bucket (``Rooms.says``, shared by all the connections from there): past it
 the message is dropped with an ``error``, so more connections or reconnecting gain nothing.
 Bad input gets an ``error`` frame from the connection itself and goes no further. A ``join``
-opens the room (starting it on first use, charged to the client's peer address) and sends it
-``Join``; the room answers the client directly and tells the connection ``Joined``. The
+opens the room (starting it on first use, charged to the client's peer address) and calls it
+with ``Join``: the room writes the history and members to the client directly and answers
+``Joined`` (or ``JoinRefused``, whose reason the client gets). A ``say`` is a cast. The
 connection remembers its nick so that it can join again by itself when the room restarts.
 """
 
@@ -124,16 +125,27 @@ class ChatHandler(WebSocketHandler[Session]):
             room = await self.rooms.open(state.room, state.peer)
         except RoomUnavailable as exc:
             return _error(str(exc)), state
-        if not actors.send(room, Join(actors.self_address(), nick)):
-            return _error("room busy: try again"), state
-        return None, attrs.evolve(state, room_address=room)
+        answer = await self._call_join(room, Join(actors.self_address(), nick))
+        if isinstance(answer, Joined):
+            return None, attrs.evolve(state, room_address=answer.room, nick=answer.nick)
+        return _error(answer), state
+
+    async def _call_join(self, room: Address, join: Join) -> Joined | str:
+        """Ask ``room`` to take this connection in: ``Joined``, or why not (for the client)."""
+        try:
+            answer = await actors.call(room, join, timeout=self.rooms.open_timeout)
+        except actors.MailboxFull:
+            return "room busy: try again"
+        except (actors.CalleeExited, actors.CallTimeout):
+            return "room unavailable: it restarted or stopped, join again"
+        return answer if isinstance(answer, Joined) else str(answer.reason)
 
     async def _say(self, text: str, state: Session) -> tuple[Text | None, Session]:
         if state.room_address is None:
             return _error("join first: say is for members of the room"), state
         if not self.rooms.says.take(state.peer, trio.current_time()):
             return _error(TOO_MANY_FROM_ADDRESS), state
-        if actors.send(state.room_address, Say(actors.self_address(), text)):
+        if actors.cast(state.room_address, Say(actors.self_address(), text)):
             return None, state
         if _ended(state.room_address):
             # The room ended for good (its supervisor gave up): open a new one, which asks
@@ -142,16 +154,17 @@ class ChatHandler(WebSocketHandler[Session]):
                 await self.rooms.open(state.room, state.peer)
         return _error("message not sent: the room is busy or restarting, send it again"), state
 
-    def websocket_info(self, message: Any, state: Session) -> tuple[None, Session]:
-        if isinstance(message, Joined):
-            return None, attrs.evolve(state, room_address=message.room, nick=message.nick)
+    async def websocket_info(self, message: Any, state: Session) -> tuple[Text | None, Session]:
         if isinstance(message, RoomRestarted) and state.nick is not None:
-            actors.send(message.room, Join(actors.self_address(), state.nick, rejoin=True))
-            return None, attrs.evolve(state, room_address=message.room)
+            rejoin = Join(actors.self_address(), state.nick, rejoin=True)
+            answer = await self._call_join(message.room, rejoin)
+            if isinstance(answer, Joined):
+                return None, attrs.evolve(state, room_address=answer.room)
+            return _error(answer), attrs.evolve(state, room_address=None, nick=None)
         return None, state
 
     def terminate(self, reason: TerminateReason, request: Request, state: Session) -> None:
         if state.counted:
             self.rooms.members.release(state.peer)
         if state.room_address is not None:
-            actors.send(state.room_address, Leave(actors.self_address()))
+            actors.cast(state.room_address, Leave(actors.self_address()))

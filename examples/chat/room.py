@@ -1,11 +1,12 @@
-"""A chat room as an actor: its roster, its history, and the fan-out to its members.
+"""A chat room as a ``GenServer``: its roster, its history, and the fan-out to its members.
 
-Connections send the room ``Join``, ``Say`` and ``Leave`` (registered with ``actors.wire_type``,
-as a room and its members may live on different nodes); the room answers with frames written
-straight to the connections' outboxes (``send_frame`` for one, ``broadcast`` to the room's group
-``chat:<room>``, each frame JSON- and WebSocket-encoded once) and tells a connection whose join
-it accepted with a ``Joined`` message. It monitors every member, so a connection that ends
-without a ``Leave`` still leaves (with a ``left`` to the others).
+A connection joins with ``actors.call(room, Join(...))``: the room answers ``Joined`` or
+``JoinRefused`` (the reason, for the client); ``Say`` and ``Leave`` are casts. All are registered
+with ``actors.wire_type``, as a room and its members may live on different nodes. The room
+answers with frames written straight to the connections' outboxes (``send_frame`` for one,
+``broadcast`` to the room's group ``chat:<room>``, each frame JSON- and WebSocket-encoded once).
+It monitors every member, so a connection that ends without a ``Leave`` still leaves (with a
+``left`` to the others).
 
 After a crash the room restarts empty. Its group outlives it (the members are connections), so
 the new room finds the old members there, sends each ``RoomRestarted``, and they join again with
@@ -31,7 +32,7 @@ import attrs
 import trio
 
 import actors
-from actors import Actor, Address, Down, Timeout, TimerRef
+from actors import Actor, Address, Caller, Down, GenServer, StopServer, Timeout, TimerRef
 from server import TokenBucket, broadcast, send_frame
 
 from . import protocol
@@ -70,10 +71,18 @@ class Leave:
 @actors.wire_type
 @attrs.frozen
 class Joined:
-    """To a connection: the room at ``room`` accepted it as ``nick``."""
+    """The answer to a ``Join``: the room at ``room`` accepted the connection as ``nick``."""
 
     room: Address
     nick: str
+
+
+@actors.wire_type
+@attrs.frozen
+class JoinRefused:
+    """The answer to a ``Join`` the room refused; ``reason`` is for the client."""
+
+    reason: str
 
 
 @actors.wire_type
@@ -140,27 +149,43 @@ def evict(room: str, budget: HistoryBudget) -> None:
         budget.park(room)  # its mailbox is full: it is busy, so not the one to go
 
 
-async def room_actor(
-    actor: Actor,
-    name: str,
-    settings: RoomSettings,
-    budget: HistoryBudget,
-    limits: ChatLimits,
-) -> None:
-    """The body of the room ``name``: handle messages until it stops for being empty."""
-    rate = TokenBucket(rate=limits.room_message_rate, burst=limits.room_message_burst)
-    room = _Room(actor, name, settings, budget, rate)
-    try:
+class Room(GenServer["_Room"]):
+    """The room behaviour: ``init(name)`` starts the room ``name``; one object serves every
+    room of a ``Rooms`` (its settings, budget and limits are theirs)."""
+
+    def __init__(self, settings: RoomSettings, budget: HistoryBudget, limits: ChatLimits) -> None:
+        self.settings = settings
+        self.budget = budget
+        self.limits = limits
+
+    def kind(self) -> str:
+        return "chat room"
+
+    def init(self, name: str) -> _Room:
+        rate = TokenBucket(rate=self.limits.room_message_rate, burst=self.limits.room_message_burst)
+        room = _Room(actors.current_actor(), name, self.settings, self.budget, rate)
         room.reclaim_members()
-        async for message in actor:
-            if room.handle(message):
-                return
-    finally:
-        budget.forget(name)
+        return room
+
+    def handle_call(self, request: Any, caller: Caller, state: _Room) -> Any:
+        if not isinstance(request, Join):
+            raise TypeError(f"a room takes Join calls, not {request!r}")
+        answer, stop = state.join(request)
+        return StopServer(state, answer=answer) if stop else (answer, state)
+
+    def handle_cast(self, message: Any, state: _Room) -> _Room | StopServer[_Room]:
+        return StopServer(state) if state.handle(message) else state
+
+    def handle_info(self, message: Any, state: _Room) -> _Room | StopServer[_Room]:
+        return StopServer(state) if state.handle(message) else state
+
+    def terminate(self, reason: actors.ExitReason, state: _Room) -> None:
+        self.budget.forget(state.name)
 
 
 class _Room:
-    """What the room actor does with each message; ``handle`` returns True to stop."""
+    """A room's state, and what it does with each join, cast and message (``handle`` and
+    ``join`` say when it should stop)."""
 
     def __init__(
         self,
@@ -195,11 +220,9 @@ class _Room:
             self.empty_timer = actors.start_timer(self.settings.settle, _EMPTY)
 
     def handle(self, message: Any) -> bool:
-        """Act on one message; True means the room should stop now."""
+        """Act on one cast or message; True means the room should stop now."""
         if isinstance(message, Say):
             self._say(message)
-        elif isinstance(message, Join):
-            return self._join(message)
         elif isinstance(message, Leave):
             return self._leave(message.address, demonitor=True)
         elif isinstance(message, Down):
@@ -210,30 +233,31 @@ class _Room:
             return self._stop_if_still_empty()
         return False
 
-    def _join(self, join: Join) -> bool:
+    def join(self, join: Join) -> tuple[Joined | JoinRefused, bool]:
+        """Take a member in: the answer for the caller, and whether the room should stop now."""
         problem = self.roster.join_problem(join.address, join.nick)
         if problem is not None:
-            send_frame(join.address, protocol.error(problem))
-            return False
+            return JoinRefused(problem), False
         node = self.actor.node
         if join.address.node == node.name and node.actor(join.address) is None:
-            return self._emptied()  # the connection ended while its join was on the way
+            # The connection ended while its join was on the way.
+            return JoinRefused("the connection has closed"), self._emptied()
         monitor = actors.monitor(join.address)
         self.roster.add(Member(join.address, join.nick, monitor))
         actors.join(self.group, join.address)
         self._cancel(self.empty_timer)
         self.empty_timer = None
         self.budget.unpark(self.name)
-        actors.send(join.address, Joined(self.actor.address, join.nick))
+        joined = Joined(self.actor.address, join.nick)
         if join.address in self.settling:
             self.settling.discard(join.address)
             if not self.settling:
                 self._announce_restart()
-            return False
+            return joined, False
         send_frame(join.address, protocol.history(self.roster.history()))
         send_frame(join.address, protocol.members(self.roster.nicks()))
         broadcast(self.group, protocol.joined(join.nick))
-        return False
+        return joined, False
 
     def _say(self, say: Say) -> None:
         member = self.roster.get(say.address)

@@ -33,7 +33,7 @@ from actors import (
 
 from .budget import HistoryBudget
 from .limits import ChatLimits, PeerCount, PeerQuota
-from .room import RoomSettings, evict, room_actor, room_key, supervisor_key
+from .room import Room, RoomSettings, evict, room_key, supervisor_key
 
 
 class RoomUnavailable(Exception):
@@ -60,6 +60,7 @@ class Rooms:
         self.says = PeerQuota(limits.peer_message_rate, limits.peer_message_burst)
         """Messages per peer address, all its connections together (taken by the handler)."""
         self._supervisor = DynamicSupervisor(max_children=limits.max_rooms)
+        self._room = Room(self.settings, self.budget, limits)
 
     def child_spec(self, id: str = "rooms") -> ChildSpec:
         """The spec that runs the rooms' dynamic supervisor under the server's root."""
@@ -111,16 +112,13 @@ class Rooms:
             raise RoomUnavailable("the server is stopping") from None
 
     def _room_supervisor_spec(self, room: str) -> ChildSpec:
-        settings = self.settings
-        room_spec = ChildSpec(
+        room_spec = self._room.child_spec(
             "room",
-            room_actor,
-            args=(room, settings, self.budget, self.limits),
+            room,
             restart=Restart.TRANSIENT,
             shutdown=1.0,
             name=room_key(room),
-            capacity=settings.capacity,
-            kind="chat room",
+            capacity=self.settings.capacity,
         )
         supervisor = Supervisor([room_spec])
         return ChildSpec(

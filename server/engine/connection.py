@@ -11,7 +11,8 @@ so a frame from an idle client is handled by the task the socket woke. A synchro
 ``websocket_info`` may even run in the sender's task, as this connection's actor (see
 ``_on_mail``), without waking this one.
 
-The bytes reach the transport through one writer, ``_write_out``: from this task after each
+The bytes reach the transport through one writer, the core's ``write_to`` (called by ``_write_out``,
+and inline by ``_apply``): from this task after each
 callback, and from the node's timers (liveness pings, and the frames other actors pushed,
 written together once the pushing task step is over: a burst broadcast in one step is one
 write per client). It writes only what the socket takes at once; once the socket takes less
@@ -116,7 +117,6 @@ class Connection:
         "transport",
         "core",
         "state",
-        "started_at",
         "frames_in",
         "bytes_in",
         "bytes_out",
@@ -145,8 +145,7 @@ class Connection:
         self.request = request
         self.transport: Transport = transport_of(stream)
         self.state = state
-        self.started_at = trio.current_time()
-        self.core = ConnectionCore(session, options, trio.current_time, self._reschedule_liveness)
+        self.core = ConnectionCore(session, options, trio.current_time, self)
         # Metrics (server.ops.stats): plain ints, read when scraped. Bytes are the socket's.
         self.frames_in = self.bytes_in = self.bytes_out = 0
         self._exit_on_crash = exit_on_crash  # a crashed handler ends the actor as a crash
@@ -261,7 +260,7 @@ class Connection:
                             if core.blocked and not core.has_room_for(0):
                                 await self._flush()  # the outbox is full: wait for room
                                 continue
-                            event = core.next_event()
+                            event = core.next_event() if core.input_pending else NEED_DATA
                             if event is not NEED_DATA:
                                 if type(event) is not Text and type(event) is not Binary:
                                     assert isinstance(event, TerminateReason)
@@ -287,7 +286,9 @@ class Connection:
                                         core.handling_ended()
                                     else:
                                         core.handling = False
-                                reason = self._apply(unpack_result("websocket_handle", result))
+                                if type(result) is not tuple or len(result) != 2:
+                                    result = unpack_result("websocket_handle", result)
+                                reason = self._apply(result)
                                 continue
                             if len(mailbox):
                                 streak += 1
@@ -309,7 +310,8 @@ class Connection:
                             if core.session.inflating:  # a step at a time: let the others run
                                 await trio.lowlevel.checkpoint()
                                 continue
-                            if core.queued_bytes:  # the protocol's answers (pongs), held frames
+                            if core.next_chunk is not None or core.outbox is not None:
+                                # the protocol's answers (pongs), frames held for the step's end
                                 self._write_out()
                                 continue
                             # Not held while waiting: an idle connection keeps no message (nor
@@ -391,35 +393,26 @@ class Connection:
         return HandlerCrashed(exc)
 
     def _apply(self, result: tuple[Commands, Any]) -> TerminateReason | None:
-        """Carry out a callback's result in the loop: its commands, then write them."""
+        """Carry out a callback's result in the loop: its commands, then write them
+        (``_write_out``'s body, inline: this is every message's path)."""
         commands, self.state = result
-        reason = self.core.apply(commands)
-        self._write_out()
+        core = self.core
+        reason = core.apply(commands)
+        self.bytes_out += core.write_to(self.transport.write_nowait, RECEIVE_SIZE)
+        if core.blocked:
+            self._wake()  # the loop flushes the rest, waiting for the client
         return reason
 
     # ---- writing --------------------------------------------------------------------
 
     def _write_out(self) -> None:
         """The writer: hand the transport what the core has queued, as much as it takes
-        now, from any task. Not while ``blocked``: the loop's ``_flush`` writes on then."""
+        now, from any task (``ConnectionCore.write_to`` keeps the rule: whole chunks, nothing
+        while ``blocked``, when the loop's ``_flush`` writes on)."""
         core = self.core
+        self.bytes_out += core.write_to(self.transport.write_nowait, RECEIVE_SIZE)
         if core.blocked:
-            return
-        more = True
-        while more:
-            data = core.data_to_send(RECEIVE_SIZE)
-            if not data:
-                return
-            try:
-                sent = self.transport.write_nowait(data)
-            except trio.BrokenResourceError:
-                core.lose_output()  # the connection is broken; reading will say how it ended
-                return
-            self.bytes_out += sent
-            more = core.sent(sent, len(data))
-            if core.blocked:
-                self._wake()  # the loop flushes the rest, waiting for the client
-                return
+            self._wake()  # the loop flushes the rest, waiting for the client
 
     def _write_soon(self) -> None:
         """``_write_out`` once the current task step is over (for other tasks' frames);
@@ -496,7 +489,8 @@ class Connection:
             self.actor.node.timers.cancel(self._liveness_timer)
             self._liveness_timer = None
 
-    def _reschedule_liveness(self) -> None:
+    def timing_changed(self) -> None:
+        """SetOptions changed the idle timeout: schedule the next liveness check again."""
         self._cancel_liveness()
         self._schedule_liveness(self.core.next_check(trio.current_time()))
 
@@ -513,7 +507,7 @@ class Connection:
 async def _terminate(connection: Connection, reason: TerminateReason) -> None:
     """Run the handler's terminate once, log the close line, never raise."""
     request = connection.request
-    duration = trio.current_time() - connection.started_at
+    duration = trio.current_time() - connection.core.opened_at
     code = _close_summary(connection, reason)
     number = code.split()[0]
     stats_of(connection.actor.node).connection_closed(connection, reason, number)

@@ -4,7 +4,8 @@ owed to the client, and every decision that changes them.
 ``ConnectionCore`` takes events: bytes the client sent (parsed by its ``Session``), the
 commands a callback returned, a frame another actor pushes, a liveness tick, the bytes the
 transport took. It gives decisions: the next event for the handler (``next_event``), the
-bytes to write (``data_to_send``), and why the connection ends (``reason``, ``phase``). It
+bytes to write (``write_to`` hands them to a transport's write; ``data_to_send`` and ``sent`` to
+the loop's waiting flush), and why the connection ends (``reason``, ``phase``). It
 never touches a socket or a task, and reads the time only through the clock it is given:
 ``connection.py`` moves the bytes and calls the handler, and tests drive this object with no
 network at all.
@@ -36,9 +37,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
+import trio
 
 from ..commands import Binary, Close, Commands, Ping, Pong, SetOptions, Stop, Text, as_command_list
 from ..options import ConnectionOptions, OutboxPolicy
@@ -56,6 +58,12 @@ from .session import NEED_DATA, Session, encode_ping, encode_pong
 
 KEEPALIVE_PING = b"corral"
 """The payload of the server's keepalive pings."""
+
+
+class TimingListener(Protocol):
+    """Who is told that the liveness checks' timing changed (the connection's loop)."""
+
+    def timing_changed(self) -> None: ...
 
 
 class Phase(enum.Enum):
@@ -92,15 +100,17 @@ class ConnectionCore:
         "frames_out",
         "dropped",
         "blocked",
+        "input_pending",
         "liveness",
-        "_next",
-        "_outbox",
+        "next_chunk",
+        "outbox",
         "_clock",
+        "opened_at",
         "_received_at",
         "_handled_at",
         "handling",
         "checked_while_handling",
-        "_on_timing_changed",
+        "_timing",
     )
 
     def __init__(
@@ -108,10 +118,11 @@ class ConnectionCore:
         session: Session,
         options: ConnectionOptions,
         clock: Callable[[], float],
-        on_timing_changed: Callable[[], None] | None = None,
+        timing: TimingListener | None = None,
     ) -> None:
-        """``clock``: the time now (trio's); ``on_timing_changed``: called when SetOptions
-        changes the idle timeout, so that the next liveness check is scheduled again."""
+        """``clock``: the time now (trio's); ``timing``: told when SetOptions changes the
+        idle timeout, so that the next liveness check is scheduled again (the connection
+        itself: no callback object of its own per connection)."""
         self.session = session
         self.options = options
         self.phase = OPEN
@@ -128,12 +139,16 @@ class ConnectionCore:
         self.blocked = False
         """The transport did not take all it was given: only the loop's flush, which waits
         for it, writes until everything queued has gone."""
-        now = clock()
+        self.input_pending = True  # the session may hold bytes read with the request's head
+        """Bytes came that ``next_event`` has not given out yet: while False, it would say
+        NEED_DATA, and the loop waits for the client without asking (every message's path)."""
+        now = self.opened_at = clock()
+        """When the connection opened, on ``clock``."""
         self.liveness = Liveness(
             options.idle_timeout, options.ping_interval, options.pong_timeout, now
         )
-        self._next: bytes | None = None  # the one frame queued while nothing else is
-        self._outbox: Outbox | None = None  # more than one frame queued
+        self.next_chunk: bytes | None = None  # the one frame queued while nothing else is
+        self.outbox: Outbox | None = None  # more than one frame queued
         self._clock = clock
         self._received_at = now
         self._handled_at = now
@@ -142,12 +157,13 @@ class ConnectionCore:
         a slow handler is not an idle client."""
         self.checked_while_handling = False
         """A liveness check fell while ``handling``: the loop calls ``handling_ended``."""
-        self._on_timing_changed = on_timing_changed or _unchanged
+        self._timing = timing
 
     # ---- events in: the client --------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray) -> None:
         """Bytes the client sent (``b""``: it closed TCP); any byte counts as activity."""
+        self.input_pending = True
         self._received_at = self._clock()
         if data:
             self.session.receive_data(bytes(data))
@@ -162,8 +178,10 @@ class ConnectionCore:
         if session.owes:
             self._queue_owed(session.data_to_send())
         if type(event) is Text or type(event) is Binary:
+            self.input_pending = bool(session.unparsed) or session.inflating
             return event
         if event is NEED_DATA:
+            self.input_pending = session.inflating
             if session.transport_done and self.phase in _AWAITING_CLOSE:
                 self.phase = DONE  # the client's close reply came
             return event
@@ -188,8 +206,8 @@ class ConnectionCore:
             if self.phase is OPEN:
                 self.frames_out += 1
                 data = self.session.encode_text(commands.data)
-                if self._next is None and self._outbox is None:
-                    self._next = data
+                if self.next_chunk is None and self.outbox is None:
+                    self.next_chunk = data
                 else:
                     self._queue_owed(data)
             return None
@@ -231,14 +249,14 @@ class ConnectionCore:
         yet offered to the transport: write them, then push again."""
         if self.phase is not OPEN:
             return False
-        outbox = self._outbox  # the common cases inline: pushes are per client per message
+        outbox = self.outbox  # the common cases inline: pushes are per client per message
         if outbox is not None:
             if outbox.has_room_for(len(data)):
                 outbox.append(data)
                 self.frames_out += 1
                 return True
-        elif self._next is None:
-            self._next = data
+        elif self.next_chunk is None:
+            self.next_chunk = data
             self.frames_out += 1
             return True
         elif self.has_room_for(len(data)):
@@ -280,12 +298,40 @@ class ConnectionCore:
 
     # ---- events in: the transport -----------------------------------------------------
 
+    def write_to(self, write: Callable[[Chunk], int], limit: int) -> int:
+        """The writer's rule, for a transport's non-blocking ``write`` (it returns how many
+        bytes it took, maybe fewer than offered): offer it whole queued chunks of up to
+        ``limit`` bytes until it takes fewer or nothing is left. Nothing is offered while
+        ``blocked``: then only the loop's flush writes. A ``trio.BrokenResourceError`` from
+        ``write`` loses the output (reading will say how the connection ended). Returns the
+        bytes taken."""
+        taken = 0
+        while not self.blocked:
+            data: Chunk | None = self.next_chunk
+            if data is None:
+                if self.outbox is None:
+                    break
+                data = self.outbox.peek(limit)
+            try:
+                size = write(data)
+            except trio.BrokenResourceError:
+                self.lose_output()
+                break
+            taken += size
+            if data is self.next_chunk and size == len(data) and self.close_code is None:
+                self.next_chunk = None  # ``sent``'s common case, inline: one chunk, all taken
+                if self.outbox is None:
+                    break
+            elif not self.sent(size, len(data)):
+                break
+        return taken
+
     def data_to_send(self, limit: int) -> Chunk:
         """Up to ``limit`` bytes of whole queued chunks (at least one), left queued until
         ``sent`` says how many the transport took; b"" when nothing is owed."""
-        if self._next is not None:
-            return self._next
-        outbox = self._outbox
+        if self.next_chunk is not None:
+            return self.next_chunk
+        outbox = self.outbox
         return outbox.peek(limit) if outbox is not None else b""
 
     def sent(self, size: int, offered: int) -> bool:
@@ -293,18 +339,18 @@ class ConnectionCore:
         took fewer, the core is ``blocked`` until everything queued has gone: only the flush
         that waits for the transport writes, so that no other writer sends bytes it holds.
         Returns whether more is queued."""
-        data = self._next
+        data = self.next_chunk
         if data is not None:
-            self._next = None
+            self.next_chunk = None
             if size < len(data):
-                outbox = self._outbox = self._new_outbox()
+                outbox = self.outbox = self._new_outbox()
                 outbox.append(data)
                 outbox.discard(size)
-        elif self._outbox is not None:
-            self._outbox.discard(size)
-            if not self._outbox:
-                self._outbox = None
-        if self._next is not None or self._outbox is not None:
+        elif self.outbox is not None:
+            self.outbox.discard(size)
+            if not self.outbox:
+                self.outbox = None
+        if self.next_chunk is not None or self.outbox is not None:
             self.blocked = self.blocked or size < offered  # until everything queued has gone
             return True
         self.blocked = False
@@ -317,15 +363,15 @@ class ConnectionCore:
     @property
     def queued_bytes(self) -> int:
         """Bytes waiting for the transport to take them."""
-        if self._next is not None:
-            return len(self._next)
-        return self._outbox.size if self._outbox is not None else 0
+        if self.next_chunk is not None:
+            return len(self.next_chunk)
+        return self.outbox.size if self.outbox is not None else 0
 
     def has_room_for(self, size: int) -> bool:
         """Whether a frame of ``size`` bytes fits in the outbox's bounds now."""
-        if self._outbox is not None:
-            return self._outbox.has_room_for(size)
-        queued = self._next
+        if self.outbox is not None:
+            return self.outbox.has_room_for(size)
+        queued = self.next_chunk
         options = self.options
         return queued is None or (
             options.outbox_capacity > 1 and len(queued) + size <= options.outbox_bytes
@@ -381,7 +427,7 @@ class ConnectionCore:
 
     def lose_output(self) -> None:
         """The transport is broken: what is queued can never be written; drop it."""
-        self._next = self._outbox = None
+        self.next_chunk = self.outbox = None
         self.blocked = False
 
     def closed(self) -> None:
@@ -390,7 +436,7 @@ class ConnectionCore:
         if self.phase is not ABORTED:
             self.phase = DONE
         self.lose_output()
-        self._on_timing_changed = _unchanged
+        self._timing = None
 
     @property
     def awaits_close(self) -> bool:
@@ -403,26 +449,26 @@ class ConnectionCore:
         """Queue bytes that must go (past the outbox's bounds if need be)."""
         if not data or self.phase is ABORTED:
             return
-        outbox = self._outbox
+        outbox = self.outbox
         if outbox is None:
-            queued = self._next
+            queued = self.next_chunk
             if queued is None:
-                self._next = data
+                self.next_chunk = data
                 return
-            outbox = self._outbox = self._new_outbox()
+            outbox = self.outbox = self._new_outbox()
             outbox.append(queued)
-            self._next = None
+            self.next_chunk = None
         outbox.append(data)
 
     def _drop_unbegun(self) -> None:
         """Drop every queued frame not begun (counted as dropped)."""
-        if self._outbox is not None:
-            self.dropped += self._outbox.clear()
-            if not self._outbox:
-                self._outbox = None
-        elif self._next is not None:
+        if self.outbox is not None:
+            self.dropped += self.outbox.clear()
+            if not self.outbox:
+                self.outbox = None
+        elif self.next_chunk is not None:
             self.dropped += 1
-            self._next = None
+            self.next_chunk = None
 
     def _new_outbox(self) -> Outbox:
         return Outbox(self.options.outbox_capacity, self.options.outbox_bytes)
@@ -434,8 +480,5 @@ class ConnectionCore:
             self.session.max_message_size = self.options.max_message_size
         if "idle_timeout" in changes:
             self.liveness.idle_timeout = self.options.idle_timeout
-            self._on_timing_changed()
-
-
-def _unchanged() -> None:
-    """``on_timing_changed`` when nothing listens (or the connection has closed)."""
+            if self._timing is not None:
+                self._timing.timing_changed()

@@ -3,7 +3,7 @@
 Server frames are unmasked, so the same bytes serve every client: ``broadcast`` builds
 them once and pushes them into each member connection's outbox, where that connection's
 overflow policy applies if it is full. A connection writes what one task step pushed to it
-in one write, once that step is over (``passwrites``): a burst of broadcasts costs each
+in one write, once that step is over (``step_writes``): a burst of broadcasts costs each
 member one ``send``. Members that are plain actors (not connections) get the message itself
 in their mailbox. Works from any code under the server's node.
 

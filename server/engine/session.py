@@ -81,7 +81,7 @@ class Session:
         "close_received",
         "transport_done",
         "inflating",
-        "_buffer",
+        "unparsed",
         "_message",
         "_inflater",
         "_writes",
@@ -110,7 +110,8 @@ class Session:
         self.inflating = False
         """Whether a compressed message is being inflated: ``next_event`` has more to give
         without any new bytes (it inflates a bounded step per call)."""
-        self._buffer: bytes | bytearray = b""
+        self.unparsed: bytes | bytearray = b""
+        """Bytes received and not yet parsed into events (b"" once all are given out)."""
         self._message: _Message | None = None  # a fragmented message being assembled
         self._inflater = inflater
         self._writes: list[bytes] | None = None
@@ -123,13 +124,13 @@ class Session:
         """Bytes from the client, appended to what is still unparsed."""
         if self.close_received:
             return  # what follows a close is discarded (RFC 6455 §1.4)
-        buffer = self._buffer
+        buffer = self.unparsed
         if not buffer:
-            self._buffer = data
+            self.unparsed = data
         elif isinstance(buffer, bytearray):
             buffer += data
         else:
-            self._buffer = bytearray(buffer) + data
+            self.unparsed = bytearray(buffer) + data
 
     def receive_eof(self) -> None:
         """The client closed its side of TCP."""
@@ -146,7 +147,7 @@ class Session:
                 if inflated is not None or self.inflating:
                     return inflated  # NEED_DATA here: one step done, ``inflating`` says more
                 continue
-            buffer = self._buffer
+            buffer = self.unparsed
             size = len(buffer)
             if size < 2:
                 return NEED_DATA
@@ -173,7 +174,7 @@ class Session:
                 if size < end:
                     return NEED_DATA
                 message = decode_simple_frame(buffer, start, end)
-                self._buffer = buffer[end:] if size > end else b""
+                self.unparsed = buffer[end:] if size > end else b""
                 if message is not None:
                     return message
                 return self._fail(1007, "invalid UTF-8 in a text message")
@@ -233,11 +234,11 @@ class Session:
         """Drop the frame that ends at ``end`` from the buffer: in place for a bytearray (no
         copy of the rest), so a read of thousands of tiny fragments is not copied once each."""
         if size == end:
-            self._buffer = b""
+            self.unparsed = b""
         elif type(buffer) is bytearray:
             del buffer[:end]
         else:
-            self._buffer = bytearray(memoryview(buffer)[end:])
+            self.unparsed = bytearray(memoryview(buffer)[end:])
 
     def _refuse_header(self, first: int, second: int, length: int) -> TerminateReason | None:
         """End the session if a frame's header alone breaks a rule, before its payload is
@@ -291,7 +292,7 @@ class Session:
             return
         self._drop_message()
         self.close_received = self.transport_done = True
-        self._buffer = b""  # what follows a close is discarded
+        self.unparsed = b""  # what follows a close is discarded
         if not self.closing:
             self._owe(encode_frame(Opcode.CLOSE, payload))  # as sent: an empty one stays empty
             self.ended = ClientClosed(close.code, close.reason)
@@ -376,7 +377,7 @@ class Session:
         if not self.closing:
             self._owe(encode_frame(Opcode.CLOSE, Close(code, reason).serialize()))
         self._drop_message()
-        self._buffer = b""
+        self.unparsed = b""
         self.transport_done = True
         self.ended = ProtocolError(code, reason)
         return self.ended

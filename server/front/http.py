@@ -245,7 +245,7 @@ async def read_request_head(
 
     Those bytes are the start of whatever follows the head: a WebSocket client's first
     frames. ``secure`` picks the scheme (``https``/``wss``). A complete, strictly simple head
-    is parsed by ``simplehead``; h11 takes every other one, and a head still incomplete, as
+    is parsed by ``fast_head``; h11 takes every other one, and a head still incomplete, as
     it arrives (so it refuses a bad or oversized one early). Raises BadRequest, HeadTooLarge
     or PeerClosed.
     """

@@ -18,6 +18,11 @@ OUTPUTS = {
     "idle_memory.py": "corral  38.3  130.1  9.6  9.6-9.6  870  236  31 10,011\n",
     "gc_pause.py": "corral          0.8    57.9  1367.4          526    9,000       5.83\n",
     "push_cost.py": "cowboy: 3.250 us of CPU per delivery (500 subscribers)\n",
+    "server_instructions.py": (
+        "1 connection(s) x 2000 round trips: 189,710,000 instructions\n"
+        "instructions per round trip: 94,855\n"
+        "instructions per connection opened: 1,355,554\n"
+    ),
 }
 EXPECTED = {
     "echo 1 conn rt/s": 14282,
@@ -30,6 +35,8 @@ EXPECTED = {
     "opens/s": 870,
     "close-burst p99 ms": 57.9,
     "CPU us per delivery": 3.25,
+    "server instructions/rt": 94855,
+    "server instructions/open": 1355554,
 }
 
 

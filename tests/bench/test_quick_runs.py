@@ -60,6 +60,10 @@ EXPECTED: dict[str, list[str]] = {
         rf"\s+\S+\s+fragments: RSS\s+{NUMBER} -> peak\s+{NUMBER} MB .* attackers: closed 1009",
         rf"\s+\S+\s+inflate: RSS\s+{NUMBER} -> peak\s+{NUMBER} MB .* attackers: held",
     ],
+    "server_instructions.py": [
+        r"1 connection\(s\) x 200 round trips: [\d,]+ instructions",
+        r"instructions per round trip: [\d,]+",
+    ],
     "gc_pause.py": [
         "corral" + _CHURN_ROW,
         "websockets" + _CHURN_ROW,

@@ -4,6 +4,7 @@ a number. Each test is one rule the loop in ``connection.py`` relies on."""
 from __future__ import annotations
 
 import pytest
+import trio
 
 from server import Close, ConnectionOptions, OutboxPolicy, SetOptions, Stop, Text
 from server.commands import Binary
@@ -269,10 +270,90 @@ def test_a_slow_handler_is_not_an_idle_client() -> None:
 
 
 def test_set_options_changes_the_idle_timeout_and_asks_for_the_check_to_be_rescheduled() -> None:
-    changed: list[bool] = []
-    core = ConnectionCore(
-        Session(max_message_size=100), ConnectionOptions(), Clock(), lambda: changed.append(True)
-    )
+    class Timing:
+        changed = 0
+
+        def timing_changed(self) -> None:
+            self.changed += 1
+
+    timing = Timing()
+    core = ConnectionCore(Session(max_message_size=100), ConnectionOptions(), Clock(), timing)
     core.apply([SetOptions(idle_timeout=3.0, max_message_size=5000)])
-    assert changed == [True] and core.next_check(0.0) == 3.0
+    assert timing.changed == 1 and core.next_check(0.0) == 3.0
     assert core.session.max_message_size == 5000
+
+
+# ---- the writer and the reader's shortcut ---------------------------------------------------
+
+
+class Transport:
+    """A non-blocking transport taking at most ``room`` bytes in all (None: everything)."""
+
+    def __init__(self, room: int | None = None) -> None:
+        self.room = room
+        self.out = bytearray()
+        self.broken = False
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self.broken:
+            raise trio.BrokenResourceError("gone")
+        taken = len(data) if self.room is None else min(self.room - len(self.out), len(data))
+        self.out += data[:taken]
+        return taken
+
+
+def test_the_writer_offers_whole_frames_in_order_and_nothing_once_the_transport_takes_less() -> (
+    None
+):
+    core = core_with()
+    frames = [encode_message(f"frame {n}") for n in range(3)]
+    for data in frames:
+        assert core.push(data)
+    transport = Transport(room=len(frames[0]) + 3)  # the second frame is cut after 3 bytes
+    assert core.write_to(transport.write, 1 << 16) == len(frames[0]) + 3
+    assert core.blocked
+    transport.room = None
+    assert core.write_to(transport.write, 1 << 16) == 0  # blocked: only the flush writes
+    assert bytes(transport.out) + written(core) == b"".join(frames)
+    assert not core.blocked and core.queued_bytes == 0
+
+
+def test_the_writer_marks_our_close_frame_sent_once_it_is_written_whole() -> None:
+    core = core_with()
+    core.apply([Text("bye"), Close(1000)])
+    transport = Transport()
+    core.write_to(transport.write, 1 << 16)
+    assert opcodes(bytes(transport.out)) == [OPCODE_TEXT, OPCODE_CLOSE]
+    assert core.close_code_sent == 1000 and core.phase is Phase.CLOSE_SENT
+
+
+def test_the_writer_marks_a_lone_close_frame_sent_too() -> None:
+    core = core_with()
+    core.apply(Close(1001))  # one chunk queued: the writer's shortcut must not skip the rule
+    core.write_to(Transport().write, 1 << 16)
+    assert core.close_code_sent == 1001 and core.phase is Phase.CLOSE_SENT
+
+
+def test_a_broken_transport_loses_what_was_queued_without_raising() -> None:
+    core = core_with()
+    core.apply(Text("never"))
+    transport = Transport()
+    transport.broken = True
+    assert core.write_to(transport.write, 1 << 16) == 0
+    assert core.queued_bytes == 0 and transport.out == b""
+
+
+def test_the_core_says_when_next_event_would_only_say_need_data() -> None:
+    core = core_with()
+    assert core.input_pending  # bytes read with the head may be in the session
+    assert core.next_event() is NEED_DATA and not core.input_pending
+    one, two = frame(OPCODE_TEXT, b"one"), frame(OPCODE_TEXT, b"two")
+    core.receive_data(one + two[:3])
+    assert core.input_pending
+    assert core.next_event() == Text("one")
+    assert core.input_pending  # part of the next frame is still unparsed
+    assert core.next_event() is NEED_DATA and not core.input_pending
+    core.receive_data(two[3:])
+    assert core.input_pending and core.next_event() == Text("two")
+    assert not core.input_pending  # every byte received is given out: no need to ask
+    assert core.next_event() is NEED_DATA

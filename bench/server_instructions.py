@@ -1,0 +1,171 @@
+"""Server instructions per echo round trip and per connection opened, counted by valgrind's
+callgrind: figures that the machine's load cannot move, for A/B runs on a shared machine.
+
+The echo example runs as ``corral serve`` runs it, under callgrind with counting off; counting
+is switched on (``callgrind_control -i on``) only around the work measured, then off:
+``echo``, after the connections are open and warmed up, exactly ``--round-trips`` round trips
+on each of ``--connections`` connections (closed loop, one message in flight per connection,
+all sent before any reply is read); ``opens``, ``--connections`` connections opened and
+upgraded (after as many opened and closed to warm up). What is counted is the server's own
+work, kernel entry points excluded: the Python code, the interpreter and the C libraries. The
+watchdog and the memory trim are off: they follow the wall clock, which valgrind stretches.
+
+Run: ``python bench/server_instructions.py echo [--connections 1] [--round-trips 2000]`` or
+``... opens [--connections 500]``; A/B: ``python bench/ab.py --old ../old --new . --runs 2
+server_instructions.py echo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from wsclient import (  # noqa: E402
+    BenchError,
+    abort,
+    client_frame,
+    open_websocket,
+    send_and_expect,
+    server_frame,
+)
+
+PAYLOAD = b"corral echo instructions"
+WARM_UP = 200
+"""Round trips per connection before counting starts (first-use paths, caches warmed)."""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _cli_module(checkout: Path) -> str:
+    """The CLI's module in this checkout (it moved into server/run/ with the layout split)."""
+    return "server.run.cli" if (checkout / "server" / "run" / "cli.py").exists() else "server.cli"
+
+
+def _wait_for_port(port: int, server: subprocess.Popen[bytes], seconds: float = 120.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise BenchError(f"the server exited with {server.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise BenchError(f"the server did not listen on {port} within {seconds:.0f} s")
+
+
+def _control(pid: int, switch: str) -> None:
+    subprocess.run(
+        ["callgrind_control", "-i", switch, str(pid)], check=True, capture_output=True, timeout=60
+    )
+
+
+def count(checkout: Path, mode: str, connections: int, round_trips: int) -> int:
+    """Instructions the server ran for ``round_trips`` echoes on each of ``connections``
+    (``echo``), or to open and upgrade ``connections`` (``opens``)."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise BenchError("valgrind (with callgrind_control) is not installed")
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="corral-callgrind-") as scratch:
+        out = Path(scratch) / "callgrind.out"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            _cli_module(checkout),
+            "serve",
+            "examples.echo:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-block-watchdog",  # its thread's pokes follow the wall clock, not the work
+            "--no-memory-trim",  # it runs when a burst of closes has settled: a wall-clock rule
+        ]
+        env = {**os.environ, "PYTHONPATH": str(checkout)}
+        server = subprocess.Popen(command, cwd=checkout, env=env, stderr=subprocess.DEVNULL)
+        sockets = []
+        try:
+            _wait_for_port(port, server)
+            if mode == "opens":
+                for sock in [open_websocket(port, timeout=120) for _ in range(connections)]:
+                    abort(sock)
+                _control(server.pid, "on")
+                sockets = [open_websocket(port, timeout=120) for _ in range(connections)]
+                _control(server.pid, "off")
+            else:
+                sockets = [open_websocket(port, timeout=120) for _ in range(connections)]
+                frame, reply = client_frame(PAYLOAD), server_frame(PAYLOAD)
+                for _ in range(WARM_UP):
+                    send_and_expect(sockets, frame, reply)
+                _control(server.pid, "on")
+                for _ in range(round_trips):
+                    send_and_expect(sockets, frame, reply)
+                _control(server.pid, "off")
+        finally:
+            for sock in sockets:
+                abort(sock)
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        text = "".join(path.read_text() for path in Path(scratch).glob("callgrind.out*"))
+    totals = [int(found) for found in re.findall(r"^(?:summary|totals): (\d+)", text, re.M)]
+    if not totals:
+        raise BenchError("callgrind wrote no totals")
+    return max(totals)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", default="echo", choices=("echo", "opens"))
+    parser.add_argument("--checkout", type=Path, default=Path.cwd(), help="default: here")
+    parser.add_argument("--connections", type=int, help="default: echo 1, opens 500")
+    parser.add_argument("--round-trips", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="200 round trips (smoke test)")
+    options = parser.parse_args(argv)
+    if options.quick:
+        options.round_trips = 200
+    connections = options.connections or (500 if options.mode == "opens" else 1)
+    if options.quick and options.mode == "opens":
+        connections = 50
+    checkout = options.checkout.resolve()
+    total = count(checkout, options.mode, connections, options.round_trips)
+    print(f"checkout {checkout}")
+    if options.mode == "opens":
+        print(f"{connections} connections opened: {total:,} instructions")
+        print(f"instructions per connection opened: {total / connections:,.0f}")
+    else:
+        trips = options.round_trips
+        print(f"{connections} connection(s) x {trips} round trips: {total:,} instructions")
+        print(f"instructions per round trip: {total / (connections * options.round_trips):,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
