@@ -15,6 +15,7 @@ from typing import Any, Unpack
 
 import trio
 
+from . import presence
 from .actor import Actor, ActorArgs, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
@@ -328,5 +329,6 @@ __all__ = [
     "whereis",
     "which_groups",
     "self_address",
+    "presence",
     "wire_type",
 ]

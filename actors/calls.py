@@ -42,12 +42,12 @@ class Caller:
 
 
 @wire_codec.wire_type
-@attrs.define
-class Call:
-    """A request in the callee's mailbox (a behaviour's loop hands it to ``handle_call``)."""
+@attrs.frozen
+class Call(Caller):
+    """A request in the callee's mailbox: a behaviour's loop hands ``request`` to
+    ``handle_call`` with the call itself as the ``Caller`` (one object per call, not two)."""
 
     request: Any
-    caller: Caller
 
 
 @wire_codec.wire_type
@@ -91,7 +91,7 @@ async def call(node: Node, dest: Destination, request: Any, timeout: float) -> A
     port = node.open_port(pending)
     try:
         pending.monitor = _monitor(node, port, callee, pending)
-        if not node.send(callee, Call(request, Caller(port))) and pending.outcome is None:
+        if not node.send(callee, Call(port, request)) and pending.outcome is None:
             _refused(node, callee, pending)
         return await pending.answer(node, callee, timeout)
     finally:
@@ -160,7 +160,7 @@ class _Pending:
             try:
                 await trio.lowlevel.wait_task_rescheduled(self._abort)
             finally:
-                node.timers.cancel(timer)
+                node.timers.discard(timer)
         else:
             await trio.lowlevel.checkpoint()
         if self.outcome is None:

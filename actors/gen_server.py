@@ -22,6 +22,8 @@ import trio
 from .actor import Actor
 from .address import Address
 from .calls import Call, Caller, Cast, reply
+from .code import CODE
+from .code_change import change_code
 from .errors import ActorExit
 from .mailbox import DEFAULT_CAPACITY, MailboxPolicy
 from .messages import Exit
@@ -84,7 +86,9 @@ class GenServer(Generic[S]):
         return None
 
     def code_change(self, old_version: str, state: S, extra: Any) -> Any:
-        """The server moves to new code: return the state as the new code wants it."""
+        """Called on the new code, before the first message after an upgrade that changed this
+        class: return ``state`` as the new code wants it (``old_version``: the version it ran,
+        see ``actors.code.version_of``). If it raises, the server stays on its old code."""
         return state
 
     # ---- starting -------------------------------------------------------------------
@@ -149,29 +153,32 @@ class GenServer(Generic[S]):
 
 
 class _Loop:
-    """One running server: its callbacks object, its actor and its state, message by message."""
+    """One running server: its callbacks object, its actor and its state, message by message;
+    before the first message after an upgrade, ``code_change`` (see ``actors.code_change``)."""
 
-    __slots__ = ("server", "actor", "state")
+    __slots__ = ("server", "actor", "state", "generation")
 
     def __init__(self, server: GenServer[Any], actor: Actor, state: Any) -> None:
         self.server = server
         self.actor = actor
         self.state = state
+        self.generation = CODE.generation
 
     async def run(self) -> None:
         reason: ExitReason = NORMAL
         try:
             mailbox = self.actor.mailbox
             while True:
-                stop = await self._handle(await mailbox.get())
+                message = await mailbox.get()
+                if self.generation != CODE.generation:
+                    await self._change_code()
+                stop = await self._handle(message)
                 if stop is not None:
                     reason = stop
                     break
         except ActorExit as exc:
             reason = exc.reason
-        except trio.Cancelled:
-            raise  # killed, or the node is going: no terminate (as for Erlang's kill)
-        except Exception as exc:
+        except Exception as exc:  # not Cancelled (killed, the node going): no terminate then
             await self._terminate(Crash(exc))
             raise
         await self._terminate(reason)
@@ -183,11 +190,11 @@ class _Loop:
         server = self.server
         kind = type(message)
         if kind is Call:
-            result = server.handle_call(message.request, message.caller, self.state)
+            result = server.handle_call(message.request, message, self.state)
             if type(result) is CoroutineType:
                 result = await result
             if type(result) is StopServer:
-                _answer(self.actor, message.caller, result.answer)
+                _answer(self.actor, message, result.answer)
                 self.state = result.state
                 return result.reason
             if type(result) is not tuple or len(result) != 2:
@@ -195,7 +202,7 @@ class _Loop:
                     f"handle_call must return (answer, state) or StopServer, not {result!r}"
                 )
             answer, self.state = result
-            _answer(self.actor, message.caller, answer)
+            _answer(self.actor, message, answer)
             return None
         if kind is Cast:
             result = await _settled(server.handle_cast(message.message, self.state))
@@ -210,7 +217,15 @@ class _Loop:
         self.state = result
         return None
 
+    async def _change_code(self) -> None:
+        since, self.generation = self.generation, CODE.generation
+        self.server, self.state = await change_code(
+            self.server, self.state, since, self.actor.address
+        )
+
     async def _terminate(self, reason: ExitReason) -> None:
+        if self.generation != CODE.generation:  # terminate is new code: convert the state
+            await self._change_code()
         await _settled(self.server.terminate(reason, self.state))
 
 

@@ -61,6 +61,13 @@ class TimerService:
             self._compact()
         return left
 
+    def discard(self, ref: TimerRef) -> None:
+        """Revoke ``ref`` without asking what was left (``cancel`` reads the clock for that)."""
+        ref.revoked = True
+        if self._pending.pop(ref, None) is not None and len(self._heap) > 2 * len(self._pending):
+            if len(self._heap) > 64:
+                self._compact()
+
     async def run(self) -> None:
         """Fire timers forever (until cancelled with the node)."""
         while True:

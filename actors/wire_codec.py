@@ -67,6 +67,7 @@ def type_name(value: Any) -> str:
 
 @attrs.frozen
 class _WireType:
+    cls: type
     tag: str
     fields_of: Callable[[Any], list[Any]]
     build: Callable[[list[Any]], Any]
@@ -117,11 +118,27 @@ def register(
     """Register ``cls`` under ``tag`` with its own field reader and builder (the runtime's
     types that are not plain attrs classes use this; apps use ``wire_type``)."""
     known = _by_tag.get(tag)
-    if known is not None and _by_class.get(cls) is not known:
+    if known is not None and _qualified(known.cls) != _qualified(cls):
         raise ValueError(f"the wire tag {tag!r} is taken by another class; pass tag=...")
-    entry = _WireType(tag, fields_of, build)
+    entry = _WireType(cls, tag, fields_of, build)
     _by_class[cls] = entry
-    _by_tag[tag] = entry
+    if known is None or known.cls is cls:
+        _by_tag[tag] = entry
+    # Else the same class imported again by an upgrade (``actors.reload``): the tag decodes as
+    # the running class until the upgrade switches (``adopt``).
+
+
+def adopt(old: type, new: type, *, keep_old: bool) -> None:
+    """An upgrade (``actors.reload``) switches from ``old`` to its re-imported twin ``new``: the
+    tag decodes as ``old`` if it took ``new``'s code in place (``keep_old``), else as ``new``
+    (its layout changed). Instances of either encode under the tag."""
+    entry = _by_class.get(new)
+    if entry is not None:
+        _by_tag[entry.tag] = _by_class.get(old, entry) if keep_old else entry
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _default(value: Any) -> msgpack.ExtType:

@@ -55,7 +55,12 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
     ),
     "server_instructions.py": (
         Figure("server instructions/rt", r"^instructions per round trip: ([\d,]+)", False),
-        Figure("server instructions/open", r"^instructions per connection opened: ([\d,]+)", False),
+        Figure(
+            "server instructions/open", r"^instructions per connection opened: ([\d,]+)", False
+        ),
+        Figure(
+            "server instructions/close", r"^instructions per connection closed: ([\d,]+)", False
+        ),
     ),
     "push_cost.py": (Figure("CPU us per delivery", r"([\d.]+) us of CPU per delivery", False),),
     "gc_pause.py": (Figure("close-burst p99 ms", r"^corral\s+[\d.]+\s+([\d.]+)", False),),

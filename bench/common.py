@@ -7,8 +7,8 @@ file (``python bench/common.py corral|bare|websockets --port N``), which first r
 process's open-files limit and installs a SIGUSR1 handler that runs ``gc.collect()`` and
 answers ``gc\\n`` on stdout, so that a memory reading is taken after a collection. corral's
 server can run another app (``--app``), without the memory trim (``--no-memory-trim``), or from
-another checkout (``--tree``); it answers SIGUSR2 with a ``heap_report`` JSON line, and SIGHUP
-with one taken after a ``malloc_trim(0)``.
+another checkout (``--tree``); it answers SIGUSR2 with a ``heap_report`` JSON line, and SIGWINCH
+with one taken after a ``malloc_trim(0)`` (not SIGHUP: that upgrades a corral server's code).
 
 The clients are in ``wsclient`` (primitives) and ``load_client`` (client processes).
 """
@@ -240,7 +240,7 @@ class ServerProcess:
         collection; with ``trim``, after a ``malloc_trim(0)`` too (its cost under ``trim``)."""
         assert self._popen is not None and self._popen.stdout is not None
         self.check_alive()
-        os.kill(self._popen.pid, signal.SIGHUP if trim else signal.SIGUSR2)
+        os.kill(self._popen.pid, signal.SIGWINCH if trim else signal.SIGUSR2)
         ready, _, _ = select.select([self._popen.stdout], [], [], timeout)
         line = self._popen.stdout.readline() if ready else b""
         if not line:
@@ -391,7 +391,7 @@ def _answer_heap_report(signum: int, frame: object) -> None:
     from heap_report import heap_report
 
     report = heap_report()
-    if signum == signal.SIGHUP:
+    if signum == signal.SIGWINCH:
         from server.ops.heap_trim import trim_now
 
         trim = trim_now()
@@ -405,7 +405,7 @@ def _serve_echo(variant: str, port: int, max_connections: int, corral: Sequence[
         from server.run import cli
 
         signal.signal(signal.SIGUSR2, _answer_heap_report)
-        signal.signal(signal.SIGHUP, _answer_heap_report)
+        signal.signal(signal.SIGWINCH, _answer_heap_report)
         return cli.main(
             [
                 "serve",

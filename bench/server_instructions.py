@@ -6,12 +6,14 @@ is switched on (``callgrind_control -i on``) only around the work measured, then
 ``echo``, after the connections are open and warmed up, exactly ``--round-trips`` round trips
 on each of ``--connections`` connections (closed loop, one message in flight per connection,
 all sent before any reply is read); ``opens``, ``--connections`` connections opened and
-upgraded (after as many opened and closed to warm up). What is counted is the server's own
-work, kernel entry points excluded: the Python code, the interpreter and the C libraries. The
-watchdog and the memory trim are off: they follow the wall clock, which valgrind stretches.
+upgraded (after as many opened and closed to warm up); ``closes``, ``--connections``
+connections closed at once by their clients (a close frame each, until the server's FIN).
+What is counted is the server's own work, kernel entry points excluded: the Python code, the
+interpreter and the C libraries. The watchdog and the memory trim are off: they follow the
+wall clock, which valgrind stretches.
 
 Run: ``python bench/server_instructions.py echo [--connections 1] [--round-trips 2000]`` or
-``... opens [--connections 500]``; A/B: ``python bench/ab.py --old ../old --new . --runs 2
+``... opens|closes [--connections 500]``; A/B: ``python bench/ab.py --old ../old --new . --runs 2
 server_instructions.py echo``.
 """
 
@@ -31,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from wsclient import (  # noqa: E402
+    CLOSE,
     BenchError,
     abort,
     client_frame,
@@ -110,7 +113,17 @@ def count(checkout: Path, mode: str, connections: int, round_trips: int) -> int:
         sockets = []
         try:
             _wait_for_port(port, server)
-            if mode == "opens":
+            if mode == "closes":
+                sockets = [open_websocket(port, timeout=120) for _ in range(connections)]
+                closing = client_frame(b"\x03\xe8", CLOSE)
+                _control(server.pid, "on")
+                for sock in sockets:  # all at once, then every reply and the server's FIN
+                    sock.sendall(closing)
+                for sock in sockets:
+                    while sock.recv(4096):
+                        pass
+                _control(server.pid, "off")
+            elif mode == "opens":
                 for sock in [open_websocket(port, timeout=120) for _ in range(connections)]:
                     abort(sock)
                 _control(server.pid, "on")
@@ -143,7 +156,7 @@ def count(checkout: Path, mode: str, connections: int, round_trips: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", default="echo", choices=("echo", "opens"))
+    parser.add_argument("mode", nargs="?", default="echo", choices=("echo", "opens", "closes"))
     parser.add_argument("--checkout", type=Path, default=Path.cwd(), help="default: here")
     parser.add_argument("--connections", type=int, help="default: echo 1, opens 500")
     parser.add_argument("--round-trips", type=int, default=2000)
@@ -151,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.quick:
         options.round_trips = 200
-    connections = options.connections or (500 if options.mode == "opens" else 1)
-    if options.quick and options.mode == "opens":
+    connections = options.connections or (1 if options.mode == "echo" else 500)
+    if options.quick and options.mode != "echo":
         connections = 50
     checkout = options.checkout.resolve()
     total = count(checkout, options.mode, connections, options.round_trips)
@@ -160,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     if options.mode == "opens":
         print(f"{connections} connections opened: {total:,} instructions")
         print(f"instructions per connection opened: {total / connections:,.0f}")
+    elif options.mode == "closes":
+        print(f"{connections} connections closed by their clients: {total:,} instructions")
+        print(f"instructions per connection closed: {total / connections:,.0f}")
     else:
         trips = options.round_trips
         print(f"{connections} connection(s) x {trips} round trips: {total:,} instructions")

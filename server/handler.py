@@ -84,6 +84,13 @@ class WebSocketHandler(Generic[State]):
         """Once, whatever ended the connection after the upgrade."""
         return None
 
+    def code_change(self, old_version: str, state: Any, extra: Any) -> State | Awaitable[State]:
+        """After a hot upgrade (``corral upgrade``, SIGHUP), on the new code, before the
+        connection's next event: return ``state`` as the new code wants it. ``old_version`` is
+        the version the connection ran (the class's ``version``, or its module's source hash).
+        If it raises, this connection stays on its old code. This default keeps the state."""
+        return state  # type: ignore[no-any-return]
+
 
 def handler_object(handler: object, taker: str) -> WebSocketHandler[Any]:
     """Check ``handler`` is a handler object; if not, the TypeError says what ``taker`` (the

@@ -138,3 +138,9 @@ class ServerOptions:
     rides out Redis outages (cross-node messages are lost meanwhile, counted)."""
     cluster_prefix: str = "corral"
     """The Redis key prefix of the cluster (servers with the same URL and prefix meet)."""
+    failure_detection: float = attrs.field(default=5.0, validator=attrs.validators.gt(0.0))
+    """Seconds without a heartbeat (sent every fifth of this) after which another node is down:
+    its names and presences leave, monitors of its actors get ``noconnection``. 5 s rides out a
+    stalled loop or a GC pause of a few seconds, which would otherwise make every user of a
+    live node leave and come back in everyone's member list, and a node's death still reaches
+    every member list within about 6 s (Phoenix waits 30 s)."""

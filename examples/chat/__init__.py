@@ -2,11 +2,13 @@
 
     corral serve examples.chat:app --port 8080     # then open http://127.0.0.1:8080/?room=lobby
 
-Clients send ``{"type": "join", "nick"}`` and ``{"type": "say", "text"}``; the server sends
-``history`` (last 50), ``members``, ``joined``, ``left``, ``said`` (to everyone in the room, the
-sender included) and ``error`` (to the sender only; bad input never closes anything). A room
-that crashes restarts empty: its members rejoin by themselves and each gets a fresh ``members``
-and ``{"type": "error", "reason": "room restarted: ..."}`` (see ``room``).
+Clients send ``{"type": "join", "nick"}`` and ``{"type": "say", "text", "id"}``; the server
+sends ``history`` (last 50), ``members``, ``joined``, ``left`` (from presence: a person's first
+connection coming, their last one going), ``said`` (to everyone in the room, the sender
+included), ``sent`` (the room has the say of that ``id``) and ``error`` (to the sender only, with
+the say's ``id`` if it is about one; bad input never closes anything). A room that crashes, or
+whose node dies, starts again with its members (from presence) and, on a cluster, its history
+(from Redis, ``history``); a say it never answered goes to the new room (see ``room``).
 
 Limits, so that no one client can spoil the chat for the others (numbers in ``ChatLimits`` and
 ``protocol``; pass ``make_app(limits=ChatLimits(...))`` to change them):
@@ -44,6 +46,7 @@ token's subject is its nick; ``python -m examples.chat.token NICK`` issues one.
 Modules, one job each: ``protocol`` (the wire format and its checks), ``confusables`` (Unicode's
 confusable skeleton), ``limits`` (the numbers, the per-connection throttle, per-peer quotas),
 ``budget`` (the history budget), ``roster`` (a room's members and history as plain data),
+``history`` (the history kept in Redis on a cluster),
 ``room`` (the room, a ``GenServer``), ``rooms`` (rooms on demand under supervision),
 ``handler`` (one connection), ``app`` (routes and children), ``token`` (issues tokens).
 """

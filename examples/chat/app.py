@@ -48,7 +48,7 @@ def make_app(
             ),
             static("/", STATIC),
         ],
-        children=[rooms.child_spec("rooms")],
+        children=rooms.child_specs(),
     )
 
 

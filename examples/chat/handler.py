@@ -8,8 +8,16 @@ the message is dropped with an ``error``, so more connections or reconnecting ga
 Bad input gets an ``error`` frame from the connection itself and goes no further. A ``join``
 opens the room (starting it on first use, charged to the client's peer address) and calls it
 with ``Join``: the room writes the history and members to the client directly and answers
-``Joined`` (or ``JoinRefused``, whose reason the client gets). A ``say`` is a cast. The
-connection remembers its nick so that it can join again by itself when the room restarts.
+``Joined`` (or ``JoinRefused``, whose reason the client gets). A ``say`` is a cast.
+
+Once joined, the connection tracks itself in the room's presence topic (key: its nick) and
+subscribes to it: the client's ``members`` comes from presence, then ``joined`` and ``left`` from
+its diffs (a person's first connection arriving, their last one going), right on every node,
+also when a node dies. The connection monitors its room: if the room ends (its node died, say)
+it opens the room again, and the new room (which finds its members in presence) sends it
+``Rejoined``. A ``say`` with an ``id`` stays unconfirmed until the room answers ``Heard``; one
+the room never answered goes again to the room's next incarnation, and after ``say_timeout``
+the client gets an ``error`` with its id (the page keeps the text).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import attrs
 import trio
 
 import actors
-from actors import Address
+from actors import Address, Down, MonitorRef, Timeout, TimerRef, presence
 from server import (
     Close,
     Frame,
@@ -36,9 +44,17 @@ from server.tokens import TokenAuth, chosen_subprotocol
 
 from . import protocol
 from .limits import Throttle, Verdict, peer_key
-from .protocol import BadInput, JoinRequest
-from .room import Join, Joined, Leave, RoomRestarted, Say
+from .protocol import BadInput, JoinRequest, SayRequest
+from .room import Heard, Join, Joined, Leave, Rejoined, Say, presence_topic
 from .rooms import Rooms, RoomUnavailable
+
+
+@attrs.frozen
+class Unconfirmed:
+    """A say the room has not answered yet: its text, and when the client is told."""
+
+    text: str
+    timer: TimerRef
 
 
 @attrs.frozen
@@ -57,6 +73,10 @@ class Session:
     """Set when the room accepted the join."""
     signed_nick: str | None = None
     """The nick the client's token gives it (a chat with a secret): the only one it may use."""
+    room_monitor: MonitorRef | None = None
+    """The connection's monitor on its room (to open it again if it ends)."""
+    unconfirmed: dict[int, Unconfirmed] = attrs.field(factory=dict)
+    """Says sent with an id and not yet answered (owned by this connection alone)."""
 
 
 TOO_MANY_FROM_ADDRESS = (
@@ -65,8 +85,16 @@ TOO_MANY_FROM_ADDRESS = (
 )
 
 
-def _error(reason: str) -> Text:
-    return Text(protocol.error(reason))
+def _error(reason: str, say_id: int | None = None) -> Text:
+    return Text(protocol.error(reason, say_id))
+
+
+def _arrivals(diff: presence.PresenceDiff) -> list[Text]:
+    """A presence diff as the client sees it: a person's last connection going is ``left``,
+    their first one coming ``joined`` (another tab of someone present is neither)."""
+    return [Text(protocol.left(nick)) for nick in diff.departed] + [
+        Text(protocol.joined(nick)) for nick in diff.arrived
+    ]
 
 
 def _ended(address: Address) -> bool:
@@ -96,7 +124,7 @@ class ChatHandler(WebSocketHandler[Session]):
 
     async def websocket_handle(
         self, frame: Frame, state: Session
-    ) -> tuple[Text | Close | None, Session]:
+    ) -> tuple[Text | list[Text] | Close | None, Session]:
         now = trio.current_time()
         verdict = state.throttle.admit(now)
         if verdict is Verdict.WARN:
@@ -112,9 +140,9 @@ class ChatHandler(WebSocketHandler[Session]):
             return _error(request.reason), state
         if isinstance(request, JoinRequest):
             return await self._join(request.nick, state)
-        return await self._say(request.text, state)
+        return await self._say(request, state)
 
-    async def _join(self, nick: str, state: Session) -> tuple[Text | None, Session]:
+    async def _join(self, nick: str, state: Session) -> tuple[Text | list[Text], Session]:
         if state.signed_nick is not None and nick != state.signed_nick:
             return _error(f"your token makes you {state.signed_nick!r}: join with that nick"), state
         if not state.counted:
@@ -125,10 +153,33 @@ class ChatHandler(WebSocketHandler[Session]):
             room = await self.rooms.open(state.room, state.peer)
         except RoomUnavailable as exc:
             return _error(str(exc)), state
-        answer = await self._call_join(room, Join(actors.self_address(), nick))
+        signed = state.signed_nick is not None
+        answer = await self._call_join(room, Join(actors.self_address(), nick, signed))
         if isinstance(answer, Joined):
-            return None, attrs.evolve(state, room_address=answer.room, nick=answer.nick)
+            return self._joined(answer, state)
         return _error(answer), state
+
+    def _joined(self, joined: Joined, state: Session) -> tuple[list[Text], Session]:
+        """The room has this connection: be present, and tell the client who is here."""
+        topic = presence_topic(state.room)
+        meta = {"conn": actors.self_address(), "signed": state.signed_nick is not None}
+        presence.track(topic, joined.nick, meta)
+        present = presence.subscribe(topic)  # the next diff brings this connection's arrival
+        members = Text(protocol.members(list(dict.fromkeys([*present, joined.nick]))))
+        state = attrs.evolve(state, room_address=None, nick=joined.nick)
+        return [members], self._in_room(joined.room, state)
+
+    def _in_room(self, room: Address, state: Session) -> Session:
+        """The room runs at ``room`` (first, or again after it ended): watch it, and send it the
+        says the earlier one never answered."""
+        if room == state.room_address and state.room_monitor is not None:
+            return state
+        if state.room_monitor is not None:
+            actors.demonitor(state.room_monitor)
+        me = actors.self_address()
+        for say_id, unconfirmed in state.unconfirmed.items():
+            actors.cast(room, Say(me, unconfirmed.text, say_id))
+        return attrs.evolve(state, room_address=room, room_monitor=actors.monitor(room))
 
     async def _call_join(self, room: Address, join: Join) -> Joined | str:
         """Ask ``room`` to take this connection in: ``Joined``, or why not (for the client)."""
@@ -140,28 +191,57 @@ class ChatHandler(WebSocketHandler[Session]):
             return "room unavailable: it restarted or stopped, join again"
         return answer if isinstance(answer, Joined) else str(answer.reason)
 
-    async def _say(self, text: str, state: Session) -> tuple[Text | None, Session]:
+    async def _say(self, say: SayRequest, state: Session) -> tuple[Text | None, Session]:
         if state.room_address is None:
-            return _error("join first: say is for members of the room"), state
+            return _error("join first: say is for members of the room", say.id), state
         if not self.rooms.says.take(state.peer, trio.current_time()):
-            return _error(TOO_MANY_FROM_ADDRESS), state
-        if actors.cast(state.room_address, Say(actors.self_address(), text)):
+            return _error(TOO_MANY_FROM_ADDRESS, say.id), state
+        if say.id is not None:
+            if say.id in state.unconfirmed:
+                return _error("this id is already waiting for the room", say.id), state
+            timer = actors.start_timer(self.rooms.settings.say_timeout, ("say", say.id))
+            state.unconfirmed[say.id] = Unconfirmed(say.text, timer)
+        if actors.cast(state.room_address, Say(actors.self_address(), say.text, say.id)):
             return None, state
         if _ended(state.room_address):
-            # The room ended for good (its supervisor gave up): open a new one, which asks
-            # this connection (still in the room's group) to join again.
+            # The room ended (its supervisor gave up): open it again; the new room finds this
+            # connection in presence and sends Rejoined, and an unconfirmed say goes to it then.
             with contextlib.suppress(RoomUnavailable):
                 await self.rooms.open(state.room, state.peer)
-        return _error("message not sent: the room is busy or restarting, send it again"), state
+            if say.id is not None:
+                return None, state
+        if say.id is not None:
+            actors.cancel_timer(state.unconfirmed.pop(say.id).timer)
+        return _error("message not sent: the room is busy, send it again", say.id), state
 
-    async def websocket_info(self, message: Any, state: Session) -> tuple[Text | None, Session]:
-        if isinstance(message, RoomRestarted) and state.nick is not None:
-            rejoin = Join(actors.self_address(), state.nick, rejoin=True)
-            answer = await self._call_join(message.room, rejoin)
-            if isinstance(answer, Joined):
-                return None, attrs.evolve(state, room_address=answer.room)
-            return _error(answer), attrs.evolve(state, room_address=None, nick=None)
-        return None, state
+    async def websocket_info(self, message: Any, state: Session) -> tuple[list[Text], Session]:
+        if isinstance(message, presence.PresenceDiff):
+            return _arrivals(message), state
+        if isinstance(message, Rejoined) and state.nick is not None:
+            return [], self._in_room(message.room, state)
+        if isinstance(message, Heard):
+            return self._heard(message, state)
+        if isinstance(message, Down) and message.ref == state.room_monitor:
+            # The room ended (its node died, say): open it again; the new room finds this
+            # connection in presence and sends it Rejoined.
+            with contextlib.suppress(RoomUnavailable):
+                await self.rooms.open(state.room, state.peer, gone=message.address)
+            return [], attrs.evolve(state, room_monitor=None)
+        if isinstance(message, Timeout) and isinstance(message.msg, tuple):
+            _, say_id = message.msg
+            if state.unconfirmed.pop(say_id, None) is not None:
+                reason = "message not sent: the room did not answer in time, send it again"
+                return [_error(reason, say_id)], state
+        return [], state
+
+    def _heard(self, heard: Heard, state: Session) -> tuple[list[Text], Session]:
+        unconfirmed = state.unconfirmed.pop(heard.id, None)
+        if unconfirmed is None:
+            return [], state  # answered already (or given up on)
+        actors.cancel_timer(unconfirmed.timer)
+        if heard.problem is not None:
+            return [_error(heard.problem, heard.id)], state
+        return [Text(protocol.sent(heard.id))], state
 
     def terminate(self, reason: TerminateReason, request: Request, state: Session) -> None:
         if state.counted:

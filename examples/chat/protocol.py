@@ -1,8 +1,9 @@
 """The chat's wire format: what clients may send, the checks on it, what the server sends.
 
 Plain functions and records, no I/O. Client frames are JSON objects with a ``type``:
-``{"type": "join", "nick": str}`` and ``{"type": "say", "text": str}``. Server frames are
-``history``, ``members``, ``joined``, ``left``, ``said`` and ``error`` (see the encoders below).
+``{"type": "join", "nick": str}`` and ``{"type": "say", "text": str, "id": int}`` (``id``
+optional). Server frames are ``history``, ``members``, ``joined``, ``left``, ``said``, ``sent``
+and ``error`` (see the encoders below).
 
 Limits: a nick is 1 to 32 characters with no leading or trailing spaces (nor characters that
 look like spaces, such as U+2800) and no control, format, unassigned or default-ignorable
@@ -27,6 +28,8 @@ MAX_TEXT_BYTES = 4096
 MAX_NICK_CHARS = 32
 MAX_ROOM_CHARS = 64
 HISTORY_SIZE = 50
+MAX_SAY_ID = 2**53
+"""A say's ``id`` fits a JavaScript number exactly."""
 MESSAGE_OVERHEAD = 256
 """What a message of history costs besides its text, nick and time (the objects holding them)."""
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
@@ -41,9 +44,11 @@ class JoinRequest:
 
 @attrs.frozen
 class SayRequest:
-    """The client says ``text`` to the room."""
+    """The client says ``text`` to the room; with an ``id``, the server answers ``sent`` (or an
+    ``error`` carrying the id) once the room has it, so that the page keeps the text until then."""
 
     text: str
+    id: int | None = None
 
 
 @attrs.frozen
@@ -94,7 +99,10 @@ def parse(data: str) -> ClientMessage:
     if kind == "say":
         text: Any = message.get("text")
         problem = text_problem(text)
-        return SayRequest(text) if problem is None else BadInput(problem)
+        say_id: Any = message.get("id")
+        if say_id is not None and (type(say_id) is not int or not 0 <= say_id < MAX_SAY_ID):
+            problem = f'bad id: "id" is an integer from 0 to {MAX_SAY_ID - 1}'
+        return SayRequest(text, say_id) if problem is None else BadInput(problem)
     return BadInput(f"unknown type {_short(kind)}")
 
 
@@ -200,6 +208,14 @@ def said(message: Said) -> str:
     return encode("said", **message.as_dict())
 
 
-def error(reason: str) -> str:
-    """``{"type": "error", "reason": ...}``: only to the client concerned."""
-    return encode("error", reason=reason)
+def sent(say_id: int) -> str:
+    """``{"type": "sent", "id": ...}``: the room has the sender's say of that id."""
+    return encode("sent", id=say_id)
+
+
+def error(reason: str, say_id: int | None = None) -> str:
+    """``{"type": "error", "reason": ...}``: only to the client concerned; with the ``id`` of
+    the say it is about (not sent: the page keeps its text)."""
+    if say_id is None:
+        return encode("error", reason=reason)
+    return encode("error", reason=reason, id=say_id)

@@ -5,13 +5,16 @@ A connection joins with ``actors.call(room, Join(...))``: the room answers ``Joi
 with ``actors.wire_type``, as a room and its members may live on different nodes. The room
 answers with frames written straight to the connections' outboxes (``send_frame`` for one,
 ``broadcast`` to the room's group ``chat:<room>``, each frame JSON- and WebSocket-encoded once).
-It monitors every member, so a connection that ends without a ``Leave`` still leaves (with a
-``left`` to the others).
+It monitors every member, so a connection that ends without a ``Leave`` still leaves. Who is
+in the room, as members see it, comes from presence (``actors.presence``, topic
+``room:<room>``): each connection tracks itself once joined and tells its own client who comes
+and goes, on whichever node it is.
 
-After a crash the room restarts empty. Its group outlives it (the members are connections), so
-the new room finds the old members there, sends each ``RoomRestarted``, and they join again with
-their nicks; once all have (or ``settle`` seconds have passed) every member gets a fresh
-``members`` and ``{"type": "error", "reason": "room restarted: ..."}``. The history is lost.
+A room that starts again (after a crash, or on another node after its node died) rebuilds its
+roster from presence, without asking anyone: every connection present gets ``Rejoined`` from
+the new room, and the history comes back from ``ChatHistory`` (Redis, on a cluster). A ``Say``
+with an ``id`` is answered with ``Heard``, so that a connection can send it again to the
+room's next incarnation if this one dies first.
 
 A room passes on at most ``ChatLimits.room_message_rate`` messages a second (with a burst of
 ``room_message_burst``), whoever says them: past it a ``say`` is dropped and its sender told, so
@@ -32,32 +35,55 @@ import attrs
 import trio
 
 import actors
-from actors import Actor, Address, Caller, Down, GenServer, StopServer, Timeout, TimerRef
+from actors import (
+    Actor,
+    Address,
+    Caller,
+    Down,
+    GenServer,
+    StopServer,
+    Timeout,
+    TimerRef,
+    presence,
+)
 from server import TokenBucket, broadcast, send_frame
 
 from . import protocol
 from .budget import HistoryBudget
+from .history import ChatHistory
 from .limits import ChatLimits
+from .protocol import Said
 from .roster import Member, Roster
 
 
 @actors.wire_type
 @attrs.frozen
 class Join:
-    """A connection asks to join as ``nick`` (``rejoin``: after the room restarted)."""
+    """A connection asks to join as ``nick`` (``signed``: its token's, shareable by the same
+    person's other connections)."""
 
     address: Address
     nick: str
-    rejoin: bool = False
+    signed: bool = False
 
 
 @actors.wire_type
 @attrs.frozen
 class Say:
-    """A connection says ``text``."""
+    """A connection says ``text`` (with an ``id``: answer ``Heard``)."""
 
     address: Address
     text: str
+    id: int | None = None
+
+
+@actors.wire_type
+@attrs.frozen
+class Heard:
+    """To a connection: the room took its say ``id`` (``problem`` None) or refused it."""
+
+    id: int
+    problem: str | None = None
 
 
 @actors.wire_type
@@ -87,8 +113,9 @@ class JoinRefused:
 
 @actors.wire_type
 @attrs.frozen
-class RoomRestarted:
-    """To a connection that was a member: the room restarted at ``room``; join it again."""
+class Rejoined:
+    """To a connection present in the room: the room started again at ``room`` and has it
+    as a member already (from presence)."""
 
     room: Address
 
@@ -104,16 +131,18 @@ class RoomSettings:
     """Timings and limits of every room."""
 
     settle: float = 1.0
-    """After a restart, how long old members get to rejoin before everyone is told; how long
-    a new room waits for its first join."""
+    """How long a new room without members waits for its first join."""
     empty_ttl: float = 300.0
     """An empty room with history stops after this many seconds (its history goes with it);
     one without history stops at once."""
     capacity: int = 4096
     """The room's mailbox; a connection whose message does not fit tells its client."""
+    say_timeout: float = 15.0
+    """How long a say with an id waits for its room before its client is told it was not sent:
+    a room whose node died moves to a live node once the cluster notices (5 s by default,
+    ``--failure-detection``), and the say goes to it then."""
 
 
-RESTARTED = "room restarted: earlier messages were lost"
 ROOM_BUSY = "slow down: this room gets too many messages right now; yours was dropped"
 
 
@@ -136,7 +165,11 @@ def group_of(room: str) -> str:
     return f"chat:{room}"
 
 
-_SETTLED = "settled"
+def presence_topic(room: str) -> str:
+    """The presence topic of the room's members (key: nick; meta: ``{"conn", "signed"}``)."""
+    return f"room:{room}"
+
+
 _EMPTY = "empty"
 
 
@@ -153,17 +186,25 @@ class Room(GenServer["_Room"]):
     """The room behaviour: ``init(name)`` starts the room ``name``; one object serves every
     room of a ``Rooms`` (its settings, budget and limits are theirs)."""
 
-    def __init__(self, settings: RoomSettings, budget: HistoryBudget, limits: ChatLimits) -> None:
+    def __init__(
+        self,
+        settings: RoomSettings,
+        budget: HistoryBudget,
+        limits: ChatLimits,
+        history: ChatHistory,
+    ) -> None:
         self.settings = settings
         self.budget = budget
         self.limits = limits
+        self.history = history
 
     def kind(self) -> str:
         return "chat room"
 
-    def init(self, name: str) -> _Room:
+    async def init(self, name: str) -> _Room:
         rate = TokenBucket(rate=self.limits.room_message_rate, burst=self.limits.room_message_burst)
-        room = _Room(actors.current_actor(), name, self.settings, self.budget, rate)
+        room = _Room(actors.current_actor(), name, self.settings, self.budget, rate, self.history)
+        room.restore(await self.history.load(name))
         room.reclaim_members()
         return room
 
@@ -194,8 +235,10 @@ class _Room:
         settings: RoomSettings,
         budget: HistoryBudget,
         rate: TokenBucket,
+        history: ChatHistory,
     ) -> None:
         self.actor = actor
+        self.history = history
         self.rate = rate
         """Messages the room passes on (``ChatLimits.room_message_rate``), whoever says them."""
         self.name = name
@@ -203,20 +246,25 @@ class _Room:
         self.settings = settings
         self.budget = budget
         self.roster = Roster()
-        self.settling: set[Address] = set()
-        self.settle_timer: TimerRef | None = None
         self.empty_timer: TimerRef | None = None
 
+    def restore(self, messages: list[Said]) -> None:
+        """Start from the history kept by an earlier incarnation of the room."""
+        for message in messages:
+            self.roster.record(message.nick, message.text, message.at)
+        if messages:
+            self._account()
+
     def reclaim_members(self) -> None:
-        """After a restart: ask the connections still in the group to join again."""
-        stale = actors.members(self.group)
-        for address in stale:
-            actors.leave(self.group, address)
-            actors.send(address, RoomRestarted(self.actor.address))
-        if stale:
-            self.settling = set(stale)
-            self.settle_timer = actors.start_timer(self.settings.settle, _SETTLED)
-        else:
+        """On start: whoever is present in the room (an earlier incarnation's members, on any
+        node) is a member again, and is told where the room is now."""
+        for nick, metas in presence.list(presence_topic(self.name)).items():
+            for meta in metas:
+                address = meta.data.get("conn")
+                if isinstance(address, Address) and self.roster.get(address) is None:
+                    self._admit(Join(address, nick, bool(meta.data.get("signed"))))
+                    actors.send(address, Rejoined(self.actor.address))
+        if not len(self.roster):
             self.empty_timer = actors.start_timer(self.settings.settle, _EMPTY)
 
     def handle(self, message: Any) -> bool:
@@ -235,41 +283,42 @@ class _Room:
 
     def join(self, join: Join) -> tuple[Joined | JoinRefused, bool]:
         """Take a member in: the answer for the caller, and whether the room should stop now."""
-        problem = self.roster.join_problem(join.address, join.nick)
+        problem = self.roster.join_problem(join.address, join.nick, shared=join.signed)
         if problem is not None:
             return JoinRefused(problem), False
         node = self.actor.node
         if join.address.node == node.name and node.actor(join.address) is None:
             # The connection ended while its join was on the way.
             return JoinRefused("the connection has closed"), self._emptied()
+        send_frame(join.address, protocol.history(self.roster.history()))
+        self._admit(join)
+        return Joined(self.actor.address, join.nick), False
+
+    def _admit(self, join: Join) -> None:
+        """Make ``join.address`` a member (monitored, in the group)."""
         monitor = actors.monitor(join.address)
-        self.roster.add(Member(join.address, join.nick, monitor))
+        self.roster.add(Member(join.address, join.nick, monitor, join.signed))
         actors.join(self.group, join.address)
         self._cancel(self.empty_timer)
         self.empty_timer = None
         self.budget.unpark(self.name)
-        joined = Joined(self.actor.address, join.nick)
-        if join.address in self.settling:
-            self.settling.discard(join.address)
-            if not self.settling:
-                self._announce_restart()
-            return joined, False
-        send_frame(join.address, protocol.history(self.roster.history()))
-        send_frame(join.address, protocol.members(self.roster.nicks()))
-        broadcast(self.group, protocol.joined(join.nick))
-        return joined, False
 
     def _say(self, say: Say) -> None:
         member = self.roster.get(say.address)
+        problem = None
         if member is None:
-            send_frame(say.address, protocol.error("join first: say is for members of the room"))
-            return
-        if not self.rate.take(trio.current_time()):
-            send_frame(say.address, protocol.error(ROOM_BUSY))
-            return
-        message = self.roster.record(member.nick, say.text, protocol.now())
-        self._account()
-        broadcast(self.group, protocol.said(message))
+            problem = "join first: say is for members of the room"
+        elif not self.rate.take(trio.current_time()):
+            problem = ROOM_BUSY
+        else:
+            message = self.roster.record(member.nick, say.text, protocol.now())
+            self.history.append(self.name, message)
+            self._account()
+            broadcast(self.group, protocol.said(message))
+        if say.id is not None:
+            actors.send(say.address, Heard(say.id, problem))
+        elif problem is not None:
+            send_frame(say.address, protocol.error(problem))
 
     def _account(self) -> None:
         """Tell the budget the history's size; evict parked rooms, or shed, while over it."""
@@ -282,40 +331,23 @@ class _Room:
             self.budget.update(self.name, self.roster.history_bytes)
 
     def _leave(self, address: Address, *, demonitor: bool) -> bool:
-        settling = address in self.settling
-        if settling:
-            self.settling.discard(address)
-            if not self.settling:
-                self._announce_restart()
         member = self.roster.remove(address)
         if member is None:
-            return settling and self._emptied()  # else not a member: nothing changed
+            return False  # not a member: nothing changed
+        actors.leave(self.group, address)
         if demonitor:
             actors.demonitor(member.monitor)
-            actors.leave(self.group, address)
-        broadcast(self.group, protocol.left(member.nick))
         return self._emptied()
 
     def _timeout(self, timeout: Timeout) -> bool:
-        if timeout.ref is self.settle_timer:
-            self._announce_restart()
-            return self._emptied()
         if timeout.ref is self.empty_timer:
             self.empty_timer = None
             return self._stop_if_still_empty()
         return False
 
-    def _announce_restart(self) -> None:
-        """Every member gets the fresh member list, then the news (one frame each, twice)."""
-        self.settling.clear()
-        self._cancel(self.settle_timer)
-        self.settle_timer = None
-        broadcast(self.group, protocol.members(self.roster.nicks()))
-        broadcast(self.group, protocol.error(RESTARTED))
-
     def _emptied(self) -> bool:
         """Stop now if the room is empty and holds nothing; if it holds history, park it."""
-        if len(self.roster) > 0 or self.settling:
+        if len(self.roster) > 0:
             return False
         if self.roster.history_bytes == 0 and len(self.actor.mailbox) == 0:
             return self._stop()
@@ -328,7 +360,7 @@ class _Room:
 
     def _stop_if_still_empty(self) -> bool:
         """Stop (with the room's supervisor) unless someone joined or a message waits."""
-        if len(self.roster) > 0 or self.settling:
+        if len(self.roster) > 0:
             self.budget.unpark(self.name)
             return False
         if len(self.actor.mailbox) > 0:

@@ -32,6 +32,7 @@ from actors import (
 )
 
 from .budget import HistoryBudget
+from .history import ChatHistory
 from .limits import ChatLimits, PeerCount, PeerQuota
 from .room import Room, RoomSettings, evict, room_key, supervisor_key
 
@@ -54,30 +55,41 @@ class Rooms:
         self.limits = limits = limits or ChatLimits()
         self.open_timeout = open_timeout
         self.budget = HistoryBudget(limits.max_history_bytes)
+        self.history = ChatHistory(ttl=self.settings.empty_ttl)
+        """Where rooms keep their history beyond their own life (Redis, on a cluster)."""
         self.creations = PeerQuota(limits.room_creation_rate, limits.room_creation_burst)
         self.members = PeerCount(limits.max_members_per_peer)
         """Connections in rooms per peer address (counted by the handler, join to terminate)."""
         self.says = PeerQuota(limits.peer_message_rate, limits.peer_message_burst)
         """Messages per peer address, all its connections together (taken by the handler)."""
         self._supervisor = DynamicSupervisor(max_children=limits.max_rooms)
-        self._room = Room(self.settings, self.budget, limits)
+        self._room = Room(self.settings, self.budget, limits, self.history)
 
-    def child_spec(self, id: str = "rooms") -> ChildSpec:
-        """The spec that runs the rooms' dynamic supervisor under the server's root."""
-        return self._supervisor.child_spec(id)
+    def child_specs(self) -> list[ChildSpec]:
+        """What runs the rooms under the server's root: this node's presence tracker (who is
+        in which room), the history writer, and the rooms' dynamic supervisor."""
+        return [
+            actors.presence.child_spec(),
+            self.history.child_spec("history"),
+            self._supervisor.child_spec("rooms"),
+        ]
 
-    async def open(self, room: str, peer: str = "unknown") -> Address:
+    async def open(self, room: str, peer: str = "unknown", gone: Address | None = None) -> Address:
         """The address of ``room``, started (with its supervisor) if it is not running.
 
         ``peer`` (see ``limits.peer_key``) is charged if the room has to be started. Waits while
-        the room is being restarted or an evicted room makes way; raises RoomUnavailable when
-        the peer starts rooms too fast, when every room has members, or when the room did not
-        come up within ``open_timeout``.
+        the room is being restarted or an evicted room makes way, and while its name still
+        points at ``gone`` (a room known to have ended, whose node has not released the name
+        yet); raises RoomUnavailable when the peer starts rooms too fast, when every room has
+        members, or when the room did not come up within ``open_timeout``.
         """
         charged = False
         with trio.move_on_after(self.open_timeout):
             while True:
                 address = actors.whereis(room_key(room))
+                if address is not None and address == gone:
+                    await trio.sleep(0.05)  # no event says a name was released on another node
+                    continue
                 if address is not None:
                     return address
                 if actors.whereis(supervisor_key(room)) is None:

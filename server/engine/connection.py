@@ -36,6 +36,8 @@ import trio
 
 import actors
 from actors import Actor, TimerRef
+from actors.code import CODE
+from actors.code_change import change_code, change_code_now
 
 from ..commands import Binary, Commands, Text
 from ..front.access_log import peer_text
@@ -126,6 +128,7 @@ class Connection:
         "_info_pending",
         "_liveness_timer",
         "_exit_on_crash",
+        "_generation",
     )
 
     def __init__(
@@ -155,6 +158,7 @@ class Connection:
         self._inline_info = not inspect.iscoroutinefunction(handler.websocket_info)
         self._info_pending: Any = None  # an awaitable such a callback returned: the loop's
         self._liveness_timer: TimerRef | None = None
+        self._generation = CODE.generation  # the code it runs (see actors.code)
 
     # ---- from other actors ----------------------------------------------------------
 
@@ -194,7 +198,11 @@ class Connection:
         path either wakes the loop or asks to be called at the next arrival.
         """
         core = self.core
-        if _inline.running or not (self._inline_info and core.phase is OPEN and not core.blocked):
+        if (
+            _inline.running
+            or not (self._inline_info and core.phase is OPEN and not core.blocked)
+            or (self._generation != CODE.generation and not self._change_code_now())
+        ):
             self._wake()
             return
         mailbox = self.actor.mailbox
@@ -240,16 +248,18 @@ class Connection:
         """
         _live[self.actor] = self
         self._schedule_liveness(self.core.next_check(trio.current_time()))
-        handler, mailbox, core = self.handler, self.actor.mailbox, self.core
+        mailbox, core = self.actor.mailbox, self.core
         reason: TerminateReason | None = None
         try:
             try:
-                result = await call(handler.websocket_init, self.state)
+                result = await call(self.handler.websocket_init, self.state)
                 reason = self._apply(unpack_result("websocket_init", result))
                 handled = streak = 0  # client messages handled; mailbox messages in a row
                 while reason is None:  # one scope until a mailbox arrival interrupts a wait
                     with trio.CancelScope() as interrupt:
                         while reason is None:
+                            if self._generation != CODE.generation:
+                                await self.change_code()
                             if self._info_pending is not None:  # an inline call's end
                                 pending, self._info_pending = self._info_pending, None
                                 reason = self._apply(unpack_result("websocket_info", await pending))
@@ -274,7 +284,7 @@ class Connection:
                                 started = perf_counter() if timed else 0.0
                                 core.handling = True
                                 try:
-                                    result = handler.websocket_handle(event, self.state)
+                                    result = self.handler.websocket_handle(event, self.state)
                                     if type(result) is not tuple and inspect.isawaitable(result):
                                         result = await result
                                 finally:
@@ -301,7 +311,9 @@ class Connection:
                                 if _is_shutdown(message):
                                     reason = ServerShutdown()
                                 else:
-                                    result = await call(handler.websocket_info, message, self.state)
+                                    result = await call(
+                                        self.handler.websocket_info, message, self.state
+                                    )
                                     reason = self._apply(unpack_result("websocket_info", result))
                                 continue
                             if core.blocked:
@@ -342,6 +354,36 @@ class Connection:
         if self._exit_on_crash and isinstance(reason, HandlerCrashed):
             self.actor.exit(actors.Crash(reason.exception))  # its supervisor sees the crash
         return reason
+
+    async def change_code(self) -> None:
+        """Move to the code loaded since this connection's last event (``code_change``)."""
+        self.adopt(*await change_code(self.handler, self.state, self._generation, self))
+
+    def _change_code_now(self) -> bool:
+        """``change_code`` inline, as this connection's actor (after an upgrade, 10,000
+        connections' first messages would otherwise wake 10,000 tasks at once); False if the
+        handler's ``code_change`` is ``async def``: the loop awaits it."""
+        moved = self.actor.run_inline(
+            change_code_now, self.handler, self.state, self._generation, self
+        )
+        if moved is None:
+            return False
+        self.adopt(*moved)
+        return self._inline_info  # the new websocket_info may be async: then the loop runs it
+
+    def adopt(self, handler: WebSocketHandler[Any], state: Any) -> None:
+        """Run ``handler`` with ``state`` from the next event on, as today's code (the test
+        kit's ``Driven.change_code``; an upgrade goes through ``change_code``)."""
+        self.handler, self.state = handler, state
+        self._inline_info = not inspect.iscoroutinefunction(handler.websocket_info)
+        self._generation = CODE.generation
+
+    def on_old_code(self) -> bool:
+        """Whether an upgrade happened since this connection's last event."""
+        return self._generation != CODE.generation
+
+    def __str__(self) -> str:
+        return f"{self.actor.address} {peer_text(self.request.peer)} {self.request.path}"
 
     async def _receive(self, interrupt: trio.CancelScope | None = None) -> None:
         """Wait for bytes from the client and feed them to the core.
@@ -529,6 +571,8 @@ async def _terminate(connection: Connection, reason: TerminateReason) -> None:
         },
     )
     try:
+        if connection.on_old_code():  # terminate is new code: it wants the state converted
+            await connection.change_code()
         await call(connection.handler.terminate, reason, request, connection.state)
     except Exception as exc:
         logger.error(

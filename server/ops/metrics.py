@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import attrs
 
 from actors import Node
+from actors.code import CODE
 from actors.extras import MissingExtra
 
 from .stats import Histogram, ServerStats, stats_of
@@ -67,6 +68,7 @@ class NodeCollector(Collector):
         yield from self._traffic()
         yield from self._actors()
         yield from self._loop()
+        yield from self._upgrades()
         yield from self._cluster()
 
     def _connections(self) -> Iterator[Metric]:
@@ -205,6 +207,33 @@ class NodeCollector(Collector):
             "corral_loop_blocked_seconds",
             "How long each such task step held the loop",
             self.stats.blocked_seconds,
+        )
+
+    def _upgrades(self) -> Iterator[Metric]:
+        """Hot code upgrades (``corral upgrade``, SIGHUP) and the moves to new code."""
+        upgrades = CounterMetricFamily(
+            "corral_upgrades", "Hot code upgrades, by result (ok, failed)", labels=["result"]
+        )
+        for result in ("ok", "failed"):
+            upgrades.add_metric([result], self.stats.upgrades[result])
+        yield upgrades
+        yield GaugeMetricFamily(
+            "corral_code_generation", "Hot code upgrades loaded so far", value=CODE.generation
+        )
+        yield CounterMetricFamily(
+            "corral_code_changes",
+            "Connections and GenServers moved to new code through code_change",
+            value=CODE.code_changes,
+        )
+        yield CounterMetricFamily(
+            "corral_code_change_failures",
+            "Connections and GenServers whose code_change raised: they stay on their old code",
+            value=CODE.code_change_failures,
+        )
+        yield GaugeMetricFamily(
+            "corral_connections_on_old_code",
+            "Open connections that have had no event since the last upgrade",
+            value=self.stats.on_old_code(),
         )
 
     def _cluster(self) -> Iterator[Metric]:

@@ -124,6 +124,7 @@ class OpenConnection(Protocol):
     def bytes_in(self) -> int: ...
     @property
     def bytes_out(self) -> int: ...
+    def on_old_code(self) -> bool: ...
 
 
 @attrs.define(eq=False)
@@ -151,6 +152,10 @@ class ServerStats:
     blocked_seconds: Histogram = attrs.field(factory=Histogram)
     recent_blocked: deque[BlockedStep] = attrs.field(factory=lambda: deque(maxlen=RECENT_BLOCKED))
     front_door: FrontDoor | None = None
+    upgrades: Counter[str] = attrs.field(factory=Counter)
+    """Hot upgrades by result, ``ok`` or ``failed``."""
+    last_upgrade: str = ""
+    """The last upgrade's report, in one line (see ``server.run.upgrade``)."""
     _drops_seen: dict[Address, int] = attrs.field(factory=dict)
     _ended_drops: int = 0
 
@@ -173,6 +178,15 @@ class ServerStats:
         self.bytes_out += connection.bytes_out
         self.outbox_dropped += connection.core.dropped
         self.mailbox_dropped += connection.actor.mailbox.dropped
+
+    def upgraded(self, ok: bool, line: str) -> None:
+        """A hot upgrade ended (``ok``, or it failed and the old code runs on)."""
+        self.upgrades["ok" if ok else "failed"] += 1
+        self.last_upgrade = line
+
+    def on_old_code(self) -> int:
+        """Open connections that have not yet run an event since the last upgrade."""
+        return sum(1 for connection in self.open if connection.on_old_code())
 
     def open_by_route(self) -> dict[str, int]:
         """Connections open now by route pattern, 0 for a WebSocket route with none (every

@@ -2,7 +2,8 @@
 
 The first signal drains (stop accepting, close every connection with 1001, wait for
 every terminate up to the drain timeout) and exits 0; a second one exits at once with
-status 130 (``EXIT_AT_ONCE``, no terminate runs). A bad option value (``option_values``),
+status 130 (``EXIT_AT_ONCE``, no terminate runs). SIGHUP (``corral upgrade PID``) loads the
+app's new code without dropping a connection (``upgrade``). A bad option value (``option_values``),
 TLS file or ``module:app`` exits 2 with one line, and so does a feature whose extra is not
 installed (``--redis`` without ``corral[redis]``: one line naming it); a server that cannot run
 (the port is taken: ``CannotListen``, or its root supervisor gave up) exits 1 saying why.
@@ -15,6 +16,7 @@ import importlib
 import importlib.metadata
 import logging
 import os
+import signal
 import ssl
 import sys
 import tempfile
@@ -42,7 +44,14 @@ from ..options import ServerOptions
 from . import option_values
 from .stop_signals import stop_signals
 from .supervised import CannotListen, Server, check_port_shareable
-from .workers import Workers, drain_when_orphaned, worker_command, worker_index
+from .upgrade import Upgrader
+from .workers import (
+    Workers,
+    drain_when_orphaned,
+    upgrade_report_path,
+    worker_command,
+    worker_index,
+)
 
 logger = logging.getLogger("corral.server")
 
@@ -56,7 +65,8 @@ def load_app(spec: str) -> App:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise AppNotFound(f"expected module:attribute (like examples.chat:app), got {spec!r}")
-    sys.path.insert(0, os.getcwd())
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except MissingExtra:
@@ -76,7 +86,8 @@ Run an app under a supervisor until SIGINT or SIGTERM.
 
 The first signal drains: the server stops accepting, closes every connection with
 1001, waits for every terminate (up to the drain timeout) and exits 0. A second
-signal exits at once with status 130. A bad option value, TLS file or
+signal exits at once with status 130. SIGHUP (corral upgrade PID) loads the
+app's new code from disk, dropping no connection. A bad option value, TLS file or
 module:attribute (one that does not import, too) exits 2 before anything starts,
 saying in one line what is wrong; a server that cannot run (the port is taken, say)
 exits 1, naming the address."""
@@ -104,6 +115,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"corral {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    upgrade = commands.add_parser(
+        "upgrade",
+        help="load a running server's new code (corral upgrade --help)",
+        description=(
+            "Send SIGHUP to a running corral serve: it re-imports its app from disk and moves "
+            "every live connection to the new code at its next event (code_change), dropping "
+            "none; new code that does not load leaves the old running. The server logs the "
+            "result (with --workers, the parent logs each worker's)."
+        ),
+    )
+    upgrade.add_argument("pid", type=int, help="the process id of corral serve (the parent)")
     serve = commands.add_parser(
         "serve",
         help="run an app (corral serve --help)",
@@ -187,6 +209,13 @@ def _parser() -> argparse.ArgumentParser:
         "--cluster-prefix",
         metavar="PREFIX",
         help="Redis key prefix of the cluster (default: corral)",
+    )
+    serve.add_argument(
+        "--failure-detection",
+        type=option_values.positive_seconds,
+        metavar="SECONDS",
+        help="with --redis: a node not heard for this long is down, and its users leave "
+        f"every member list (default: {defaults.failure_detection:g})",
     )
     serve.add_argument(
         "--workers",
@@ -287,6 +316,7 @@ def _options(app: App, args: argparse.Namespace) -> ServerOptions:
             "handshake_timeout",
             "drain_timeout",
             "cluster_prefix",
+            "failure_detection",
         )
         if getattr(args, name) is not None
     }
@@ -360,12 +390,14 @@ def _run_workers(app: App, args: argparse.Namespace, argv: Sequence[str]) -> int
     return trio.run(Workers(worker_command(argv), args.workers, scratch=directory).run)
 
 
-async def _run(server: Server, worker: bool = False) -> int:
+async def _run(server: Server, upgrader: Upgrader, worker: bool = False) -> int:
     """Serve until a signal; drain on the first, exit at once on the second, even while a
-    task holds the loop (``stopsignals``; a worker also drains when its parent is gone)."""
+    task holds the loop (``stopsignals``; a worker also drains when its parent is gone);
+    upgrade at each SIGHUP."""
     draining = trio.Event()
     with stop_signals(draining.set, lambda: stats_of(server.node) if server.node else None):
         async with trio.open_nursery() as nursery:
+            await nursery.start(upgrader.on_sighup)
             await nursery.start(server.run)
             # What start-up made lives for good: out of the collector's passes, which are
             # spaced out (shorter pauses, and fewer while connections pile up).
@@ -383,6 +415,31 @@ async def _run(server: Server, worker: bool = False) -> int:
     return 0
 
 
+def _send_upgrade(pid: int) -> int:
+    """``corral upgrade PID``: SIGHUP to the server, which upgrades and logs how it went."""
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        print(f"corral: cannot signal process {pid}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"corral: asked process {pid} to upgrade (SIGHUP); its log says how it went")
+    return 0
+
+
+def _served(app: App, args: argparse.Namespace) -> App:
+    """``app`` with the routes and children the options add (metrics, dashboard)."""
+    if args.metrics:
+        app = _with_metrics(app, args)
+    if args.dashboard:
+        app = with_dashboard(
+            app,
+            token=args.dashboard_token,
+            hosts=_host_names(args),
+            origins=args.dashboard_origin,
+        )
+    return app
+
+
 def _load_extras(options: ServerOptions) -> None:
     """Import the optional libraries ``options`` need now, so that a missing extra stops the
     start-up (``MissingExtra``) instead of the server once it runs."""
@@ -394,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``corral`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    if args.command == "upgrade":
+        return _send_upgrade(args.pid)
     args.metrics = args.metrics or args.metrics_address is not None
     try:
         log_format.configure(
@@ -402,15 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_cluster_options(args)
         app = load_app(args.app)
         _load_extras(_options(app, args))
-        if args.metrics:
-            app = _with_metrics(app, args)
-        if args.dashboard:
-            app = with_dashboard(
-                app,
-                token=args.dashboard_token,
-                hosts=_host_names(args),
-                origins=args.dashboard_origin,
-            )
+        app = _served(app, args)
         if args.keyfile and not args.certfile:
             raise ValueError("--keyfile needs --certfile")
         ssl_context = _tls_context(args.certfile, args.keyfile) if args.certfile else None
@@ -430,9 +481,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ssl_context=ssl_context,
         reuse_port=args.worker,
     )
+    upgrader = Upgrader(
+        server,
+        args.app.partition(":")[0],
+        lambda: _served(load_app(args.app), args),
+        report_to=upgrade_report_path(),
+    )
     status = 1
     try:
-        status = trio.run(_run, server, args.worker)
+        status = trio.run(_run, server, upgrader, args.worker)
     except* CannotListen as cannot:
         print(f"corral: {_innermost(cannot)}", file=sys.stderr)
     except* actors.RestartIntensityExceeded as gave_up:  # the log already has each crash

@@ -107,6 +107,11 @@ class Server:
         self._scope = trio.CancelScope()
         self._cannot_listen: CannotListen | None = None
 
+    def adopt(self, app: App) -> None:
+        """Serve ``app``'s routes from now on (a hot upgrade; its children are not started)."""
+        self.app = app
+        self.front_door.router = Router(app.routes)
+
     @property
     def scheme(self) -> str:
         """``ws`` or ``wss``."""
@@ -152,6 +157,8 @@ class Server:
             self.options.redis_url,
             prefix=self.options.cluster_prefix,
             startup_wait=self.options.redis_wait,
+            heartbeat=self.options.failure_detection / 5,
+            lease=self.options.failure_detection,
         )
 
     async def shutdown(self) -> None:

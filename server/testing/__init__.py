@@ -6,7 +6,8 @@
   pair (the transport a TCP client gets).
   Timers run on trio's clock, so under a ``MockClock`` (pytest-trio's ``autojump_clock``)
   a test of a one-second tick takes no real time. Out come what the handler sent, the close
-  code, the ``terminate`` reason and its latest state.
+  code, the ``terminate`` reason and its latest state. ``driven.change_code(NewHandler())``
+  moves it to new code as a hot upgrade does, through ``code_change``.
 - ``connect(app, "/path")`` runs the app on a free port (``server.serving``) and connects a
   trio-websocket client; ``open_client(url)`` connects one to a server already running.
 

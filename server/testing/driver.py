@@ -26,6 +26,7 @@ from websockets.protocol import Protocol, Side
 
 import actors
 from actors import Supervisor
+from actors.code import version_of
 
 from ..app import App, WebSocketTarget
 from ..commands import Binary, Text
@@ -141,6 +142,22 @@ class Driven(Pushes):
         """The reason in the server's close frame, if one came."""
         received = self._protocol.close_rcvd
         return received.reason if received is not None else None
+
+    async def change_code(
+        self, handler: WebSocketHandler[Any], old_version: str | None = None, extra: Any = None
+    ) -> Any:
+        """Move the connection to ``handler`` (the new code) as a hot upgrade does, and return
+        the state its ``code_change(old_version, state, extra)`` gave; from the next event on,
+        ``handler`` serves it. ``old_version`` defaults to the running handler's version. What
+        ``code_change`` raises is raised here (the server would keep the old code). Call it
+        between events, as an upgrade happens."""
+        connection = self._connection
+        assert connection is not None, "init did not upgrade"
+        if old_version is None:
+            old_version = version_of(type(connection.handler))
+        state = await call(handler.code_change, old_version, connection.state, extra)
+        connection.adopt(handler, state)
+        return state
 
     # ---- the client's side --------------------------------------------------------------
 

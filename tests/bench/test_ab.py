@@ -22,6 +22,7 @@ OUTPUTS = {
         "1 connection(s) x 2000 round trips: 189,710,000 instructions\n"
         "instructions per round trip: 94,855\n"
         "instructions per connection opened: 1,355,554\n"
+        "instructions per connection closed: 612,345\n"
     ),
 }
 EXPECTED = {
@@ -37,6 +38,7 @@ EXPECTED = {
     "CPU us per delivery": 3.25,
     "server instructions/rt": 94855,
     "server instructions/open": 1355554,
+    "server instructions/close": 612345,
 }
 
 

@@ -69,3 +69,18 @@ def test_failover_run_counts_every_lost_message() -> None:
     out = _run("cluster_nodes.py", "failover")
     assert "lost without being counted 0" in out, out
     assert re.search(r"subscribed again after the link broke: node a \d+ ms", out), out
+
+
+def test_presence_run_prints_joins_delta_bytes_and_convergence(redis_url: str) -> None:
+    out = _run(
+        "presence_cluster.py",
+        "--presences",
+        "400",
+        "--redis",
+        redis_url,
+        "--failure-detection",
+        "2",
+    )
+    assert re.search(r"^n1\s+[\d,]+\s+[\d,]+\s+[\d.]+\s+[\d,]+\s+1\s+[\d.]+ s$", out, re.M), out
+    assert re.search(r"^members 400\s+1000\s+[\d,]+\s+[\d,]+", out, re.MULTILINE), out
+    assert re.search(r"listed only live presences after [\d.]+ s", out), out

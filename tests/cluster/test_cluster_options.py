@@ -51,6 +51,14 @@ def test_a_server_uses_redis_only_when_a_url_is_given():
     assert LocalBackend().node_id is None
 
 
+def test_failure_detection_sets_the_lease_with_five_heartbeats_in_it():
+    assert ServerOptions().failure_detection == 5.0
+    options = _options(APP, _serve_args("--failure-detection", "2.5"))
+    backend = Server(App([]), options=options)._backend()
+    assert isinstance(backend, RedisBackend)
+    assert (backend.lease, backend.heartbeat) == (2.5, 0.5)
+
+
 def test_a_worker_runs_the_same_command_without_workers_and_with_reuse_port():
     command = worker_command(["serve", "m:app", "--workers", "3", "--port", "80", "--workers=2"])
     assert command[1:] == ["-m", "server.run.cli", "serve", "m:app", "--port", "80", "--worker"]

@@ -22,5 +22,6 @@ async def test_drain_takes_what_comes_and_stops_when_all_is_quiet() -> None:
         async with member(served, "lobby", "bob") as bob:
             await bob.send(type="say", text="hi")
             assert [frame["type"] for frame in await ann.drain()] == ["joined", "said"]
-        assert await ann.drain() == [{"type": "left", "nick": "bob"}]
+        # A leave comes with the next presence diff, a timer away: not "quiet" for drain.
+        assert await ann.receive() == {"type": "left", "nick": "bob"}
         await ann.nothing_more()

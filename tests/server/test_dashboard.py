@@ -330,3 +330,13 @@ async def test_corral_serve_dashboard_serves_the_page_and_takes_its_token_from_t
     assert (local.status, proxied.status, with_token.status) == (403, 403, 200)
     [root] = update["tree"]
     assert "dashboard-sampler" in [child["id"] for child in root["children"]]
+
+
+async def test_the_snapshot_says_how_the_last_upgrade_went() -> None:
+    async with actors.open_node("test") as node:
+        stats = ServerStats()
+        stats.upgraded(False, "upgrade failed, the old code runs on: SyntaxError: x at a.py:3")
+        view = snapshot(node, stats, History(), since=-1, now=time.time(), feed_route="/live")
+    assert view["code"]["last_upgrade"].startswith("upgrade failed, the old code runs on")
+    assert view["code"]["upgrades_failed"] == 1
+    assert view["code"]["on_old_code"] == 0

@@ -1,9 +1,11 @@
 // corral chat: the browser side of examples/chat.
 //
 // One WebSocket per page at /ws/<room> on the page's own host, JSON text frames:
-//   to the server:   {type: "join", nick}   {type: "say", text}
+//   to the server:   {type: "join", nick}   {type: "say", text, id}
 //   from the server: history {messages: [{nick, text, at}]}, members {nicks}, joined {nick},
-//                    left {nick}, said {nick, text, at}, error {reason}
+//                    left {nick}, said {nick, text, at}, sent {id}, error {reason, id?}
+// A message stays in the input until the server says it is "sent" (the room has it): if the
+// room is moving to another server, or the connection drops, what was typed is still there.
 // When the connection drops it reconnects with exponential backoff and joins again with the
 // same nick. All server text goes into the page through textContent, never as HTML.
 // A chat run with a secret needs a signed token, given to the page in its fragment
@@ -44,6 +46,8 @@
     nick: "",
     rejoining: false, // joined before this connection dropped: keep showing the room
     members: new Set(),
+    says: 0, // ids given to says so far
+    unconfirmed: new Map(), // say id -> its text, until "sent" or an error
     attempt: 0, // reconnects since the last stable connection
     openedAt: 0,
     retryAt: 0,
@@ -70,6 +74,10 @@
       if (chat.socket !== socket) return;
       chat.socket = null;
       if (chat.openedAt !== 0) addLine(systemLine("Connection lost", "error"));
+      if (chat.unconfirmed.size) {
+        chat.unconfirmed.clear();
+        addLine(systemLine("Your last message may not have been sent: it is still in the box", "error"));
+      }
       if (chat.phase === "joined") {
         chat.phase = "joining"; // join again, same nick, once back
         chat.rejoining = true;
@@ -143,8 +151,19 @@
     said(message) {
       addLine(messageLine(message), message.nick === chat.nick);
     },
-    error({ reason }) {
+    sent({ id }) {
+      const text = chat.unconfirmed.get(id);
+      chat.unconfirmed.delete(id);
+      if (text !== undefined && ui.messageInput.value === text) ui.messageInput.value = "";
+      showForms();
+    },
+    error({ reason, id }) {
       const text = String(reason || "unknown error");
+      if (chat.unconfirmed.delete(id)) {
+        addLine(systemLine(`Not sent: ${text} (your text is kept)`, "error"), true);
+        showForms();
+        return;
+      }
       // Anything about the nick or joining means we are not in the room: ask again.
       if (chat.phase === "joining" || /nick|join/i.test(text)) joinRefused(text);
       else addLine(systemLine(`Error: ${text}`, "error"), true);
@@ -186,7 +205,9 @@
       addLine(systemLine(`Not sent: ${size} bytes is over the ${MAX_TEXT_BYTES}-byte limit`, "error"), true);
       return;
     }
-    if (send({ type: "say", text })) ui.messageInput.value = "";
+    const id = ++chat.says;
+    if (send({ type: "say", text, id })) chat.unconfirmed.set(id, text);
+    showForms();
   });
 
   ui.reconnectButton.addEventListener("click", () => {
@@ -225,6 +246,7 @@
     ui.joinButton.disabled = chat.phase === "joining";
     ui.joinButton.textContent = chat.phase === "joining" ? "Joining…" : "Join";
     ui.sendButton.disabled = chat.phase !== "joined";
+    ui.sendButton.textContent = chat.unconfirmed.size ? "Sending…" : "Send";
     ui.ownNick.textContent = chat.nick;
     renderMembers();
   }

@@ -25,7 +25,7 @@ from actors import ChildSpec
 from ...app import App, http_route, websocket
 from ...front.router import Route
 from .access import TOKEN_ENV, DashboardAccess
-from .handler import MAX_FEEDS, DashboardFeed, DashboardPage
+from .handler import MAX_FEEDS, DashboardFeed, DashboardPage, DashboardUpgrade
 from .history import sample_every_second
 from .snapshot import snapshot
 
@@ -40,7 +40,8 @@ def dashboard_routes(
     origins: Collection[str] = (),
     max_feeds: int = MAX_FEEDS,
 ) -> tuple[Route, ...]:
-    """The page at ``path`` and its live feed at ``path + "live"`` (a WebSocket).
+    """The page at ``path``, its live feed at ``path + "live"`` (a WebSocket), and its upgrade
+    button's ``path + "upgrade"`` (POST; only with a ``token``).
 
     ``hosts``: names the dashboard answers to besides IP addresses and localhost (the
     server's own name, say); ``origins``: other sites whose pages may open the feed;
@@ -49,8 +50,10 @@ def dashboard_routes(
     base = "/" + path.strip("/")
     feed = f"{base}/live" if base != "/" else "/live"
     access = DashboardAccess(token, hosts, origins)
+    upgrade = f"{base}/upgrade" if base != "/" else "/upgrade"
     return (
         websocket(feed, DashboardFeed(access, feed, max_feeds)),
+        http_route(upgrade, DashboardUpgrade(access)),
         http_route(base, DashboardPage(access, base)),
     )
 

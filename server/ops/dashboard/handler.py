@@ -20,9 +20,10 @@ import actors
 from actors import Timeout
 
 from ...commands import Close, Text
-from ...front.http import Request, Response, method_not_allowed
+from ...front.http import Request, Response, forbidden, method_not_allowed
 from ...handler import InitResult, Result, Upgrade, WebSocketHandler
 from ..stats import stats_of
+from ..upgrade_request import request_upgrade
 from .access import DashboardAccess
 from .history import history_of
 from .snapshot import snapshot
@@ -80,6 +81,7 @@ class DashboardFeed(WebSocketHandler[FeedState]):
         update = snapshot(
             node, stats_of(node), history, since=state.since, now=now, feed_route=self.route
         )
+        update["code"]["upgradable"] = bool(self.access.token)  # the button needs a token
         actors.start_timer(TICK, _TICK)
         return Text(json.dumps(update, separators=(",", ":"))), FeedState(since=update["seq"])
 
@@ -123,6 +125,27 @@ class DashboardPage:
             "reverse proxy on this machine would show it to all its clients "
             "(set --dashboard-token or $CORRAL_DASHBOARD_TOKEN)"
         )
+
+
+@attrs.frozen
+class DashboardUpgrade:
+    """The upgrade button's HTTP handler: a POST from the dashboard's own page asks the server
+    to load its new code (``request_upgrade``: the SIGHUP of ``corral upgrade``). Only with a
+    token configured (403 without one), and only for what may open the feed (token, Origin)."""
+
+    access: DashboardAccess
+
+    def __call__(self, request: Request) -> Response:
+        """POST: 202 once asked; the feed then shows how the upgrade went."""
+        if request.method != "POST":
+            return method_not_allowed(("POST",))
+        if not self.access.token:
+            return forbidden("the upgrade button needs a dashboard token (--dashboard-token)")
+        refusal = self.access.feed_refusal(request)
+        if refusal is not None:
+            return refusal
+        target = request_upgrade()
+        return Response.text(202, f"upgrade requested (SIGHUP to process {target})")
 
 
 @functools.cache

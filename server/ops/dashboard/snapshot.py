@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 from actors import ActorInfo, Address, ChildInfo, Node
+from actors.code import CODE
 
 from ...engine.close_codes import close_code_caption
 from ...engine.connection import Connection, connection_of
@@ -55,6 +56,13 @@ def snapshot(
             "timers": len(node.timers),
         },
         "cluster": cluster_summary(node),
+        "code": {
+            "generation": CODE.generation,
+            "last_upgrade": stats.last_upgrade,
+            "upgrades_failed": stats.upgrades["failed"],
+            "on_old_code": stats.on_old_code(),
+            "code_change_failures": CODE.code_change_failures,
+        },
         "points": points,
         "close_captions": {
             label: close_code_caption(label) for point in points for label in point["closes"]
