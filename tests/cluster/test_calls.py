@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import attrs
@@ -15,7 +13,7 @@ import actors
 from actors import NO_REPLY, Caller, GenServer
 
 from .conftest import backend_of, two_nodes
-from .test_node_death import ROOT
+from .node_process import node_in_process
 
 
 @actors.wire_type
@@ -77,27 +75,16 @@ async def test_a_late_answer_from_another_node_is_dropped(redis_url, prefix):
 
 
 async def test_a_call_to_a_node_that_dies_raises_noconnection_at_once(redis_url, prefix):
-    async with two_nodes(redis_url, prefix) as (a, _, _nursery):
-        process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "tests.cluster.node_process", redis_url, prefix, "doomed"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-        )
-        try:
-            assert process.stdout is not None
-            with trio.fail_after(20):
-                assert (await process.stdout.receive_some()).startswith(b"ready")
-            victim = await a.wait_for("victim", timeout=5)  # an actor that never answers
-            async with trio.open_nursery() as calling:
-                calling.start_soon(_kill_once_blocked, process)
-                with pytest.raises(actors.CalleeExited) as raised:
-                    await a.call(victim, "anything", timeout=600)
-            assert raised.value.reason == actors.NOCONNECTION
-        finally:
-            if process.returncode is None:
-                process.kill()
-            with trio.CancelScope(shield=True):
-                await process.wait()
+    async with (
+        two_nodes(redis_url, prefix) as (a, _, _nursery),
+        node_in_process("tests.cluster.node_process", redis_url, prefix, "doomed") as process,
+    ):
+        victim = await a.wait_for("victim", timeout=5)  # an actor that never answers
+        async with trio.open_nursery() as calling:
+            calling.start_soon(_kill_once_blocked, process)
+            with pytest.raises(actors.CalleeExited) as raised:
+                await a.call(victim, "anything", timeout=600)
+        assert raised.value.reason == actors.NOCONNECTION
 
 
 async def _kill_once_blocked(process: trio.Process) -> None:

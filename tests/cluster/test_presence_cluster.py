@@ -3,10 +3,6 @@ Redis loses everything."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import trio
 
 import actors
@@ -14,10 +10,9 @@ from actors import presence
 from tests.actors.kit import idle
 
 from .conftest import backend_of, cluster_node, two_nodes
+from .node_process import node_in_process
 from .presence_kit import SETTINGS, Watcher
 from .redis_kit import RedisServer
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_a_presence_tracked_on_one_node_is_listed_and_announced_on_the_other(
@@ -57,23 +52,10 @@ async def test_a_killed_node_leaves_with_all_its_presences_in_one_diff(
         tracker.track("room", "ann", {"tab": "survivor"}, node.spawn(nursery, idle))
         watcher = Watcher(tracker, "room")
         node.spawn(nursery, watcher)
-        process = await trio.lowlevel.open_process(
-            [
-                sys.executable,
-                "-m",
-                "tests.cluster.presence_process",
-                redis_url,
-                prefix,
-                "doomed",
-                "20",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-        )
-        try:
-            assert process.stdout is not None
+        async with node_in_process(
+            "tests.cluster.presence_process", redis_url, prefix, "doomed", "20"
+        ) as process:
             with trio.fail_after(20):
-                assert (await process.stdout.receive_some()).startswith(b"ready")
                 await watcher.wait_until(lambda: tracker.table.count("room") == 21)
             assert tracker.table.count_metas("room") == 22
             seen = len(watcher.diffs)
@@ -86,11 +68,6 @@ async def test_a_killed_node_leaves_with_all_its_presences_in_one_diff(
                 {"tab": "survivor"}
             ]
             nursery.cancel_scope.cancel()
-        finally:
-            if process.returncode is None:
-                process.kill()
-            with trio.CancelScope(shield=True):
-                await process.wait()
 
 
 async def test_after_redis_loses_everything_presence_is_rebuilt_without_ghosts(
