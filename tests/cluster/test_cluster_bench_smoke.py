@@ -30,7 +30,8 @@ def test_echo_quick_run_prints_both_ratios_and_the_clients_cpu() -> None:
     out = _run("cluster_load.py", "echo", "--quick")
     assert re.search(r"round trips/s 2/1: \d+\.\d\dx .*(PASS|MISS)", out), out
     assert re.search(r"CPU per round trip 2/1: \d+\.\d\dx .*(PASS|MISS)", out), out
-    assert re.search(r"client CPU at most \d+\.\d\dx the server's", out), out
+    # (a quick round's server CPU may read 0 on psutil's 10 ms tick: the share is then inf)
+    assert re.search(r"client CPU at most (\d+\.\d\d|inf)x the server's", out), out
 
 
 @pytest.mark.slow
@@ -38,7 +39,7 @@ def test_fanout_quick_run_loses_nothing(redis_url: str) -> None:
     out = _run("cluster_load.py", "fanout", "--quick", "--redis", redis_url)
     assert re.search(r"lost 0 \(target 0: PASS\)", out), out
     assert re.search(r"p99 with 2 workers [\d.]+ ms", out), out
-    assert re.search(r"client CPU at most \d+\.\d\dx the server's", out), out
+    assert re.search(r"client CPU at most (\d+\.\d\d|inf)x the server's", out), out
 
 
 def test_latency_run_reports_same_and_cross_node(redis_url: str) -> None:
