@@ -15,7 +15,7 @@ from typing import Any, Unpack
 
 import trio
 
-from . import presence
+from . import presence, topics
 from .actor import Actor, ActorArgs, ActorFunction, current_actor
 from .address import Address
 from .backend import Backend, ClusterStatistics, LocalBackend, PeerInfo
@@ -323,6 +323,7 @@ __all__ = [
     "spawn",
     "start_timer",
     "supervise",
+    "topics",
     "unlink",
     "unregister",
     "wait_for",

@@ -59,6 +59,8 @@ _OBSERVED_FLAGS = {
 }
 FANOUT_VARIANTS = ("corral", "cowboy", "websockets", "naive")
 """The fan-out servers (``fanout_server.py``; websockets' is ``websockets_server.py``)."""
+FANOUT_CHOICES = (*FANOUT_VARIANTS, "corral-asgi")
+"""Those, and corral's with an ASGI app mounted (``asgi.py --websocket``)."""
 ROLES = ("echo", "fanout")
 
 
@@ -105,7 +107,7 @@ class ServerProcess:
         memory_trim: bool = True,
         tree: Path = ROOT,
     ):
-        choices = VARIANTS + OBSERVED_VARIANTS if role == "echo" else FANOUT_VARIANTS
+        choices = VARIANTS + OBSERVED_VARIANTS if role == "echo" else FANOUT_CHOICES
         if variant not in choices:
             raise ValueError(f"{role} variant must be one of {choices}, not {variant!r}")
         self.variant = variant
@@ -443,7 +445,7 @@ def _serve_fanout(variant: str, port: int, max_connections: int, corral: Sequenc
 def _serve(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description="run a server for the benchmarks")
     parser.add_argument(
-        "variant", choices=sorted(set(VARIANTS) | set(OBSERVED_VARIANTS) | set(FANOUT_VARIANTS))
+        "variant", choices=sorted(set(VARIANTS) | set(OBSERVED_VARIANTS) | set(FANOUT_CHOICES))
     )
     parser.add_argument("--role", choices=ROLES, default="echo")
     parser.add_argument("--port", type=int, required=True)

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
@@ -42,7 +43,8 @@ from server import (  # noqa: E402
 from server.run.supervised import Server  # noqa: E402
 
 GROUP = "bench"
-VARIANTS = ("corral", "cowboy", "naive")
+VARIANTS = ("corral", "cowboy", "naive", "corral-asgi")
+"""``corral-asgi``: corral's, with ``asgi_app.api`` mounted (what an ASGI app beside it costs)."""
 
 
 class Subscriber(WebSocketHandler[None]):
@@ -94,9 +96,13 @@ def corral_app(max_connections: int, *, cowboy: bool = False) -> App:
     )
 
 
-async def serve_corral(port: int, max_connections: int, cowboy: bool) -> None:
-    """Run the corral fan-out server until killed."""
+async def serve_corral(port: int, max_connections: int, cowboy: bool, asgi: bool) -> None:
+    """Run the corral fan-out server until killed (``asgi``: with the bench's FastAPI app)."""
     app = corral_app(max_connections, cowboy=cowboy)
+    if asgi:
+        from asgi_app import api
+
+        app = attrs.evolve(app, asgi=api)
     await Server(app, host="127.0.0.1", port=port).run()
 
 
@@ -150,8 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-connections", type=int, default=20_000)
     args = parser.parse_args(argv)
     raise_nofile(args.max_connections + 1024)
-    if args.variant in ("corral", "cowboy"):
-        trio.run(serve_corral, args.port, args.max_connections, args.variant == "cowboy")
+    if args.variant in ("corral", "cowboy", "corral-asgi"):
+        cowboy, asgi = args.variant == "cowboy", args.variant == "corral-asgi"
+        trio.run(serve_corral, args.port, args.max_connections, cowboy, asgi)
     else:
         trio.run(serve_naive, args.port)
 

@@ -55,6 +55,12 @@ def _rss() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _rate(count: float, seconds: float) -> str:
+    """``count / seconds`` as the table prints it; "-" when a quick run's clock read 0 (the
+    kernel counts CPU in 10 ms ticks)."""
+    return f"{count / seconds:,.0f}" if seconds > 0 else "-"
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -239,8 +245,8 @@ def run(url: str, count: int, presences: int, lease: float) -> str:
         )
         for index, (join, done) in enumerate(zip(joined, converged, strict=True)):
             lines.append(
-                f"n{index:<4}{share / join['wall']:>15,.0f}{share / join['cpu']:>15,.0f}"
-                f"{spent[index]:>12.2f}{share / spent[index]:>18,.0f}{int(join['peers']):>7}"
+                f"n{index:<4}{_rate(share, join['wall']):>15}{_rate(share, join['cpu']):>15}"
+                f"{spent[index]:>12.2f}{_rate(share, spent[index]):>18}{int(join['peers']):>7}"
                 f"{done['at'] - start:>10.2f} s"
             )
         lines.append(

@@ -11,6 +11,7 @@ serve module:app`` runs it under a supervisor and drains it on SIGTERM, and
 
 from actors import Timeout
 
+from . import topics
 from .app import App, http_route, static, websocket
 from .commands import Binary, Close, Command, Commands, Frame, Ping, Pong, SetOptions, Stop, Text
 from .engine.fanout import broadcast, send_frame, send_frames
@@ -68,6 +69,7 @@ __all__ = [
     "send_frame",
     "send_frames",
     "serving",
+    "topics",
     "health_check",
     "http_route",
     "metrics_route",

@@ -10,6 +10,7 @@ import attrs
 
 from actors import ChildSpec
 
+from .front.asgi_rules import AsgiApp
 from .front.files import StaticFiles
 from .front.http import HttpHandler
 from .front.router import ConstraintSpec, Route
@@ -58,9 +59,12 @@ class App:
     """What ``corral serve module:app`` runs: routes, the app's actors, and limits.
 
     ``children`` start (in order) under the same root supervisor as the listener and
-    before it, so they are up when the first client arrives.
+    before it, so they are up when the first client arrives. ``asgi``: an ASGI 3.0 app
+    (FastAPI, Starlette...) that answers every HTTP request and WebSocket no route takes, on
+    the same port; its lifespan starts after ``children`` and shuts down after the connections.
     """
 
-    routes: tuple[Route, ...] = attrs.field(converter=_as_tuple)
+    routes: tuple[Route, ...] = attrs.field(default=(), converter=_as_tuple)
     children: tuple[ChildSpec, ...] = attrs.field(default=(), converter=_as_tuple)
     options: ServerOptions = ServerOptions()
+    asgi: AsgiApp | None = None

@@ -38,6 +38,8 @@ try:
     from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
     from websockets.frames import Close, Frame, Opcode
     from websockets.headers import build_extension, parse_extension
+    from websockets.server import ServerProtocol  # the ASGI WebSocket scope's (front/asgi_ws)
+    from websockets.typing import Subprotocol
 except ImportError as exc:  # the message names the missing name; ours adds the version
     raise _missing(f"{exc.name or 'websockets'} ({exc})") from exc
 
@@ -98,6 +100,8 @@ __all__ = [
     "Opcode",
     "ProtocolError",
     "ServerPerMessageDeflateFactory",
+    "ServerProtocol",
+    "Subprotocol",
     "apply_mask",
     "build_extension",
     "parse_extension",

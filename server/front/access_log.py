@@ -26,6 +26,8 @@ def peer_text(peer: tuple[str, int] | None) -> str:
 def log_access(request: Request, status: int, duration: float) -> None:
     """Log that ``request`` was answered with ``status``, ``duration`` seconds after accept
     (secrets in its query, such as the dashboard's token, redacted)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return  # nothing to format (a busy server logging warnings only)
     peer = peer_text(request.peer)
     logger.info(
         "%s %s %s -> %d in %.3f s",

@@ -35,6 +35,15 @@ async def receive_eagerly(stream: trio.abc.ReceiveStream, max_bytes: int) -> byt
             raise trio.BrokenResourceError(f"reading from the socket failed: {exc}") from exc
 
 
+async def receive_bytes(stream: trio.abc.ReceiveStream, max_bytes: int = 64 * 1024) -> bytes:
+    """What the peer sent next (eagerly, as bytes); b"" once it closed or the connection broke."""
+    try:
+        data = await receive_eagerly(stream, max_bytes)
+    except trio.BrokenResourceError:
+        return b""
+    return data if isinstance(data, bytes) else bytes(data)
+
+
 async def send_eagerly(stream: trio.abc.SendStream, data: bytes) -> None:
     """``stream.send_all(data)``, without a task switch when the socket takes it all at once.
 

@@ -296,6 +296,29 @@ async def read_request_head(
             raise BadRequest(f"unexpected {type(event).__name__} before a request head")
 
 
+def request_of(
+    event: h11.Request,
+    *,
+    peer: tuple[str, int] | None,
+    secure: bool,
+    max_headers: int = DEFAULT_MAX_HEADERS,
+) -> Request:
+    """A head h11 parsed on a kept-alive connection as a Request, under the same checks as
+    ``read_request_head``'s (BadRequest, HeadTooLarge)."""
+    _check_field_count(len(event.headers), max_headers)
+    return _to_request(
+        event.method, event.target, event.headers, event.http_version, peer=peer, secure=secure
+    )
+
+
+def head_bytes(request: Request) -> bytes:
+    """``request``'s head as bytes again, for a sans-I/O parser (h11, websockets) to take up
+    the connection where this module's parse left it (neither can be handed a parsed head)."""
+    lines = [f"{request.method} {request.target} HTTP/{request.http_version}"]
+    lines += [f"{name}: {value}" for name, value in request.headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 def _check_field_count(fields: int, max_headers: int) -> None:
     """The one field limit, for heads from both parsers: HeadTooLarge over ``max_headers``."""
     if fields > max_headers:

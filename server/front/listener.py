@@ -21,6 +21,7 @@ import attrs
 import trio
 
 from .access_log import log_access, peer_text
+from .asgi_http import AsgiHttp
 from .handshake import handshake_problem
 from .http import (
     DEFAULT_MAX_HEAD_BYTES,
@@ -112,19 +113,37 @@ class UpgradeWebSocket:
     match: Match
 
 
-Decision: TypeAlias = Answer | CallHttpHandler | UpgradeWebSocket
+@attrs.frozen
+class CallAsgi:
+    """Decision: no route takes the request; the mounted ASGI app answers it."""
+
+    request: Request
+
+
+Decision: TypeAlias = Answer | CallHttpHandler | UpgradeWebSocket | CallAsgi
 
 
 def dispatch(
-    router: Router, request: Request, *, allowed_origins: Collection[str] | None = None
+    router: Router,
+    request: Request,
+    *,
+    allowed_origins: Collection[str] | None = None,
+    asgi: bool = False,
 ) -> Decision:
-    """Decide what to do with a request head: 400/404/405/426/403 answers, HTTP, or upgrade."""
+    """Decide what to do with a request head: 400/404/405/426/403 answers, HTTP, or upgrade;
+    with an ``asgi`` app mounted, what no route takes is the app's instead of a 404."""
     try:
         match = router.match(request.path)
     except MalformedPath as exc:
         return Answer(bad_request(str(exc)))
     if match is None:
-        return Answer(not_found())
+        if not asgi:
+            return Answer(not_found())
+        if request.is_websocket_upgrade:  # for the app's WebSocket scope: checked as ours are
+            problem = handshake_problem(request, allowed_origins=allowed_origins)
+            if problem is not None:
+                return Answer(problem)
+        return CallAsgi(request)
     routed = request.with_match(match)
     if match.route.kind == "http":
         return CallHttpHandler(cast(HttpHandler, match.route.target), routed)
@@ -169,6 +188,8 @@ class FrontDoor:
     max_connections_per_address: int | None = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
     max_heads_per_address: int | None = DEFAULT_MAX_HEADS_PER_ADDRESS
     unlimited_addresses: Collection[str] = DEFAULT_UNLIMITED_ADDRESSES
+    asgi: AsgiHttp | None = None
+    """The ASGI app that answers what no route takes (keep-alive HTTP), if one is mounted."""
     answered: Counter[int] = attrs.field(factory=Counter, init=False)
     """Requests answered before any upgrade or HTTP handler (404, 426, 403, 503...), by status."""
     upgrades_refused: Counter[int] = attrs.field(factory=Counter, init=False)
@@ -269,7 +290,14 @@ class FrontDoor:
         if refusal is not None:
             await self._refuse(stream, request, refusal, started)
             return None
-        decision = dispatch(self.router, request, allowed_origins=self.allowed_origins)
+        decision = self._decide(request)
+        if isinstance(decision, CallAsgi):
+            assert self.asgi is not None
+            handed = await self.asgi.serve(stream, request, rest, self._routed)
+            if handed is None:
+                return None
+            (decision, request), rest = handed
+            started = trio.current_time()
         if isinstance(decision, UpgradeWebSocket):
             return decision, rest
         if isinstance(decision, CallHttpHandler):
@@ -288,6 +316,19 @@ class FrontDoor:
             self._count_answer(decision.response.status, upgrade)
             await self._reply(stream, request, decision.response, started)
         return None
+
+    def _decide(self, request: Request) -> Decision:
+        """``dispatch`` with this front door's router, origins and ASGI app."""
+        return dispatch(
+            self.router, request, allowed_origins=self.allowed_origins, asgi=self.asgi is not None
+        )
+
+    def _routed(
+        self, request: Request
+    ) -> tuple[Answer | CallHttpHandler | UpgradeWebSocket, Request] | None:
+        """What a request after the ASGI app's on the same connection gets (None: the app)."""
+        decision = self._decide(request)
+        return None if isinstance(decision, CallAsgi) else (decision, request)
 
     def _count_answer(self, status: int, refuses_an_upgrade: bool) -> None:
         self.answered[status] += 1

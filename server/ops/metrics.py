@@ -123,6 +123,16 @@ class NodeCollector(Collector):
                 "TCP connections being served (before and after an upgrade)",
                 value=stats.front_door.statistics().active_connections,
             )
+            asgi = stats.front_door.asgi
+            if asgi is not None:
+                answered = CounterMetricFamily(
+                    "corral_asgi_responses",
+                    "HTTP requests the mounted ASGI app answered, by status (500: it failed)",
+                    labels=["status"],
+                )
+                for status, count in sorted(asgi.responses.items()):
+                    answered.add_metric([str(status)], count)
+                yield answered
 
     def _traffic(self) -> Iterator[Metric]:
         traffic = self.stats.traffic()

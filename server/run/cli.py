@@ -6,7 +6,8 @@ status 130 (``EXIT_AT_ONCE``, no terminate runs). SIGHUP (``corral upgrade PID``
 app's new code without dropping a connection (``upgrade``). A bad option value (``option_values``),
 TLS file or ``module:app`` exits 2 with one line, and so does a feature whose extra is not
 installed (``--redis`` without ``corral[redis]``: one line naming it); a server that cannot run
-(the port is taken: ``CannotListen``, or its root supervisor gave up) exits 1 saying why.
+(the port is taken: ``CannotListen``, an ASGI app's startup failed: ``LifespanFailed``, or its
+root supervisor gave up) exits 1 saying why.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from actors import MissingExtra
 from actors.broker_url import BadBrokerUrl, parse_broker_url
 
 from ..app import App
+from ..front.asgi_lifespan import LifespanFailed
 from ..front.listener import make_ssl_context
 from ..ops import log_format
 from ..ops.dashboard import TOKEN_ENV, with_dashboard
@@ -61,7 +63,8 @@ class AppNotFound(Exception):
 
 
 def load_app(spec: str) -> App:
-    """Import ``module:attribute`` and check it is an App."""
+    """Import ``module:attribute``: an App, or an ASGI app (FastAPI, Starlette...) served
+    alone, as ``App(asgi=it)``."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise AppNotFound(f"expected module:attribute (like examples.chat:app), got {spec!r}")
@@ -76,9 +79,11 @@ def load_app(spec: str) -> App:
     if not hasattr(module, attribute):
         raise AppNotFound(f"module {module_name} has no attribute {attribute!r}")
     app = getattr(module, attribute)
-    if not isinstance(app, App):
-        raise AppNotFound(f"{spec} is {type(app).__name__}, not a corral App")
-    return app
+    if isinstance(app, App):
+        return app
+    if callable(app) and not isinstance(app, type):
+        return App(asgi=app)
+    raise AppNotFound(f"{spec} is {type(app).__name__}, not a corral App or an ASGI app")
 
 
 _DESCRIPTION = """\
@@ -492,6 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = trio.run(_run, server, upgrader, args.worker)
     except* CannotListen as cannot:
         print(f"corral: {_innermost(cannot)}", file=sys.stderr)
+    except* LifespanFailed as failed:
+        print(f"corral: {_innermost(failed)}", file=sys.stderr)
     except* actors.RestartIntensityExceeded as gave_up:  # the log already has each crash
         print(f"corral: {_innermost(gave_up)}", file=sys.stderr)
     except* actors.BrokerUnreachable as unreachable:

@@ -14,15 +14,18 @@ import socket
 import ssl
 from collections.abc import Awaitable
 from functools import partial
+from typing import NoReturn
 
 import trio
 
 import actors
-from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
+from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor, topics
 
 from ..app import App
 from ..engine.endpoint import websocket_endpoint
 from ..engine.inflate import InflateBudget
+from ..front.asgi_http import AsgiHttp
+from ..front.asgi_lifespan import Lifespan, LifespanFailed
 from ..front.exposure import exposure_warnings
 from ..front.listener import FrontDoor, accept_into, open_listeners
 from ..front.router import Router
@@ -66,6 +69,7 @@ class Server:
         self.reuse_port = reuse_port
         self.connections = DynamicSupervisor(shutdown_batch=self.options.shutdown_batch)
         self.stopped = trio.Event()
+        self.lifespan = Lifespan(app.asgi) if app.asgi is not None else None
         self.front_door = FrontDoor(
             Router(app.routes),
             partial(
@@ -81,6 +85,7 @@ class Server:
             max_connections_per_address=self.options.max_connections_per_address,
             max_heads_per_address=self.options.max_heads_per_address,
             unlimited_addresses=self.options.unlimited_addresses,
+            asgi=self._asgi_http(),
         )
         connection = self.options.connection
         self._connection_spec = ChildSpec(
@@ -105,7 +110,18 @@ class Server:
         self.node: actors.Node | None = None
         self._root: actors.Address | None = None
         self._scope = trio.CancelScope()
-        self._cannot_listen: CannotListen | None = None
+        self._failure: CannotListen | LifespanFailed | None = None
+
+    def _asgi_http(self) -> AsgiHttp | None:
+        """The mounted ASGI app's HTTP side, sharing the lifespan's state (None: no app)."""
+        if self.app.asgi is None or self.lifespan is None:
+            return None
+        return AsgiHttp(
+            self.app.asgi,
+            self.lifespan.state,
+            max_head_bytes=self.options.max_head_bytes,
+            max_headers=self.options.max_headers,
+        )
 
     def adopt(self, app: App) -> None:
         """Serve ``app``'s routes from now on (a hot upgrade; its children are not started)."""
@@ -119,9 +135,11 @@ class Server:
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until shut down; ``task_status`` gets the bound port once listening."""
+        lifespan = self.lifespan
         root = Supervisor(
             [
                 *self.app.children,
+                *(() if lifespan is None else (lifespan.child_spec(self.options.drain_timeout),)),
                 self.connections.child_spec("connections"),
                 ChildSpec("listener", self._listen, shutdown=1.0, kind="listener"),
             ],
@@ -134,6 +152,7 @@ class Server:
                     stats = stats_of(node)
                     stats.front_door = self.front_door  # the metrics see the front door
                     async with (
+                        topics.serving(self._topics(), node),
                         watching(self.options.block_threshold, stats),
                         trio.open_nursery() as nursery,
                     ):
@@ -144,8 +163,8 @@ class Server:
                         task_status.started(self.port)
         finally:
             self.stopped.set()
-        if self._cannot_listen is not None:
-            raise self._cannot_listen
+        if self._failure is not None:
+            raise self._failure
 
     def _backend(self) -> actors.Backend | None:
         """Redis when the options name one, else the node's embedded default."""
@@ -160,6 +179,14 @@ class Server:
             heartbeat=self.options.failure_detection / 5,
             lease=self.options.failure_detection,
         )
+
+    def _topics(self) -> topics.TopicEngine:
+        """Topics on Redis when the options name one (history outlives this node), else here."""
+        if self.options.redis_url is None:
+            return topics.LocalTopics()
+        from actors.topics_redis import RedisTopics
+
+        return RedisTopics(self.options.redis_url, prefix=self.options.cluster_prefix)
 
     async def shutdown(self) -> None:
         """Drain: stop accepting, close connections with 1001, stop the app's actors.
@@ -183,15 +210,18 @@ class Server:
         await self.stopped.wait()  # cancelled connections still run terminate (bounded)
 
     async def _listen(self, actor: actors.Actor) -> None:
+        if self.lifespan is not None:
+            try:
+                await self.lifespan.ready()  # no client before the ASGI app's startup
+            except LifespanFailed as failed:
+                await self._fail(failed)
         try:
             if self.reuse_port:
                 listeners = await shared_port_listeners(self.host, self.port, self.ssl_context)
             else:
                 listeners = await open_listeners(self.host, self.port, self.ssl_context)
         except OSError as exc:  # restarting will not free the port: stop the server instead
-            self._cannot_listen = CannotListen(self.host, self.port, exc)
-            self._scope.cancel()
-            await trio.sleep_forever()
+            await self._fail(CannotListen(self.host, self.port, exc))
         self.port = bound_port(listeners[0])
         async with trio.open_nursery() as nursery:
             await nursery.start(accept_into, listeners, self._hand_off)
@@ -204,6 +234,12 @@ class Server:
             for warning in exposure_warnings(self.app.routes, self.host):
                 logger.warning("%s", warning)
             self._listening.set()
+
+    async def _fail(self, failure: CannotListen | LifespanFailed) -> NoReturn:
+        """Stop the server for good: ``run`` raises ``failure`` (a restart would not help)."""
+        self._failure = failure
+        self._scope.cancel()
+        await trio.sleep_forever()
 
     def _hand_off(self, stream: trio.abc.Stream) -> None:
         """Give a new TCP connection to its own actor, which owns the stream from now on."""

@@ -64,6 +64,13 @@ EXPECTED: dict[str, list[str]] = {
         r"1 connection\(s\) x 200 round trips: [\d,]+ instructions",
         r"instructions per round trip: [\d,]+",
     ],
+    "asgi_instructions.py": [
+        *(
+            rf"echo {side}: 1 connection\(s\) x 50 round trips: {NUMBER} instructions each"
+            for side in ("without", "with ASGI")
+        ),
+        r"with/without ASGI, echo instructions: \d+\.\d+x (MET|MISSED) \(target <= 1\.03x\)",
+    ],
     "gc_pause.py": [
         "corral" + _CHURN_ROW,
         "websockets" + _CHURN_ROW,

@@ -82,6 +82,7 @@ def test_presence_run_prints_joins_delta_bytes_and_convergence(redis_url: str) -
         "--failure-detection",
         "2",
     )
-    assert re.search(r"^n1\s+[\d,]+\s+[\d,]+\s+[\d.]+\s+[\d,]+\s+1\s+[\d.]+ s$", out, re.M), out
+    rate = r"(?:[\d,]+|-)"  # "-": a quick run whose CPU clock read 0
+    assert re.search(rf"^n1\s+{rate}\s+{rate}\s+[\d.]+\s+{rate}\s+1\s+[\d.]+ s$", out, re.M), out
     assert re.search(r"^members 400\s+1000\s+[\d,]+\s+[\d,]+", out, re.MULTILINE), out
     assert re.search(r"listed only live presences after [\d.]+ s", out), out

@@ -26,6 +26,7 @@ OPTIONAL = {
     "json-logs": ("pythonjsonlogger",),
     "test": ("trio_websocket",),
     "tokens": ("jwt",),
+    "client": ("trio_websocket",),
 }
 """Each extra and the top-level modules it installs (as pyproject.toml lists them)."""
 EVERY_OPTIONAL = tuple(module for modules in OPTIONAL.values() for module in modules)
@@ -77,6 +78,8 @@ def test_a_feature_without_its_extra_stops_the_start_with_one_line(
     [
         ("test", "server.testing", "the test kit (server.testing)"),
         ("tokens", "server.tokens", "signed tokens (server.tokens)"),
+        ("client", "server.topics.client", "the topic client (server.topics.client)"),
+        ("redis", "actors.topics_redis", "topics on Redis"),
     ],
 )
 def test_a_module_without_its_extra_says_which_to_install(

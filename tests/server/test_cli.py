@@ -84,7 +84,10 @@ async def test_a_second_sigterm_ends_a_server_whose_loop_is_stuck_naming_the_hol
     [
         ("no_such_module:app", "corral: cannot import 'no_such_module'"),
         ("examples.echo:nothing", "corral: module examples.echo has no attribute 'nothing'"),
-        ("examples.echo:Echo", "corral: examples.echo:Echo is type, not a corral App"),
+        (
+            "examples.echo:Echo",
+            "corral: examples.echo:Echo is type, not a corral App or an ASGI app",
+        ),
         ("examples.echo", "corral: expected module:attribute (like examples.chat:app)"),
     ],
 )
@@ -191,7 +194,10 @@ def test_serve_help_says_what_each_option_means_and_its_default(
     ("spec", "message"),
     [
         ("examples.seed:nope", "module examples.seed has no attribute 'nope'"),
-        ("examples.seed:MyWsHandler", "examples.seed:MyWsHandler is type, not a corral App"),
+        (
+            "examples.seed:MyWsHandler",
+            "examples.seed:MyWsHandler is type, not a corral App or an ASGI app",
+        ),
     ],
 )
 def test_load_app_names_what_is_wrong(spec: str, message: str) -> None:

@@ -29,6 +29,7 @@ from server import (
     websocket,
 )
 
+from .http_client import HttpClient
 from .kit import (
     Recorded,
     Terminations,
@@ -282,3 +283,22 @@ async def test_frames_broadcast_to_a_full_outbox_are_counted_as_dropped() -> Non
     assert taken < 100
     assert value(samples, "corral_outbox_dropped_total") == 100 - taken
     assert value(samples, "corral_frames_sent_total") == 1 + taken
+
+
+async def test_the_asgi_apps_answers_are_counted_by_status() -> None:
+    async def site(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/boom":
+            raise RuntimeError("boom")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with running(App([metrics_route()], asgi=site)) as served:
+        client = await HttpClient.open(served.port)  # one kept-alive connection
+        for path in ("/a", "/b", "/boom"):
+            await client.request("GET", path)
+        await client.aclose()
+        samples = await scrape(served.port)
+    assert value(samples, "corral_asgi_responses_total", status="200") == 2
+    assert value(samples, "corral_asgi_responses_total", status="500") == 1
