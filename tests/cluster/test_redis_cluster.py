@@ -8,16 +8,22 @@ temporary directory (``redis_cluster_kit``) and removes it at the end.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
 
 import pytest
 import trio
+import wsproto.events as ev
 
 from actors.backend_redis import RedisBackend
 from server import broadcast
 from tests.actors.kit import Recorder, idle
+from tests.server.corral_process import corral_serve
+from tests.server.kit import raw_client
 
 from .conftest import backend_of, cluster_node
 from .redis_cluster_kit import RedisCluster
+from .redis_kit import unique_prefix
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +170,40 @@ async def test_a_primary_failing_over_mid_stream_loses_nothing_silently(
         a.send("after-failover", "works")
         assert await later.wait_for_count(1) == ["works"]
         nursery.cancel_scope.cancel()
+
+
+async def test_corral_serve_with_two_workers_on_a_redis_cluster_broadcasts_across_them(
+    redis_cluster: RedisCluster, tmp_path: Path
+) -> None:
+    """The whole server on a Redis Cluster: workers meet through it and a broadcast reaches
+    subscribers on both (bench/cluster_app.py's /sub and /pub)."""
+    async with (
+        corral_serve(
+            tmp_path,
+            "bench.cluster_app:app",
+            "--workers",
+            "2",
+            "--redis",
+            redis_cluster.url,
+            "--cluster-prefix",
+            unique_prefix(),
+            listening=2,
+        ) as corral,
+        AsyncExitStack() as clients,
+    ):
+        subscribers = [
+            await clients.enter_async_context(raw_client(corral.port, "/sub")) for _ in range(8)
+        ]
+        publisher = await clients.enter_async_context(raw_client(corral.port, "/pub"))
+        with trio.fail_after(20):
+            for subscriber in subscribers:
+                assert await subscriber.message() == "joined"
+            while True:
+                await publisher.send(ev.TextMessage("members"))
+                if await publisher.message() == "members 8":
+                    break
+                await trio.sleep(0.05)
+            await publisher.send(ev.TextMessage("to everyone"))
+            for subscriber in subscribers:
+                assert await subscriber.message() == "to everyone"
+        assert "Traceback" not in corral.log
