@@ -34,6 +34,12 @@ logger = logging.getLogger("corral.actors")
 _current_actor: contextvars.ContextVar[Actor] = contextvars.ContextVar("corral_actor")
 
 
+def actor_of_task(task: trio.lowlevel.Task) -> Actor | None:
+    """The actor ``task`` runs, if it runs one (read from the task's own context: safe from
+    another thread, for a watchdog naming who holds the loop)."""
+    return task.context.get(_current_actor)
+
+
 def current_actor() -> Actor:
     """The actor whose task is running this code (NotInActor elsewhere)."""
     try:

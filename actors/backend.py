@@ -102,6 +102,14 @@ class Backend(Protocol):
     def join(self, group: str, address: Address) -> None: ...
     def leave(self, group: str, address: Address) -> None: ...
     def members(self, group: str) -> list[Address]: ...
+    def members_on(self, group: str, node: str) -> list[Address]:
+        """Members of ``group`` that live on ``node``, without looking at the others."""
+        ...
+
+    def member_nodes(self, group: str) -> dict[str, int]:
+        """How many members of ``group`` each node has (nodes with none left out)."""
+        ...
+
     def which_groups(self) -> list[str]: ...
     def forget(self, address: Address) -> None:
         """Drop every name and membership of an actor that has ended."""
@@ -118,6 +126,7 @@ class LocalBackend:
         self._names: dict[str, Address] = {}
         self._names_of: dict[Address, set[str]] = {}
         self._groups: dict[str, dict[Address, None]] = {}
+        self._on_node: dict[str, dict[str, dict[Address, None]]] = {}  # group -> node -> members
         self._groups_of: dict[Address, set[str]] = {}
         self._name_waiters: dict[str, trio.Event] = {}
 
@@ -158,6 +167,7 @@ class LocalBackend:
     def join(self, group: str, address: Address) -> None:
         """Add ``address`` to ``group`` (joining twice is one membership)."""
         self._groups.setdefault(group, {})[address] = None
+        self._on_node.setdefault(group, {}).setdefault(address.node, {})[address] = None
         self._groups_of.setdefault(address, set()).add(group)
 
     def leave(self, group: str, address: Address) -> None:
@@ -167,11 +177,28 @@ class LocalBackend:
             members.pop(address, None)
             if not members:
                 del self._groups[group]
+            nodes = self._on_node[group]
+            on_node = nodes.get(address.node)
+            if on_node is not None:
+                on_node.pop(address, None)
+                if not on_node:
+                    del nodes[address.node]
+            if not nodes:
+                del self._on_node[group]
         _discard(self._groups_of, address, group)
 
     def members(self, group: str) -> list[Address]:
         """Members of ``group`` in join order."""
         return list(self._groups.get(group, ()))
+
+    def members_on(self, group: str, node: str) -> list[Address]:
+        """Members of ``group`` on ``node``, in join order (an index: the others cost nothing,
+        so a broadcast to a group spread over many nodes costs each node its own members)."""
+        return list(self._on_node.get(group, {}).get(node, ()))
+
+    def member_nodes(self, group: str) -> dict[str, int]:
+        """How many members of ``group`` each node has."""
+        return {node: len(members) for node, members in self._on_node.get(group, {}).items()}
 
     def which_groups(self) -> list[str]:
         """Every group with at least one member."""

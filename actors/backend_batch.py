@@ -43,6 +43,9 @@ class Plan:
     means the node is not listening, and its messages are lost) and how many it carried."""
     messages: int = 0
     goodbye: bool = False
+    lease_renewals: list[int] = attrs.Factory(list)
+    """The index of each heartbeat's PEXPIRE of the node's memberships: 0 means the set had
+    expired (the node was silent past its lease) and must be announced again."""
 
 
 def plan(
@@ -100,6 +103,7 @@ def _plan_op(
         commands.append(Command("publish", (keys.events, wire.encode(change))))
     elif kind == "heartbeat":
         commands.append(Command("set_px", (keys.alive(node), b"1", lease_ms)))
+        result.lease_renewals.append(len(commands))
         commands.append(Command("pexpire", (keys.members(node), lease_ms)))
         commands.append(Command("publish", (keys.events, wire.encode((wire.HEARTBEAT, node)))))
         # The names need nothing: they hold while the alive key does (wire.CLAIM).

@@ -16,6 +16,13 @@ Each node keeps a local view of the whole cluster (names, groups, live nodes), s
   down: its names and memberships leave the view, and monitors of its actors get
   ``Down(reason=noconnection)``.
 
+On a Redis Cluster (``redis+cluster://`` seed nodes) the node channels use sharded pub/sub
+(SSUBSCRIBE, SPUBLISH): each node's channel lives on the shard its name hashes to, so the
+messages spread over the shards; names, leases, memberships and the events channel share one
+hash tag (one slot: the claim script reads them together). A shard's primary failing over
+looks like an outage of that link: what was in flight is counted lost, and the node
+reconnects, resubscribes and re-announces as below.
+
 When Redis is unreachable, local delivery carries on; cross-node messages are counted as
 lost (``cluster().lost``) and logged; the node reconnects with backoff, resubscribes,
 re-claims its names and re-announces its memberships.
@@ -48,8 +55,12 @@ try:
     import coredis
     import coredis.exceptions
     import coredis.retry
+    from coredis.connection import TCPLocation
 except ModuleNotFoundError as missing:
     raise MissingExtra("redis", "the Redis backend (--redis)") from missing
+
+Client = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
+"""One Redis, or a Redis Cluster (``redis+cluster://`` seeds)."""
 
 
 logger = logging.getLogger("corral.cluster")
@@ -64,6 +75,11 @@ BROKER_ERRORS = (
 """What losing the broker looks like (connection refused or reset, timeouts, closed streams)."""
 
 
+FLUSH_OPS = 1000
+"""Most queued ops one flush sends: a backlog (20,000 joins at start-up) goes out in bounded
+pipelines, each a short step of the loop, with heartbeats in between."""
+
+
 def default_node_id() -> str:
     """``host:pid:random``: unique for every process, readable in logs."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -72,7 +88,8 @@ def default_node_id() -> str:
 class RedisBackend:
     """Names, groups and remote delivery over Redis (see the module docstring).
 
-    ``url`` is a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, checked at once
+    ``url`` is a ``redis://``, ``rediss://`` (TLS), ``unix://`` or ``redis+cluster://`` (a
+    Redis Cluster's seed nodes) URL, checked at once
     (``broker_url``: BadBrokerUrl says what is wrong; credentials may come from the
     environment); nodes with the same Redis and ``prefix`` form one cluster.
     ``node_id`` defaults to ``host:pid:random``. Every ``heartbeat`` seconds the node renews its
@@ -104,7 +121,7 @@ class RedisBackend:
         self.url = self.broker.redacted
         self.startup_wait = startup_wait
         self._wait_logged = False
-        self.keys = wire.Keys(prefix)
+        self.keys = wire.Keys(prefix, sharded=self.broker.cluster)
         self.node_id: str | None = node_id or default_node_id()
         self.heartbeat = heartbeat
         self.lease = lease
@@ -120,6 +137,8 @@ class RedisBackend:
         self._pending: dict[str, trio.Event] = {}  # names claimed, Redis not heard yet
         self._owned_members: dict[tuple[str, Address], None] = {}
         self._peers: dict[str, float] = {}
+        self._resync: set[str] = set()  # peers whose memberships to read from Redis
+        self._resync_due = trio.Event()
         self._connected = False
         self._connected_event = trio.Event()
         self._flushed: trio.Event | None = None
@@ -191,6 +210,14 @@ class RedisBackend:
     def members(self, group: str) -> list[Address]:
         """Members of ``group`` on every live node (this node's view)."""
         return self.view.members(group)
+
+    def members_on(self, group: str, node: str) -> list[Address]:
+        """Members of ``group`` on ``node`` (this node's view)."""
+        return self.view.members_on(group, node)
+
+    def member_nodes(self, group: str) -> dict[str, int]:
+        """How many members of ``group`` each live node has (this node's view)."""
+        return self.view.member_nodes(group)
 
     def which_groups(self) -> list[str]:
         """Every group with members anywhere."""
@@ -312,22 +339,38 @@ class RedisBackend:
             self._task_status.started()
             self._task_status = None
 
-    async def _session(self) -> None:
-        client = coredis.Redis.from_url(
+    def _client(self) -> Client:
+        """A client for one session: of the one Redis, or of the Redis Cluster's shards."""
+        options = self.broker.client_options()
+        if self.broker.cluster:
+            return coredis.RedisCluster(
+                startup_nodes=[TCPLocation(host, port) for host, port in self.broker.seeds],
+                connect_timeout=2.0,
+                retry_policy=coredis.retry.NoRetryPolicy(),
+                **options,
+            )
+        return coredis.Redis.from_url(
             self.broker.url,
             connect_timeout=2.0,
             retry_policy=coredis.retry.NoRetryPolicy(),
-            **self.broker.client_options(),
+            **options,
         )
+
+    async def _session(self) -> None:
+        client = self._client()
         async with client:
             channels = [self.keys.inbox(self._me), self.keys.events]
-            async with client.pubsub(
+            subscribe = (
+                client.sharded_pubsub if isinstance(client, coredis.RedisCluster) else client.pubsub
+            )  # a shard channel lives on its slot's shard only: sharded pub/sub scales out
+            async with subscribe(
                 channels=channels, retry_policy=None, ignore_subscribe_messages=True
             ) as subscription:
                 await self._announce(client)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write, client)
                     nursery.start_soon(self._beat)
+                    nursery.start_soon(self._resync_peers, client)
                     self._started()
                     async for message in subscription:
                         self._arrived(message)
@@ -336,7 +379,7 @@ class RedisBackend:
                             return  # leave the subscription while its connection is up
                     raise coredis.exceptions.ConnectionError("Redis closed the subscription")
 
-    async def _announce(self, client: coredis.Redis[bytes]) -> None:
+    async def _announce(self, client: Client) -> None:
         """Just (re)connected: learn the cluster, re-claim names, re-join groups, say hello."""
         now = trio.current_time()
         async for key in client.scan_iter(match=f"{self.keys.alive('*')}"):
@@ -473,13 +516,18 @@ class RedisBackend:
             name, address = event[1], event[2]
             if address.node != self._me and self.view.whereis(name) == address:
                 self.view.unregister(name)
+            elif self._owned_names.get(name) == address:  # swept: we were thought down
+                self._queue(("claim", name, address))
         elif kind == wire.JOINED:
             _, group, address, keeper = event
-            if keeper != self._me and self.is_alive(address.node):
-                self.view.join(group, address)
+            if keeper != self._me:
+                self._heard(keeper, trio.current_time())  # any event says its node is alive
+                if self.is_alive(address.node):
+                    self.view.join(group, address)
         elif kind == wire.LEFT:
             _, group, address, keeper = event
             if keeper != self._me:
+                self._heard(keeper, trio.current_time())
                 self.view.leave(group, address)
                 if self._owned_members.pop((group, address), 0) is None:
                     self._queue(("leave", group, address))  # we kept it: drop our record
@@ -496,6 +544,8 @@ class RedisBackend:
     def _heard(self, peer: str, now: float) -> None:
         if peer not in self._peers:
             logger.info("node %s: node %s is up", self._me, peer)
+            self._resync.add(peer)  # new, or back after being thought down: read its groups
+            self._resync_due.set()
         self._peers[peer] = now
 
     def _node_down(self, peer: str, why: str) -> None:
@@ -517,6 +567,12 @@ class RedisBackend:
         self._outbox.append(op)
         self._wakeup.set()
 
+    def _queue_first(self, op: Op) -> None:
+        """Queue ``op`` ahead of everything waiting (a heartbeat must not wait behind a
+        backlog of joins: the other nodes would think this one down)."""
+        self._outbox.appendleft(op)
+        self._wakeup.set()
+
     def _count_lost(self, count: int, why: str | None = None) -> None:
         """Count lost messages: while Redis is unreachable (``why`` None: logged once per
         outage, summed when it is back), or for ``why`` (logged at most once a second)."""
@@ -535,17 +591,17 @@ class RedisBackend:
             self._last_loss_logged = now
             logger.warning("node %s: %d cross-node messages lost (%s)", self._me, count, why)
 
-    async def _write(self, client: coredis.Redis[bytes]) -> None:
-        scripts = {
-            "claim": client.register_script(wire.CLAIM),
-            "release": client.register_script(wire.RELEASE),
+    async def _write(self, client: Client) -> None:
+        scripts: dict[str, Any] = {
+            name: client.register_script(script)
+            for name, script in wire.scripts(self.broker.cluster).items()
         }
         while True:
             if not self._outbox:
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
-            self._in_flight = list(self._outbox)
-            self._outbox.clear()
+            outbox = self._outbox
+            self._in_flight = [outbox.popleft() for _ in range(min(len(outbox), FLUSH_OPS))]
             batch = plan(
                 self._in_flight,
                 keys=self.keys,
@@ -568,19 +624,25 @@ class RedisBackend:
                 except wire.Rejected as rejected:  # junk under the key: the next beat retries
                     self._reject(rejected, self.keys.name(name).encode())
                 self._answered(name)
+            if self._owned_members and any(results[i] == 0 for i in batch.lease_renewals):
+                self._memberships_lapsed()
             if batch.goodbye and self._flushed is not None:
                 self._flushed.set()
             self._changes()
 
     async def _send(
-        self, client: coredis.Redis[bytes], scripts: dict[str, Any], commands: list[Command]
+        self, client: Client, scripts: dict[str, Any], commands: list[Command]
     ) -> tuple[Any, ...]:
-        """Issue ``commands`` in one pipeline (one PUBLISH alone needs none); their results."""
+        """Issue ``commands`` in one pipeline (one PUBLISH alone needs none); their results.
+        On a Redis Cluster a publish is an SPUBLISH, and the pipeline sends each shard its
+        own commands."""
+        sharded = self.broker.cluster
         if len(commands) == 1 and commands[0].name == "publish":
-            return (await client.publish(*commands[0].args),)
+            publish = client.spublish if sharded else client.publish
+            return (await publish(*commands[0].args),)
         async with client.pipeline(transaction=False) as pipe:
             for command in commands:
-                _issue(pipe, scripts, command)
+                _issue(pipe, scripts, command, sharded)
         return pipe.results or ()
 
     def _answered(self, name: str) -> None:
@@ -602,6 +664,36 @@ class RedisBackend:
         if actor is not None:
             actor.terminate(Crash(error))
 
+    def _memberships_lapsed(self) -> None:
+        """Our memberships' set expired in Redis (we were silent past the lease, and the
+        others forgot us): announce every one again."""
+        logger.warning(
+            "node %s: silent past the lease, the others forgot its %d group memberships: "
+            "announcing them again",
+            self._me,
+            len(self._owned_members),
+        )
+        for group, address in self._owned_members:
+            self._queue(("join", group, address))
+
+    async def _resync_peers(self, client: Client) -> None:
+        """Read the memberships of each node heard anew: one that was thought down (a stalled
+        loop, a slow link) and forgotten is whole again in this node's view."""
+        while True:
+            while not self._resync:
+                self._resync_due = trio.Event()
+                await self._resync_due.wait()
+            peer = self._resync.pop()
+            for member in await client.smembers(self.keys.members(peer)):
+                try:
+                    group, address = wire.unpack_member(member)
+                except wire.Rejected as rejected:
+                    self._reject(rejected, self.keys.members(peer).encode())
+                    continue
+                if self.is_alive(address.node):
+                    self.view.join(group, address)
+            self._changes()
+
     async def _beat(self) -> None:
         last = trio.current_time()
         while True:
@@ -614,18 +706,18 @@ class RedisBackend:
                 for name, address in self._owned_names.items():
                     self._queue(("claim", name, address))
             last = now
-            self._queue(("heartbeat",))
+            self._queue_first(("heartbeat",))
             for peer, heard in list(self._peers.items()):
                 if now - heard > self.lease:
                     self._node_down(peer, f"no heartbeat for {now - heard:.1f} s")
                     self._changes()
 
 
-def _issue(pipe: Any, scripts: dict[str, Any], command: Command) -> None:
-    """Queue one planned command on a pipeline."""
+def _issue(pipe: Any, scripts: dict[str, Any], command: Command, sharded: bool) -> None:
+    """Queue one planned command on a pipeline (``sharded``: SPUBLISH for PUBLISH)."""
     name, args = command.name, command.args
     if name == "publish":
-        pipe.publish(*args)
+        (pipe.spublish if sharded else pipe.publish)(*args)
     elif name in scripts:  # claim, release: keys first, then arguments
         scripts[name](keys=args[:2], args=args[2:], client=pipe)
     elif name == "sadd":

@@ -204,14 +204,25 @@ for _reason in (
 
 @attrs.frozen
 class Keys:
-    """Every Redis key and channel of one cluster, under ``prefix``."""
+    """Every Redis key and channel of one cluster, under ``prefix``.
+
+    ``sharded`` (a Redis Cluster): the keys and the events channel carry the hash tag
+    ``{prefix}``, so that they share one slot (the claim script reads a name and an alive key
+    together, and publishes on the events channel), while each node's inbox channel hashes
+    on its whole name: the messages, the bulk of the traffic, spread over every shard.
+    """
 
     prefix: str
+    sharded: bool = False
+
+    @property
+    def _control(self) -> str:
+        return f"{{{self.prefix}}}" if self.sharded else self.prefix
 
     @property
     def events(self) -> str:
         """The channel every node listens to for membership, names and groups."""
-        return f"{self.prefix}:events"
+        return f"{self._control}:events"
 
     def inbox(self, node: str) -> str:
         """The channel a node listens to for its envelopes."""
@@ -224,23 +235,23 @@ class Keys:
     @property
     def alive_prefix(self) -> str:
         """What ``alive`` keys start with (the claim script appends a node id)."""
-        return f"{self.prefix}:alive:"
+        return f"{self._control}:alive:"
 
     def name(self, name: str) -> str:
         """Holds the address registered as ``name`` (``name_value``): valid while its node's
         ``alive`` key exists, so a node's heartbeat renews all its names at once."""
-        return f"{self.prefix}:name:{name}"
+        return f"{self._control}:name:{name}"
 
     def members(self, node: str) -> str:
         """The set of a node's group memberships (a lease its node renews)."""
-        return f"{self.prefix}:members:{node}"
+        return f"{self._control}:members:{node}"
 
     def node_of(self, key: bytes, kind: str) -> str:
         """The node id at the end of an ``alive``/``members`` key."""
-        return key.decode()[len(f"{self.prefix}:{kind}:") :]
+        return key.decode()[len(f"{self._control}:{kind}:") :]
 
 
-CLAIM = """
+_CLAIM = """
 local holder = redis.call('GET', KEYS[1])
 if holder ~= false and holder ~= ARGV[1] then
   local node = string.match(holder, '^([^\\n]*)\\n')
@@ -249,24 +260,35 @@ if holder ~= false and holder ~= ARGV[1] then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('PUBLISH', KEYS[2], ARGV[3])
+redis.call('{publish}', KEYS[2], ARGV[3])
 return ARGV[1]
 """
 """Claim a name atomically: it is ours unless another node holds it and is alive (its
 ``alive`` key, ``ARGV[2]`` plus its id, exists); returns the holder's ``name_value``. The name
 keys carry no lease of their own: a dead node's names are taken over (and swept by the nodes
 that notice it died), so renewing costs one command per heartbeat, not one per name. (The
-alive key is built in the script: fine on one Redis, not on Redis Cluster.)"""
+alive key is built in the script: on Redis Cluster it shares the name key's slot through the
+hash tag, see ``Keys``.)"""
 
-RELEASE = """
+_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', KEYS[2], ARGV[2])
+  redis.call('{publish}', KEYS[2], ARGV[2])
   return 1
 end
 return 0
 """
 """Release a name only if we still hold it, and tell the cluster."""
+
+
+def scripts(sharded: bool) -> dict[str, str]:
+    """The claim and release scripts, publishing with SPUBLISH on a Redis Cluster (a shard
+    channel) and PUBLISH on one Redis."""
+    publish = "SPUBLISH" if sharded else "PUBLISH"
+    return {
+        "claim": _CLAIM.replace("{publish}", publish),
+        "release": _RELEASE.replace("{publish}", publish),
+    }
 
 
 def name_value(address: Address) -> bytes:

@@ -1,8 +1,10 @@
 """The Redis URL a cluster meets on: checked before anything connects, and never logged whole.
 
 ``redis://[user:password@]host[:port][/db]``, ``rediss://`` for TLS (``?ssl_ca_certs=PEM`` to
-trust a private CA; ``ssl_certfile``/``ssl_keyfile`` for a client certificate), or
-``unix:///path/to/redis.sock``. A user name and password left out of the URL come from
+trust a private CA; ``ssl_certfile``/``ssl_keyfile`` for a client certificate),
+``unix:///path/to/redis.sock``, or ``redis+cluster://[user:password@]host:port[,host:port...]``
+for a Redis Cluster (the seed nodes: any of its nodes will do, more survive one being down).
+A user name and password left out of the URL come from
 ``CORRAL_REDIS_USERNAME`` and ``CORRAL_REDIS_PASSWORD`` (so that the password need not sit on a
 command line, where ``ps`` shows it). Pure functions: no I/O but checking that named files exist.
 """
@@ -20,10 +22,11 @@ import attrs
 USERNAME_ENV = "CORRAL_REDIS_USERNAME"
 PASSWORD_ENV = "CORRAL_REDIS_PASSWORD"
 
-SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_SCHEME = "redis+cluster"
+SCHEMES = ("redis", "rediss", "unix", CLUSTER_SCHEME)
 EXPECTED = (
-    "expected redis://[user:password@]host[:port][/db], rediss://... (TLS) "
-    "or unix:///path/to/redis.sock"
+    "expected redis://[user:password@]host[:port][/db], rediss://... (TLS), "
+    "unix:///path/to/redis.sock or redis+cluster://host:port[,host:port...] (Redis Cluster)"
 )
 TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 _TLS_CHOICES = {
@@ -43,6 +46,13 @@ class BrokerUrl:
     url: str
     username: str | None = None
     password: str | None = None
+    seeds: tuple[tuple[str, int], ...] = ()
+    """A Redis Cluster's seed nodes (``redis+cluster://``); empty for one Redis."""
+
+    @property
+    def cluster(self) -> bool:
+        """Whether this is a Redis Cluster (sharded pub/sub, keys under one hash tag)."""
+        return bool(self.seeds)
 
     @property
     def redacted(self) -> str:
@@ -55,12 +65,17 @@ class BrokerUrl:
         return self.url.startswith("rediss:")
 
     def client_options(self) -> dict[str, Any]:
-        """Credentials for ``coredis.Redis.from_url`` (the URL's own win over these)."""
+        """Credentials for ``coredis.Redis.from_url`` (the URL's own win over these), or for
+        ``coredis.RedisCluster`` (the URL's own, then these)."""
         options: dict[str, Any] = {}
+        if self.cluster:
+            parts = urlsplit(self.url)
+            options = {"username": parts.username, "password": parts.password}
+            options = {key: value for key, value in options.items() if value is not None}
         if self.username is not None:
-            options["username"] = self.username
+            options.setdefault("username", self.username)
         if self.password is not None:
-            options["password"] = self.password
+            options.setdefault("password", self.password)
         return options
 
     def __repr__(self) -> str:
@@ -82,15 +97,18 @@ def parse_broker_url(url: str, environ: Mapping[str, str] = os.environ) -> Broke
     shown = repr(redact(url))
     try:
         parts = urlsplit(url)
-        port = parts.port
+        port = parts.port if parts.scheme != CLUSTER_SCHEME else None  # a list: _seeds reads it
     except ValueError as error:  # a port out of range or not a number
         raise BadBrokerUrl(f"{shown} has a bad port ({error}); {EXPECTED}") from error
     if parts.scheme not in SCHEMES:
         what = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
         raise BadBrokerUrl(f"{shown} has {what}, not one of {', '.join(SCHEMES)}; {EXPECTED}")
+    seeds: tuple[tuple[str, int], ...] = ()
     if parts.scheme == "unix":
         if not parts.path:
             raise BadBrokerUrl(f"{shown} names no socket path; {EXPECTED}")
+    elif parts.scheme == CLUSTER_SCHEME:
+        seeds = _seeds(shown, parts.netloc.rpartition("@")[2], parts.path, parts.query)
     else:
         _check_host(shown, parts.hostname, port, parts.path)
     _check_query(shown, parts.scheme, parse_qs(parts.query, keep_blank_values=True))
@@ -98,7 +116,21 @@ def parse_broker_url(url: str, environ: Mapping[str, str] = os.environ) -> Broke
         url,
         username=None if parts.username else environ.get(USERNAME_ENV) or None,
         password=None if parts.password else environ.get(PASSWORD_ENV) or None,
+        seeds=seeds,
     )
+
+
+def _seeds(shown: str, hosts: str, path: str, query: str) -> tuple[tuple[str, int], ...]:
+    """The ``host:port`` seed nodes of a ``redis+cluster://`` URL, checked."""
+    if path.strip("/") or query:
+        raise BadBrokerUrl(f"{shown}: a Redis Cluster has no database and takes no options")
+    seeds = []
+    for seed in hosts.split(","):
+        host, colon, port = seed.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise BadBrokerUrl(f"{shown}: seed {seed!r} is not host:port; {EXPECTED}")
+        seeds.append((host.strip("[]"), int(port)))
+    return tuple(seeds)
 
 
 def _check_host(shown: str, host: str | None, port: int | None, path: str) -> None:

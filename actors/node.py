@@ -391,32 +391,24 @@ class Node:
         policy applies, so one slow member costs the others nothing.
         """
         taken = 0
-        remote = False
-        for address in self.backend.members(group):
+        for address in self.local_members(group):
             actor = self._actors.get(address)
             if actor is not None:
                 taken += actor.mailbox.offer(msg)
-            elif address.node != self.name:
-                remote = True
-        if remote:
-            taken += self.publish_remote(group, "message", msg)
-        return taken
+        return taken + self.publish_remote(group, "message", msg)
 
     def local_members(self, group: str) -> list[Address]:
         """The members of ``group`` that live on this node."""
-        members = self.backend.members(group)
         if self.backend.node_id is None:
-            return members  # a one-process backend: every member is here
-        return [address for address in members if address.node == self.name]
+            return self.backend.members(group)  # a one-process backend: every member is here
+        return self.backend.members_on(group, self.name)
 
     def publish_remote(self, group: str, fanout: str, payload: Any) -> int:
         """Send ``payload`` once to every other node with members of ``group``, where
         ``fanout`` (see ``register_fanout``) delivers it; return how many remote members
         it went out for (they are not waited on)."""
-        counts: dict[str, int] = {}
-        for address in self.backend.members(group):
-            if address.node != self.name:
-                counts[address.node] = counts.get(address.node, 0) + 1
+        counts = self.backend.member_nodes(group)
+        counts.pop(self.name, None)
         if not counts:
             return 0
         encoded = wire.encode((wire.PUBLISH, fanout, group, payload))

@@ -33,22 +33,15 @@ from .topic_scripts import POST, READ, TopicKeys, pack, parse_published, parse_r
 from .topics import Deliver, Subscriber, Subscriptions, TopicUnavailable
 
 try:
-    import anyio
     import coredis
     import coredis.exceptions
     import coredis.retry
 except ModuleNotFoundError as missing:
     raise MissingExtra("redis", "topics on Redis") from missing
 
-logger = logging.getLogger("corral.topics")
+from .backend_redis import BROKER_ERRORS  # the same failures: the same broker, the same client
 
-BROKER_ERRORS = (
-    coredis.exceptions.RedisError,
-    OSError,
-    anyio.BrokenResourceError,
-    anyio.ClosedResourceError,
-    anyio.EndOfStream,
-)
+logger = logging.getLogger("corral.topics")
 
 
 class RedisTopics:

@@ -1,8 +1,11 @@
-"""The app the cluster benchmarks serve: ``/echo`` echoes, ``/fan`` joins group ``fan``.
+"""The app the cluster benchmarks serve: ``/echo`` echoes; ``/sub`` joins group ``fan``;
+``/pub`` publishes to it.
 
-On ``/fan`` a text ``publish <payload>`` broadcasts ``<payload>`` to every member of ``fan``
-(on every worker, through Redis), and ``members`` answers ``members <n>``: how many members
-this worker's node knows of, so the load client can wait until every join has been heard.
+A ``/sub`` connection joins ``fan`` and says ``joined``, then only listens (no idle timeout:
+a held connection must not be closed in a long run). Each text frame sent to ``/pub`` is
+broadcast to every member of ``fan`` (on every worker, through Redis), except ``members``,
+which ``/pub`` answers with ``members <n>``: how many members this worker's node knows of,
+so the load client can wait until every join has been heard.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import actors
-from server import App, Frame, Text, WebSocketHandler, broadcast, websocket
+from server import App, ConnectionOptions, Frame, Text, WebSocketHandler, broadcast, websocket
+
+GROUP = "fan"
 
 
 class Echo(WebSocketHandler[None]):
@@ -18,19 +23,26 @@ class Echo(WebSocketHandler[None]):
         return frame, state
 
 
-class Fan(WebSocketHandler[None]):
-    def websocket_init(self, state: Any) -> tuple[None, Any]:
-        actors.join("fan")
-        return None, state
+class Subscriber(WebSocketHandler[None]):
+    def websocket_init(self, state: Any) -> tuple[Text, Any]:
+        actors.join(GROUP)
+        return Text("joined"), state
 
+
+class Publisher(WebSocketHandler[None]):
     def websocket_handle(self, frame: Frame, state: Any) -> tuple[Text | None, Any]:
         if isinstance(frame, Text):
-            if frame.data.startswith("publish "):
-                broadcast("fan", frame.data.removeprefix("publish "))
-                return None, state
             if frame.data == "members":
-                return Text(f"members {len(actors.members('fan'))}"), state
+                return Text(f"members {len(actors.members(GROUP))}"), state
+            broadcast(GROUP, frame.data)
         return None, state
 
 
-app = App([websocket("/echo", Echo()), websocket("/fan", Fan())])
+_quiet = ConnectionOptions(idle_timeout=None)
+app = App(
+    [
+        websocket("/echo", Echo()),
+        websocket("/sub", Subscriber(), options=_quiet),
+        websocket("/pub", Publisher(), options=_quiet),
+    ]
+)

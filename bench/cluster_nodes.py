@@ -12,7 +12,12 @@ port. Reported: cross-node messages sent, received and counted lost (sent - rece
 equal lost: never a silent loss), local messages (none lost), and each node's resubscribe
 time (target < 1 s).
 
-Run: ``python bench/cluster_nodes.py latency|restart [--redis URL] [--count N]``.
+``failover``: the same stream on a Redis Cluster of its own (3 primaries, a replica each,
+``cluster-node-timeout`` 500 ms: ``tests/cluster/redis_cluster_kit.py``); after 1 s the
+primary that carries node B's channel is killed. Reported: sent, received, counted lost and
+lost uncounted, and the time from the kill to each node being subscribed again.
+
+Run: ``python bench/cluster_nodes.py latency|restart|failover [--redis URL] [--count N]``.
 """
 
 from __future__ import annotations
@@ -207,18 +212,74 @@ async def bench_restart(seconds: float = 3.0) -> str:
     )
 
 
+async def bench_failover(seconds: float = 4.0) -> str:
+    from tests.cluster.redis_cluster_kit import RedisCluster
+
+    cluster = RedisCluster(primaries=3, replicas=1, node_timeout_ms=500)
+    cluster.start()
+    try:
+        async with (
+            node_on(cluster.url, "bench", "a") as a,
+            node_on(cluster.url, "bench", "b") as b,
+            trio.open_nursery() as nursery,
+        ):
+            backend_a, backend_b = a.backend, b.backend
+            assert isinstance(backend_a, RedisBackend) and isinstance(backend_b, RedisBackend)
+            await backend_a.wait_until(lambda: backend_a.is_alive("b"))
+            got = {"far": 0}
+
+            async def counter(actor: actors.Actor) -> None:
+                async for _ in actor:
+                    got["far"] += 1
+
+            far = b.spawn(nursery, counter)
+            victim = cluster.primary_of(backend_b.keys.inbox("b"))
+
+            async def kill() -> None:
+                await trio.sleep(1.0)
+                cluster.kill(victim)
+
+            nursery.start_soon(kill)
+            sent, deadline = 0, trio.current_time() + seconds
+            while trio.current_time() < deadline:
+                a.send(far, sent)
+                sent += 1
+                await trio.sleep(0.001)
+            with trio.move_on_after(10):
+                for node, backend in ((a, backend_a), (b, backend_b)):
+                    await backend.wait_until(lambda n=node: n.cluster().reconnects >= 1)
+            await trio.sleep(0.5)  # the last messages arrive
+            lost = a.cluster().lost
+            back = {node.name: node.cluster().last_resubscribe for node in (a, b)}
+            nursery.cancel_scope.cancel()
+    finally:
+        cluster.stop()
+    return "\n".join(
+        [
+            f"Redis Cluster primary of node b's channel killed after 1 s, under {sent:,} sends "
+            f"over {seconds:g} s (one every ms); cluster-node-timeout 500 ms",
+            f"cross-node: sent {sent:,}, received {got['far']:,}, counted lost {lost:,}, "
+            f"lost without being counted {sent - got['far'] - lost:,}",
+            f"subscribed again after the link broke: node a {_ms(back.get('a'))}, node b "
+            f"{_ms(back.get('b'))}",
+        ]
+    )
+
+
 def _ms(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{1e3 * seconds:.0f} ms"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=["latency", "restart"])
+    parser.add_argument("which", choices=["latency", "restart", "failover"])
     parser.add_argument("--redis", default="redis://127.0.0.1:6379", help="latency: Redis URL")
     parser.add_argument("--count", type=int, default=2000, help="latency: round trips")
     args: Any = parser.parse_args(argv)
     if args.which == "latency":
         print(trio.run(bench_latency, args.redis, args.count))
+    elif args.which == "failover":
+        print(trio.run(bench_failover))
     else:
         print(trio.run(bench_restart))
     return 0

@@ -220,15 +220,7 @@ class ServerProcess:
 
     def wait_idle(self, timeout: float = 60.0, interval: float = 0.25) -> None:
         """Wait until the server uses under 5% of a core: it has nothing left to finish."""
-        deadline = time.monotonic() + timeout
-        before = self.cpu_seconds()
-        while time.monotonic() < deadline:
-            time.sleep(interval)
-            now = self.cpu_seconds()
-            if now - before < 0.05 * interval:
-                return
-            before = now
-        raise BenchError(f"{self.variant} server still busy {timeout:g} s after its load ended")
+        wait_idle(self.cpu_seconds, f"{self.variant} server", timeout, interval)
 
     def settled_rss(self) -> int:
         """The server's RSS once it is idle and has run ``gc.collect()``."""
@@ -257,6 +249,22 @@ class ServerProcess:
             raise BenchError(f"{self.variant} server did not answer a heap report request")
         report: dict[str, Any] = json.loads(line)
         return report
+
+
+def wait_idle(
+    cpu_seconds: Callable[[], float], what: str, timeout: float = 60.0, interval: float = 0.25
+) -> None:
+    """Wait until ``cpu_seconds`` (a server's CPU so far) grows by under 5% of a core:
+    the server has nothing left to finish."""
+    deadline = time.monotonic() + timeout
+    before = cpu_seconds()
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = cpu_seconds()
+        if now - before < 0.05 * interval:
+            return
+        before = now
+    raise BenchError(f"{what} still busy {timeout:g} s after its load ended")
 
 
 @contextmanager

@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,19 +99,31 @@ class Round:
         return self.expected - self.delivered
 
 
-def _start_clients(port: int, sizes: Sizes) -> list[subprocess.Popen[str]]:
+def start_clients(
+    port: int, sizes: Sizes, sources: Sequence[str] = (), nap: float = 0.0
+) -> list[subprocess.Popen[str]]:
+    """The subscriber processes of one round, sharing ``sizes.connections`` between them,
+    each connecting from the next of ``sources`` (127.0.0.x) in turn when given, and
+    sleeping ``nap`` seconds between passes over its ready connections."""
     share = math.ceil(sizes.connections / sizes.processes)
     counts = [min(share, sizes.connections - i * share) for i in range(sizes.processes)]
     command = [sys.executable, str(BENCH / "fanout_clients.py"), "--port", str(port)]
     command += ["--messages", str(sizes.messages), "--timeout", str(sizes.timeout)]
+    command += ["--nap", str(nap)]
     return [
-        subprocess.Popen(command + ["--count", str(count)], stdout=subprocess.PIPE, text=True)
-        for count in counts
+        subprocess.Popen(
+            command
+            + ["--count", str(count)]
+            + (["--source", sources[index % len(sources)]] if sources else []),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for index, count in enumerate(counts)
         if count > 0
     ]
 
 
-def _read_line(process: subprocess.Popen[str], timeout: float, what: str) -> str:
+def read_line(process: subprocess.Popen[str], timeout: float, what: str) -> str:
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], timeout)
     line = process.stdout.readline() if ready else ""
@@ -122,10 +135,10 @@ def _read_line(process: subprocess.Popen[str], timeout: float, what: str) -> str
 def run_round(server: ServerProcess, sizes: Sizes) -> Round:
     """Subscribe, publish M messages, collect what every client got."""
     server.wait_idle()
-    clients = _start_clients(server.port, sizes)
+    clients = start_clients(server.port, sizes)
     try:
         for client in clients:
-            assert _read_line(client, 120.0, "ready line").strip() == "ready"
+            assert read_line(client, 120.0, "ready line").strip() == "ready"
         server.check_alive()
         cpu_before = server.cpu_seconds()
         publisher = Publisher(server.port)
@@ -134,7 +147,7 @@ def run_round(server: ServerProcess, sizes: Sizes) -> Round:
             time.sleep(sizes.interval)
             publisher.publish(seq, PADDING)
         reports = [
-            json.loads(_read_line(client, sizes.timeout + 30, "report")) for client in clients
+            json.loads(read_line(client, sizes.timeout + 30, "report")) for client in clients
         ]
         cpu = server.cpu_seconds() - cpu_before
         publisher.close()
@@ -143,10 +156,10 @@ def run_round(server: ServerProcess, sizes: Sizes) -> Round:
             if client.poll() is None:
                 client.kill()
             client.wait()
-    return _summarise(server.variant, sizes, reports, first_sent, cpu)
+    return summarise(server.variant, sizes, reports, first_sent, cpu)
 
 
-def _summarise(
+def summarise(
     variant: str, sizes: Sizes, reports: list[dict[str, Any]], first_sent: int, cpu: float
 ) -> Round:
     latencies = sorted(us for report in reports for us in report["latencies_us"])

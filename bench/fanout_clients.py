@@ -1,6 +1,7 @@
 """The fan-out benchmark's clients: plain sockets and epoll, no trio, no wsproto.
 
-A subscriber process opens ``--count`` WebSocket connections to ``/sub`` (in batches, so the
+A subscriber process opens ``--count`` WebSocket connections to ``/sub`` (from ``--source``
+when given; in batches, so the
 listen backlog never overflows), waits for each one's ``joined`` frame, prints ``ready``, then
 reads until every connection has ``--messages`` frames or ``--timeout`` passes. It notes the
 monotonic time of each read (CLOCK_MONOTONIC is one clock for every process on the machine),
@@ -36,6 +37,19 @@ class Publisher:
 
     def __init__(self, port: int) -> None:
         self.sock = open_websocket(port, "/pub")
+        self.sock.settimeout(30.0)
+
+    def members(self) -> int:
+        """Ask a ``/pub`` that answers ``members`` (``bench/cluster_app.py``) how many members
+        its node knows of."""
+        self.sock.sendall(client_frame(b"members"))
+        buffer = bytearray()
+        while not (answers := split_frames(buffer)):
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise BenchError("the publisher's connection closed")
+            buffer += chunk
+        return int(answers[-1].split()[1])
 
     def publish(self, seq: int, padding: int) -> int:
         """Send message ``seq``; return the monotonic ns it was stamped with."""
@@ -51,14 +65,17 @@ class Publisher:
 class Subscribers:
     """``count`` subscriber connections read with one epoll."""
 
-    def __init__(self, port: int, count: int) -> None:
+    def __init__(self, port: int, count: int, source: str | None = None) -> None:
         self.port = port
+        self.source = source
         self.count = count
         self.socks: dict[int, socket.socket] = {}
         self.buffers: dict[int, bytearray] = {}
         self.received: dict[int, list[tuple[int, bytes]]] = {}
         self.poll = select.epoll()
         self._upgraded: set[int] = set()
+        self.reads = 0
+        """Reads that ``wait_for`` made (each one syscall)."""
         self._reads: dict[int, list[tuple[int, bytes]]] = {}
 
     def connect_all(self) -> None:
@@ -74,7 +91,7 @@ class Subscribers:
                 self.received[fd].clear()
 
     def _open(self) -> int:
-        sock = connect(self.port)
+        sock = connect(self.port, source=self.source)
         sock.sendall(handshake(self.port, "/sub"))
         sock.setblocking(False)
         fd = sock.fileno()
@@ -82,8 +99,12 @@ class Subscribers:
         self._reads[fd] = []
         return fd
 
-    def wait_for(self, messages: int, timeout: float) -> None:
+    def wait_for(self, messages: int, timeout: float, nap: float = 0.0) -> None:
         """Read until every connection has ``messages`` text frames or ``timeout`` passes.
+
+        ``nap``: seconds to sleep after each pass over the ready connections, so that the
+        frames sent meanwhile are read together (a delivery is then noted up to ``nap`` late,
+        and costs the client a fraction of a read).
 
         The loop does as little as it can per read: it keeps the bytes with their arrival
         time and counts text frames by their first byte (0x81: the payloads are ASCII JSON
@@ -99,7 +120,7 @@ class Subscribers:
         while pending and (left := deadline - time.monotonic()) > 0:
             for fd, _ in poll(min(left, 1.0)):
                 try:
-                    data = recv[fd](262144)
+                    data = recv[fd](65536)
                 except BlockingIOError:
                     continue
                 except ConnectionError:
@@ -112,10 +133,13 @@ class Subscribers:
                 seen[fd] += data.count(0x81)
                 if seen[fd] >= messages:
                     pending.discard(fd)
+            if nap:
+                time.sleep(nap)
 
     def split_reads(self) -> None:
         """Split what ``wait_for`` read into frames, each with the time of its last read."""
         for fd, chunks in self._reads.items():
+            self.reads += len(chunks)
             for arrived, data in chunks:
                 self.buffers[fd] += data
                 self.received[fd].extend((arrived, p) for p in split_frames(self.buffers[fd]))
@@ -157,15 +181,21 @@ class Subscribers:
         return True
 
     def report(self, messages: int, cpu: float) -> dict[str, Any]:
-        """Counts, order, latencies (us), the last read's time and CPU seconds used."""
+        """Counts, order, latencies (us), the last read's time, CPU seconds used, and per
+        message (by seq) how many connections got it and when the last one did."""
         counts, in_order, latencies, last = [], 0, [], 0
+        got_seq, last_seq = [0] * messages, [0] * messages
         for frames in self.received.values():
             seqs = []
             for received_at, payload in frames:
                 body = json.loads(payload)
-                seqs.append(body["seq"])
+                seq = body["seq"]
+                seqs.append(seq)
                 latencies.append((received_at - body["sent"]) // 1000)
                 last = max(last, received_at)
+                if 0 <= seq < messages:
+                    got_seq[seq] += 1
+                    last_seq[seq] = max(last_seq[seq], received_at)
             counts.append(len(frames))
             in_order += seqs == list(range(messages))
         return {
@@ -174,6 +204,9 @@ class Subscribers:
             "latencies_us": latencies,
             "last": last,
             "cpu": cpu,
+            "reads": self.reads,
+            "got_by_seq": got_seq,
+            "last_by_seq": last_seq,
         }
 
     def close(self) -> None:
@@ -189,13 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--messages", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--source", help="local address to connect from (e.g. 127.0.0.2)")
+    parser.add_argument("--nap", type=float, default=0.0, help="seconds to sleep between reads")
     args = parser.parse_args(argv)
-    subscribers = Subscribers(args.port, args.count)
+    subscribers = Subscribers(args.port, args.count, args.source)
     try:
         subscribers.connect_all()
         print("ready", flush=True)
         cpu = time.process_time()
-        subscribers.wait_for(args.messages, args.timeout)
+        subscribers.wait_for(args.messages, args.timeout, args.nap)
         cpu = time.process_time() - cpu
         subscribers.split_reads()
         print(json.dumps(subscribers.report(args.messages, cpu)), flush=True)

@@ -5,9 +5,11 @@ costs the client a syscall or two and a few microseconds of Python. A driver sta
 of these processes as it needs; each prints one JSON line per event on stdout and takes
 one-word commands on stdin.
 
-- ``echo``: opens ``--connections`` upgraded connections and says ``ready``; on ``go`` warms
-  up, then keeps exactly one 32-byte text message in flight per connection for ``--seconds``,
-  checks every echo byte for byte, and reports its round trips and its own CPU seconds.
+- ``echo``: opens ``--connections`` upgraded connections (from ``--source`` if given) and says
+  ``ready``; on ``go`` warms up, then keeps exactly ``--depth`` 32-byte text messages (default
+  one) in flight per connection for ``--seconds`` (sleeping ``--nap`` s between passes over
+  the ready connections, default none), checks every echo byte for byte, and reports its
+  round trips and its own CPU seconds.
 - ``hold``: opens ``--count`` connections in batches of 250 (each upgraded and echoing one
   message), optionally from a ``--source`` address, reports the handshakes' time and CPU, then
   holds them (a ping on each every 20 s, to stay under idle timeouts). Commands: ``check``
@@ -73,17 +75,34 @@ def command(timeout: float | None) -> str | None:
 
 
 class EchoLoad:
-    """Upgraded sockets, each with one echo in flight, driven by one epoll."""
+    """Upgraded sockets, each with ``depth`` echoes in flight, driven by one epoll.
 
-    def __init__(self, port: int, connections: int) -> None:
+    With ``depth`` above 1 the client sends that many frames in one write and answers each
+    read's replies with as many frames in one write; with a ``nap`` (seconds slept after each
+    pass over the ready connections) the replies pile up meanwhile and each read takes many:
+    a round trip then costs the client a fraction of a syscall, so that the server, not the
+    client, sets the rate.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        connections: int,
+        *,
+        depth: int = 1,
+        source: str | None = None,
+        path: str = "/",
+        nap: float = 0.0,
+    ) -> None:
         self.sockets: dict[int, socket.socket] = {}
         self.partial: dict[int, bytes] = {}
         self.trips = 0
+        self.depth, self.nap = depth, nap
         self.poller = select.epoll()
-        request = handshake(port)
+        request = handshake(port, path)
         try:
             for _ in range(connections):
-                sock = connect(port)
+                sock = connect(port, source=source)
                 sock.sendall(request)
                 if read_upgrade(sock):
                     raise BenchError("the server sent a frame before the client did")
@@ -96,31 +115,36 @@ class EchoLoad:
             raise
 
     def start(self) -> None:
-        """Put one message in flight on every connection."""
+        """Put ``depth`` messages in flight on every connection."""
         for sock in self.sockets.values():
-            sock.send(FRAME)
+            sock.send(FRAME * self.depth)
 
     def run_until(self, deadline: float) -> None:
-        """Echo until the clock reaches ``deadline``."""
-        sockets, partial, poll = self.sockets, self.partial, self.poller.poll
+        """Echo until the clock reaches ``deadline``; every reply checked byte for byte."""
+        sockets, partial, poll, nap = self.sockets, self.partial, self.poller.poll, self.nap
         size, clock, trips = len(REPLY), time.perf_counter, 0
+        replies = {n * size: REPLY * n for n in range(1, self.depth + 1)}
+        frames = {n * size: FRAME * n for n in range(1, self.depth + 1)}
         try:
             while clock() < deadline:
                 for fd, _ in poll(0.1):
                     sock = sockets[fd]
-                    data = sock.recv(4096)
-                    if data != REPLY or partial[fd]:  # the common case skips all of this
+                    data = sock.recv(65536)
+                    if partial[fd] or replies.get(len(data)) != data:  # the rare case
                         if not data:
                             raise BenchError("the server closed a connection mid-round")
                         got = partial[fd] + data
-                        if len(got) < size:
-                            partial[fd] = got
+                        whole = len(got) - len(got) % size
+                        partial[fd] = got[whole:]
+                        data = got[:whole]
+                        if not data:
                             continue
-                        if got != REPLY:
-                            raise BenchError(f"wrong echo: expected {REPLY!r}, got {got!r}")
-                        partial[fd] = b""
-                    trips += 1
-                    sock.send(FRAME)
+                        if replies.get(len(data)) != data:
+                            raise BenchError(f"wrong echo: expected {REPLY!r}..., got {data!r}")
+                    trips += len(data) // size
+                    sock.send(frames[len(data)])
+                if nap:
+                    time.sleep(nap)
         finally:
             self.trips += trips
 
@@ -131,7 +155,14 @@ class EchoLoad:
 
 
 def run_echo(args: argparse.Namespace) -> None:
-    load = EchoLoad(args.port, args.connections)
+    load = EchoLoad(
+        args.port,
+        args.connections,
+        depth=args.depth,
+        source=args.source,
+        path=args.path,
+        nap=args.nap,
+    )
     try:
         emit("ready")
         if command(60.0) != "go":
@@ -309,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     echo.add_argument("--connections", type=int, default=1)
     echo.add_argument("--warmup", type=float, default=0.3)
     echo.add_argument("--seconds", type=float, default=2.0)
+    echo.add_argument("--depth", type=int, default=1, help="messages in flight per connection")
+    echo.add_argument("--source", help="local address to connect from (e.g. 127.0.0.2)")
+    echo.add_argument("--path", default="/", help="the echo's path")
+    echo.add_argument("--nap", type=float, default=0.0, help="seconds to sleep between passes")
     hold = roles.add_parser("hold", help="open N idle connections and hold them")
     hold.add_argument("--count", type=int, required=True)
     hold.add_argument("--source", help="local address to connect from (e.g. 127.0.0.2)")

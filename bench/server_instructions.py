@@ -21,20 +21,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
-import signal
-import subprocess
+import socket
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from callgrind import counting, free_port  # noqa: E402
 from wsclient import (  # noqa: E402
     CLOSE,
-    BenchError,
     abort,
     client_frame,
     open_websocket,
@@ -47,111 +42,63 @@ WARM_UP = 200
 """Round trips per connection before counting starts (first-use paths, caches warmed)."""
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _cli_module(checkout: Path) -> str:
     """The CLI's module in this checkout (it moved into server/run/ with the layout split)."""
     return "server.run.cli" if (checkout / "server" / "run" / "cli.py").exists() else "server.cli"
 
 
-def _wait_for_port(port: int, server: subprocess.Popen[bytes], seconds: float = 120.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise BenchError(f"the server exited with {server.returncode} before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise BenchError(f"the server did not listen on {port} within {seconds:.0f} s")
-
-
-def _control(pid: int, switch: str) -> None:
-    subprocess.run(
-        ["callgrind_control", "-i", switch, str(pid)], check=True, capture_output=True, timeout=60
-    )
-
-
 def count(checkout: Path, mode: str, connections: int, round_trips: int) -> int:
     """Instructions the server ran for ``round_trips`` echoes on each of ``connections``
-    (``echo``), or to open and upgrade ``connections`` (``opens``)."""
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        raise BenchError("valgrind (with callgrind_control) is not installed")
-    port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="corral-callgrind-") as scratch:
-        out = Path(scratch) / "callgrind.out"
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            _cli_module(checkout),
-            "serve",
-            "examples.echo:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-block-watchdog",  # its thread's pokes follow the wall clock, not the work
-            "--no-memory-trim",  # it runs when a burst of closes has settled: a wall-clock rule
-        ]
-        env = {**os.environ, "PYTHONPATH": str(checkout)}
-        server = subprocess.Popen(command, cwd=checkout, env=env, stderr=subprocess.DEVNULL)
-        sockets = []
+    (``echo``), to open and upgrade ``connections`` (``opens``), or to close them (``closes``)."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        _cli_module(checkout),
+        "serve",
+        "examples.echo:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-block-watchdog",  # its thread's pokes follow the wall clock, not the work
+        "--no-memory-trim",  # it runs when a burst of closes has settled: a wall-clock rule
+    ]
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    sockets: list[socket.socket] = []
+    with counting(command, port, cwd=checkout, env=env) as server:
         try:
-            _wait_for_port(port, server)
             if mode == "closes":
                 sockets = [open_websocket(port, timeout=120) for _ in range(connections)]
                 closing = client_frame(b"\x03\xe8", CLOSE)
-                _control(server.pid, "on")
+                server.on()
                 for sock in sockets:  # all at once, then every reply and the server's FIN
                     sock.sendall(closing)
                 for sock in sockets:
                     while sock.recv(4096):
                         pass
-                _control(server.pid, "off")
+                server.off()
             elif mode == "opens":
                 for sock in [open_websocket(port, timeout=120) for _ in range(connections)]:
                     abort(sock)
-                _control(server.pid, "on")
+                server.on()
                 sockets = [open_websocket(port, timeout=120) for _ in range(connections)]
-                _control(server.pid, "off")
+                server.off()
             else:
                 sockets = [open_websocket(port, timeout=120) for _ in range(connections)]
                 frame, reply = client_frame(PAYLOAD), server_frame(PAYLOAD)
                 for _ in range(WARM_UP):
                     send_and_expect(sockets, frame, reply)
-                _control(server.pid, "on")
+                server.on()
                 for _ in range(round_trips):
                     send_and_expect(sockets, frame, reply)
-                _control(server.pid, "off")
+                server.off()
         finally:
             for sock in sockets:
                 abort(sock)
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-        text = "".join(path.read_text() for path in Path(scratch).glob("callgrind.out*"))
-    totals = [int(found) for found in re.findall(r"^(?:summary|totals): (\d+)", text, re.M)]
-    if not totals:
-        raise BenchError("callgrind wrote no totals")
-    return max(totals)
+    return server.total
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,8 +27,8 @@ from .connection import EncodedFrame, connection_of
 def broadcast(group: str, message: str | bytes, *, node: Node | None = None) -> int:
     """Send ``message`` as a frame to every member of ``group``; return how many took it."""
     node = node or actors.current_node()
-    taken = _deliver(node, node.local_members(group), EncodedFrame.of(message))
-    return taken + node.publish_remote(group, _FRAMES, message)
+    remote = node.publish_remote(group, _FRAMES, message)  # first: the other nodes start sooner
+    return remote + _deliver(node, node.local_members(group), EncodedFrame.of(message))
 
 
 def send_frame(dest: Destination, message: str | bytes, *, node: Node | None = None) -> bool:

@@ -2,8 +2,9 @@
 the loop thread's stack, the connection that task runs.
 
 The watchdog's thread looks while the loop is held, and so does a signal handler interrupting
-it (``stopsignals``); each look is a copy made in one C call (trio's task tree, a dict of the
-open connections) or a ``faulthandler`` dump, so it is safe while the loop thread runs on.
+it (``stop_signals``); each look is a copy made in one C call (trio's task tree), a lookup
+(the actor a task runs, from the task's context; its connection) or a ``faulthandler`` dump,
+so it is safe while the loop thread runs on.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import IO
 import attrs
 import trio
 
+from actors.actor import actor_of_task
+
+from ..engine.connection import connection_of
 from .stats import ServerStats
 
 STACK_FRAMES = 3
@@ -51,12 +55,13 @@ def stall_of(task: trio.lowlevel.Task | None, where: str, stats: ServerStats) ->
     it runs; safe from another thread while the loop is held."""
     if task is None:  # in trio itself, not in a task's code
         return Stall(where=where)
-    # One C call copies the dict, so the loop thread cannot change it under the loop.
-    for connection, route in list(stats.open.items()):
-        if task.name == f"actor {connection.actor.address}":
-            handler = type(connection.handler).__qualname__
-            return Stall(task.name, handler, route, connection.request.path, where)
-    return Stall(task.name, where=where)
+    actor = actor_of_task(task)  # O(1), however many connections are open
+    connection = connection_of(actor) if actor is not None else None
+    route = stats.open.get(connection) if connection is not None else None
+    if connection is None or route is None:
+        return Stall(task.name, where=where)
+    handler = type(connection.handler).__qualname__
+    return Stall(task.name, handler, route, connection.request.path, where)
 
 
 def running_task(root: trio.lowlevel.Task | None) -> trio.lowlevel.Task | None:

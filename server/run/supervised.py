@@ -20,6 +20,7 @@ import trio
 
 import actors
 from actors import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor, topics
+from actors.broker_url import parse_broker_url
 
 from ..app import App
 from ..engine.endpoint import websocket_endpoint
@@ -183,6 +184,12 @@ class Server:
     def _topics(self) -> topics.TopicEngine:
         """Topics on Redis when the options name one (history outlives this node), else here."""
         if self.options.redis_url is None:
+            return topics.LocalTopics()
+        if parse_broker_url(self.options.redis_url).cluster:
+            logger.warning(
+                "topics: on a Redis Cluster each node keeps its topics' history in memory "
+                "(the Redis topics engine needs one Redis)"
+            )
             return topics.LocalTopics()
         from actors.topics_redis import RedisTopics
 

@@ -3,6 +3,7 @@ where credentials come from, and that a password is never shown."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,25 @@ def test_a_password_is_never_shown() -> None:
     with pytest.raises(BadBrokerUrl) as raised:
         parse_broker_url("http://user:s3cret@h", {})
     assert "s3cret" not in str(raised.value)
+
+
+def test_a_redis_cluster_url_names_its_seed_nodes() -> None:
+    broker = parse_broker_url("redis+cluster://ann:secret@10.0.0.1:7000,[::1]:7001", environ={})
+    assert broker.cluster and broker.seeds == (("10.0.0.1", 7000), ("::1", 7001))
+    assert broker.client_options() == {"username": "ann", "password": "secret"}
+    assert broker.redacted == "redis+cluster://ann:***@10.0.0.1:7000,[::1]:7001"
+    assert not parse_broker_url("redis://127.0.0.1:6379", environ={}).cluster
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis+cluster://127.0.0.1", "seed '127.0.0.1' is not host:port"),
+        ("redis+cluster://127.0.0.1:7000,:7001", "seed ':7001' is not host:port"),
+        ("redis+cluster://127.0.0.1:70000", "seed '127.0.0.1:70000' is not host:port"),
+        ("redis+cluster://127.0.0.1:7000/1", "a Redis Cluster has no database"),
+    ],
+)
+def test_a_bad_cluster_url_says_which_seed_is_wrong(url: str, says: str) -> None:
+    with pytest.raises(BadBrokerUrl, match=re.escape(says)):
+        parse_broker_url(url, environ={})
