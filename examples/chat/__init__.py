@@ -7,8 +7,11 @@ sends ``history`` (last 50), ``members``, ``joined``, ``left`` (from presence: a
 connection coming, their last one going), ``said`` (to everyone in the room, the sender
 included), ``sent`` (the room has the say of that ``id``) and ``error`` (to the sender only, with
 the say's ``id`` if it is about one; bad input never closes anything). A room that crashes, or
-whose node dies, starts again with its members (from presence) and, on a cluster, its history
-(from Redis, ``history``); a say it never answered goes to the new room (see ``room``).
+whose node dies, starts again with its members (from presence) and its history (its topic, on
+Redis with ``--redis``: ``history``); a say it never answered goes to the new room (see
+``room``). ``said`` and ``history`` carry their position in the room's topic, and a join with
+the last one a client showed resumes from it: exactly what it missed, or ``unrecoverable``
+(see ``protocol``).
 
 Limits, so that no one client can spoil the chat for the others (numbers in ``ChatLimits`` and
 ``protocol``; pass ``make_app(limits=ChatLimits(...))`` to change them):
@@ -45,8 +48,8 @@ token's subject is its nick; ``python -m examples.chat.token NICK`` issues one.
 
 Modules, one job each: ``protocol`` (the wire format and its checks), ``confusables`` (Unicode's
 confusable skeleton), ``limits`` (the numbers, the per-connection throttle, per-peer quotas),
-``budget`` (the history budget), ``roster`` (a room's members and history as plain data),
-``history`` (the history kept in Redis on a cluster),
+``budget`` (the history budget), ``roster`` (a room's members and what its history costs, as
+plain data), ``history`` (a room's messages as posts to its topic: delivered, resumed, kept),
 ``room`` (the room, a ``GenServer``), ``rooms`` (rooms on demand under supervision),
 ``handler`` (one connection), ``app`` (routes and children), ``token`` (issues tokens).
 """

@@ -7,8 +7,12 @@ its peer address's bucket (``Rooms.says``, shared by all the connections from th
 the message is dropped with an ``error``, so more connections or reconnecting gain nothing.
 Bad input gets an ``error`` frame from the connection itself and goes no further. A ``join``
 opens the room (starting it on first use, charged to the client's peer address) and calls it
-with ``Join``: the room writes the history and members to the client directly and answers
-``Joined`` (or ``JoinRefused``, whose reason the client gets). A ``say`` is a cast.
+with ``Join``: the room answers ``Joined`` (or ``JoinRefused``, whose reason the client gets).
+The connection then follows the room's topic (``history.follow``): a join without a position
+sends the client ``history`` (the room's last messages, read from the topic, with the position
+they end at), one with a position resumes after it (``subscribed`` or ``unrecoverable``, then
+what the client missed); every message then comes as a ``said`` with its position. A ``say``
+is a cast.
 
 Once joined, the connection tracks itself in the room's presence topic (key: its nick) and
 subscribes to it: the client's ``members`` comes from presence, then ``joined`` and ``left`` from
@@ -30,6 +34,7 @@ import trio
 
 import actors
 from actors import Address, Down, MonitorRef, Timeout, TimerRef, presence
+from actors.topics import Lagged, Position
 from server import (
     Close,
     Frame,
@@ -39,10 +44,12 @@ from server import (
     Text,
     Upgrade,
     WebSocketHandler,
+    send_frame,
 )
 from server.tokens import TokenAuth, chosen_subprotocol
 
 from . import protocol
+from .history import follow, topic_of, unfollow
 from .limits import Throttle, Verdict, peer_key
 from .protocol import BadInput, JoinRequest, SayRequest
 from .room import Heard, Join, Joined, Leave, Rejoined, Say, presence_topic
@@ -139,10 +146,13 @@ class ChatHandler(WebSocketHandler[Session]):
         if isinstance(request, BadInput):
             return _error(request.reason), state
         if isinstance(request, JoinRequest):
-            return await self._join(request.nick, state)
+            return await self._join(request, state)
         return await self._say(request, state)
 
-    async def _join(self, nick: str, state: Session) -> tuple[Text | list[Text], Session]:
+    async def _join(
+        self, request: JoinRequest, state: Session
+    ) -> tuple[Text | list[Text], Session]:
+        nick = request.nick
         if state.signed_nick is not None and nick != state.signed_nick:
             return _error(f"your token makes you {state.signed_nick!r}: join with that nick"), state
         if not state.counted:
@@ -156,11 +166,20 @@ class ChatHandler(WebSocketHandler[Session]):
         signed = state.signed_nick is not None
         answer = await self._call_join(room, Join(actors.self_address(), nick, signed))
         if isinstance(answer, Joined):
-            return self._joined(answer, state)
+            return await self._joined(answer, request.after, state)
         return _error(answer), state
 
-    def _joined(self, joined: Joined, state: Session) -> tuple[list[Text], Session]:
-        """The room has this connection: be present, and tell the client who is here."""
+    async def _joined(
+        self, joined: Joined, after: Position | None, state: Session
+    ) -> tuple[list[Text], Session]:
+        """The room has this connection: follow its messages (the history, or from ``after``),
+        be present, and tell the client who is here."""
+        kept = None
+        if after is None:
+            kept = await self.rooms.history.read(state.room, joined.kept)
+            frame = protocol.history(kept.messages, topic_of(state.room), kept.position)
+            send_frame(actors.self_address(), frame)  # before the posts that follow it
+        follow(state.room, kept, after)
         topic = presence_topic(state.room)
         meta = {"conn": actors.self_address(), "signed": state.signed_nick is not None}
         presence.track(topic, joined.nick, meta)
@@ -217,6 +236,9 @@ class ChatHandler(WebSocketHandler[Session]):
     async def websocket_info(self, message: Any, state: Session) -> tuple[list[Text], Session]:
         if isinstance(message, presence.PresenceDiff):
             return _arrivals(message), state
+        if isinstance(message, Lagged) and state.nick is not None:
+            follow(state.room, None, message.position)  # it fell behind: the rest from history
+            return [], state
         if isinstance(message, Rejoined) and state.nick is not None:
             return [], self._in_room(message.room, state)
         if isinstance(message, Heard):
@@ -248,3 +270,5 @@ class ChatHandler(WebSocketHandler[Session]):
             self.rooms.members.release(state.peer)
         if state.room_address is not None:
             actors.cast(state.room_address, Leave(actors.self_address()))
+        if state.nick is not None:
+            unfollow(state.room)

@@ -1,9 +1,23 @@
 """The chat's wire format: what clients may send, the checks on it, what the server sends.
 
 Plain functions and records, no I/O. Client frames are JSON objects with a ``type``:
-``{"type": "join", "nick": str}`` and ``{"type": "say", "text": str, "id": int}`` (``id``
-optional). Server frames are ``history``, ``members``, ``joined``, ``left``, ``said``, ``sent``
-and ``error`` (see the encoders below).
+``{"type": "join", "nick": str, "epoch": str, "offset": int}`` (``epoch`` and ``offset``
+optional, together) and ``{"type": "say", "text": str, "id": int}`` (``id`` optional). Server
+frames are ``history``, ``members``, ``joined``, ``left``, ``said``, ``sent`` and ``error`` (see
+the encoders below), and the topics' ``subscribed`` and ``unrecoverable`` (docs/topics.md).
+
+Resume: a room's messages are posts of its topic ``room:<room>``. ``said`` carries the
+message's position (``topic``, ``epoch``, ``offset``) and ``history`` the position it ends at;
+the client keeps the last one it showed. A join without a position gets ``history`` (the
+room's last messages), then every message after it. A join with ``epoch`` and ``offset`` gets
+no ``history``: ``{"type": "subscribed", "topic", "epoch", "offset"}`` then exactly the ``said``
+frames after that position, in order, once each; or, when the position cannot be honoured (the
+room's history started again: another ``epoch``; the messages right after it are no longer
+kept: ``trimmed``; past the last message: ``future``), ``{"type": "unrecoverable", "topic",
+"epoch", "offset", "why", "asked", "current"}`` then the messages still kept, after (epoch,
+offset): what lies between ``asked`` and them is lost, and the client says so. ``members``
+comes too (before them with ``--redis``, where the topic is read from Redis).
+A client drops a ``said`` whose position is not after the one it holds in the same epoch.
 
 Limits: a nick is 1 to 32 characters with no leading or trailing spaces (nor characters that
 look like spaces, such as U+2800) and no control, format, unassigned or default-ignorable
@@ -22,6 +36,8 @@ from typing import Any
 
 import attrs
 
+from actors.topics import Position
+
 from .confusables import has_default_ignorable, skeleton
 
 MAX_TEXT_BYTES = 4096
@@ -30,6 +46,7 @@ MAX_ROOM_CHARS = 64
 HISTORY_SIZE = 50
 MAX_SAY_ID = 2**53
 """A say's ``id`` fits a JavaScript number exactly."""
+MAX_EPOCH_CHARS = 64
 MESSAGE_OVERHEAD = 256
 """What a message of history costs besides its text, nick and time (the objects holding them)."""
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
@@ -37,9 +54,11 @@ _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 @attrs.frozen
 class JoinRequest:
-    """The client asks to join the room under ``nick``."""
+    """The client asks to join the room under ``nick``, resuming after ``after`` (the position
+    of the last message it showed) if it gives one."""
 
     nick: str
+    after: Position | None = None
 
 
 @attrs.frozen
@@ -95,7 +114,12 @@ def parse(data: str) -> ClientMessage:
     if kind == "join":
         nick: Any = message.get("nick")
         problem = nick_problem(nick)
-        return JoinRequest(nick) if problem is None else BadInput(problem)
+        after = _position(message)
+        if problem is None and isinstance(after, str):
+            problem = after
+        if problem is not None:
+            return BadInput(problem)
+        return JoinRequest(nick, after if isinstance(after, Position) else None)
     if kind == "say":
         text: Any = message.get("text")
         problem = text_problem(text)
@@ -104,6 +128,18 @@ def parse(data: str) -> ClientMessage:
             problem = f'bad id: "id" is an integer from 0 to {MAX_SAY_ID - 1}'
         return SayRequest(text, say_id) if problem is None else BadInput(problem)
     return BadInput(f"unknown type {_short(kind)}")
+
+
+def _position(message: dict[str, Any]) -> Position | str | None:
+    """A join's position to resume after: None if it has none, or why it is not one."""
+    epoch, offset = message.get("epoch"), message.get("offset")
+    if epoch is None and offset is None:
+        return None
+    if not isinstance(epoch, str) or not 1 <= len(epoch) <= MAX_EPOCH_CHARS:
+        return f'bad position: "epoch" is a string of 1 to {MAX_EPOCH_CHARS} characters'
+    if type(offset) is not int or not 0 <= offset < MAX_SAY_ID:
+        return f'bad position: "offset" is an integer from 0 to {MAX_SAY_ID - 1}'
+    return Position(epoch, offset)
 
 
 def nick_problem(nick: Any) -> str | None:
@@ -183,9 +219,13 @@ def encode(kind: str, **fields: Any) -> str:
     return json.dumps({"type": kind, **fields}, ensure_ascii=False, separators=(",", ":"))
 
 
-def history(messages: list[Said]) -> str:
-    """``{"type": "history", "messages": [{nick, text, at}...]}``, oldest first."""
-    return encode("history", messages=[message.as_dict() for message in messages])
+def history(messages: list[Said], topic: str, position: Position | None) -> str:
+    """``{"type": "history", "messages": [{nick, text, at}...], "topic", "epoch", "offset"}``,
+    oldest first, ending at the position given (none if the history could not be read)."""
+    listed = [message.as_dict() for message in messages]
+    if position is None:
+        return encode("history", messages=listed)
+    return encode("history", messages=listed, **_where(topic, position))
 
 
 def members(nicks: list[str]) -> str:
@@ -206,6 +246,16 @@ def left(nick: str) -> str:
 def said(message: Said) -> str:
     """``{"type": "said", "nick", "text", "at"}``: to everyone in the room, sender included."""
     return encode("said", **message.as_dict())
+
+
+def said_at(message: Said, topic: str, position: Position) -> str:
+    """``said`` with the message's position in its room's topic added: ``topic``, ``epoch``,
+    ``offset`` (what a client resumes from)."""
+    return said(message)[:-1] + "," + encode("", **_where(topic, position))[len('{"type":"",') :]
+
+
+def _where(topic: str, position: Position) -> dict[str, Any]:
+    return {"topic": topic, "epoch": position.epoch, "offset": position.offset}
 
 
 def sent(say_id: int) -> str:

@@ -2,9 +2,11 @@
 
 A connection joins with ``actors.call(room, Join(...))``: the room answers ``Joined`` or
 ``JoinRefused`` (the reason, for the client); ``Say`` and ``Leave`` are casts. All are registered
-with ``actors.wire_type``, as a room and its members may live on different nodes. The room
-answers with frames written straight to the connections' outboxes (``send_frame`` for one,
-``broadcast`` to the room's group ``chat:<room>``, each frame JSON- and WebSocket-encoded once).
+with ``actors.wire_type``, as a room and its members may live on different nodes. A message
+the room takes is a post to its topic (``ChatHistory.append``: ``room:<room>``), which delivers
+it to the members with its position (each frame JSON- and WebSocket-encoded once per node), so a
+client that comes back gets exactly what it missed; the roster counts what the topic keeps (the
+history budget). Its other answers are frames written straight to a connection (``send_frame``).
 It monitors every member, so a connection that ends without a ``Leave`` still leaves. Who is
 in the room, as members see it, comes from presence (``actors.presence``, topic
 ``room:<room>``): each connection tracks itself once joined and tells its own client who comes
@@ -12,7 +14,7 @@ and goes, on whichever node it is.
 
 A room that starts again (after a crash, or on another node after its node died) rebuilds its
 roster from presence, without asking anyone: every connection present gets ``Rejoined`` from
-the new room, and the history comes back from ``ChatHistory`` (Redis, on a cluster). A ``Say``
+the new room, and the history comes back from its topic (in process, or on Redis). A ``Say``
 with an ``id`` is answered with ``Heard``, so that a connection can send it again to the
 room's next incarnation if this one dies first.
 
@@ -24,11 +26,12 @@ A room that becomes empty with no history stops at once (a new room waits ``sett
 for its first join). An empty room with history stays ``empty_ttl`` seconds, parked in the
 app's ``HistoryBudget``: when all rooms' history passes the budget, the least recently used
 parked rooms are told to stop (``Evict``), and if that is not enough the speaking room sheds its
-own oldest messages. A room that stops takes its supervisor with it.
+own oldest messages. A room that stops takes its supervisor with it, and forgets its topic.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -46,7 +49,7 @@ from actors import (
     TimerRef,
     presence,
 )
-from server import TokenBucket, broadcast, send_frame
+from server import TokenBucket, send_frame
 
 from . import protocol
 from .budget import HistoryBudget
@@ -97,10 +100,12 @@ class Leave:
 @actors.wire_type
 @attrs.frozen
 class Joined:
-    """The answer to a ``Join``: the room at ``room`` accepted the connection as ``nick``."""
+    """The answer to a ``Join``: the room at ``room`` accepted the connection as ``nick``; its
+    history holds the last ``kept`` messages of its topic (what a new member is shown)."""
 
     room: Address
     nick: str
+    kept: int = 0
 
 
 @actors.wire_type
@@ -171,6 +176,11 @@ def presence_topic(room: str) -> str:
 
 
 _EMPTY = "empty"
+
+
+def _hear(address: Address, say_id: int) -> None:
+    """Tell a connection its say ``say_id`` went out (``Heard``)."""
+    actors.send(address, Heard(say_id))
 
 
 def evict(room: str, budget: HistoryBudget) -> None:
@@ -290,9 +300,8 @@ class _Room:
         if join.address.node == node.name and node.actor(join.address) is None:
             # The connection ended while its join was on the way.
             return JoinRefused("the connection has closed"), self._emptied()
-        send_frame(join.address, protocol.history(self.roster.history()))
         self._admit(join)
-        return Joined(self.actor.address, join.nick), False
+        return Joined(self.actor.address, join.nick, self.roster.kept), False
 
     def _admit(self, join: Join) -> None:
         """Make ``join.address`` a member (monitored, in the group)."""
@@ -312,9 +321,10 @@ class _Room:
             problem = ROOM_BUSY
         else:
             message = self.roster.record(member.nick, say.text, protocol.now())
-            self.history.append(self.name, message)
             self._account()
-            broadcast(self.group, protocol.said(message))
+            heard = None if say.id is None else functools.partial(_hear, say.address, say.id)
+            self.history.append(self.name, message, self.roster.kept, heard)
+            return  # its topic delivers it, then the sender hears back
         if say.id is not None:
             actors.send(say.address, Heard(say.id, problem))
         elif problem is not None:
@@ -372,6 +382,7 @@ class _Room:
         return self._stop()
 
     def _stop(self) -> bool:
+        self.history.forget(self.name)
         supervisor = actors.whereis(supervisor_key(self.name))
         if supervisor is not None:
             actors.send_exit(supervisor, actors.NORMAL)

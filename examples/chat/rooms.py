@@ -34,7 +34,7 @@ from actors import (
 from .budget import HistoryBudget
 from .history import ChatHistory
 from .limits import ChatLimits, PeerCount, PeerQuota
-from .room import Room, RoomSettings, evict, room_key, supervisor_key
+from .room import Room, RoomSettings, evict, group_of, room_key, supervisor_key
 
 
 class RoomUnavailable(Exception):
@@ -55,8 +55,8 @@ class Rooms:
         self.limits = limits = limits or ChatLimits()
         self.open_timeout = open_timeout
         self.budget = HistoryBudget(limits.max_history_bytes)
-        self.history = ChatHistory(ttl=self.settings.empty_ttl)
-        """Where rooms keep their history beyond their own life (Redis, on a cluster)."""
+        self.history = ChatHistory(ttl=self.settings.empty_ttl, group_of=group_of)
+        """The rooms' topics: their history (beyond their own life) and what members follow."""
         self.creations = PeerQuota(limits.room_creation_rate, limits.room_creation_burst)
         self.members = PeerCount(limits.max_members_per_peer)
         """Connections in rooms per peer address (counted by the handler, join to terminate)."""

@@ -1,4 +1,5 @@
-"""A room's state as plain data: who is in it (nick and connection) and its last messages."""
+"""A room's state as plain data: who is in it (nick and connection), and what its history
+costs (the messages themselves are in the room's topic, which keeps as many as the roster)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ class Member:
 
 @attrs.define
 class Roster:
-    """Members by connection and by nick keys (case and look-alikes folded), and the history."""
+    """Members by connection and by nick keys (case and look-alikes folded), and the cost of
+    each message of the history, oldest first."""
 
     _by_address: dict[Address, Member] = attrs.field(factory=dict, init=False)
     _by_key: dict[str, set[Address]] = attrs.field(factory=dict, init=False)
-    _history: deque[Said] = attrs.field(factory=deque, init=False)
+    _costs: deque[int] = attrs.field(factory=deque, init=False)
     history_bytes: int = attrs.field(default=0, init=False)
     """What the history holds (``Said.cost`` summed)."""
 
@@ -75,23 +77,24 @@ class Roster:
         return len(self._by_address)
 
     def record(self, nick: str, text: str, at: str) -> Said:
-        """Append a message to the history (the oldest goes past 50) and return it."""
+        """Count a message into the history (the oldest goes past 50) and return it."""
         message = Said(nick, text, at)
-        self._history.append(message)
-        self.history_bytes += message.cost()
-        if len(self._history) > protocol.HISTORY_SIZE:
+        self._costs.append(message.cost())
+        self.history_bytes += self._costs[-1]
+        if len(self._costs) > protocol.HISTORY_SIZE:
             self._drop_oldest()
         return message
 
     def shed(self, size: int) -> None:
         """Drop the oldest messages until ``size`` bytes are freed or the history is empty."""
         goal = self.history_bytes - size
-        while self._history and self.history_bytes > goal:
+        while self._costs and self.history_bytes > goal:
             self._drop_oldest()
 
-    def _drop_oldest(self) -> None:
-        self.history_bytes -= self._history.popleft().cost()
+    @property
+    def kept(self) -> int:
+        """How many messages the history holds (the room's topic keeps as many)."""
+        return len(self._costs)
 
-    def history(self) -> list[Said]:
-        """The last messages, oldest first."""
-        return list(self._history)
+    def _drop_oldest(self) -> None:
+        self.history_bytes -= self._costs.popleft()

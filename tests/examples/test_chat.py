@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import pytest
 import trio
@@ -38,10 +39,17 @@ async def restarted(server: Served, room: str, old: Address) -> Address:
     return address
 
 
+def start_of(history: dict[str, Any], room: str) -> dict[str, Any]:
+    """The position an empty history frame of ``room`` ends at: offset 0 of some epoch."""
+    assert isinstance(history.get("epoch"), str) and history["epoch"]
+    return {"topic": f"room:{room}", "epoch": history["epoch"], "offset": 0}
+
+
 async def test_a_joiner_gets_history_members_and_its_own_joined() -> None:
     async with chat() as server, connect(server, "/ws/lobby") as ann:
         await ann.send(type="join", nick="ann")
-        assert await ann.receive() == {"type": "history", "messages": []}
+        history = await ann.receive()
+        assert history == {"type": "history", "messages": [], **start_of(history, "lobby")}
         assert await ann.receive() == {"type": "members", "nicks": ["ann"]}
         assert await ann.receive() == {"type": "joined", "nick": "ann"}
 
@@ -102,7 +110,8 @@ async def test_history_and_members_belong_to_their_room() -> None:
         await ann.send(type="say", text="red only")
         await ann.receive_type("said")
         async with connect(server, "/ws/blue") as bob:
-            assert await join(bob, "bob") == {"type": "history", "messages": []}
+            history = await join(bob, "bob")
+            assert history == {"type": "history", "messages": [], **start_of(history, "blue")}
 
 
 async def test_a_client_that_closes_is_announced_as_left() -> None:
@@ -166,8 +175,9 @@ async def test_a_crashed_room_restarts_with_its_members_and_nobody_has_to_rejoin
             await ann.nothing_more(0.5)  # no leave, no join, no error: the member list held
             async with connect(server, "/ws/lobby") as cyd:
                 history = await join(cyd, "cyd")
-            # On one node the history lived in the room's memory only.
-            assert [m["text"] for m in history["messages"]] == ["after the crash"]
+            # The history is in the room's topic, which outlives the room.
+            texts = [m["text"] for m in history["messages"]]
+            assert texts == ["before the crash", "after the crash"]
 
 
 async def test_a_crash_in_one_room_leaves_other_rooms_alone() -> None:
@@ -218,7 +228,8 @@ async def test_an_empty_room_stops_after_its_ttl_and_starts_afresh(
             while room_address(server, "lobby") or node.whereis("room-supervisor:lobby"):
                 await trio.sleep(0.05)
         async with connect(server, "/ws/lobby") as bob:
-            assert await join(bob, "bob") == {"type": "history", "messages": []}
+            history = await join(bob, "bob")
+            assert history == {"type": "history", "messages": [], **start_of(history, "lobby")}
 
 
 async def test_a_room_with_members_does_not_stop(virtual_clock: trio.testing.MockClock) -> None:

@@ -1,9 +1,17 @@
 // corral chat: the browser side of examples/chat.
 //
 // One WebSocket per page at /ws/<room> on the page's own host, JSON text frames:
-//   to the server:   {type: "join", nick}   {type: "say", text, id}
-//   from the server: history {messages: [{nick, text, at}]}, members {nicks}, joined {nick},
-//                    left {nick}, said {nick, text, at}, sent {id}, error {reason, id?}
+//   to the server:   {type: "join", nick, epoch?, offset?}   {type: "say", text, id}
+//   from the server: history {messages: [{nick, text, at}], topic, epoch, offset},
+//                    members {nicks}, joined {nick}, left {nick},
+//                    said {nick, text, at, topic, epoch, offset}, sent {id}, error {reason, id?},
+//                    subscribed {topic, epoch, offset}, unrecoverable {why, asked, current, ...}
+// Resume: the page keeps the position (epoch, offset) of the last message it showed, and joins
+// again with it after a drop, so it gets exactly what was said meanwhile, once each (a said at
+// or before the position held is a duplicate and is dropped). The position, the nick and the
+// last messages shown live in sessionStorage: a reload shows them and resumes from there. When
+// the server cannot resume from it ("unrecoverable": the room's history started again, or no
+// longer keeps what followed) the page says so, then shows what the room still keeps.
 // A message stays in the input until the server says it is "sent" (the room has it): if the
 // room is moving to another server, or the connection drops, what was typed is still there.
 // When the connection drops it reconnects with exponential backoff and joins again with the
@@ -20,6 +28,7 @@
   const BACKOFF_MAX_MS = 10_000;
   const STABLE_AFTER_MS = 5_000; // a connection this old resets the backoff when it drops
   const MAX_LINES = 1_000;
+  const KEPT_MESSAGES = 50; // shown again after a reload
 
   const ui = {
     roomName: byId("room-name"),
@@ -40,12 +49,16 @@
 
   const token = new URLSearchParams(location.hash.slice(1)).get("token");
   const room = roomFromUrl();
+  const shownKey = `corral-chat-shown:${room}`;
+  const positionKey = `corral-chat-position:${room}`;
   const chat = {
     socket: null,
     phase: "nick", // "nick": asking for one; "joining": join sent or due; "joined"
     nick: "",
     rejoining: false, // joined before this connection dropped: keep showing the room
     members: new Set(),
+    position: null, // {epoch, offset} of the last message shown: where to resume from
+    shown: [], // the last messages shown, kept for a reload
     says: 0, // ids given to says so far
     unconfirmed: new Map(), // say id -> its text, until "sent" or an error
     attempt: 0, // reconnects since the last stable connection
@@ -67,7 +80,7 @@
     socket.addEventListener("open", () => {
       chat.openedAt = Date.now();
       setStatus("connected", "Connected");
-      if (chat.phase !== "nick") send({ type: "join", nick: chat.nick });
+      if (chat.phase !== "nick") send(joinFrame());
     });
     socket.addEventListener("message", (event) => receive(event.data));
     socket.addEventListener("close", () => {
@@ -125,11 +138,25 @@
   // --- what the server says --------------------------------------------------------------
 
   const handlers = {
-    history({ messages }) {
+    history(frame) {
       if (chat.phase === "joining") joinAccepted();
       ui.messages.replaceChildren();
-      for (const message of messages || []) addLine(messageLine(message));
+      chat.shown = [];
+      for (const message of frame.messages || []) show(message);
+      hold(frame, true);
       scrollToNewest();
+    },
+    subscribed(frame) {
+      hold(frame, false); // the join resumes from here: what was missed follows
+    },
+    unrecoverable(frame) {
+      const why = {
+        epoch: "the room's history started again since",
+        trimmed: "the room no longer keeps them",
+        future: "the room's history is not the one this page knew",
+      }[frame.why] || "the room cannot tell";
+      addLine(systemLine(`Some messages were missed while you were away: ${why}. What the room still keeps follows.`, "error"), true);
+      hold(frame, true);
     },
     members({ nicks }) {
       chat.members = new Set(nicks || []);
@@ -149,7 +176,9 @@
       addLine(systemLine(`${nick} left`));
     },
     said(message) {
-      addLine(messageLine(message), message.nick === chat.nick);
+      if (isDuplicate(message)) return;
+      show(message, message.nick === chat.nick);
+      hold(message, false);
     },
     sent({ id }) {
       const text = chat.unconfirmed.get(id);
@@ -193,7 +222,7 @@
     chat.phase = "joining";
     ui.joinError.hidden = true;
     showForms();
-    send({ type: "join", nick }); // or on open, if we are between connections
+    send(joinFrame()); // or on open, if we are between connections
   });
 
   ui.messageForm.addEventListener("submit", (event) => {
@@ -215,14 +244,47 @@
     connect();
   });
 
+  // Offline, a socket may look open for minutes: close it (the page resumes once back online);
+  // back online, connect at once rather than when the backoff says.
+  window.addEventListener("offline", () => chat.socket?.close(4000, "offline"));
+  window.addEventListener("online", () => {
+    if (chat.socket !== null) return;
+    chat.attempt = 0;
+    connect();
+  });
+
   window.addEventListener("hashchange", () => {
     if (roomFromUrl() !== room) location.reload();
   });
+
+  // --- position (resume) -----------------------------------------------------------------
+
+  // Keep a frame's position as the one to resume from: always if `replace` (a history, or the
+  // server's answer that the old one is lost), else unless a later one of its epoch is held.
+  function hold({ epoch, offset }, replace) {
+    if (typeof epoch !== "string" || !Number.isInteger(offset)) return; // a said without one
+    const held = chat.position;
+    if (!replace && held && held.epoch === epoch && held.offset >= offset) return;
+    chat.position = { epoch, offset };
+    sessionStorage.setItem(positionKey, JSON.stringify(chat.position));
+  }
+
+  // A join from the position held, if any (else the server sends the history).
+  function joinFrame() {
+    return { type: "join", nick: chat.nick, ...(chat.position || {}) };
+  }
+
+  // A said at or before the position held (its epoch) was shown already.
+  function isDuplicate({ epoch, offset }) {
+    const held = chat.position;
+    return held !== null && held.epoch === epoch && Number.isInteger(offset) && offset <= held.offset;
+  }
 
   function joinAccepted() {
     chat.phase = "joined";
     chat.rejoining = false;
     sessionStorage.setItem("corral-chat-nick", chat.nick);
+    sessionStorage.setItem(shownKey, JSON.stringify(chat.shown));
     showForms();
     ui.messageInput.focus();
   }
@@ -268,6 +330,14 @@
     }
     line.append(element("span", "nick", String(nick)), element("span", "text", String(text)));
     return line;
+  }
+
+  // A message on the page, and among those kept for a reload.
+  function show({ nick, text, at }, forceScroll = false) {
+    addLine(messageLine({ nick, text, at }), forceScroll);
+    chat.shown.push({ nick, text, at });
+    if (chat.shown.length > KEPT_MESSAGES) chat.shown.shift();
+    if (chat.phase !== "nick") sessionStorage.setItem(shownKey, JSON.stringify(chat.shown));
   }
 
   function systemLine(text, kind = "info") {
@@ -355,7 +425,28 @@
   const signedNick = token ? nickOf(token) : null;
   ui.nickInput.value = signedNick || sessionStorage.getItem("corral-chat-nick") || "";
   ui.nickInput.readOnly = signedNick !== null;
+  resumeAfterReload();
   showForms();
   ui.nickInput.focus();
   connect();
+
+  // A reload of a page that was in the room: show what it showed, and join again with the same
+  // nick from the position it kept (the messages said since follow).
+  function resumeAfterReload() {
+    const nick = sessionStorage.getItem("corral-chat-nick");
+    let shown, position;
+    try {
+      shown = JSON.parse(sessionStorage.getItem(shownKey));
+      position = JSON.parse(sessionStorage.getItem(positionKey));
+    } catch {
+      return;
+    }
+    if (!nick || !Array.isArray(shown) || position === null) return;
+    if (signedNick && nick !== signedNick) return;
+    chat.nick = nick;
+    chat.phase = "joining";
+    chat.rejoining = true;
+    for (const message of shown) show(message);
+    hold(position, true);
+  }
 })();
