@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from callgrind import Counting, counting, free_port  # noqa: E402
+from callgrind import Counting, count_echoes, counting, free_port  # noqa: E402
 from wsclient import (  # noqa: E402
     BenchError,
     abort,
@@ -35,7 +35,6 @@ from wsclient import (  # noqa: E402
     handshake,
     open_websocket,
     read_upgrade,
-    send_and_expect,
     server_frame,
 )
 
@@ -43,12 +42,11 @@ BENCH = Path(__file__).resolve().parent
 TARGET = 1.03
 """Issue 25: with the ASGI app mounted, at most 3% more instructions."""
 WARM_UP = 200
-"""Round trips per connection, or messages, before counting starts."""
+"""Fan-out messages before counting starts (echo's warm-up is ``callgrind.count_echoes``')."""
 APPS = {
     "echo": {"without": "examples.echo:app", "with ASGI": "asgi_app:echo_app"},
     "fanout": {"without": "asgi_app:fanout_app", "with ASGI": "asgi_app:fanout_asgi_app"},
 }
-PAYLOAD = b"corral echo instructions"
 MESSAGE = b'{"type": "said", "nick": "bench", "text": "' + b"x" * 40 + b'"}'
 _ENV = {**os.environ, "PYTHONPATH": f"{BENCH.parent}{os.pathsep}{BENCH}"}
 
@@ -66,20 +64,8 @@ def _served(app: str) -> Iterator[tuple[int, Counting]]:
 
 def count_echo(app: str, connections: int, round_trips: int) -> int:
     """Instructions ``app``'s server ran for ``round_trips`` echoes on each connection."""
-    sockets: list[socket.socket] = []
     with _served(app) as (port, server):
-        try:
-            sockets = [open_websocket(port, timeout=300) for _ in range(connections)]
-            frame, reply = client_frame(PAYLOAD), server_frame(PAYLOAD)
-            for _ in range(WARM_UP):
-                send_and_expect(sockets, frame, reply)
-            server.on()
-            for _ in range(round_trips):
-                send_and_expect(sockets, frame, reply)
-            server.off()
-        finally:
-            for sock in sockets:
-                abort(sock)
+        count_echoes(server, port, connections, round_trips)
     return server.total
 
 

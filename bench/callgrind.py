@@ -18,7 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
-from wsclient import BenchError
+from wsclient import (
+    BenchError,
+    abort,
+    client_frame,
+    open_websocket,
+    send_and_expect,
+    server_frame,
+)
 
 
 def free_port() -> int:
@@ -93,3 +100,27 @@ def _wait_for_port(port: int, server: subprocess.Popen[bytes], seconds: float = 
         except OSError:
             time.sleep(0.2)
     raise BenchError(f"the server did not listen on {port} within {seconds:.0f} s")
+
+
+ECHO_PAYLOAD = b"corral echo instructions"
+ECHO_WARM_UP = 200
+"""Round trips per connection before counting starts (first-use paths, caches warmed)."""
+
+
+def count_echoes(server: Counting, port: int, connections: int, round_trips: int) -> None:
+    """Echo ``round_trips`` times on each of ``connections`` new connections to ``port``,
+    counting only those (after a warm-up): closed loop, one message in flight per connection,
+    all sent before any reply is read."""
+    sockets: list[socket.socket] = []
+    try:
+        sockets = [open_websocket(port, timeout=300) for _ in range(connections)]
+        frame, reply = client_frame(ECHO_PAYLOAD), server_frame(ECHO_PAYLOAD)
+        for _ in range(ECHO_WARM_UP):
+            send_and_expect(sockets, frame, reply)
+        server.on()
+        for _ in range(round_trips):
+            send_and_expect(sockets, frame, reply)
+        server.off()
+    finally:
+        for sock in sockets:
+            abort(sock)

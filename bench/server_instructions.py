@@ -27,19 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from callgrind import counting, free_port  # noqa: E402
+from callgrind import count_echoes, counting, free_port  # noqa: E402
 from wsclient import (  # noqa: E402
     CLOSE,
     abort,
     client_frame,
     open_websocket,
-    send_and_expect,
-    server_frame,
 )
-
-PAYLOAD = b"corral echo instructions"
-WARM_UP = 200
-"""Round trips per connection before counting starts (first-use paths, caches warmed)."""
 
 
 def _cli_module(checkout: Path) -> str:
@@ -87,14 +81,7 @@ def count(checkout: Path, mode: str, connections: int, round_trips: int) -> int:
                 sockets = [open_websocket(port, timeout=120) for _ in range(connections)]
                 server.off()
             else:
-                sockets = [open_websocket(port, timeout=120) for _ in range(connections)]
-                frame, reply = client_frame(PAYLOAD), server_frame(PAYLOAD)
-                for _ in range(WARM_UP):
-                    send_and_expect(sockets, frame, reply)
-                server.on()
-                for _ in range(round_trips):
-                    send_and_expect(sockets, frame, reply)
-                server.off()
+                count_echoes(server, port, connections, round_trips)
         finally:
             for sock in sockets:
                 abort(sock)
