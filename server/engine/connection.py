@@ -148,7 +148,10 @@ class Connection:
         self.request = request
         self.transport: Transport = transport_of(stream)
         self.state = state
-        self.core = ConnectionCore(session, options, trio.current_time, self)
+        # The run's clock itself: trio.current_time reaches it through three calls, and the
+        # core reads the time on every message (activity, for liveness).
+        clock = trio.lowlevel.current_clock().current_time
+        self.core = ConnectionCore(session, options, clock, self)
         # Metrics (server.ops.stats): plain ints, read when scraped. Bytes are the socket's.
         self.frames_in = self.bytes_in = self.bytes_out = 0
         self._exit_on_crash = exit_on_crash  # a crashed handler ends the actor as a crash
